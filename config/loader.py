@@ -1,0 +1,206 @@
+"""Load policy files with their templates, report errors by file, line and field, and hash them.
+
+A policy's identity is the SHA-256 of its validated content together with the text of every
+template it uses: change either and it is a new version, which running workflows do not pick up
+until ``dunning policy migrate`` moves them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from config.settings import POLICY_DIR, TEMPLATE_DIR
+from models.policy import Channel, Policy
+
+TEMPLATE_SUFFIX = ".j2"
+
+
+@dataclass(frozen=True)
+class PolicyError:
+    """One problem in a policy file, located as precisely as the file allows."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(file)'}: {self.message}"
+
+
+class PolicyFileError(Exception):
+    """A policy file that cannot be used, with every problem found in it."""
+
+    def __init__(self, errors: list[PolicyError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """A validated policy, the templates it uses, and its content hash."""
+
+    policy: Policy
+    templates: dict[str, str] = field(repr=False)
+    source: str
+    hash: str
+
+    def template(self, name: str, language: str, channel: Channel) -> str:
+        """The template source for a step, falling back to the policy's first language."""
+        for lang in (language, self.policy.languages[0]):
+            key = template_key(name, lang, channel)
+            if key in self.templates:
+                return self.templates[key]
+        raise KeyError(template_key(name, language, channel))
+
+    def document(self) -> dict[str, Any]:
+        """What is stored in ``policy_versions``: enough to rebuild the bundle."""
+        return {"policy": self.policy.model_dump(mode="json"), "templates": self.templates}
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any], source: str = "") -> PolicyBundle:
+        policy = Policy.model_validate(document["policy"])
+        templates = dict(document["templates"])
+        return cls(policy, templates, source, content_hash(policy, templates))
+
+
+def template_key(name: str, language: str, channel: Channel) -> str:
+    return f"{name}/{language}/{channel.value}"
+
+
+def content_hash(policy: Policy, templates: dict[str, str]) -> str:
+    canonical = json.dumps(
+        {"policy": policy.model_dump(mode="json"), "templates": templates},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def resolve_policy_path(name_or_path: str | Path) -> Path:
+    """A path as given, or the name of a policy shipped in ``config/policies``."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    return POLICY_DIR / f"{name_or_path}.yaml"
+
+
+def template_dirs(policy_path: Path) -> list[Path]:
+    """Templates next to the policy (``templates/`` beside or above it), then the shipped ones."""
+    dirs = [policy_path.parent / "templates", policy_path.parent.parent / "templates", TEMPLATE_DIR]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def load_policy(name_or_path: str | Path) -> PolicyBundle:
+    """Read, validate and hash a policy file and its templates.
+
+    Raises:
+        PolicyFileError: with every problem found, each naming the file, line and field path.
+    """
+    path = resolve_policy_path(name_or_path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyFileError([PolicyError(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise PolicyFileError([PolicyError(shown, line, "", f"not valid YAML: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise PolicyFileError([PolicyError(shown, 1, "", "expected a mapping of policy fields")])
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyFileError(_locate(shown, root, exc)) from exc
+
+    templates, errors = _collect_templates(policy, path, root, shown)
+    if errors:
+        raise PolicyFileError(errors)
+    return PolicyBundle(policy, templates, shown, content_hash(policy, templates))
+
+
+def _collect_templates(
+    policy: Policy, path: Path, root: yaml.Node | None, shown: str
+) -> tuple[dict[str, str], list[PolicyError]]:
+    dirs = template_dirs(path)
+    templates: dict[str, str] = {}
+    errors: list[PolicyError] = []
+    for i, step in enumerate(policy.steps):
+        for channel in step.channels:
+            for lang in policy.languages:
+                key = template_key(step.template, lang, channel)
+                if key in templates:
+                    continue
+                found = next((d / f"{key}{TEMPLATE_SUFFIX}" for d in dirs
+                              if (d / f"{key}{TEMPLATE_SUFFIX}").is_file()), None)
+                if found is None:
+                    loc = ("steps", i, "template")
+                    errors.append(PolicyError(
+                        shown, _line_of(root, loc), _dotted(loc),
+                        f"missing template {key}{TEMPLATE_SUFFIX} (looked in "
+                        + ", ".join(str(d) for d in dirs) + ")",
+                    ))
+                    continue
+                templates[key] = found.read_text(encoding="utf-8")
+    return dict(sorted(templates.items())), errors
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _locate(shown: str, root: yaml.Node | None, exc: ValidationError) -> list[PolicyError]:
+    errors = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "enum" and "expected" in err.get("ctx", {}):
+            message = f"got {err['input']!r}; expected {err['ctx']['expected']}"
+        # A message of a model validator that names its own field path is more precise.
+        path = _dotted(loc)
+        if ": " in message and message.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum():
+            sub, message = message.split(": ", 1)
+            path = f"{path}.{sub}" if path else sub
+            loc = tuple(int(p) if p.isdigit() else p for p in path.split("."))
+        errors.append(PolicyError(shown, _line_of(root, loc), path, message))
+    return errors
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest YAML node that ``loc`` reaches."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+            if nxt is None:
+                break
+            node = nxt
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def shipped_policies() -> list[Path]:
+    return sorted(POLICY_DIR.glob("*.yaml"))

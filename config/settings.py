@@ -1,0 +1,122 @@
+"""Runtime settings, read from the environment (``DUNNING_`` prefix, ``__`` between levels).
+
+Every field has an embedded default so that ``dunning run`` works on a machine with only Python:
+no database URL means an embedded PostgreSQL server in the data folder, no Temporal address means
+an embedded Temporal dev server, no provider credentials means the local outbox.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+POLICY_DIR = PACKAGE_DIR / "policies"
+TEMPLATE_DIR = PACKAGE_DIR / "templates"
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL through SQLAlchemy 2 and psycopg 3."""
+
+    url: SecretStr | None = Field(
+        default=None,
+        description="postgresql+psycopg:// URL; empty starts an embedded server in the data folder",
+    )
+    pool_size: int = Field(default=10, ge=1, description="sized to the worker's activity slots")
+    echo: bool = False
+
+
+class TemporalSettings(BaseModel):
+    """Where workflows run: the embedded dev server, a cluster or Temporal Cloud."""
+
+    address: str = Field(default="", description="host:port; empty starts the embedded dev server")
+    namespace: str = "default"
+    task_queue: str = "dunning"
+    tls: bool = False
+    tls_client_cert_path: Path | None = None
+    tls_client_key_path: Path | None = None
+    api_key: SecretStr | None = None
+    dev_server_port: int = Field(default=7233, description="embedded server; a free one if taken")
+    dev_server_ui_port: int = Field(default=8233, description="embedded web UI; a free one if taken")
+    max_concurrent_activities: int = 10
+
+
+class TwilioSettings(BaseModel):
+    """SMS through Twilio; without credentials SMS go to the local outbox."""
+
+    account_sid: str = ""
+    auth_token: SecretStr | None = None
+    messaging_service_sid: str = ""
+    from_number: str = ""
+    status_callback_url: str = ""
+    base_url: str = Field(default="", description="API base override, for a local test server")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.account_sid and self.auth_token)
+
+
+class SendGridSettings(BaseModel):
+    """Email through SendGrid; without an API key email goes to the local outbox."""
+
+    api_key: SecretStr | None = None
+    from_email: str = "billing@example.org"
+    sandbox_mode: bool = False
+    base_url: str = Field(default="", description="API host override, for a local test server")
+
+    @property
+    def configured(self) -> bool:
+        return self.api_key is not None
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API served by ``dunning run`` and ``dunning api``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, description="a free one if taken")
+    public_url: str = Field(default="", description="URL providers call back, behind a proxy")
+
+
+class PracticeSettings(BaseModel):
+    """Who the letters come from."""
+
+    name: str = "Riverside Family Medicine"
+    phone: str = "(555) 010-0100"
+    pay_url: str = "https://pay.example.org"
+    default_policy: str = "physician"
+
+
+class Settings(BaseSettings):
+    """All settings of one deployment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DUNNING_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default=Path(".dunning"), description="embedded servers and the outbox")
+    database: DatabaseSettings = DatabaseSettings()
+    temporal: TemporalSettings = TemporalSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    sendgrid: SendGridSettings = SendGridSettings()
+    api: ApiSettings = ApiSettings()
+    practice: PracticeSettings = PracticeSettings()
+
+    @cached_property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @cached_property
+    def runtime_file(self) -> Path:
+        """Written by ``dunning run``: where its embedded servers listen, for the other commands."""
+        return self.data_dir / "runtime.json"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, then apply explicit overrides."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Data shapes: pydantic payloads and policy schema here, SQLAlchemy ORM in ``models.orm``."""

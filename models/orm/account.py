@@ -1,0 +1,93 @@
+"""Accounts, their charge lines and payments. Money is integer cents."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.orm.base import Base, Timestamped, new_id
+from models.orm.guarantor import Guarantor
+
+
+class AccountStatus(StrEnum):
+    OPEN = "open"
+    PAID = "paid"
+    CLOSED = "closed"
+
+
+class Account(Timestamped, Base):
+    """A guarantor's account at the practice; one escalation workflow follows its balance."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_number: Mapped[str] = mapped_column(String(64), unique=True)
+    guarantor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guarantors.id"), index=True)
+    policy_name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[AccountStatus] = mapped_column(
+        Enum(AccountStatus, name="account_status", values_callable=lambda e: [m.value for m in e]),
+        default=AccountStatus.OPEN,
+    )
+    balance_cents: Mapped[int] = mapped_column(default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    opened_at: Mapped[dt.datetime]
+    first_statement_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+
+    guarantor: Mapped[Guarantor] = relationship(lazy="raise")
+    charges: Mapped[list[ChargeLine]] = relationship(
+        back_populates="account", lazy="raise", order_by="ChargeLine.service_date"
+    )
+
+    @property
+    def workflow_id(self) -> str:
+        # Opaque: an account number is an identifier under HIPAA and must not name a workflow.
+        return f"balance-{self.id}"
+
+
+class ChargeLine(Timestamped, Base):
+    """One visit on the statement: charges - insurance paid - adjustment - patient paid."""
+
+    __tablename__ = "charge_lines"
+    __table_args__ = (
+        UniqueConstraint("account_id", "external_ref"),
+        CheckConstraint("charges_cents >= 0", name="charges_not_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    external_ref: Mapped[str] = mapped_column(String(64))
+    service_date: Mapped[dt.date]
+    description: Mapped[str] = mapped_column(String(200))
+    charges_cents: Mapped[int]
+    insurance_paid_cents: Mapped[int] = mapped_column(default=0)
+    insurance_adjustment_cents: Mapped[int] = mapped_column(default=0)
+    patient_paid_cents: Mapped[int] = mapped_column(default=0)
+
+    account: Mapped[Account] = relationship(back_populates="charges", lazy="raise")
+
+    @property
+    def balance_cents(self) -> int:
+        return (
+            self.charges_cents
+            - self.insurance_paid_cents
+            - self.insurance_adjustment_cents
+            - self.patient_paid_cents
+        )
+
+
+class Payment(Timestamped, Base):
+    __tablename__ = "payments"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    amount_cents: Mapped[int]
+    received_at: Mapped[dt.datetime]
+    method: Mapped[str] = mapped_column(String(32), default="other")
+    posted_by: Mapped[str] = mapped_column(String(64), default="system")

@@ -1,0 +1,154 @@
+"""Repositories: read and write ledger rows in the caller's session. They never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, selectinload
+
+from config.loader import PolicyBundle
+from models.orm.account import Account, AccountStatus, ChargeLine, Payment
+from models.orm.communication import Communication
+from models.orm.guarantor import ChannelPreference, Guarantor
+from models.orm.policy_version import PolicyVersion
+from models.payloads import ChannelStatus, ContactProfile
+from models.policy import Channel
+
+
+def store_policy_version(session: Session, bundle: PolicyBundle) -> None:
+    """Keep the exact version a workflow is started on; a version never changes once stored."""
+    session.execute(
+        insert(PolicyVersion)
+        .values(hash=bundle.hash, name=bundle.policy.name, source_path=bundle.source,
+                document=bundle.document())
+        .on_conflict_do_nothing(index_elements=["hash"])
+    )
+
+
+def account_by_number(session: Session, account_number: str) -> Account | None:
+    return session.scalars(
+        select(Account).where(Account.account_number == account_number)
+    ).one_or_none()
+
+
+def upsert_guarantor(session: Session, external_ref: str, fields: dict[str, Any]) -> Guarantor:
+    guarantor = session.scalars(
+        select(Guarantor).where(Guarantor.external_ref == external_ref)
+        .options(selectinload(Guarantor.channels))
+    ).one_or_none()
+    if guarantor is None:
+        guarantor = Guarantor(external_ref=external_ref, channels=[], **fields)
+        session.add(guarantor)
+    else:
+        for key, value in fields.items():
+            setattr(guarantor, key, value)
+    return guarantor
+
+
+def set_channel_consent(session: Session, guarantor: Guarantor, channel: Channel, consent: bool) -> None:
+    pref = next((p for p in guarantor.channels if p.channel is channel), None)
+    if pref is None:
+        guarantor.channels.append(ChannelPreference(channel=channel, consent=consent))
+    elif pref.consent != consent:
+        pref.consent = consent
+        pref.updated_at = dt.datetime.now(dt.UTC)
+
+
+def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> ContactProfile:
+    """What the workflow may know of a guarantor's channels: flags only, never addresses."""
+    prefs = {p.channel: p for p in guarantor.channels}
+    points = {
+        Channel.LETTER: bool(guarantor.address_line1 and guarantor.postal_code),
+        Channel.EMAIL: bool(guarantor.email),
+        Channel.SMS: bool(guarantor.phone),
+        Channel.CALL: bool(guarantor.phone),
+    }
+    channels: dict[Channel, ChannelStatus] = {}
+    for channel, present in points.items():
+        pref = prefs.get(channel)
+        reachable, reason = present, "" if present else "no contact point"
+        if pref is not None and pref.deliverability.value != "ok":
+            reachable, reason = False, pref.deliverability.value
+        consent = True
+        if pref is not None and pref.opted_out_at is not None:
+            consent, reason = False, "opted out"
+        elif channel is Channel.SMS and sms_requires_consent and not (pref and pref.consent):
+            consent, reason = False, "no recorded consent"
+        channels[channel] = ChannelStatus(reachable=reachable, consent=consent, reason=reason)
+    return ContactProfile(time_zone=guarantor.time_zone, language=guarantor.language, channels=channels)
+
+
+def add_charge_line(session: Session, account: Account, line: ChargeLine) -> bool:
+    """Insert a charge line unless its reference is already on the account. True if new."""
+    exists = session.scalar(
+        select(func.count()).select_from(ChargeLine)
+        .where(ChargeLine.account_id == account.id, ChargeLine.external_ref == line.external_ref)
+    )
+    if exists:
+        return False
+    line.account_id = account.id
+    session.add(line)
+    account.balance_cents += line.balance_cents
+    return True
+
+
+def record_payment(
+    session: Session, account: Account, reference: str, amount_cents: int,
+    received_at: dt.datetime, method: str = "other", posted_by: str = "system",
+) -> tuple[Payment, bool]:
+    """Insert a payment once per reference and lower the balance. Returns (payment, is_new).
+
+    Raises:
+        ValueError: the reference was already used for another account.
+    """
+    inserted = session.execute(
+        insert(Payment)
+        .values(id=uuid.uuid4(), account_id=account.id, reference=reference,
+                amount_cents=amount_cents, received_at=received_at, method=method,
+                posted_by=posted_by)
+        .on_conflict_do_nothing(index_elements=["reference"])
+        .returning(Payment.id)
+    ).scalar()
+    payment = session.scalars(select(Payment).where(Payment.reference == reference)).one()
+    if payment.account_id != account.id:
+        raise ValueError(f"reference: {reference!r} is already used by another account")
+    if inserted is not None:
+        account.balance_cents -= amount_cents
+    return payment, inserted is not None
+
+
+def open_accounts(session: Session) -> Sequence[Account]:
+    return session.scalars(select(Account).where(Account.status == AccountStatus.OPEN)).all()
+
+
+def communications_for(session: Session, account: Account) -> Sequence[Communication]:
+    return session.scalars(
+        select(Communication).where(Communication.account_id == account.id)
+        .order_by(Communication.created_at)
+    ).all()
+
+
+AGING_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("0-30", 0, 30), ("31-60", 31, 60), ("61-90", 61, 90), ("91-120", 91, 120), ("120+", 121, None),
+)
+
+
+def aging(session: Session, as_of: dt.datetime) -> dict[str, int]:
+    """Open receivables in cents by age since the account opened: 0-30 ... 120+ days."""
+    age = func.date_part("day", as_of - Account.opened_at)
+    totals = {name: 0 for name, _, _ in AGING_BUCKETS}
+    rows = session.execute(
+        select(age.label("age"), Account.balance_cents)
+        .where(Account.status == AccountStatus.OPEN, Account.balance_cents > 0)
+    ).all()
+    for days, cents in rows:
+        for name, low, high in AGING_BUCKETS:
+            if days >= low and (high is None or days <= high):
+                totals[name] += cents
+                break
+    return totals

@@ -1,0 +1,214 @@
+"""Pydantic payloads of the workflow, its signals, queries and activities.
+
+Nothing here may carry protected health information: workflow histories are stored by Temporal
+and shown in its web UI. Accounts are named by opaque ids, amounts are cents, contact points are
+reduced to flags (an address exists, consent was given). Names, addresses, services and
+diagnoses stay in PostgreSQL and are read by activities only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.policy import Channel, Policy, PolicyRef, StepKind, Tone
+
+Reference = str
+"""An external reference (a payment's or a charge's id in the practice's system)."""
+
+REFERENCE_FIELD = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+
+
+class ChannelStatus(BaseModel):
+    """What the workflow may know about one channel of a guarantor: flags, never the address."""
+
+    reachable: bool = Field(default=False, description="a contact point exists and is deliverable")
+    consent: bool = Field(default=True, description="consent given and not revoked")
+    reason: str = Field(default="", description="why not reachable or no consent")
+
+
+class ContactProfile(BaseModel):
+    """A guarantor's contact situation, free of protected health information."""
+
+    time_zone: str = "America/New_York"
+    language: str = "en"
+    channels: dict[Channel, ChannelStatus] = Field(default_factory=dict)
+
+    def status(self, channel: Channel) -> ChannelStatus:
+        return self.channels.get(channel, ChannelStatus(reachable=False, reason="no contact point"))
+
+
+class StepOutcome(StrEnum):
+    SENT = "sent"
+    SKIPPED = "skipped"
+    SUPPRESSED = "suppressed"  # due, but not allowed at the moment of sending
+
+
+class StepRecord(BaseModel):
+    """One entry of a balance's timeline: a step that was sent or deliberately not sent."""
+
+    step_id: str
+    outcome: StepOutcome
+    at: dt.datetime
+    channel: Channel | None = None
+    communication_id: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class LadderState(BaseModel):
+    """Everything the decision core needs to know about a balance; carried across continue-as-new."""
+
+    model_config = ConfigDict(validate_assignment=False)
+
+    balance_cents: int = 0
+    anchor_at: dt.datetime | None = Field(default=None, description="first statement, UTC")
+    opened_at: dt.datetime | None = None
+    next_index: int = 0
+    history: list[StepRecord] = Field(default_factory=list)
+    plan_active: bool = False
+    fa_application_pending: bool = False
+    paid_cents: int = 0
+    charged_cents: int = 0
+    seen_references: list[str] = Field(default_factory=list)
+    pending_approval: PendingApproval | None = None
+
+    def contacts(self) -> list[StepRecord]:
+        return [r for r in self.history if r.outcome is StepOutcome.SENT]
+
+
+class PendingApproval(BaseModel):
+    """A gated step waiting for a person's decision."""
+
+    step_id: str
+    task_id: str
+    requested_at: dt.datetime
+    approvers: list[str]
+    decision: Decision | None = None
+    decided_by: str = ""
+    reason: str = ""
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class StepDecision(BaseModel):
+    """A staff member's answer to an approval task (the ``decide_step`` update)."""
+
+    task_id: str = Field(min_length=1, max_length=64)
+    decision: Decision
+    decided_by: str = Field(min_length=1, max_length=64)
+    role: str = Field(min_length=1, max_length=32)
+    reason: str = Field(default="", max_length=500)
+
+
+class OpenApprovalInput(BaseModel):
+    account_id: str
+    step_id: str
+    title: str
+    approvers: list[str]
+    due_at: dt.datetime
+
+
+class CloseApprovalInput(BaseModel):
+    task_id: str
+    approved: bool | None = Field(description="None: expired without a decision")
+    decided_by: str = ""
+    reason: str = ""
+
+
+class BalanceState(StrEnum):
+    """Where a balance stands."""
+
+    ESCALATING = "escalating"
+    BELOW_MINIMUM = "below_minimum"
+    AWAITING_APPROVAL = "awaiting_approval"
+    LADDER_COMPLETE = "ladder_complete"
+    PAID = "paid"
+
+
+class EscalationInput(BaseModel):
+    """Input of the ``balance-escalation`` workflow."""
+
+    account_id: str = Field(min_length=1, max_length=64)
+    policy: Policy
+    policy_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    profile: ContactProfile = ContactProfile()
+    first_statement_at: dt.datetime | None = None
+    opened_at: dt.datetime | None = None
+    episode_id: str = Field(default="", description="set on first start; kept across continue-as-new")
+    state: LadderState | None = Field(default=None, description="carried across continue-as-new")
+
+
+class EscalationResult(BaseModel):
+    account_id: str
+    state: BalanceState
+    balance_cents: int
+    contacts: int
+
+
+class PaymentSignal(BaseModel):
+    """A payment posted in the ledger; deduplicated by its reference."""
+
+    reference: Reference = REFERENCE_FIELD
+    amount_cents: int = Field(gt=0)
+    received_at: dt.datetime | None = None
+
+
+class ChargeSignal(BaseModel):
+    """A new charge for the account; joins the running workflow (signal-with-start)."""
+
+    reference: Reference = REFERENCE_FIELD
+    amount_cents: int = Field(gt=0)
+    posted_at: dt.datetime | None = None
+
+
+class NextStepView(BaseModel):
+    step_id: str
+    channels: list[Channel]
+    at: dt.datetime
+    reasons: list[str] = Field(default_factory=list)
+
+
+class StatusView(BaseModel):
+    """The ``get_status`` query: where the balance stands, what was sent and what comes next."""
+
+    account_id: str
+    state: BalanceState
+    balance_cents: int
+    paid_cents: int
+    policy: PolicyRef
+    next_step: NextStepView | None = None
+    waiting_for: str = ""
+    history: list[StepRecord] = Field(default_factory=list)
+
+
+class SendStepInput(BaseModel):
+    """One escalation step to check, render, record and send, in one activity."""
+
+    account_id: str
+    idempotency_key: str = Field(max_length=200)
+    policy_hash: str
+    step_id: str
+    kind: StepKind
+    channels: list[Channel]
+    template: str
+    tone: Tone
+    balance_cents: int
+    due_at: dt.datetime
+
+
+class SendStepResult(BaseModel):
+    communication_id: str | None
+    outcome: StepOutcome
+    channel: Channel | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class CloseBalanceInput(BaseModel):
+    account_id: str
+    state: BalanceState
+    balance_cents: int

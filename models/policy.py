@@ -1,0 +1,324 @@
+"""The escalation policy schema: what a billing lead writes in ``config/policies/*.yaml``.
+
+The models validate everything that can be checked on one file alone (field types, order of
+offsets, approval gates with approvers, IRS 501(r) timing). Template existence is checked by the
+loader in ``workflows.policy_files``, which knows where templates live.
+
+A policy is immutable once loaded: workflows pin it by its content hash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from models.money import DollarsAsCents
+
+
+class Channel(StrEnum):
+    """How a message reaches a patient."""
+
+    LETTER = "letter"
+    EMAIL = "email"
+    SMS = "sms"
+    CALL = "call"  # a call task for staff; voicemail is limited-content (12 CFR 1006.2(j))
+
+
+ELECTRONIC_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
+
+
+class Tone(StrEnum):
+    """Polite first, firmer later; never threatening what the practice will not do."""
+
+    FRIENDLY = "friendly"
+    NEUTRAL = "neutral"
+    FIRM = "firm"
+    FINAL = "final"
+
+
+class StepKind(StrEnum):
+    """What a step does besides (or instead of) sending a message."""
+
+    MESSAGE = "message"
+    FINAL_NOTICE = "final_notice"  # 501(r): names the ECAs and carries the FAP summary
+    AGENCY_REFERRAL = "agency_referral"
+    WRITE_OFF = "write_off"
+    CREDIT_REPORT = "credit_report"  # an extraordinary collection action (ECA)
+
+
+ECA_KINDS = frozenset({StepKind.CREDIT_REPORT})
+
+
+class Anchor(StrEnum):
+    """What a step's day offset counts from."""
+
+    FIRST_STATEMENT = "first_statement"
+    PREVIOUS_CONTACT = "previous_contact"
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+    @property
+    def number(self) -> int:
+        """ISO weekday minus one, as ``date.weekday()`` returns it."""
+        return list(Weekday).index(self)
+
+
+class TimeoutAction(StrEnum):
+    """What happens to a gated step when nobody decides in time."""
+
+    SKIP = "skip"  # the step does not run; the ladder goes on
+    PROCEED = "proceed"  # the step runs as if approved
+    HOLD = "hold"  # the ladder stops here until a person decides
+
+
+class CollectorKind(StrEnum):
+    """Regulation F binds third parties in full; first parties adopt its limits as defaults."""
+
+    FIRST_PARTY = "first_party"
+    THIRD_PARTY = "third_party"
+
+
+def _check_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as America/Chicago") from exc
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Conditions(_Frozen):
+    """A step runs only when all of its conditions hold at the moment it is due."""
+
+    min_balance: DollarsAsCents | None = Field(default=None, description="dollars")
+    min_account_age_days: int | None = Field(default=None, ge=0)
+    plan_active: bool | None = Field(
+        default=None, description="true: only on a payment plan; false: only when not on one"
+    )
+
+
+class ApprovalGate(_Frozen):
+    """A firm step that waits for a person's decision before it runs."""
+
+    approvers: list[str] = Field(min_length=1, description="roles that may approve, in order")
+    wait_days: int = Field(default=5, ge=1, le=90)
+    on_timeout: TimeoutAction = TimeoutAction.HOLD
+
+
+class Step(_Frozen):
+    """One rung of the ladder."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")
+    day: int = Field(ge=0, le=3650, description="days after the anchor")
+    anchor: Anchor = Anchor.FIRST_STATEMENT
+    channels: list[Channel] = Field(min_length=1, description="tried in order: a fallback chain")
+    template: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    tone: Tone = Tone.FRIENDLY
+    kind: StepKind = StepKind.MESSAGE
+    when: Conditions = Conditions()
+    approval: ApprovalGate | None = None
+
+    @model_validator(mode="after")
+    def _distinct_channels(self) -> Self:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels: a channel appears twice in the fallback chain")
+        return self
+
+    @property
+    def is_eca(self) -> bool:
+        return self.kind in ECA_KINDS
+
+
+class Window(_Frozen):
+    """Local hours in which contact is allowed, [start, end)."""
+
+    start: dt.time = dt.time(8, 0)
+    end: dt.time = dt.time(21, 0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start >= self.end:
+            raise ValueError("allowed_hours: start must be before end")
+        if self.start < dt.time(8, 0) or self.end > dt.time(21, 0):
+            # 12 CFR 1006.6(b)(1)(i): 8:00 to 21:00 at the consumer's location.
+            raise ValueError("allowed_hours: must lie within 08:00-21:00 (Regulation F)")
+        return self
+
+
+class Cap(_Frozen):
+    """At most ``max`` contacts on a channel in any rolling window of ``per_days``."""
+
+    channel: Channel
+    max: int = Field(ge=1)
+    per_days: int = Field(ge=1, le=365)
+
+
+def _default_caps() -> list[Cap]:
+    # 12 CFR 1006.14(b)(2): more than 7 call attempts in 7 days is presumed harassment.
+    return [Cap(channel=Channel.CALL, max=7, per_days=7)]
+
+
+class ContactRules(_Frozen):
+    """When a contact may happen."""
+
+    practice_time_zone: TimeZoneName = "America/New_York"
+    default_patient_time_zone: TimeZoneName = "America/New_York"
+    allowed_hours: Window = Window()
+    send_time: dt.time = Field(default=dt.time(10, 0), description="preferred local send time")
+    business_days: list[Weekday] = Field(
+        default_factory=lambda: [Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
+        min_length=1,
+    )
+    holidays: list[dt.date] = Field(default_factory=list)
+    min_spacing_hours: int = Field(default=48, ge=0, le=24 * 60)
+    caps: list[Cap] = Field(default_factory=_default_caps)
+    sms_requires_consent: bool = True
+
+    @model_validator(mode="after")
+    def _send_time_allowed(self) -> Self:
+        if not (self.allowed_hours.start <= self.send_time < self.allowed_hours.end):
+            raise ValueError("send_time: must lie within allowed_hours")
+        return self
+
+
+class SmallBalanceWriteOff(_Frozen):
+    """Balances too small to chase are written off instead (a $0.75 statement for $5 wastes money)."""
+
+    below: DollarsAsCents
+    after_days_inactive: int = Field(default=60, ge=0)
+
+
+class Thresholds(_Frozen):
+    minimum_balance: DollarsAsCents = Field(default=500, description="dollars; nothing sent below")
+    small_balance_write_off: SmallBalanceWriteOff | None = None
+
+
+class Eca501r(_Frozen):
+    """IRS 501(r) (26 CFR 1.501(r)-6) for nonprofit hospitals."""
+
+    enabled: bool = False
+    notification_days: int = Field(default=120, ge=120, description="no ECA before this day")
+    notice_lead_days: int = Field(default=30, ge=30, description="final notice at least this early")
+    application_days: int = Field(default=240, ge=240, description="FAP applications accepted")
+
+
+class Practice(_Frozen):
+    name: str = Field(min_length=1)
+    phone: str = Field(min_length=7)
+    pay_url: str = ""
+    financial_assistance_summary: str = ""
+
+
+class Policy(_Frozen):
+    """An escalation policy, as the billing lead wrote it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    description: str = ""
+    collector: CollectorKind = CollectorKind.FIRST_PARTY
+    state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
+    practice: Practice
+    thresholds: Thresholds = Thresholds()
+    contact: ContactRules = ContactRules()
+    eca: Eca501r = Eca501r()
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _steps_consistent(self) -> Self:
+        seen: set[str] = set()
+        for i, step in enumerate(self.steps):
+            if step.id in seen:
+                raise ValueError(f"steps.{i}.id: {step.id!r} is used twice")
+            seen.add(step.id)
+        first_anchored = [
+            (i, s) for i, s in enumerate(self.steps) if s.anchor is Anchor.FIRST_STATEMENT
+        ]
+        for (_, prev), (i, step) in zip(first_anchored, first_anchored[1:], strict=False):
+            if step.day < prev.day:
+                raise ValueError(
+                    f"steps.{i}.day: {step.day} comes before step {prev.id!r} on day {prev.day};"
+                    " steps must be in day order"
+                )
+        if self.steps[0].anchor is Anchor.PREVIOUS_CONTACT:
+            raise ValueError("steps.0.anchor: the first step has no previous contact to count from")
+        if self.eca.enabled:
+            self._check_501r()
+        for i, step in enumerate(self.steps):
+            if step.is_eca and step.approval is None:
+                raise ValueError(f"steps.{i}.approval: an extraordinary collection action needs one")
+            if step.kind in (StepKind.AGENCY_REFERRAL, StepKind.WRITE_OFF) and step.approval is None:
+                raise ValueError(f"steps.{i}.approval: a {step.kind.value} step needs approvers")
+        return self
+
+    def _check_501r(self) -> None:
+        eca = self.eca
+        notices = [
+            (i, s) for i, s in enumerate(self.steps) if s.kind is StepKind.FINAL_NOTICE
+        ]
+        for i, step in enumerate(self.steps):
+            if not step.is_eca:
+                continue
+            day = self.nominal_day(i)
+            if day < eca.notification_days:
+                raise ValueError(
+                    f"steps.{i}.day: an extraordinary collection action on day {day} breaks"
+                    f" IRS 501(r): none before day {eca.notification_days} after the first"
+                    " statement"
+                )
+            earlier = [(j, n) for j, n in notices if j < i]
+            if not earlier:
+                raise ValueError(
+                    f"steps.{i}: IRS 501(r) needs a final_notice step with the financial-assistance"
+                    " summary before any extraordinary collection action"
+                )
+            j, _ = earlier[-1]
+            if day - self.nominal_day(j) < eca.notice_lead_days:
+                raise ValueError(
+                    f"steps.{i}.day: the final notice (steps.{j}) must come at least"
+                    f" {eca.notice_lead_days} days before an extraordinary collection action"
+                )
+            if Channel.LETTER not in self.steps[j].channels:
+                raise ValueError(f"steps.{j}.channels: the 501(r) final notice must be written")
+        if notices and not self.practice.financial_assistance_summary:
+            raise ValueError(
+                "practice.financial_assistance_summary: a 501(r) final notice must carry it"
+            )
+
+    def nominal_day(self, index: int) -> int:
+        """The earliest day after the first statement on which step ``index`` can fall."""
+        day = 0
+        for step in self.steps[: index + 1]:
+            day = step.day if step.anchor is Anchor.FIRST_STATEMENT else day + step.day
+        return day
+
+    def step_index(self, step_id: str) -> int:
+        for i, step in enumerate(self.steps):
+            if step.id == step_id:
+                return i
+        raise KeyError(step_id)
+
+
+class PolicyRef(_Frozen):
+    """Which exact policy version a workflow follows: its name and content hash."""
+
+    name: str
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -1,0 +1,278 @@
+"""Typed functions that start and message workflows; used by the CLI, the HTTP API and the tests.
+
+Ledger first, workflow second: a payment or charge is committed in PostgreSQL (idempotent by its
+external reference) before its signal is sent, and the workflow deduplicates signals by the same
+reference. Repeating any call after a failure is therefore always safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+from temporalio.client import Client, TLSConfig, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from config.loader import PolicyBundle, PolicyFileError, load_policy
+from config.settings import Settings
+from models.imports import BalanceRow, CsvImportError, PaymentRow, RowError, parse_rows
+from models.orm import Account, AccountStatus, AuditEvent, ChargeLine, Guarantor
+from models.orm import repositories as repo
+from models.payloads import (
+    ChargeSignal,
+    EscalationInput,
+    PaymentSignal,
+    StatusView,
+    StepDecision,
+)
+from models.policy import Channel
+from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
+
+
+class NotRunning(RuntimeError):
+    """No Temporal server configured and no ``dunning run`` to attach to."""
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect to the configured Temporal server, or to the one ``dunning run`` started."""
+    cfg = settings.temporal
+    address = cfg.address
+    if not address:
+        runtime = read_runtime(settings)
+        address = runtime.get("temporal_address", "")
+        if not address:
+            raise NotRunning(
+                "no Temporal server: start `dunning run` first, or set DUNNING_TEMPORAL__ADDRESS"
+            )
+    tls: bool | TLSConfig = cfg.tls
+    if cfg.tls_client_cert_path and cfg.tls_client_key_path:
+        tls = TLSConfig(client_cert=cfg.tls_client_cert_path.read_bytes(),
+                        client_private_key=cfg.tls_client_key_path.read_bytes())
+    return await Client.connect(
+        address,
+        namespace=cfg.namespace,
+        tls=tls,
+        api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def read_runtime(settings: Settings) -> dict[str, str]:
+    try:
+        data: dict[str, str] = json.loads(settings.runtime_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def workflow_id(account_id: str) -> str:
+    return f"balance-{account_id}"
+
+
+# -- workflow messages ---------------------------------------------------------------------
+
+
+async def start_or_join(
+    client: Client, task_queue: str, inp: EscalationInput, charge: ChargeSignal
+) -> WorkflowHandle[BalanceEscalationWorkflow, object]:
+    """Add a charge to the account's running workflow, or start one with it (signal-with-start).
+
+    The input starts with a zero balance and every charge arrives as a signal, so the balance is
+    the same whichever of the two happens.
+    """
+    return await client.start_workflow(
+        WORKFLOW_NAME,
+        inp,
+        id=workflow_id(inp.account_id),
+        task_queue=task_queue,
+        start_signal="add_charge",
+        start_signal_args=[charge],
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def signal_payment(client: Client, account_id: str, payment: PaymentSignal) -> None:
+    await client.get_workflow_handle(workflow_id(account_id)).signal("record_payment", payment)
+
+
+async def get_status(client: Client, account_id: str) -> StatusView:
+    handle = client.get_workflow_handle(workflow_id(account_id))
+    return await handle.query("get_status", result_type=StatusView)
+
+
+async def decide_step(client: Client, account_id: str, decision: StepDecision) -> str:
+    handle = client.get_workflow_handle(workflow_id(account_id))
+    return await handle.execute_update("decide_step", decision, result_type=str)
+
+
+# -- intake: ledger first, then the workflow -------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    accounts: int = 0
+    new_charges: int = 0
+    started_or_joined: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Intake:
+    """Posts balances and payments to the ledger and routes them to the accounts' workflows."""
+
+    def __init__(self, session_factory: sessionmaker[Session], client: Client | None,
+                 settings: Settings) -> None:
+        self._session_factory = session_factory
+        self._client = client
+        self._settings = settings
+        self._policies: dict[str, PolicyBundle] = {}
+
+    def policy(self, name: str) -> PolicyBundle:
+        if name not in self._policies:
+            self._policies[name] = load_policy(name)
+        return self._policies[name]
+
+    async def import_balances(self, path: Path, *, dry_run: bool = False) -> ImportReport:
+        """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
+        rows, errors = parse_rows(path, BalanceRow)
+        for line, row in rows:
+            name = row.policy or self._settings.practice.default_policy
+            try:
+                self.policy(name)
+            except PolicyFileError as exc:
+                errors.append(RowError(line, "policy", f"policy {name!r} is not usable: {exc.errors[0]}"))
+        if errors:
+            raise CsvImportError(sorted(errors, key=lambda e: e.row))
+        report = ImportReport(rows=len(rows))
+        by_account: dict[str, list[BalanceRow]] = defaultdict(list)
+        for _, row in rows:
+            by_account[row.account_number].append(row)
+        report.accounts = len(by_account)
+        if dry_run:
+            return report
+        pending: list[tuple[EscalationInput, list[ChargeSignal]]] = []
+        with self._session_factory.begin() as session:
+            for number, account_rows in by_account.items():
+                inp, charges = self._post_account(session, number, account_rows)
+                report.new_charges += len(charges)
+                if charges:
+                    pending.append((inp, charges))
+        # The ledger is committed; now the workflows. A failure here is repaired by re-running
+        # the import: the ledger ignores known references, the workflows too.
+        for inp, charges in pending:
+            for charge in charges:
+                await start_or_join(self._require_client(), self._settings.temporal.task_queue,
+                                    inp, charge)
+            report.started_or_joined += 1
+        return report
+
+    def _post_account(
+        self, session: Session, number: str, rows: list[BalanceRow]
+    ) -> tuple[EscalationInput, list[ChargeSignal]]:
+        first = rows[0]
+        bundle = self.policy(first.policy or self._settings.practice.default_policy)
+        repo.store_policy_version(session, bundle)
+        guarantor = repo.upsert_guarantor(session, first.guarantor_id, {
+            "first_name": first.first_name, "last_name": first.last_name, "email": first.email,
+            "phone": first.phone, "address_line1": first.address_line1,
+            "address_line2": first.address_line2, "city": first.city, "region": first.state,
+            "postal_code": first.postal_code, "time_zone": first.time_zone,
+            "language": first.language,
+        })
+        repo.set_channel_consent(session, guarantor, Channel.SMS, first.sms_consent)
+        account = repo.account_by_number(session, number)
+        opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
+        if account is None or account.status is not AccountStatus.OPEN:
+            if account is None:
+                account = Account(account_number=number, guarantor=guarantor,
+                                  policy_name=bundle.policy.name, opened_at=opened)
+                session.add(account)
+            else:
+                account.status = AccountStatus.OPEN
+                account.closed_at = None
+                account.opened_at = opened
+            session.flush()
+        charges: list[ChargeSignal] = []
+        for row in rows:
+            line = ChargeLine(external_ref=row.charge_ref, service_date=row.service_date,
+                              description=row.description, charges_cents=row.charges,
+                              insurance_paid_cents=row.insurance_paid,
+                              insurance_adjustment_cents=row.insurance_adjustment,
+                              patient_paid_cents=row.patient_paid)
+            if repo.add_charge_line(session, account, line) and line.balance_cents > 0:
+                charges.append(ChargeSignal(reference=row.charge_ref, amount_cents=line.balance_cents,
+                                            posted_at=dt.datetime.now(dt.UTC)))
+        session.flush()
+        session.add(AuditEvent(actor="import", action="balance_imported", account_id=account.id,
+                               detail={"charges": len(charges)}))
+        profile = repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent)
+        inp = EscalationInput(account_id=str(account.id), policy=bundle.policy,
+                              policy_hash=bundle.hash, profile=profile, opened_at=opened)
+        return inp, charges
+
+    async def post_payment(
+        self, account_number: str, amount_cents: int, reference: str, *,
+        received_at: dt.datetime | None = None, method: str = "other", posted_by: str = "staff",
+    ) -> tuple[bool, int]:
+        """Record a payment once and tell the workflow. Returns (new, balance after, in cents)."""
+        payment = PaymentSignal(reference=reference, amount_cents=amount_cents,
+                                received_at=received_at or dt.datetime.now(dt.UTC))
+        with self._session_factory.begin() as session:
+            account = repo.account_by_number(session, account_number)
+            if account is None:
+                raise LookupError(f"account: no account {account_number!r}")
+            _, new = repo.record_payment(session, account, payment.reference, payment.amount_cents,
+                                         payment.received_at or dt.datetime.now(dt.UTC),
+                                         method, posted_by)
+            if new:
+                session.add(AuditEvent(actor=posted_by, action="payment_posted", account_id=account.id,
+                                       detail={"reference": reference, "amount_cents": amount_cents}))
+            account_id, balance = str(account.id), account.balance_cents
+            was_open = account.status is AccountStatus.OPEN
+        if was_open:
+            await signal_payment(self._require_client(), account_id, payment)
+        return new, balance
+
+    async def import_payments(self, path: Path, *, dry_run: bool = False) -> ImportReport:
+        rows, errors = parse_rows(path, PaymentRow)
+        if errors:
+            raise CsvImportError(errors)
+        report = ImportReport(rows=len(rows))
+        with self._session_factory() as session:
+            unknown = [RowError(line, "account_number", "no such account")
+                       for line, row in rows if repo.account_by_number(session, row.account_number) is None]
+        if unknown:
+            raise CsvImportError(unknown)
+        if dry_run:
+            return report
+        for _, row in rows:
+            received = dt.datetime.combine(row.received_on, dt.time(12), dt.UTC) if row.received_on else None
+            new, _ = await self.post_payment(row.account_number, row.amount, row.reference,
+                                             received_at=received, method=row.method, posted_by="import")
+            report.new_charges += int(new)
+        return report
+
+    def account_id(self, account_number: str) -> str:
+        with self._session_factory() as session:
+            account = repo.account_by_number(session, account_number)
+            if account is None:
+                raise LookupError(f"account: no account {account_number!r}")
+            return str(account.id)
+
+    def guarantor(self, account_number: str) -> Guarantor:
+        with self._session_factory() as session:
+            account = session.query(Account).options(
+                selectinload(Account.guarantor).selectinload(Guarantor.channels)
+            ).filter_by(account_number=account_number).one()
+            return account.guarantor
+
+    def _require_client(self) -> Client:
+        if self._client is None:
+            raise NotRunning("no Temporal client")
+        return self._client

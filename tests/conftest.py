@@ -1,0 +1,105 @@
+"""Shared fixtures: a real PostgreSQL with the migrated schema, and real Temporal servers.
+
+Database: ``DUNNING_TEST_DATABASE_URL`` (CI names the machine's own server) or, when unset, an
+embedded server the tests start. A fresh database is created for the session and dropped after.
+A database that cannot be reached fails the suite; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from embedded.postgres import EmbeddedPostgres
+from embedded.temporal import dev_server_path, test_server_path
+from models.orm.database import make_engine, make_session_factory, migrate
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--record-histories", action="store_true",
+                     help="rewrite the committed workflow histories used by the replay tests")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("DUNNING_TEST_DATABASE_URL")
+    embedded = None
+    if not base:
+        embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="postgres")
+        base = embedded.start()
+    url = make_url(base)
+    name = f"dunning_test_{uuid.uuid4().hex[:10]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    test_url = url.set(database=name).render_as_string(hide_password=False)
+    migrate(test_url)
+    yield test_url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url, pool_size=12)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def db_session(engine: Engine) -> Iterator[Session]:
+    """A session in a transaction rolled back at the end of the test."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            trans.rollback()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database={"url": database_url},  # type: ignore[arg-type]
+                    temporal={"task_queue": f"test-{uuid.uuid4().hex[:8]}"})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server, shared by the session's concurrency and message tests."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=dev_server_path(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server for one workflow at a time (it hangs with several)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_path(),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()

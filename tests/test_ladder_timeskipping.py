@@ -1,0 +1,99 @@
+"""The escalation ladder on the time-skipping server, one workflow per test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from models.orm import Account, AccountStatus, Communication, CommunicationStatus, StaffTask
+from models.payloads import (
+    BalanceState,
+    Decision,
+    EscalationResult,
+    StepDecision,
+    StepOutcome,
+)
+from starter import Intake, decide_step, get_status, workflow_id
+from tests.factories import balance_row, write_csv
+from worker import build_worker
+
+pytestmark = pytest.mark.timeskipping
+
+LADDER_BEFORE_REFERRAL = [
+    "statement-1", "notice-1", "reminder-1", "statement-2", "call-1", "statement-3", "final-notice",
+]
+
+
+async def _import_one(intake: Intake, tmp_path: Path, **overrides: str) -> tuple[str, str]:
+    row = balance_row(**overrides)
+    await intake.import_balances(write_csv(tmp_path / "balances.csv", [row]))
+    return row["account_number"], intake.account_id(row["account_number"])
+
+
+async def test_120_day_ladder_walked_by_skipping_time(
+    ts_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    client = ts_env.client
+    intake = Intake(session_factory, client, settings)
+    async with build_worker(client, settings, session_factory):
+        number, account_id = await _import_one(intake, tmp_path)
+        start = await ts_env.get_current_time()
+
+        await ts_env.sleep(dt.timedelta(days=125))
+        status = await get_status(client, account_id)
+        sent = [r for r in status.history if r.outcome is StepOutcome.SENT]
+        assert [r.step_id for r in sent] == LADDER_BEFORE_REFERRAL
+        # Each step on or after its day offset, in order, inside 08:00-21:00 New York time.
+        days = {"statement-1": 0, "notice-1": 4, "reminder-1": 21, "statement-2": 30,
+                "call-1": 40, "statement-3": 60, "final-notice": 90}
+        for record in sent:
+            offset = (record.at - start).days
+            assert days[record.step_id] <= offset <= days[record.step_id] + 5, record
+            local = record.at.astimezone(dt.timezone(dt.timedelta(hours=-5)))
+            assert 7 <= local.hour < 21
+        assert [r.at for r in sent] == sorted(r.at for r in sent)
+        assert {r.step_id: r.channel.value for r in sent if r.channel} == {
+            "statement-1": "letter", "notice-1": "email", "reminder-1": "email",
+            "statement-2": "letter", "call-1": "call", "statement-3": "letter",
+            "final-notice": "letter",
+        }
+        # The referral waits for a supervisor.
+        assert status.state is BalanceState.AWAITING_APPROVAL
+        with session_factory() as session:
+            task = session.scalars(select(StaffTask).where(StaffTask.step_id == "agency-referral")).one()
+            rows = session.scalars(select(Communication).where(
+                Communication.account_id == task.account_id)).all()
+            assert len(rows) == 7 and all(r.status is CommunicationStatus.SENT for r in rows)
+            letter = next(r for r in rows if r.step_id == "statement-1")
+            assert "Amount due: $55.00" in (letter.body or "")
+            assert Path(letter.file_path or "").read_text().count("Amount due: $55.00") == 1
+
+        with pytest.raises(WorkflowUpdateFailedError):
+            await decide_step(client, account_id, StepDecision(
+                task_id=str(task.id), decision=Decision.APPROVE, decided_by="clerk-1", role="clerk"))
+        answer = await decide_step(client, account_id, StepDecision(
+            task_id=str(task.id), decision=Decision.APPROVE, decided_by="sup-1", role="supervisor"))
+        assert answer == "approved agency-referral"
+        await ts_env.sleep(dt.timedelta(days=1))
+        status = await get_status(client, account_id)
+        assert status.history[-1].step_id == "agency-referral"
+        assert status.history[-1].outcome is StepOutcome.SENT
+        assert status.state is BalanceState.LADDER_COMPLETE
+
+        new, balance = await intake.post_payment(number, 5500, "PAY-LADDER-1")
+        assert new and balance == 0
+        result = await client.get_workflow_handle(
+            workflow_id(account_id), result_type=EscalationResult).result()
+        assert result.state is BalanceState.PAID
+        assert result.contacts == 8
+    with session_factory() as session:
+        account = session.get(Account, task.account_id)
+        assert account is not None and account.status is AccountStatus.PAID
