@@ -27,10 +27,11 @@ from models.payloads import (
     ChargeSignal,
     EscalationInput,
     PaymentSignal,
+    PolicyMigration,
     StatusView,
     StepDecision,
 )
-from models.policy import Channel
+from models.policy import Channel, PolicyRef
 from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
 
 
@@ -104,6 +105,11 @@ async def signal_payment(client: Client, account_id: str, payment: PaymentSignal
 async def get_status(client: Client, account_id: str) -> StatusView:
     handle = client.get_workflow_handle(workflow_id(account_id))
     return await handle.query("get_status", result_type=StatusView)
+
+
+async def migrate_policy(client: Client, account_id: str, migration: PolicyMigration) -> PolicyRef:
+    handle = client.get_workflow_handle(workflow_id(account_id))
+    return await handle.execute_update("migrate_policy", migration, result_type=PolicyRef)
 
 
 async def decide_step(client: Client, account_id: str, decision: StepDecision) -> str:

@@ -208,6 +208,14 @@ class SendStepResult(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
+class PolicyMigration(BaseModel):
+    """Move a running balance to another policy version (``dunning policy migrate``)."""
+
+    policy: Policy
+    policy_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    requested_by: str = Field(default="billing-lead", max_length=64)
+
+
 class CloseBalanceInput(BaseModel):
     account_id: str
     state: BalanceState

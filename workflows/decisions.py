@@ -310,6 +310,26 @@ def apply_charge(state: LadderState, reference: str, amount_cents: int) -> bool:
     return True
 
 
+def resume_index(policy: Policy, state: LadderState) -> int:
+    """Where a balance continues on ``policy``: after the last of its steps that already ran here.
+
+    Steps are matched by id; a new version that renames every step starts over from its first step
+    after the furthest point already reached in days.
+    """
+    done = {r.step_id for r in state.history}
+    last = max((i for i, s in enumerate(policy.steps) if s.id in done), default=-1)
+    if last >= 0 or not state.history:
+        return last + 1
+    reached = max(policy_day(state, r.at) for r in state.history)
+    return next((i for i in range(len(policy.steps)) if policy.nominal_day(i) > reached),
+                len(policy.steps))
+
+
+def policy_day(state: LadderState, at: dt.datetime) -> int:
+    """Days from the first statement to ``at``."""
+    return (at - (state.anchor_at or at)).days
+
+
 # --- the whole timeline, for preview and simulation ---------------------------------------
 
 

