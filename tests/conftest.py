@@ -103,3 +103,20 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+HISTORY_DIR = Path(__file__).parent / "histories"
+
+
+@pytest.fixture
+def record_history(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Save a finished workflow's history for the replay tests, with ``--record-histories``."""
+
+    async def record(name: str, handle) -> None:  # type: ignore[no-untyped-def]
+        if not request.config.getoption("--record-histories"):
+            return
+        history = await handle.fetch_history()
+        HISTORY_DIR.mkdir(exist_ok=True)
+        (HISTORY_DIR / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+
+    return record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import uuid
 from pathlib import Path
@@ -37,3 +38,41 @@ def write_csv(path: Path, rows: list[dict[str, Any]], header: list[str] | None =
     writer.writerows(rows)
     path.write_text(buf.getvalue(), encoding="utf-8")
     return path
+
+
+def midday_zone(now: dt.datetime | None = None) -> str:
+    """An IANA zone in which it is about 13:00 now, so that real-time tests are inside hours."""
+    now = now or dt.datetime.now(dt.UTC)
+    offset = 13 - now.hour
+    if offset > 14:
+        offset -= 24
+    if offset < -12:
+        offset += 24
+    # Etc/GMT names carry the inverted sign: Etc/GMT-3 is UTC+03:00.
+    return "Etc/GMT" + ("" if offset == 0 else f"{-offset:+d}")
+
+
+def instant_policy(directory: Path, time_zone: str, **overrides: str) -> Path:
+    """A policy whose first statement is due at once on any day, for real-time dev-server tests."""
+    text = INSTANT_POLICY.format(tz=time_zone)
+    for key, value in overrides.items():
+        text = text.replace(f"__{key}__", value)
+    path = directory / "instant.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+INSTANT_POLICY = """
+name: instant
+practice: {{name: Example Clinic, phone: (555) 010-0199, pay_url: https://pay.example.test}}
+thresholds: {{minimum_balance: 5.00}}
+contact:
+  practice_time_zone: {tz}
+  default_patient_time_zone: {tz}
+  business_days: [mon, tue, wed, thu, fri, sat, sun]
+  min_spacing_hours: 0
+steps:
+  - {{id: statement-1, day: 0, channels: [letter], template: statement}}
+  - {{id: notice-1, day: 4, channels: [email, sms], template: statement-notice}}
+  - {{id: statement-2, day: 30, channels: [letter], template: statement, tone: neutral}}
+"""

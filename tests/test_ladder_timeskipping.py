@@ -34,12 +34,16 @@ LADDER_BEFORE_REFERRAL = [
 async def _import_one(intake: Intake, tmp_path: Path, **overrides: str) -> tuple[str, str]:
     row = balance_row(**overrides)
     await intake.import_balances(write_csv(tmp_path / "balances.csv", [row]))
+    _rows[row["account_number"]] = row
     return row["account_number"], intake.account_id(row["account_number"])
+
+
+_rows: dict[str, dict[str, str]] = {}
 
 
 async def test_120_day_ladder_walked_by_skipping_time(
     ts_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session],
-    tmp_path: Path,
+    tmp_path: Path, record_history,  # type: ignore[no-untyped-def]
 ) -> None:
     client = ts_env.client
     intake = Intake(session_factory, client, settings)
@@ -90,10 +94,45 @@ async def test_120_day_ladder_walked_by_skipping_time(
 
         new, balance = await intake.post_payment(number, 5500, "PAY-LADDER-1")
         assert new and balance == 0
-        result = await client.get_workflow_handle(
-            workflow_id(account_id), result_type=EscalationResult).result()
+        handle = client.get_workflow_handle(workflow_id(account_id), result_type=EscalationResult)
+        result = await handle.result()
         assert result.state is BalanceState.PAID
         assert result.contacts == 8
+        await record_history("ladder_approved_then_paid", handle)
     with session_factory() as session:
         account = session.get(Account, task.account_id)
         assert account is not None and account.status is AccountStatus.PAID
+
+
+async def test_payment_mid_ladder_ends_it_and_duplicates_change_nothing(
+    ts_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session],
+    tmp_path: Path, record_history,  # type: ignore[no-untyped-def]
+) -> None:
+    client = ts_env.client
+    intake = Intake(session_factory, client, settings)
+    async with build_worker(client, settings, session_factory):
+        number, account_id = await _import_one(intake, tmp_path)
+        await ts_env.sleep(dt.timedelta(days=25))
+        assert await intake.post_payment(number, 2000, "PAY-MID-1") == (True, 3500)
+        assert await intake.post_payment(number, 2000, "PAY-MID-1") == (False, 3500)
+        status = await get_status(client, account_id)
+        assert (status.balance_cents, status.paid_cents) == (3500, 2000)
+        assert [r.step_id for r in status.history] == ["statement-1", "notice-1", "reminder-1"]
+        assert status.next_step is not None and status.next_step.step_id == "statement-2"
+
+        # A new charge joins the same workflow run.
+        run_id = (await client.get_workflow_handle(workflow_id(account_id)).describe()).run_id
+        extra = dict(_rows[number], charge_ref="C-EXTRA", charges="12.00", insurance_paid="0",
+                     insurance_adjustment="0")
+        await intake.import_balances(write_csv(tmp_path / "extra.csv", [extra]))
+        handle = client.get_workflow_handle(workflow_id(account_id), result_type=EscalationResult)
+        assert (await handle.describe()).run_id == run_id
+        assert (await get_status(client, account_id)).balance_cents == 4700
+
+        await ts_env.sleep(dt.timedelta(days=10))
+        assert await intake.post_payment(number, 4700, "PAY-MID-2") == (True, 0)
+        result = await handle.result()
+        assert result.state is BalanceState.PAID
+        # statement-2 (day 30) went out before the payment; nothing after it.
+        assert [r.step_id for r in (await get_status(client, account_id)).history][-1] == "statement-2"
+        await record_history("paid_mid_ladder_with_new_charge", handle)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from config.loader import PolicyBundle
 from models.orm.account import Account, AccountStatus, ChargeLine, Payment
 from models.orm.communication import Communication
-from models.orm.guarantor import ChannelPreference, Guarantor
+from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
 from models.payloads import ChannelStatus, ContactProfile
 from models.policy import Channel
@@ -72,7 +72,7 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
     for channel, present in points.items():
         pref = prefs.get(channel)
         reachable, reason = present, "" if present else "no contact point"
-        if pref is not None and pref.deliverability.value != "ok":
+        if pref is not None and pref.deliverability is not Deliverability.OK:
             reachable, reason = False, pref.deliverability.value
         consent = True
         if pref is not None and pref.opted_out_at is not None:
