@@ -52,8 +52,10 @@ async def connect(settings: Settings) -> Client:
             )
     tls: bool | TLSConfig = cfg.tls
     if cfg.tls_client_cert_path and cfg.tls_client_key_path:
-        tls = TLSConfig(client_cert=cfg.tls_client_cert_path.read_bytes(),
-                        client_private_key=cfg.tls_client_key_path.read_bytes())
+        tls = TLSConfig(
+            client_cert=cfg.tls_client_cert_path.read_bytes(),
+            client_private_key=cfg.tls_client_key_path.read_bytes(),
+        )
     return await Client.connect(
         address,
         namespace=cfg.namespace,
@@ -104,17 +106,20 @@ async def signal_payment(client: Client, account_id: str, payment: PaymentSignal
 
 async def get_status(client: Client, account_id: str) -> StatusView:
     handle = client.get_workflow_handle(workflow_id(account_id))
-    return await handle.query("get_status", result_type=StatusView)
+    view: StatusView = await handle.query("get_status", result_type=StatusView)
+    return view
 
 
 async def migrate_policy(client: Client, account_id: str, migration: PolicyMigration) -> PolicyRef:
     handle = client.get_workflow_handle(workflow_id(account_id))
-    return await handle.execute_update("migrate_policy", migration, result_type=PolicyRef)
+    ref: PolicyRef = await handle.execute_update("migrate_policy", migration, result_type=PolicyRef)
+    return ref
 
 
 async def decide_step(client: Client, account_id: str, decision: StepDecision) -> str:
     handle = client.get_workflow_handle(workflow_id(account_id))
-    return await handle.execute_update("decide_step", decision, result_type=str)
+    answer: str = await handle.execute_update("decide_step", decision, result_type=str)
+    return answer
 
 
 # -- intake: ledger first, then the workflow -------------------------------------------------
@@ -132,8 +137,9 @@ class ImportReport:
 class Intake:
     """Posts balances and payments to the ledger and routes them to the accounts' workflows."""
 
-    def __init__(self, session_factory: sessionmaker[Session], client: Client | None,
-                 settings: Settings) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], client: Client | None, settings: Settings
+    ) -> None:
         self._session_factory = session_factory
         self._client = client
         self._settings = settings
@@ -152,7 +158,9 @@ class Intake:
             try:
                 self.policy(name)
             except PolicyFileError as exc:
-                errors.append(RowError(line, "policy", f"policy {name!r} is not usable: {exc.errors[0]}"))
+                errors.append(
+                    RowError(line, "policy", f"policy {name!r} is not usable: {exc.errors[0]}")
+                )
         if errors:
             raise CsvImportError(sorted(errors, key=lambda e: e.row))
         report = ImportReport(rows=len(rows))
@@ -173,8 +181,9 @@ class Intake:
         # the import: the ledger ignores known references, the workflows too.
         for inp, charges in pending:
             for charge in charges:
-                await start_or_join(self._require_client(), self._settings.temporal.task_queue,
-                                    inp, charge)
+                await start_or_join(
+                    self._require_client(), self._settings.temporal.task_queue, inp, charge
+                )
             report.started_or_joined += 1
         return report
 
@@ -184,20 +193,34 @@ class Intake:
         first = rows[0]
         bundle = self.policy(first.policy or self._settings.practice.default_policy)
         repo.store_policy_version(session, bundle)
-        guarantor = repo.upsert_guarantor(session, first.guarantor_id, {
-            "first_name": first.first_name, "last_name": first.last_name, "email": first.email,
-            "phone": first.phone, "address_line1": first.address_line1,
-            "address_line2": first.address_line2, "city": first.city, "region": first.state,
-            "postal_code": first.postal_code, "time_zone": first.time_zone,
-            "language": first.language,
-        })
+        guarantor = repo.upsert_guarantor(
+            session,
+            first.guarantor_id,
+            {
+                "first_name": first.first_name,
+                "last_name": first.last_name,
+                "email": first.email,
+                "phone": first.phone,
+                "address_line1": first.address_line1,
+                "address_line2": first.address_line2,
+                "city": first.city,
+                "region": first.state,
+                "postal_code": first.postal_code,
+                "time_zone": first.time_zone,
+                "language": first.language,
+            },
+        )
         repo.set_channel_consent(session, guarantor, Channel.SMS, first.sms_consent)
         account = repo.account_by_number(session, number)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
         if account is None or account.status is not AccountStatus.OPEN:
             if account is None:
-                account = Account(account_number=number, guarantor=guarantor,
-                                  policy_name=bundle.policy.name, opened_at=opened)
+                account = Account(
+                    account_number=number,
+                    guarantor=guarantor,
+                    policy_name=bundle.policy.name,
+                    opened_at=opened,
+                )
                 session.add(account)
             else:
                 account.status = AccountStatus.OPEN
@@ -206,39 +229,80 @@ class Intake:
             session.flush()
         charges: list[ChargeSignal] = []
         for row in rows:
-            line = ChargeLine(external_ref=row.charge_ref, service_date=row.service_date,
-                              description=row.description, charges_cents=row.charges,
-                              insurance_paid_cents=row.insurance_paid,
-                              insurance_adjustment_cents=row.insurance_adjustment,
-                              patient_paid_cents=row.patient_paid)
+            line = ChargeLine(
+                external_ref=row.charge_ref,
+                service_date=row.service_date,
+                description=row.description,
+                charges_cents=row.charges,
+                insurance_paid_cents=row.insurance_paid,
+                insurance_adjustment_cents=row.insurance_adjustment,
+                patient_paid_cents=row.patient_paid,
+            )
             if repo.add_charge_line(session, account, line) and line.balance_cents > 0:
-                charges.append(ChargeSignal(reference=row.charge_ref, amount_cents=line.balance_cents,
-                                            posted_at=dt.datetime.now(dt.UTC)))
+                charges.append(
+                    ChargeSignal(
+                        reference=row.charge_ref,
+                        amount_cents=line.balance_cents,
+                        posted_at=dt.datetime.now(dt.UTC),
+                    )
+                )
         session.flush()
-        session.add(AuditEvent(actor="import", action="balance_imported", account_id=account.id,
-                               detail={"charges": len(charges)}))
+        session.add(
+            AuditEvent(
+                actor="import",
+                action="balance_imported",
+                account_id=account.id,
+                detail={"charges": len(charges)},
+            )
+        )
         profile = repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent)
-        inp = EscalationInput(account_id=str(account.id), policy=bundle.policy,
-                              policy_hash=bundle.hash, profile=profile, opened_at=opened)
+        inp = EscalationInput(
+            account_id=str(account.id),
+            policy=bundle.policy,
+            policy_hash=bundle.hash,
+            profile=profile,
+            opened_at=opened,
+        )
         return inp, charges
 
     async def post_payment(
-        self, account_number: str, amount_cents: int, reference: str, *,
-        received_at: dt.datetime | None = None, method: str = "other", posted_by: str = "staff",
+        self,
+        account_number: str,
+        amount_cents: int,
+        reference: str,
+        *,
+        received_at: dt.datetime | None = None,
+        method: str = "other",
+        posted_by: str = "staff",
     ) -> tuple[bool, int]:
         """Record a payment once and tell the workflow. Returns (new, balance after, in cents)."""
-        payment = PaymentSignal(reference=reference, amount_cents=amount_cents,
-                                received_at=received_at or dt.datetime.now(dt.UTC))
+        payment = PaymentSignal(
+            reference=reference,
+            amount_cents=amount_cents,
+            received_at=received_at or dt.datetime.now(dt.UTC),
+        )
         with self._session_factory.begin() as session:
             account = repo.account_by_number(session, account_number)
             if account is None:
                 raise LookupError(f"account: no account {account_number!r}")
-            _, new = repo.record_payment(session, account, payment.reference, payment.amount_cents,
-                                         payment.received_at or dt.datetime.now(dt.UTC),
-                                         method, posted_by)
+            _, new = repo.record_payment(
+                session,
+                account,
+                payment.reference,
+                payment.amount_cents,
+                payment.received_at or dt.datetime.now(dt.UTC),
+                method,
+                posted_by,
+            )
             if new:
-                session.add(AuditEvent(actor=posted_by, action="payment_posted", account_id=account.id,
-                                       detail={"reference": reference, "amount_cents": amount_cents}))
+                session.add(
+                    AuditEvent(
+                        actor=posted_by,
+                        action="payment_posted",
+                        account_id=account.id,
+                        detail={"reference": reference, "amount_cents": amount_cents},
+                    )
+                )
             account_id, balance = str(account.id), account.balance_cents
             was_open = account.status is AccountStatus.OPEN
         if was_open:
@@ -251,16 +315,29 @@ class Intake:
             raise CsvImportError(errors)
         report = ImportReport(rows=len(rows))
         with self._session_factory() as session:
-            unknown = [RowError(line, "account_number", "no such account")
-                       for line, row in rows if repo.account_by_number(session, row.account_number) is None]
+            unknown = [
+                RowError(line, "account_number", "no such account")
+                for line, row in rows
+                if repo.account_by_number(session, row.account_number) is None
+            ]
         if unknown:
             raise CsvImportError(unknown)
         if dry_run:
             return report
         for _, row in rows:
-            received = dt.datetime.combine(row.received_on, dt.time(12), dt.UTC) if row.received_on else None
-            new, _ = await self.post_payment(row.account_number, row.amount, row.reference,
-                                             received_at=received, method=row.method, posted_by="import")
+            received = (
+                dt.datetime.combine(row.received_on, dt.time(12), dt.UTC)
+                if row.received_on
+                else None
+            )
+            new, _ = await self.post_payment(
+                row.account_number,
+                row.amount,
+                row.reference,
+                received_at=received,
+                method=row.method,
+                posted_by="import",
+            )
             report.new_charges += int(new)
         return report
 
@@ -273,9 +350,12 @@ class Intake:
 
     def guarantor(self, account_number: str) -> Guarantor:
         with self._session_factory() as session:
-            account = session.query(Account).options(
-                selectinload(Account.guarantor).selectinload(Guarantor.channels)
-            ).filter_by(account_number=account_number).one()
+            account = (
+                session.query(Account)
+                .options(selectinload(Account.guarantor).selectinload(Guarantor.channels))
+                .filter_by(account_number=account_number)
+                .one()
+            )
             return account.guarantor
 
     def _require_client(self) -> Client:

@@ -36,7 +36,12 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 def build_senders(settings: Settings) -> Mapping[Channel, Sender]:
     """The local outbox for every channel; providers replace it where credentials exist."""
     outbox = OutboxSender(Path(settings.outbox_dir))
-    return {Channel.LETTER: outbox, Channel.EMAIL: outbox, Channel.SMS: outbox, Channel.CALL: outbox}
+    return {
+        Channel.LETTER: outbox,
+        Channel.EMAIL: outbox,
+        Channel.SMS: outbox,
+        Channel.CALL: outbox,
+    }
 
 
 def build_worker(
@@ -52,23 +57,29 @@ def build_worker(
     like the database connection pool.
     """
     slots = settings.temporal.max_concurrent_activities
-    messaging = MessagingActivities(session_factory, senders or build_senders(settings),
-                                    PolicyStore(session_factory))
+    messaging = MessagingActivities(
+        session_factory, senders or build_senders(settings), PolicyStore(session_factory)
+    )
     ledger = LedgerActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
-        activities=[messaging.send_step, ledger.close_balance, ledger.open_approval,
-                    ledger.close_approval],
+        activities=[
+            messaging.send_step,
+            ledger.close_balance,
+            ledger.open_approval,
+            ledger.close_approval,
+        ],
         activity_executor=ThreadPoolExecutor(max_workers=slots, thread_name_prefix="activity"),
         max_concurrent_activities=slots,
     )
 
 
-async def run_worker(client: Client, settings: Settings, session_factory: sessionmaker[Session],
-                     stop: asyncio.Event) -> None:
+async def run_worker(
+    client: Client, settings: Settings, session_factory: sessionmaker[Session], stop: asyncio.Event
+) -> None:
     """Run until ``stop`` is set, then shut down gracefully (running activities finish)."""
     worker = build_worker(client, settings, session_factory)
     async with worker:

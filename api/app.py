@@ -27,7 +27,9 @@ class PaymentOut(BaseModel):
     balance_cents: int
 
 
-def create_app(settings: Settings, session_factory: sessionmaker[Session], client: Client) -> FastAPI:
+def create_app(
+    settings: Settings, session_factory: sessionmaker[Session], client: Client
+) -> FastAPI:
     app = FastAPI(title="dunning", version="0.1.0")
     intake = Intake(session_factory, client, settings)
 
@@ -46,9 +48,13 @@ def create_app(settings: Settings, session_factory: sessionmaker[Session], clien
     @app.post("/accounts/{account_number}/payments")
     async def post_payment(account_number: str, payment: PaymentIn) -> PaymentOut:
         try:
-            new, balance = await intake.post_payment(account_number, payment.amount_cents,
-                                                     payment.reference, method=payment.method,
-                                                     posted_by="api")
+            new, balance = await intake.post_payment(
+                account_number,
+                payment.amount_cents,
+                payment.reference,
+                method=payment.method,
+                posted_by="api",
+            )
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from exc
         except ValueError as exc:

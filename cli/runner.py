@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -22,6 +24,14 @@ log = logging.getLogger(__name__)
 SAMPLE_BALANCES = PACKAGE_DIR / "samples" / "balances.csv"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: Ctrl-C stops the whole engine, not just the API."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: bool = True) -> None:
     """Start the stack, seed an empty database, run the worker (and API) until Ctrl-C."""
     if not embedded_temporal and not settings.temporal.address:
@@ -29,8 +39,10 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
 
         address = read_runtime(settings).get("temporal_address")
         if not address:
-            console.print("[red]error:[/red] no Temporal server: set DUNNING_TEMPORAL__ADDRESS "
-                          "or start `dunning run`")
+            console.print(
+                "[red]error:[/red] no Temporal server: set DUNNING_TEMPORAL__ADDRESS "
+                "or start `dunning run`"
+            )
             raise SystemExit(1)
         settings.temporal.address = address
     stop = asyncio.Event()
@@ -50,9 +62,11 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
                 port = free_port(settings.api.port)
                 api_url = f"http://{settings.api.host}:{port}"
                 app = create_app(settings, stack.db.session_factory, stack.client)
-                server = uvicorn.Server(uvicorn.Config(app, host=settings.api.host, port=port,
-                                                       log_level="warning", lifespan="off"))
-                server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+                server = _Server(
+                    uvicorn.Config(
+                        app, host=settings.api.host, port=port, log_level="warning", lifespan="off"
+                    )
+                )
             stack.write_runtime(api_url)
             await _seed_if_empty(settings, stack)
             console.print("[bold green]dunning is running[/bold green]")
@@ -76,5 +90,7 @@ async def _seed_if_empty(settings: Settings, stack: Stack) -> None:
     with stack.db.session_factory() as session:
         if session.scalar(select(func.count()).select_from(Account)):
             return
-    report = await Intake(stack.db.session_factory, stack.client, settings).import_balances(SAMPLE_BALANCES)
+    report = await Intake(stack.db.session_factory, stack.client, settings).import_balances(
+        SAMPLE_BALANCES
+    )
     console.print(f"  seeded {report.accounts} synthetic sample balances ({SAMPLE_BALANCES.name})")

@@ -40,7 +40,9 @@ class TemporalSettings(BaseModel):
     tls_client_key_path: Path | None = None
     api_key: SecretStr | None = None
     dev_server_port: int = Field(default=7233, description="embedded server; a free one if taken")
-    dev_server_ui_port: int = Field(default=8233, description="embedded web UI; a free one if taken")
+    dev_server_ui_port: int = Field(
+        default=8233, description="embedded web UI; a free one if taken"
+    )
     max_concurrent_activities: int = 10
 
 

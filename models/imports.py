@@ -116,7 +116,8 @@ def parse_rows(
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
     missing = [
-        name for name, info in model.model_fields.items()
+        name
+        for name, info in model.model_fields.items()
         if (info.is_required() or name in required) and name not in header
     ]
     if missing:

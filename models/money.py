@@ -54,6 +54,7 @@ def format_cents(cents: int, currency: str = "USD") -> str:
 Cents = Annotated[int, BeforeValidator(lambda v: v if isinstance(v, int) else parse_cents(v))]
 """A field that holds cents and accepts a dollar string ("10.00") when read from a file."""
 
+
 def dollars_text(cents: int) -> str:
     """Cents as plain dollar text, ``-3.50``: what :func:`parse_cents` reads back."""
     sign = "-" if cents < 0 else ""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,8 +28,11 @@ from models.orm.database import make_engine, make_session_factory, migrate
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--record-histories", action="store_true",
-                     help="rewrite the committed workflow histories used by the replay tests")
+    parser.addoption(
+        "--record-histories",
+        action="store_true",
+        help="rewrite the committed workflow histories used by the replay tests",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +83,11 @@ def db_session(engine: Engine) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database={"url": database_url},  # type: ignore[arg-type]
-                    temporal={"task_queue": f"test-{uuid.uuid4().hex[:8]}"})  # type: ignore[arg-type]
+    return Settings(
+        data_dir=tmp_path / "data",
+        database={"url": database_url},
+        temporal={"task_queue": f"test-{uuid.uuid4().hex[:8]}"},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -108,11 +116,14 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 HISTORY_DIR = Path(__file__).parent / "histories"
 
 
+RecordHistory = Callable[[str, WorkflowHandle[Any, Any]], Awaitable[None]]
+
+
 @pytest.fixture
-def record_history(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def record_history(request: pytest.FixtureRequest) -> RecordHistory:
     """Save a finished workflow's history for the replay tests, with ``--record-histories``."""
 
-    async def record(name: str, handle) -> None:  # type: ignore[no-untyped-def]
+    async def record(name: str, handle: WorkflowHandle[Any, Any]) -> None:
         if not request.config.getoption("--record-histories"):
             return
         history = await handle.fetch_history()

@@ -19,12 +19,16 @@ from tests.factories import HEADER, balance_row, write_csv
 
 def _count(session_factory: sessionmaker[Session]) -> tuple[int, int]:
     with session_factory() as session:
-        return (session.scalar(select(func.count()).select_from(Account)) or 0,
-                session.scalar(select(func.count()).select_from(ChargeLine)) or 0)
+        return (
+            session.scalar(select(func.count()).select_from(Account)) or 0,
+            session.scalar(select(func.count()).select_from(ChargeLine)) or 0,
+        )
 
 
 async def test_bad_rows_reported_by_row_and_field_and_nothing_written(
-    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     rows = [
         balance_row(),
@@ -36,9 +40,17 @@ async def test_bad_rows_reported_by_row_and_field_and_nothing_written(
     ]
     before = _count(session_factory)
     with pytest.raises(CsvImportError) as caught:
-        await Intake(session_factory, None, settings).import_balances(write_csv(tmp_path / "b.csv", rows))
+        await Intake(session_factory, None, settings).import_balances(
+            write_csv(tmp_path / "b.csv", rows)
+        )
     found = {(e.row, e.field) for e in caught.value.errors}
-    assert found == {(3, "charges"), (4, "service_date"), (4, "email"), (5, "time_zone"), (6, "policy")}
+    assert found == {
+        (3, "charges"),
+        (4, "service_date"),
+        (4, "email"),
+        (5, "time_zone"),
+        (6, "policy"),
+    }
     text = str(caught.value)
     assert "row 3: charges:" in text and "row 6: policy:" in text
     assert "Testy" not in text  # errors name the row and field, never the patient
@@ -49,21 +61,29 @@ def test_missing_columns_are_named() -> None:
     header = [h for h in HEADER if h not in ("charges", "service_date")]
     text = ",".join(header) + "\n"
     rows, errors = parse_rows(text, BalanceRow)
-    assert rows == [] and {(e.row, e.field) for e in errors} == {(1, "charges"), (1, "service_date")}
+    assert rows == [] and {(e.row, e.field) for e in errors} == {
+        (1, "charges"),
+        (1, "service_date"),
+    }
 
 
 async def test_dry_run_checks_without_writing(
-    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     before = _count(session_factory)
     report = await Intake(session_factory, None, settings).import_balances(
-        write_csv(tmp_path / "ok.csv", [balance_row(), balance_row()]), dry_run=True)
+        write_csv(tmp_path / "ok.csv", [balance_row(), balance_row()]), dry_run=True
+    )
     assert (report.rows, report.accounts) == (2, 2)
     assert _count(session_factory) == before
 
 
 def test_cli_reports_bad_rows_and_exits_non_zero(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))

@@ -21,13 +21,20 @@ from models.payloads import (
     StepOutcome,
 )
 from starter import Intake, decide_step, get_status, workflow_id
+from tests.conftest import RecordHistory
 from tests.factories import balance_row, write_csv
 from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
 
 LADDER_BEFORE_REFERRAL = [
-    "statement-1", "notice-1", "reminder-1", "statement-2", "call-1", "statement-3", "final-notice",
+    "statement-1",
+    "notice-1",
+    "reminder-1",
+    "statement-2",
+    "call-1",
+    "statement-3",
+    "final-notice",
 ]
 
 
@@ -42,8 +49,11 @@ _rows: dict[str, dict[str, str]] = {}
 
 
 async def test_120_day_ladder_walked_by_skipping_time(
-    ts_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session],
-    tmp_path: Path, record_history,  # type: ignore[no-untyped-def]
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    record_history: RecordHistory,
 ) -> None:
     client = ts_env.client
     intake = Intake(session_factory, client, settings)
@@ -56,8 +66,15 @@ async def test_120_day_ladder_walked_by_skipping_time(
         sent = [r for r in status.history if r.outcome is StepOutcome.SENT]
         assert [r.step_id for r in sent] == LADDER_BEFORE_REFERRAL
         # Each step on or after its day offset, in order, inside 08:00-21:00 New York time.
-        days = {"statement-1": 0, "notice-1": 4, "reminder-1": 21, "statement-2": 30,
-                "call-1": 40, "statement-3": 60, "final-notice": 90}
+        days = {
+            "statement-1": 0,
+            "notice-1": 4,
+            "reminder-1": 21,
+            "statement-2": 30,
+            "call-1": 40,
+            "statement-3": 60,
+            "final-notice": 90,
+        }
         for record in sent:
             offset = (record.at - start).days
             assert days[record.step_id] <= offset <= days[record.step_id] + 5, record
@@ -65,26 +82,49 @@ async def test_120_day_ladder_walked_by_skipping_time(
             assert 7 <= local.hour < 21
         assert [r.at for r in sent] == sorted(r.at for r in sent)
         assert {r.step_id: r.channel.value for r in sent if r.channel} == {
-            "statement-1": "letter", "notice-1": "email", "reminder-1": "email",
-            "statement-2": "letter", "call-1": "call", "statement-3": "letter",
+            "statement-1": "letter",
+            "notice-1": "email",
+            "reminder-1": "email",
+            "statement-2": "letter",
+            "call-1": "call",
+            "statement-3": "letter",
             "final-notice": "letter",
         }
         # The referral waits for a supervisor.
         assert status.state is BalanceState.AWAITING_APPROVAL
         with session_factory() as session:
-            task = session.scalars(select(StaffTask).where(StaffTask.step_id == "agency-referral")).one()
-            rows = session.scalars(select(Communication).where(
-                Communication.account_id == task.account_id)).all()
+            task = session.scalars(
+                select(StaffTask).where(StaffTask.step_id == "agency-referral")
+            ).one()
+            rows = session.scalars(
+                select(Communication).where(Communication.account_id == task.account_id)
+            ).all()
             assert len(rows) == 7 and all(r.status is CommunicationStatus.SENT for r in rows)
             letter = next(r for r in rows if r.step_id == "statement-1")
             assert "Amount due: $55.00" in (letter.body or "")
             assert Path(letter.file_path or "").read_text().count("Amount due: $55.00") == 1
 
         with pytest.raises(WorkflowUpdateFailedError):
-            await decide_step(client, account_id, StepDecision(
-                task_id=str(task.id), decision=Decision.APPROVE, decided_by="clerk-1", role="clerk"))
-        answer = await decide_step(client, account_id, StepDecision(
-            task_id=str(task.id), decision=Decision.APPROVE, decided_by="sup-1", role="supervisor"))
+            await decide_step(
+                client,
+                account_id,
+                StepDecision(
+                    task_id=str(task.id),
+                    decision=Decision.APPROVE,
+                    decided_by="clerk-1",
+                    role="clerk",
+                ),
+            )
+        answer = await decide_step(
+            client,
+            account_id,
+            StepDecision(
+                task_id=str(task.id),
+                decision=Decision.APPROVE,
+                decided_by="sup-1",
+                role="supervisor",
+            ),
+        )
         assert answer == "approved agency-referral"
         await ts_env.sleep(dt.timedelta(days=1))
         status = await get_status(client, account_id)
@@ -105,8 +145,11 @@ async def test_120_day_ladder_walked_by_skipping_time(
 
 
 async def test_payment_mid_ladder_ends_it_and_duplicates_change_nothing(
-    ts_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session],
-    tmp_path: Path, record_history,  # type: ignore[no-untyped-def]
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    record_history: RecordHistory,
 ) -> None:
     client = ts_env.client
     intake = Intake(session_factory, client, settings)
@@ -122,8 +165,13 @@ async def test_payment_mid_ladder_ends_it_and_duplicates_change_nothing(
 
         # A new charge joins the same workflow run.
         run_id = (await client.get_workflow_handle(workflow_id(account_id)).describe()).run_id
-        extra = dict(_rows[number], charge_ref="C-EXTRA", charges="12.00", insurance_paid="0",
-                     insurance_adjustment="0")
+        extra = dict(
+            _rows[number],
+            charge_ref="C-EXTRA",
+            charges="12.00",
+            insurance_paid="0",
+            insurance_adjustment="0",
+        )
         await intake.import_balances(write_csv(tmp_path / "extra.csv", [extra]))
         handle = client.get_workflow_handle(workflow_id(account_id), result_type=EscalationResult)
         assert (await handle.describe()).run_id == run_id
@@ -134,5 +182,7 @@ async def test_payment_mid_ladder_ends_it_and_duplicates_change_nothing(
         result = await handle.result()
         assert result.state is BalanceState.PAID
         # statement-2 (day 30) went out before the payment; nothing after it.
-        assert [r.step_id for r in (await get_status(client, account_id)).history][-1] == "statement-2"
+        assert [r.step_id for r in (await get_status(client, account_id)).history][
+            -1
+        ] == "statement-2"
         await record_history("paid_mid_ladder_with_new_charge", handle)

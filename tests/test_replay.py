@@ -16,8 +16,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.escalation import WORKFLOW_NAME
 from worker import WORKFLOWS, workflow_runner
+from workflows.escalation import WORKFLOW_NAME
 
 with workflow.unsafe.imports_passed_through():
     from models.payloads import CloseBalanceInput, EscalationInput, EscalationResult
@@ -30,14 +30,19 @@ def _load(path: Path) -> WorkflowHistory:
 
 
 def test_histories_are_committed() -> None:
-    assert {p.stem for p in HISTORIES} >= {"ladder_approved_then_paid",
-                                           "paid_mid_ladder_with_new_charge"}
+    assert {p.stem for p in HISTORIES} >= {
+        "ladder_approved_then_paid",
+        "paid_mid_ladder_with_new_charge",
+    }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path) -> None:
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter,
-                        workflow_runner=workflow_runner())
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
     await replayer.replay_workflow(_load(path))
 
 
@@ -48,8 +53,10 @@ class ReorderedEscalation:
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationResult:
         await workflow.execute_activity(
-            "close_balance", CloseBalanceInput(account_id=inp.account_id, state="paid", balance_cents=0),
-            start_to_close_timeout=timedelta(seconds=5))
+            "close_balance",
+            CloseBalanceInput(account_id=inp.account_id, state="paid", balance_cents=0),
+            start_to_close_timeout=timedelta(seconds=5),
+        )
         raise AssertionError("unreachable in replay")
 
 

@@ -7,7 +7,7 @@ keeps state, waits and calls activities.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -99,12 +99,18 @@ class BalanceEscalationWorkflow:
         final = BalanceState.PAID
         await workflow.execute_activity(
             "close_balance",
-            CloseBalanceInput(account_id=inp.account_id, state=final, balance_cents=state.balance_cents),
+            CloseBalanceInput(
+                account_id=inp.account_id, state=final, balance_cents=state.balance_cents
+            ),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
-        return EscalationResult(account_id=inp.account_id, state=final,
-                                balance_cents=state.balance_cents, contacts=len(state.contacts()))
+        return EscalationResult(
+            account_id=inp.account_id,
+            state=final,
+            balance_cents=state.balance_cents,
+            contacts=len(state.contacts()),
+        )
 
     # -- signals, updates, queries -------------------------------------------------------
 
@@ -162,7 +168,8 @@ class BalanceEscalationWorkflow:
             raise ApplicationError("the balance is closed", type="BalanceClosed")
         if self._state.pending_approval is not None:
             raise ApplicationError(
-                "a step is waiting for approval; decide it before migrating", type="ApprovalPending")
+                "a step is waiting for approval; decide it before migrating", type="ApprovalPending"
+            )
         if migration.policy_hash == self._input.policy_hash:
             raise ApplicationError("already on this policy version", type="SameVersion")
 
@@ -176,8 +183,14 @@ class BalanceEscalationWorkflow:
             balance_cents=state.balance_cents,
             paid_cents=state.paid_cents,
             policy=PolicyRef(name=inp.policy.name, hash=inp.policy_hash),
-            next_step=NextStepView(step_id=nxt.step.id, channels=list(nxt.channels), at=nxt.at,
-                                   reasons=list(nxt.reasons)) if nxt else None,
+            next_step=NextStepView(
+                step_id=nxt.step.id,
+                channels=list(nxt.channels),
+                at=nxt.at,
+                reasons=list(nxt.reasons),
+            )
+            if nxt
+            else None,
             waiting_for=self._waiting_for,
             history=list(state.history),
         )
@@ -189,10 +202,8 @@ class BalanceEscalationWorkflow:
         self._changed = False
         if delay is not None and delay <= timedelta(0):
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: self._changed, timeout=delay)
-        except asyncio.TimeoutError:
-            pass
 
     async def _send(self, planned: Planned) -> None:
         state, inp = self._state, self._input
@@ -215,8 +226,15 @@ class BalanceEscalationWorkflow:
             start_to_close_timeout=SEND_STEP_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
-        decisions.record_sent(state, planned, workflow.now(), result.channel,
-                              result.communication_id, result.outcome, result.reasons)
+        decisions.record_sent(
+            state,
+            planned,
+            workflow.now(),
+            result.channel,
+            result.communication_id,
+            result.outcome,
+            result.reasons,
+        )
 
     async def _approved(self, planned: Planned) -> bool:
         """Open an approval task for a gated step and wait for a person, or for the timeout.
@@ -232,15 +250,23 @@ class BalanceEscalationWorkflow:
             due = workflow.now() + timedelta(days=gate.wait_days)
             task_id: str = await workflow.execute_activity(
                 "open_approval",
-                OpenApprovalInput(account_id=self._input.account_id, step_id=planned.step.id,
-                                  title=f"Approve {planned.step.kind.value} ({planned.step.id})",
-                                  approvers=list(gate.approvers), due_at=due),
+                OpenApprovalInput(
+                    account_id=self._input.account_id,
+                    step_id=planned.step.id,
+                    title=f"Approve {planned.step.kind.value} ({planned.step.id})",
+                    approvers=list(gate.approvers),
+                    due_at=due,
+                ),
                 result_type=str,
                 start_to_close_timeout=LEDGER_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
             )
-            pending = PendingApproval(step_id=planned.step.id, task_id=task_id,
-                                      requested_at=workflow.now(), approvers=list(gate.approvers))
+            pending = PendingApproval(
+                step_id=planned.step.id,
+                task_id=task_id,
+                requested_at=workflow.now(),
+                approvers=list(gate.approvers),
+            )
             state.pending_approval = pending
         self._waiting_for = f"approval of {planned.step.id} by " + " or ".join(gate.approvers)
         deadline = pending.requested_at + timedelta(days=gate.wait_days)
@@ -262,7 +288,9 @@ class BalanceEscalationWorkflow:
             return True
         if pending.decision is Decision.DENY:
             await self._close_approval(pending, False, pending.reason)
-            reason = f"denied by {pending.decided_by}" + (f": {pending.reason}" if pending.reason else "")
+            reason = f"denied by {pending.decided_by}" + (
+                f": {pending.reason}" if pending.reason else ""
+            )
         else:
             await self._close_approval(pending, None, f"no decision in {gate.wait_days} days")
             if gate.on_timeout is TimeoutAction.PROCEED:
@@ -271,11 +299,17 @@ class BalanceEscalationWorkflow:
         decisions.record_skip(state, Skip(planned.index, planned.step, reason), workflow.now())
         return False
 
-    async def _close_approval(self, pending: PendingApproval, approved: bool | None, reason: str) -> None:
+    async def _close_approval(
+        self, pending: PendingApproval, approved: bool | None, reason: str
+    ) -> None:
         await workflow.execute_activity(
             "close_approval",
-            CloseApprovalInput(task_id=pending.task_id, approved=approved,
-                               decided_by=pending.decided_by, reason=reason),
+            CloseApprovalInput(
+                task_id=pending.task_id,
+                approved=approved,
+                decided_by=pending.decided_by,
+                reason=reason,
+            ),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
@@ -294,7 +328,10 @@ class BalanceEscalationWorkflow:
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+        )
 
 
 __all__ = ["WORKFLOW_NAME", "BalanceEscalationWorkflow", "StepOutcome"]

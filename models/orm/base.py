@@ -25,7 +25,7 @@ class Base(DeclarativeBase):
     def __init__(self, **kwargs: Any) -> None:
         # Scalar column defaults normally apply only at INSERT; apply them at construction so an
         # object built in memory (a charge line's balance, a guarantor's time zone) is complete.
-        for column in self.__table__.columns:  # type: ignore[attr-defined]
+        for column in self.__table__.columns:
             default = column.default
             if column.key not in kwargs and default is not None and default.is_scalar:
                 kwargs[column.key] = default.arg

@@ -30,14 +30,21 @@ class Communication(Timestamped, Base):
     step_id: Mapped[str] = mapped_column(String(48))
     policy_hash: Mapped[str] = mapped_column(String(64))
     channel: Mapped[Channel | None] = mapped_column(
-        Enum(Channel, name="channel", values_callable=lambda e: [m.value for m in e],
-             create_type=False)
+        Enum(
+            Channel,
+            name="channel",
+            values_callable=lambda e: [m.value for m in e],
+            create_type=False,
+        )
     )
     template: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(8), default="en")
     status: Mapped[CommunicationStatus] = mapped_column(
-        Enum(CommunicationStatus, name="communication_status",
-             values_callable=lambda e: [m.value for m in e]),
+        Enum(
+            CommunicationStatus,
+            name="communication_status",
+            values_callable=lambda e: [m.value for m in e],
+        ),
         default=CommunicationStatus.PENDING,
     )
     recipient: Mapped[str | None] = mapped_column(String(300))

@@ -24,8 +24,12 @@ def store_policy_version(session: Session, bundle: PolicyBundle) -> None:
     """Keep the exact version a workflow is started on; a version never changes once stored."""
     session.execute(
         insert(PolicyVersion)
-        .values(hash=bundle.hash, name=bundle.policy.name, source_path=bundle.source,
-                document=bundle.document())
+        .values(
+            hash=bundle.hash,
+            name=bundle.policy.name,
+            source_path=bundle.source,
+            document=bundle.document(),
+        )
         .on_conflict_do_nothing(index_elements=["hash"])
     )
 
@@ -38,7 +42,8 @@ def account_by_number(session: Session, account_number: str) -> Account | None:
 
 def upsert_guarantor(session: Session, external_ref: str, fields: dict[str, Any]) -> Guarantor:
     guarantor = session.scalars(
-        select(Guarantor).where(Guarantor.external_ref == external_ref)
+        select(Guarantor)
+        .where(Guarantor.external_ref == external_ref)
         .options(selectinload(Guarantor.channels))
     ).one_or_none()
     if guarantor is None:
@@ -50,7 +55,9 @@ def upsert_guarantor(session: Session, external_ref: str, fields: dict[str, Any]
     return guarantor
 
 
-def set_channel_consent(session: Session, guarantor: Guarantor, channel: Channel, consent: bool) -> None:
+def set_channel_consent(
+    session: Session, guarantor: Guarantor, channel: Channel, consent: bool
+) -> None:
     pref = next((p for p in guarantor.channels if p.channel is channel), None)
     if pref is None:
         guarantor.channels.append(ChannelPreference(channel=channel, consent=consent))
@@ -80,13 +87,16 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
         elif channel is Channel.SMS and sms_requires_consent and not (pref and pref.consent):
             consent, reason = False, "no recorded consent"
         channels[channel] = ChannelStatus(reachable=reachable, consent=consent, reason=reason)
-    return ContactProfile(time_zone=guarantor.time_zone, language=guarantor.language, channels=channels)
+    return ContactProfile(
+        time_zone=guarantor.time_zone, language=guarantor.language, channels=channels
+    )
 
 
 def add_charge_line(session: Session, account: Account, line: ChargeLine) -> bool:
     """Insert a charge line unless its reference is already on the account. True if new."""
     exists = session.scalar(
-        select(func.count()).select_from(ChargeLine)
+        select(func.count())
+        .select_from(ChargeLine)
         .where(ChargeLine.account_id == account.id, ChargeLine.external_ref == line.external_ref)
     )
     if exists:
@@ -98,8 +108,13 @@ def add_charge_line(session: Session, account: Account, line: ChargeLine) -> boo
 
 
 def record_payment(
-    session: Session, account: Account, reference: str, amount_cents: int,
-    received_at: dt.datetime, method: str = "other", posted_by: str = "system",
+    session: Session,
+    account: Account,
+    reference: str,
+    amount_cents: int,
+    received_at: dt.datetime,
+    method: str = "other",
+    posted_by: str = "system",
 ) -> tuple[Payment, bool]:
     """Insert a payment once per reference and lower the balance. Returns (payment, is_new).
 
@@ -108,9 +123,15 @@ def record_payment(
     """
     inserted = session.execute(
         insert(Payment)
-        .values(id=uuid.uuid4(), account_id=account.id, reference=reference,
-                amount_cents=amount_cents, received_at=received_at, method=method,
-                posted_by=posted_by)
+        .values(
+            id=uuid.uuid4(),
+            account_id=account.id,
+            reference=reference,
+            amount_cents=amount_cents,
+            received_at=received_at,
+            method=method,
+            posted_by=posted_by,
+        )
         .on_conflict_do_nothing(index_elements=["reference"])
         .returning(Payment.id)
     ).scalar()
@@ -128,13 +149,18 @@ def open_accounts(session: Session) -> Sequence[Account]:
 
 def communications_for(session: Session, account: Account) -> Sequence[Communication]:
     return session.scalars(
-        select(Communication).where(Communication.account_id == account.id)
+        select(Communication)
+        .where(Communication.account_id == account.id)
         .order_by(Communication.created_at)
     ).all()
 
 
 AGING_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
-    ("0-30", 0, 30), ("31-60", 31, 60), ("61-90", 61, 90), ("91-120", 91, 120), ("120+", 121, None),
+    ("0-30", 0, 30),
+    ("31-60", 31, 60),
+    ("61-90", 61, 90),
+    ("91-120", 91, 120),
+    ("120+", 121, None),
 )
 
 
@@ -143,8 +169,9 @@ def aging(session: Session, as_of: dt.datetime) -> dict[str, int]:
     age = func.date_part("day", as_of - Account.opened_at)
     totals = {name: 0 for name, _, _ in AGING_BUCKETS}
     rows = session.execute(
-        select(age.label("age"), Account.balance_cents)
-        .where(Account.status == AccountStatus.OPEN, Account.balance_cents > 0)
+        select(age.label("age"), Account.balance_cents).where(
+            Account.status == AccountStatus.OPEN, Account.balance_cents > 0
+        )
     ).all()
     for days, cents in rows:
         for name, low, high in AGING_BUCKETS:
