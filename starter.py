@@ -12,16 +12,39 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
-from temporalio.client import Client, TLSConfig, WorkflowHandle
+from temporalio.client import Client, TLSConfig, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 
 from config.loader import PolicyBundle, PolicyFileError, load_policy
 from config.settings import Settings
+from models.actions import (
+    AccountState,
+    ChannelEventKind,
+    ChannelEventSignal,
+    HardshipRequest,
+    HoldRequest,
+    PlanRequest,
+    ReferralRequest,
+    ResumeRequest,
+    SettlementRequest,
+    WriteOffRequest,
+)
 from models.imports import BalanceRow, CsvImportError, PaymentRow, RowError, parse_rows
-from models.orm import Account, AccountStatus, AuditEvent, ChargeLine, Guarantor
+from models.orm import (
+    Account,
+    AccountStatus,
+    AuditEvent,
+    ChannelPreference,
+    ChargeLine,
+    Deliverability,
+    Guarantor,
+)
 from models.orm import repositories as repo
 from models.payloads import (
     ChargeSignal,
@@ -33,6 +56,8 @@ from models.payloads import (
 )
 from models.policy import Channel, PolicyRef
 from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
+
+R = TypeVar("R")
 
 
 class NotRunning(RuntimeError):
@@ -111,15 +136,100 @@ async def get_status(client: Client, account_id: str) -> StatusView:
 
 
 async def migrate_policy(client: Client, account_id: str, migration: PolicyMigration) -> PolicyRef:
-    handle = client.get_workflow_handle(workflow_id(account_id))
-    ref: PolicyRef = await handle.execute_update("migrate_policy", migration, result_type=PolicyRef)
-    return ref
+    return await _update(client, account_id, "migrate_policy", migration, PolicyRef)
 
 
 async def decide_step(client: Client, account_id: str, decision: StepDecision) -> str:
+    return await _update(client, account_id, "decide_step", decision, str)
+
+
+class ActionRejected(Exception):
+    """A staff action the workflow refused, with the rule's type and a reason for people."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+async def _update(
+    client: Client, account_id: str, name: str, arg: object, result_type: type[R]
+) -> R:
+    """Run an update; a validator's rejection becomes :class:`ActionRejected` with its reason."""
     handle = client.get_workflow_handle(workflow_id(account_id))
-    answer: str = await handle.execute_update("decide_step", decision, result_type=str)
-    return answer
+    try:
+        result: R = await handle.execute_update(name, arg, result_type=result_type)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            raise ActionRejected(cause.type or "Rejected", cause.message) from err
+        raise
+    return result
+
+
+async def get_account(client: Client, account_id: str) -> AccountState:
+    """Holds, plan, settlement offer, open approval tasks and events of a balance."""
+    handle = client.get_workflow_handle(workflow_id(account_id))
+    account: AccountState = await handle.query("get_account", result_type=AccountState)
+    return account
+
+
+async def hold(client: Client, account_id: str, request: HoldRequest) -> str:
+    return await _update(client, account_id, "hold", request, str)
+
+
+async def resume(client: Client, account_id: str, request: ResumeRequest) -> str:
+    return await _update(client, account_id, "resume", request, str)
+
+
+async def grant_hardship(client: Client, account_id: str, request: HardshipRequest) -> int:
+    return await _update(client, account_id, "grant_hardship", request, int)
+
+
+async def set_payment_plan(client: Client, account_id: str, request: PlanRequest) -> str:
+    return await _update(client, account_id, "set_payment_plan", request, str)
+
+
+async def propose_settlement(client: Client, account_id: str, request: SettlementRequest) -> str:
+    return await _update(client, account_id, "propose_settlement", request, str)
+
+
+async def request_write_off(client: Client, account_id: str, request: WriteOffRequest) -> str:
+    return await _update(client, account_id, "request_write_off", request, str)
+
+
+async def request_referral(client: Client, account_id: str, request: ReferralRequest) -> str:
+    return await _update(client, account_id, "request_referral", request, str)
+
+
+async def signal(client: Client, account_id: str, name: str, payload: object) -> None:
+    """Send a fact: post_adjustment, channel_event, life_event or record_call_outcome."""
+    await client.get_workflow_handle(workflow_id(account_id)).signal(name, payload)
+
+
+CHANNEL_EVENT_DB: dict[ChannelEventKind, tuple[str, object]] = {
+    ChannelEventKind.EMAIL_BOUNCED: ("deliverability", Deliverability.BOUNCED),
+    ChannelEventKind.SMS_UNDELIVERABLE: ("deliverability", Deliverability.UNDELIVERABLE),
+    ChannelEventKind.LETTER_RETURNED: ("deliverability", Deliverability.RETURNED),
+    ChannelEventKind.ADDRESS_CORRECTED: ("deliverability", Deliverability.OK),
+}
+
+
+def record_channel_event(session: Session, guarantor: Guarantor, event: ChannelEventSignal) -> None:
+    """Ledger side of a channel event, so that the send-time checks agree with the workflow."""
+    assert event.channel is not None
+    pref = next((p for p in guarantor.channels if p.channel is event.channel), None)
+    if pref is None:
+        pref = ChannelPreference(channel=event.channel)
+        guarantor.channels.append(pref)
+    now = dt.datetime.now(dt.UTC)
+    if event.kind is ChannelEventKind.OPTED_OUT:
+        pref.opted_out_at, pref.consent = now, False
+    elif event.kind is ChannelEventKind.CONSENT_GIVEN:
+        pref.opted_out_at, pref.consent = None, True
+    else:
+        field_name, value = CHANNEL_EVENT_DB[event.kind]
+        setattr(pref, field_name, value)
+    pref.updated_at = now
 
 
 # -- intake: ledger first, then the workflow -------------------------------------------------
@@ -357,6 +467,35 @@ class Intake:
                 .one()
             )
             return account.guarantor
+
+    async def channel_event(
+        self, account_number: str, event: ChannelEventSignal, actor: str = "system"
+    ) -> None:
+        """Record a bounce, returned letter, STOP or consent; then tell the workflow."""
+        with self._session_factory.begin() as session:
+            account = repo.account_by_number(session, account_number)
+            if account is None:
+                raise LookupError(f"account: no account {account_number!r}")
+            guarantor = session.scalars(
+                select(Guarantor)
+                .where(Guarantor.id == account.guarantor_id)
+                .options(selectinload(Guarantor.channels))
+            ).one()
+            record_channel_event(session, guarantor, event)
+            session.add(
+                AuditEvent(
+                    actor=actor,
+                    action=event.kind.value,
+                    account_id=account.id,
+                    detail={
+                        "channel": event.channel.value if event.channel else None,
+                        "reference": event.reference,
+                    },
+                )
+            )
+            account_id, was_open = str(account.id), account.status is AccountStatus.OPEN
+        if was_open:
+            await signal(self._require_client(), account_id, "channel_event", event)
 
     def _require_client(self) -> Client:
         if self._client is None:

@@ -7,14 +7,18 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from sendgrid import SendGridAPIClient
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.channels import OutboxSender, Sender
+from activities.email import SendGridSender
 from activities.ledger import LedgerActivities
+from activities.letters import PdfLetterSender
 from activities.messaging import MessagingActivities, PolicyStore
+from activities.sms import TwilioSender, make_client
 from config.settings import Settings
 from models.policy import Channel
 from workflows.escalation import BalanceEscalationWorkflow
@@ -34,14 +38,37 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_senders(settings: Settings) -> Mapping[Channel, Sender]:
-    """The local outbox for every channel; providers replace it where credentials exist."""
+    """A sender per channel: SendGrid and Twilio where credentials exist, the local outbox else.
+
+    Letters are always rendered to PDF in the outbox, for the day's print batch. Call tasks never
+    reach a sender (they are rows in the staff worklist); the outbox stands in for completeness.
+    """
     outbox = OutboxSender(Path(settings.outbox_dir))
-    return {
-        Channel.LETTER: outbox,
+    senders: dict[Channel, Sender] = {
+        Channel.LETTER: PdfLetterSender(Path(settings.outbox_dir)),
         Channel.EMAIL: outbox,
         Channel.SMS: outbox,
         Channel.CALL: outbox,
     }
+    sendgrid, twilio = settings.sendgrid, settings.twilio
+    public = settings.api.public_url.rstrip("/")
+    if sendgrid.configured and sendgrid.api_key is not None:
+        client = SendGridAPIClient(api_key=sendgrid.api_key.get_secret_value(),
+                                   **({"host": sendgrid.base_url} if sendgrid.base_url else {}))
+        senders[Channel.EMAIL] = SendGridSender(
+            client, sendgrid.from_email, from_name=settings.practice.name,
+            sandbox_mode=sendgrid.sandbox_mode,
+            unsubscribe_url=f"{public}/unsubscribe/email/{{id}}" if public else "",
+        )
+    if twilio.configured and twilio.auth_token is not None:
+        default_callback = f"{public}/webhooks/twilio/status" if public else ""
+        callback = twilio.status_callback_url or default_callback
+        senders[Channel.SMS] = TwilioSender(
+            make_client(twilio.account_sid, twilio.auth_token.get_secret_value(), twilio.base_url),
+            messaging_service_sid=twilio.messaging_service_sid, from_number=twilio.from_number,
+            status_callback_url=callback,
+        )
+    return senders
 
 
 def build_worker(
@@ -60,7 +87,7 @@ def build_worker(
     messaging = MessagingActivities(
         session_factory, senders or build_senders(settings), PolicyStore(session_factory)
     )
-    ledger = LedgerActivities(session_factory)
+    ledger = LedgerActivities(session_factory, Path(settings.data_dir) / "agency")
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
@@ -71,6 +98,8 @@ def build_worker(
             ledger.close_balance,
             ledger.open_approval,
             ledger.close_approval,
+            ledger.escalate_approval,
+            ledger.place_with_agency,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=slots, thread_name_prefix="activity"),
         max_concurrent_activities=slots,

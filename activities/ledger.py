@@ -2,38 +2,87 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import uuid
+from pathlib import Path
 
 from sqlalchemy import CursorResult, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio import activity
 
+from activities.messaging import contact_point
+from models.actions import ExportInput, TaskRecordInput
 from models.orm import Account, AccountStatus, AuditEvent, StaffTask, TaskKind, TaskStatus
-from models.payloads import CloseApprovalInput, CloseBalanceInput, OpenApprovalInput
+from models.payloads import BalanceState, CloseApprovalInput, CloseBalanceInput, OpenApprovalInput
+from models.policy import Channel
+
+ACCOUNT_STATUS = {
+    BalanceState.PAID: AccountStatus.PAID,
+    BalanceState.SETTLED: AccountStatus.SETTLED,
+    BalanceState.WRITTEN_OFF: AccountStatus.WRITTEN_OFF,
+    BalanceState.PLACED: AccountStatus.PLACED,
+    BalanceState.STOPPED: AccountStatus.STOPPED,
+    BalanceState.DECEASED: AccountStatus.ESTATE,
+}
+
+PLACEMENT_COLUMNS = [
+    "account_number",
+    "guarantor_ref",
+    "first_name",
+    "last_name",
+    "address",
+    "phone",
+    "email",
+    "balance",
+    "opened_on",
+    "first_statement_on",
+    "placed_on",
+    "approved_by",
+]
 
 
 class LedgerActivities:
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, session_factory: sessionmaker[Session], export_dir: Path) -> None:
         self._session_factory = session_factory
+        self._export_dir = export_dir
 
     @activity.defn(name="close_balance")
     def close_balance(self, inp: CloseBalanceInput) -> None:
-        """Mark the account paid once its workflow ends. Idempotent."""
+        """Record how the balance ended once its workflow ends. Idempotent."""
+        status = ACCOUNT_STATUS.get(inp.state, AccountStatus.CLOSED)
         with self._session_factory.begin() as session:
             account_id = uuid.UUID(inp.account_id)
             result: CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
                 update(Account)
-                .where(Account.id == account_id, Account.status == AccountStatus.OPEN)
-                .values(status=AccountStatus.PAID, closed_at=dt.datetime.now(dt.UTC))
+                .where(
+                    Account.id == account_id,
+                    Account.status.in_([AccountStatus.OPEN, AccountStatus.PLACED]),
+                )
+                .values(
+                    status=status,
+                    closed_at=dt.datetime.now(dt.UTC),
+                    balance_cents=Account.balance_cents
+                    if status is AccountStatus.PAID
+                    else inp.balance_cents,
+                )
             )
-            if result.rowcount:
+            if not result.rowcount:
+                return
+            session.add(
+                AuditEvent(
+                    actor="system",
+                    action="balance_closed",
+                    account_id=account_id,
+                    detail={"state": inp.state.value, "balance_cents": inp.balance_cents},
+                )
+            )
+            if status is AccountStatus.ESTATE:
                 session.add(
-                    AuditEvent(
-                        actor="system",
-                        action="balance_closed",
+                    StaffTask(
                         account_id=account_id,
-                        detail={"state": inp.state.value, "balance_cents": inp.balance_cents},
+                        kind=TaskKind.ESTATE,
+                        title="Deceased guarantor: send to the estate queue",
                     )
                 )
 
@@ -74,6 +123,24 @@ class LedgerActivities:
             )
             return str(task.id)
 
+    @activity.defn(name="escalate_approval")
+    def escalate_approval(self, inp: TaskRecordInput) -> None:
+        """Nobody decided in time: the next approver may now decide too."""
+        with self._session_factory.begin() as session:
+            task = session.get(StaffTask, uuid.UUID(inp.task_id))
+            if task is None or task.status is not TaskStatus.OPEN:
+                return
+            task.approvers = list(inp.approvers)
+            task.due_at = inp.due_at
+            session.add(
+                AuditEvent(
+                    actor="system",
+                    action="approval_escalated",
+                    account_id=task.account_id,
+                    detail={"task_id": inp.task_id, "approvers": inp.approvers},
+                )
+            )
+
     @activity.defn(name="close_approval")
     def close_approval(self, inp: CloseApprovalInput) -> None:
         """Record the decision (or its absence) on the task. Idempotent."""
@@ -96,3 +163,57 @@ class LedgerActivities:
                     detail={"task_id": inp.task_id, "step": task.step_id},
                 )
             )
+
+    @activity.defn(name="place_with_agency")
+    def place_with_agency(self, inp: ExportInput) -> str:
+        """Export the account in the day's placement file an agency loads, and mark it placed.
+
+        Idempotent: an account already placed is not exported twice. Returns the file's path.
+        """
+        account_id = uuid.UUID(inp.account_id)
+        today = dt.datetime.now(dt.UTC).date()
+        path = self._export_dir / f"placements-{today.isoformat()}.csv"
+        with self._session_factory.begin() as session:
+            account = (
+                session.query(Account)
+                .options(selectinload(Account.guarantor))
+                .filter(Account.id == account_id)
+                .with_for_update()
+                .one()
+            )
+            if account.status is AccountStatus.PLACED:
+                return str(path)
+            g = account.guarantor
+            row = {
+                "account_number": account.account_number,
+                "guarantor_ref": g.external_ref,
+                "first_name": g.first_name,
+                "last_name": g.last_name,
+                "address": contact_point(g, Channel.LETTER),
+                "phone": g.phone or "",
+                "email": g.email or "",
+                "balance": f"{inp.balance_cents / 100:.2f}",
+                "opened_on": account.opened_at.date().isoformat(),
+                "first_statement_on": account.first_statement_at.date().isoformat()
+                if account.first_statement_at
+                else "",
+                "placed_on": today.isoformat(),
+                "approved_by": inp.approved_by,
+            }
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new_file = not path.exists()
+            with path.open("a", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=PLACEMENT_COLUMNS)
+                if new_file:
+                    writer.writeheader()
+                writer.writerow(row)
+            account.status = AccountStatus.PLACED
+            session.add(
+                AuditEvent(
+                    actor=inp.approved_by,
+                    action="placed_with_agency",
+                    account_id=account_id,
+                    detail={"file": path.name},
+                )
+            )
+        return str(path)

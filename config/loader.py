@@ -114,7 +114,9 @@ def load_policy(name_or_path: str | Path) -> PolicyBundle:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise PolicyFileError([PolicyError(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
+        raise PolicyFileError(
+            [PolicyError(shown, None, "", f"cannot read: {exc.strerror}")]
+        ) from exc
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -141,21 +143,39 @@ def _collect_templates(
     dirs = template_dirs(path)
     templates: dict[str, str] = {}
     errors: list[PolicyError] = []
-    for i, step in enumerate(policy.steps):
-        for channel in step.channels:
+    uses: list[tuple[tuple[Any, ...], str, list[Channel]]] = [
+        (("steps", i, "template"), step.template, step.channels)
+        for i, step in enumerate(policy.steps)
+    ]
+    plans = policy.staff.plans
+    uses.append(
+        (("staff", "plans", "reminder_template"), plans.reminder_template, plans.reminder_channels)
+    )
+    for loc, template, channels in uses:
+        for channel in channels:
             for lang in policy.languages:
-                key = template_key(step.template, lang, channel)
+                key = template_key(template, lang, channel)
                 if key in templates:
                     continue
-                found = next((d / f"{key}{TEMPLATE_SUFFIX}" for d in dirs
-                              if (d / f"{key}{TEMPLATE_SUFFIX}").is_file()), None)
+                found = next(
+                    (
+                        d / f"{key}{TEMPLATE_SUFFIX}"
+                        for d in dirs
+                        if (d / f"{key}{TEMPLATE_SUFFIX}").is_file()
+                    ),
+                    None,
+                )
                 if found is None:
-                    loc = ("steps", i, "template")
-                    errors.append(PolicyError(
-                        shown, _line_of(root, loc), _dotted(loc),
-                        f"missing template {key}{TEMPLATE_SUFFIX} (looked in "
-                        + ", ".join(str(d) for d in dirs) + ")",
-                    ))
+                    errors.append(
+                        PolicyError(
+                            shown,
+                            _line_of(root, loc),
+                            _dotted(loc),
+                            f"missing template {key}{TEMPLATE_SUFFIX} (looked in "
+                            + ", ".join(str(d) for d in dirs)
+                            + ")",
+                        )
+                    )
                     continue
                 templates[key] = found.read_text(encoding="utf-8")
     return dict(sorted(templates.items())), errors
@@ -176,9 +196,15 @@ def _locate(shown: str, root: yaml.Node | None, exc: ValidationError) -> list[Po
             message = f"got {err['input']!r}; expected {err['ctx']['expected']}"
         # A message of a model validator that names its own field path is more precise.
         path = _dotted(loc)
-        if ": " in message and message.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum():
+        if (
+            ": " in message
+            and message.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum()
+        ):
             sub, message = message.split(": ", 1)
-            path = f"{path}.{sub}" if path else sub
+            parts, own = path.split(".") if path else [], sub.split(".")
+            # A nested model names its own field (``allowed_hours: ...``) that loc already ends in.
+            if parts[-len(own) :] != own:
+                path = f"{path}.{sub}" if path else sub
             loc = tuple(int(p) if p.isdigit() else p for p in path.split("."))
         errors.append(PolicyError(shown, _line_of(root, loc), path, message))
     return errors
@@ -194,12 +220,23 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
             if nxt is None:
                 break
             node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
         else:
             break
         line = node.start_mark.line + 1
     return line
+
+
+def field_line(source: str | Path, loc: tuple[Any, ...]) -> int | None:
+    """The line of field ``loc`` (``("steps", 2, "template")``) in policy file ``source``."""
+    try:
+        root = yaml.compose(Path(source).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return _line_of(root, loc)
 
 
 def shipped_policies() -> list[Path]:

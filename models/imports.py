@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from models.money import DollarsAsCents
-from models.payloads import REFERENCE_FIELD
+from models.common import REFERENCE_FIELD
 
 
 def _blank_to_none(value: object) -> object:

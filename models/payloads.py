@@ -13,12 +13,13 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.actions import AccountState
+from models.common import REFERENCE_FIELD
 from models.policy import Channel, Policy, PolicyRef, StepKind, Tone
 
 Reference = str
 """An external reference (a payment's or a charge's id in the practice's system)."""
 
-REFERENCE_FIELD = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
 
 
 class ChannelStatus(BaseModel):
@@ -73,6 +74,9 @@ class LadderState(BaseModel):
     charged_cents: int = 0
     seen_references: list[str] = Field(default_factory=list)
     pending_approval: PendingApproval | None = None
+    last_activity_at: dt.datetime | None = Field(
+        default=None, description="last payment or charge, for the small-balance write-off"
+    )
 
     def contacts(self) -> list[StepRecord]:
         return [r for r in self.history if r.outcome is StepOutcome.SENT]
@@ -126,8 +130,16 @@ class BalanceState(StrEnum):
     ESCALATING = "escalating"
     BELOW_MINIMUM = "below_minimum"
     AWAITING_APPROVAL = "awaiting_approval"
+    ON_HOLD = "on_hold"
+    ON_PLAN = "on_plan"
+    SETTLEMENT_OFFERED = "settlement_offered"
     LADDER_COMPLETE = "ladder_complete"
     PAID = "paid"
+    SETTLED = "settled"
+    WRITTEN_OFF = "written_off"
+    PLACED = "placed"  # referred to a collection agency
+    STOPPED = "stopped"  # bankruptcy: automatic stay
+    DECEASED = "deceased"  # estate queue
 
 
 class EscalationInput(BaseModel):
@@ -141,6 +153,8 @@ class EscalationInput(BaseModel):
     opened_at: dt.datetime | None = None
     episode_id: str = Field(default="", description="set on first start; kept across continue-as-new")
     state: LadderState | None = Field(default=None, description="carried across continue-as-new")
+    account: AccountState | None = Field(default=None, description="carried across continue-as-new")
+    history_limit: int = Field(default=10_000, ge=50, description="continue-as-new beyond this")
 
 
 class EscalationResult(BaseModel):
@@ -220,3 +234,33 @@ class CloseBalanceInput(BaseModel):
     account_id: str
     state: BalanceState
     balance_cents: int
+
+
+class CallResult(StrEnum):
+    """What a staff member's call attempt came to."""
+
+    REACHED = "reached"  # a conversation about the debt: Reg F 7-day call cool-down starts
+    VOICEMAIL = "voicemail"  # limited-content message left (12 CFR 1006.2(j))
+    NO_ANSWER = "no_answer"
+    WRONG_NUMBER = "wrong_number"  # the phone is marked undeliverable for calls and texts
+    PROMISE_TO_PAY = "promise_to_pay"  # reached, with a promised date (and amount)
+
+
+class CallOutcomeSignal(BaseModel):
+    """The ``record_call_outcome`` signal: a call task's outcome, deduplicated by ``task_id``.
+
+    Free of protected health information: no notes, only the typed result, a date and cents.
+    """
+
+    task_id: str = Field(min_length=1, max_length=64)
+    step_id: str = Field(default="", max_length=48)
+    result: CallResult
+    called_at: dt.datetime
+    promised_date: dt.date | None = Field(default=None, description="promise_to_pay only")
+    promised_cents: int | None = Field(default=None, gt=0)
+    recorded_by: str = Field(default="", max_length=64)
+
+    @property
+    def conversation(self) -> bool:
+        """A right-party conversation: no call for 7 days after it (12 CFR 1006.14(b)(2)(ii))."""
+        return self.result in (CallResult.REACHED, CallResult.PROMISE_TO_PAY)

@@ -1,8 +1,13 @@
 """The escalation policy schema: what a billing lead writes in ``config/policies/*.yaml``.
 
 The models validate everything that can be checked on one file alone (field types, order of
-offsets, approval gates with approvers, IRS 501(r) timing). Template existence is checked by the
-loader in ``workflows.policy_files``, which knows where templates live.
+offsets, approval gates with approvers, IRS 501(r) timing, the stricter rules for third-party
+collectors and the rules of a named state). Template existence is checked by the loader in
+``config.loader``, which knows where templates live; ``dunning policy check`` also renders every
+template with synthetic data (``activities.rendering.check_templates``).
+
+Every error message of a model validator starts with the field path it is about
+(``steps.3.day: ...``) so that the loader can point at the YAML line.
 
 A policy is immutable once loaded: workflows pin it by its content hash.
 """
@@ -10,6 +15,7 @@ A policy is immutable once loaded: workflows pin it by its content hash.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from enum import StrEnum
 from typing import Annotated, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,6 +50,7 @@ class StepKind(StrEnum):
     """What a step does besides (or instead of) sending a message."""
 
     MESSAGE = "message"
+    VALIDATION_NOTICE = "validation_notice"  # 12 CFR 1006.34: a third party's first contact
     FINAL_NOTICE = "final_notice"  # 501(r): names the ECAs and carries the FAP summary
     AGENCY_REFERRAL = "agency_referral"
     WRITE_OFF = "write_off"
@@ -51,6 +58,7 @@ class StepKind(StrEnum):
 
 
 ECA_KINDS = frozenset({StepKind.CREDIT_REPORT})
+WRITTEN_CHANNELS = frozenset({Channel.LETTER, Channel.EMAIL})
 
 
 class Anchor(StrEnum):
@@ -94,7 +102,9 @@ def _check_zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as America/Chicago") from exc
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as America/Chicago"
+        ) from exc
     return name
 
 
@@ -110,15 +120,30 @@ class Conditions(_Frozen):
 
     min_balance: DollarsAsCents | None = Field(default=None, description="dollars")
     min_account_age_days: int | None = Field(default=None, ge=0)
+    max_account_age_days: int | None = Field(
+        default=None, ge=0, description="only while the account is at most this many days old"
+    )
     plan_active: bool | None = Field(
         default=None, description="true: only on a payment plan; false: only when not on one"
     )
+
+    @model_validator(mode="after")
+    def _ages_ordered(self) -> Self:
+        low, high = self.min_account_age_days, self.max_account_age_days
+        if low is not None and high is not None and high < low:
+            raise ValueError(
+                f"max_account_age_days: {high} is below min_account_age_days {low};"
+                " no account could match"
+            )
+        return self
 
 
 class ApprovalGate(_Frozen):
     """A firm step that waits for a person's decision before it runs."""
 
-    approvers: list[str] = Field(min_length=1, description="roles that may approve, in order")
+    approvers: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]] = Field(
+        min_length=1, description="roles that may approve, in order"
+    )
     wait_days: int = Field(default=5, ge=1, le=90)
     on_timeout: TimeoutAction = TimeoutAction.HOLD
 
@@ -135,6 +160,11 @@ class Step(_Frozen):
     kind: StepKind = StepKind.MESSAGE
     when: Conditions = Conditions()
     approval: ApprovalGate | None = None
+    eca: bool = Field(
+        default=False,
+        description="the lead marks this step an extraordinary collection action (IRS 501(r)),"
+        " e.g. a referral to an agency that may report or sue",
+    )
 
     @model_validator(mode="after")
     def _distinct_channels(self) -> Self:
@@ -144,7 +174,7 @@ class Step(_Frozen):
 
     @property
     def is_eca(self) -> bool:
-        return self.kind in ECA_KINDS
+        return self.eca or self.kind in ECA_KINDS
 
 
 class Window(_Frozen):
@@ -196,19 +226,43 @@ class ContactRules(_Frozen):
     def _send_time_allowed(self) -> Self:
         if not (self.allowed_hours.start <= self.send_time < self.allowed_hours.end):
             raise ValueError("send_time: must lie within allowed_hours")
+        if len(set(self.holidays)) != len(self.holidays):
+            raise ValueError("holidays: a date appears twice")
+        if len(set(self.business_days)) != len(self.business_days):
+            raise ValueError("business_days: a weekday appears twice")
         return self
+
+    def cap_for(self, channel: Channel, days: int) -> int | None:
+        """The most contacts on ``channel`` the caps allow in any window of ``days`` days."""
+        limits = [c.max * -(-days // c.per_days) for c in self.caps if c.channel is channel]
+        return min(limits) if limits else None
 
 
 class SmallBalanceWriteOff(_Frozen):
-    """Balances too small to chase are written off instead (a $0.75 statement for $5 wastes money)."""
+    """Balances too small to chase are written off instead.
 
-    below: DollarsAsCents
-    after_days_inactive: int = Field(default=60, ge=0)
+    A $0.75 statement for a $5 balance wastes money (the dental seed).
+    """
+
+    below: DollarsAsCents = Field(description="dollars; balances under this are not chased")
+    after_days_inactive: int = Field(default=60, ge=0, le=3650)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Self:
+        if self.below <= 0:
+            raise ValueError("below: must be more than 0.00 (credit balances are never billed)")
+        return self
 
 
 class Thresholds(_Frozen):
     minimum_balance: DollarsAsCents = Field(default=500, description="dollars; nothing sent below")
     small_balance_write_off: SmallBalanceWriteOff | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.minimum_balance < 0:
+            raise ValueError("minimum_balance: must not be negative")
+        return self
 
 
 class Eca501r(_Frozen):
@@ -227,6 +281,45 @@ class Practice(_Frozen):
     financial_assistance_summary: str = ""
 
 
+class StaffApproval(_Frozen):
+    """Who approves a staff request (write-off, referral, large settlement discount).
+
+    Approvers are tried in order: a request nobody answers within ``wait_days`` escalates to the
+    next approver, and after the last one follows ``on_timeout``. Nobody approves their own request.
+    """
+
+    approvers: list[str] = Field(min_length=1)
+    wait_days: int = Field(default=3, ge=1, le=90)
+    on_timeout: TimeoutAction = TimeoutAction.SKIP
+
+
+def _default_approval() -> StaffApproval:
+    return StaffApproval(approvers=["supervisor", "manager"])
+
+
+class PlanRules(_Frozen):
+    """Payment plans: a reminder before each installment, a grace period, where a broken plan re-enters."""
+
+    reminder_days_before: int = Field(default=3, ge=0, le=30)
+    reminder_template: str = Field(default="plan-reminder", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    reminder_channels: list[Channel] = Field(default_factory=lambda: [Channel.EMAIL, Channel.SMS, Channel.LETTER])
+    grace_days: int = Field(default=10, ge=0, le=60)
+    reentry_step: str | None = Field(default=None, description="step id; default: the next step not yet run")
+    max_installments: int = Field(default=24, ge=1, le=120)
+
+
+class StaffRules(_Frozen):
+    """What staff may do on a balance, and who must approve it."""
+
+    settlement_discount_limit_percent: int = Field(
+        default=10, ge=0, le=100, description="staff may offer up to this discount without approval"
+    )
+    settlement: StaffApproval = Field(default_factory=_default_approval)
+    write_off: StaffApproval = Field(default_factory=_default_approval)
+    agency_referral: StaffApproval = Field(default_factory=_default_approval)
+    plans: PlanRules = PlanRules()
+
+
 class Policy(_Frozen):
     """An escalation policy, as the billing lead wrote it."""
 
@@ -241,9 +334,19 @@ class Policy(_Frozen):
     contact: ContactRules = ContactRules()
     eca: Eca501r = Eca501r()
     steps: list[Step] = Field(min_length=1)
+    staff: StaffRules = StaffRules()
+
+    @model_validator(mode="after")
+    def _staff_rules_consistent(self) -> Self:
+        reentry = self.staff.plans.reentry_step
+        if reentry is not None and reentry not in {s.id for s in self.steps}:
+            raise ValueError(f"staff.plans.reentry_step: no step {reentry!r} in this policy")
+        return self
 
     @model_validator(mode="after")
     def _steps_consistent(self) -> Self:
+        if len(set(self.languages)) != len(self.languages):
+            raise ValueError("languages: a language appears twice")
         seen: set[str] = set()
         for i, step in enumerate(self.steps):
             if step.id in seen:
@@ -252,7 +355,7 @@ class Policy(_Frozen):
         first_anchored = [
             (i, s) for i, s in enumerate(self.steps) if s.anchor is Anchor.FIRST_STATEMENT
         ]
-        for (_, prev), (i, step) in zip(first_anchored, first_anchored[1:], strict=False):
+        for (_, prev), (i, step) in itertools.pairwise(first_anchored):
             if step.day < prev.day:
                 raise ValueError(
                     f"steps.{i}.day: {step.day} comes before step {prev.id!r} on day {prev.day};"
@@ -260,20 +363,121 @@ class Policy(_Frozen):
                 )
         if self.steps[0].anchor is Anchor.PREVIOUS_CONTACT:
             raise ValueError("steps.0.anchor: the first step has no previous contact to count from")
-        if self.eca.enabled:
-            self._check_501r()
         for i, step in enumerate(self.steps):
             if step.is_eca and step.approval is None:
-                raise ValueError(f"steps.{i}.approval: an extraordinary collection action needs one")
-            if step.kind in (StepKind.AGENCY_REFERRAL, StepKind.WRITE_OFF) and step.approval is None:
+                raise ValueError(
+                    f"steps.{i}.approval: an extraordinary collection action needs approvers"
+                )
+            gated = (StepKind.AGENCY_REFERRAL, StepKind.WRITE_OFF)
+            if step.kind in gated and step.approval is None:
                 raise ValueError(f"steps.{i}.approval: a {step.kind.value} step needs approvers")
+            if (
+                step.is_eca
+                and step.approval is not None
+                and step.approval.on_timeout is TimeoutAction.PROCEED
+            ):
+                raise ValueError(
+                    f"steps.{i}.approval.on_timeout: an extraordinary collection action never runs"
+                    " without a person's decision; use hold or skip"
+                )
+            if step.kind is StepKind.FINAL_NOTICE and not set(step.channels) & WRITTEN_CHANNELS:
+                raise ValueError(f"steps.{i}.channels: a final notice must be written (letter)")
+        self._check_sms_after_placement()
+        if self.collector is CollectorKind.THIRD_PARTY:
+            self._check_third_party()
+        if self.eca.enabled:
+            self._check_501r()
+        if self.state is not None:
+            self._check_state()
         return self
 
+    def _check_sms_after_placement(self) -> None:
+        # CTIA messaging principles and Twilio's acceptable use forbid third-party debt
+        # collection by SMS: once an account is placed with an agency, texting stops.
+        placed = next(
+            (i for i, s in enumerate(self.steps) if s.kind is StepKind.AGENCY_REFERRAL), None
+        )
+        if placed is None:
+            return
+        for i, step in enumerate(self.steps[placed + 1 :], start=placed + 1):
+            if Channel.SMS in step.channels:
+                raise ValueError(
+                    f"steps.{i}.channels: no SMS after the agency referral (steps.{placed});"
+                    " carriers forbid third-party debt collection by text"
+                )
+
+    def _check_third_party(self) -> None:
+        """Regulation F (12 CFR part 1006) binds a third-party collector in full."""
+        first = self.steps[0]
+        if first.kind is not StepKind.VALIDATION_NOTICE:
+            raise ValueError(
+                "steps.0.kind: a third-party policy must start with a validation_notice step"
+                " (12 CFR 1006.34)"
+            )
+        if not set(first.channels) & WRITTEN_CHANNELS:
+            raise ValueError("steps.0.channels: the validation notice must be a letter or email")
+        if first.day > 5:
+            raise ValueError(
+                f"steps.0.day: the validation notice is due within 5 days of first contact,"
+                f" not on day {first.day} (12 CFR 1006.34)"
+            )
+        for i, step in enumerate(self.steps):
+            if Channel.SMS in step.channels:
+                raise ValueError(
+                    f"steps.{i}.channels: a third-party collector may not text about a debt"
+                    " (CTIA messaging principles)"
+                )
+        if any(Channel.CALL in s.channels for s in self.steps):
+            allowed = self.contact.cap_for(Channel.CALL, 7)
+            if allowed is None or allowed > 7:
+                raise ValueError(
+                    "contact.caps: a third-party policy that calls needs a call cap of at most"
+                    " 7 attempts in 7 days (12 CFR 1006.14(b)(2))"
+                )
+        for i, step in enumerate(self.steps):
+            if step.kind is not StepKind.CREDIT_REPORT:
+                continue
+            if i == 0 or self.nominal_day(i) - self.nominal_day(i - 1) < 14:
+                raise ValueError(
+                    f"steps.{i}.day: a third party reports to a credit bureau only 14 days after"
+                    " communicating with the patient (12 CFR 1006.30(a))"
+                )
+
+    def _check_state(self) -> None:
+        state = self.state
+        if state in STATES_BANNING_MEDICAL_REPORTING:
+            for i, step in enumerate(self.steps):
+                if step.kind is StepKind.CREDIT_REPORT:
+                    raise ValueError(
+                        f"steps.{i}.kind: {state} bans reporting medical debt to credit bureaus"
+                    )
+        if state == "MA":
+            # 940 CMR 7.04(1)(f): at most 2 calls, texts or voicemails per 7 days.
+            used = {c for s in self.steps for c in s.channels} & {Channel.CALL, Channel.SMS}
+            total = 0
+            for channel in sorted(used):
+                allowed = self.contact.cap_for(channel, 7)
+                if allowed is None:
+                    raise ValueError(
+                        f"contact.caps: Massachusetts allows at most 2 calls or texts per 7 days;"
+                        f" add a cap for {channel.value}"
+                    )
+                total += allowed
+            if total > MA_CALLS_PER_WEEK:
+                raise ValueError(
+                    f"contact.caps: Massachusetts allows at most {MA_CALLS_PER_WEEK} calls, texts"
+                    f" or voicemails in 7 days together; these caps allow {total}"
+                )
+
     def _check_501r(self) -> None:
+        """IRS 501(r) (26 CFR 1.501(r)-6): reasonable efforts before any ECA."""
         eca = self.eca
-        notices = [
-            (i, s) for i, s in enumerate(self.steps) if s.kind is StepKind.FINAL_NOTICE
-        ]
+        if not self.practice.financial_assistance_summary:
+            raise ValueError(
+                "practice.financial_assistance_summary: IRS 501(r) needs a plain-language summary"
+                " of the financial-assistance policy"
+            )
+        notices = [(i, s) for i, s in enumerate(self.steps) if s.kind is StepKind.FINAL_NOTICE]
         for i, step in enumerate(self.steps):
             if not step.is_eca:
                 continue
@@ -293,15 +497,12 @@ class Policy(_Frozen):
             j, _ = earlier[-1]
             if day - self.nominal_day(j) < eca.notice_lead_days:
                 raise ValueError(
-                    f"steps.{i}.day: the final notice (steps.{j}) must come at least"
-                    f" {eca.notice_lead_days} days before an extraordinary collection action"
+                    f"steps.{i}.day: the final notice (steps.{j}, day {self.nominal_day(j)}) must"
+                    f" come at least {eca.notice_lead_days} days before an extraordinary"
+                    f" collection action (IRS 501(r))"
                 )
             if Channel.LETTER not in self.steps[j].channels:
-                raise ValueError(f"steps.{j}.channels: the 501(r) final notice must be written")
-        if notices and not self.practice.financial_assistance_summary:
-            raise ValueError(
-                "practice.financial_assistance_summary: a 501(r) final notice must carry it"
-            )
+                raise ValueError(f"steps.{j}.channels: the 501(r) final notice must go by letter")
 
     def nominal_day(self, index: int) -> int:
         """The earliest day after the first statement on which step ``index`` can fall."""
@@ -315,6 +516,10 @@ class Policy(_Frozen):
             if step.id == step_id:
                 return i
         raise KeyError(step_id)
+
+
+STATES_BANNING_MEDICAL_REPORTING = frozenset({"CA", "CO", "MD", "MN", "NY"})
+MA_CALLS_PER_WEEK = 2
 
 
 class PolicyRef(_Frozen):

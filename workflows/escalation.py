@@ -1,22 +1,52 @@
 """The ``balance-escalation`` workflow: one per guarantor account balance.
 
-``run`` reads like the policy: ask the decision core what is next, wait for it (or for a new fact),
-then send it through one activity. All rules live in ``workflows.decisions``; this class only
+``run`` reads like the policy: settle what is due (decisions of people, timeouts, holds, plans,
+offers), ask the decision core what the ladder does next, then wait for the earliest deadline or a
+new fact. All rules live in ``workflows.decisions`` and ``workflows.account_rules``; this class
 keeps state, waits and calls activities.
+
+Facts (payments, charges, bounces, STOP, bankruptcy) arrive as signals, deduplicated by their
+reference. Staff actions are updates with validators: a rejected action writes nothing to history.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.actions import (
+        AccountEvent,
+        AccountState,
+        AdjustmentSignal,
+        ApprovalTask,
+        ChannelEventSignal,
+        ExportInput,
+        HardshipRequest,
+        Hold,
+        HoldReason,
+        HoldRequest,
+        LifeEventKind,
+        LifeEventSignal,
+        Plan,
+        PlanRequest,
+        ReferralRequest,
+        ResumeRequest,
+        Settlement,
+        SettlementRequest,
+        TaskKind,
+        TaskRecordInput,
+        WriteOffRequest,
+    )
     from models.payloads import (
         BalanceState,
+        CallOutcomeSignal,
+        CallResult,
         ChargeSignal,
         CloseApprovalInput,
         CloseBalanceInput,
@@ -27,15 +57,16 @@ with workflow.unsafe.imports_passed_through():
         NextStepView,
         OpenApprovalInput,
         PaymentSignal,
-        PendingApproval,
         PolicyMigration,
         SendStepInput,
         SendStepResult,
         StatusView,
         StepDecision,
         StepOutcome,
+        StepRecord,
     )
-    from models.policy import PolicyRef, TimeoutAction
+    from models.policy import Channel, PolicyRef, Step, StepKind, TimeoutAction
+    from workflows import account_rules as rules
     from workflows import decisions
     from workflows.decisions import Done, Planned, SendNow, Skip, WaitForChange, WaitUntil
 
@@ -47,20 +78,23 @@ ACTIVITY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["TemplateError", "PolicyVersionMissing"],
 )
-MAX_HISTORY_EVENTS = 10_000
+PROMISE_GRACE_DAYS = 3
 
 
 @workflow.defn(name=WORKFLOW_NAME)
 class BalanceEscalationWorkflow:
-    """Follows one balance up the ladder of its pinned policy until it is paid."""
+    """Follows one balance up the ladder of its pinned policy until it is paid or ended."""
 
     @workflow.init
     def __init__(self, inp: EscalationInput) -> None:
         self._input = inp
         self._state = inp.state or LadderState(opened_at=inp.opened_at)
+        self._account = inp.account or AccountState()
         self._changed = False
         self._next: Planned | None = None
         self._waiting_for = ""
+        self._decisions: dict[str, StepDecision] = {}
+        self._opening: set[TaskKind] = set()  # staff requests whose task is being opened
 
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationResult:
@@ -69,34 +103,33 @@ class BalanceEscalationWorkflow:
             inp.episode_id = str(workflow.uuid4())
         if state.anchor_at is None:
             state.anchor_at = inp.first_statement_at or workflow.now()
-        while True:
-            decision = decisions.decide(inp.policy, state, inp.profile, workflow.now())
-            self._next, self._waiting_for = None, ""
-            match decision:
-                case Done(reason):
-                    if state.balance_cents > 0:
-                        self._waiting_for = reason
-                        await self._wait_for_change()
-                        continue
-                    break
-                case WaitUntil(planned):
-                    self._next = planned
-                    await self._wait_for_change(planned.at - workflow.now())
-                case WaitForChange(reason):
-                    self._waiting_for = reason
-                    await self._wait_for_change()
-                case Skip():
-                    decisions.record_skip(state, decision, workflow.now())
-                case SendNow(planned):
-                    if planned.step.approval is not None and not await self._approved(planned):
-                        continue
-                    await self._send(planned)
+        while not self._finished():
+            if await self._settle_due_work():
+                continue
             if self._should_continue_as_new():
+                # Only here: every decision and due piece of work has been consumed.
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                inp.state = state
+                inp.state, inp.account = state, self._account
                 workflow.continue_as_new(inp)
+            deadline = self._next_deadline()
+            self._next, self._waiting_for = None, self._blocked_by()
+            if not self._waiting_for:
+                decision = decisions.decide(inp.policy, state, inp.profile, workflow.now())
+                match decision:
+                    case Done(reason) | WaitForChange(reason):
+                        self._waiting_for = reason
+                    case WaitUntil(planned):
+                        self._next = planned
+                        deadline = _earliest(deadline, planned.at)
+                    case Skip():
+                        decisions.record_skip(state, decision, workflow.now())
+                        continue
+                    case SendNow(planned):
+                        await self._run_step(planned)
+                        continue
+            await self._wait_for_change(deadline)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        final = BalanceState.PAID
+        final = self._final_state()
         await workflow.execute_activity(
             "close_balance",
             CloseBalanceInput(
@@ -112,7 +145,7 @@ class BalanceEscalationWorkflow:
             contacts=len(state.contacts()),
         )
 
-    # -- signals, updates, queries -------------------------------------------------------
+    # -- facts: signals --
 
     @workflow.signal(name="record_payment")
     def record_payment(self, payment: PaymentSignal) -> None:
@@ -126,32 +159,239 @@ class BalanceEscalationWorkflow:
         if decisions.apply_charge(self._state, charge.reference, charge.amount_cents):
             self._changed = True
 
+    @workflow.signal(name="post_adjustment")
+    def post_adjustment(self, adjustment: AdjustmentSignal) -> None:
+        """An adjustment, insurance payment (lowers) or insurance denial (raises)."""
+        if self._first_time(f"adj:{adjustment.reference}"):
+            self._state.balance_cents += adjustment.amount_cents
+            self._event(adjustment.kind.value, f"{adjustment.amount_cents:+d} cents")
+
+    @workflow.signal(name="channel_event")
+    def channel_event(self, event: ChannelEventSignal) -> None:
+        """A bounce, an undeliverable number, returned mail, STOP or consent: reroutes at once."""
+        if self._first_time(f"chan:{event.reference}"):
+            rules.apply_channel_event(self._input.profile, event)
+            assert event.channel is not None
+            self._event(event.kind.value, event.channel.value)
+
+    @workflow.signal(name="life_event")
+    def life_event(self, event: LifeEventSignal) -> None:
+        """Bankruptcy (automatic stay) or death: all contact ends immediately."""
+        if self._first_time(f"life:{event.reference}") and not self._account.ended:
+            self._account.ended = event.kind.value
+            self._event(event.kind.value, "all contact ended")
+
+    @workflow.signal(name="record_call_outcome")
+    def record_call_outcome(self, outcome: CallOutcomeSignal) -> None:
+        """What staff recorded for a call task; a wrong number stops calls and texts to it."""
+        if not self._first_time(f"call:{outcome.task_id}"):
+            return
+        detail = outcome.result.value
+        if outcome.result is CallResult.WRONG_NUMBER:
+            for channel in (Channel.CALL, Channel.SMS):
+                rules.mark_unreachable(self._input.profile, channel, "wrong number")
+        elif outcome.result is CallResult.PROMISE_TO_PAY and outcome.promised_date:
+            until = dt.datetime.combine(
+                outcome.promised_date + timedelta(days=PROMISE_GRACE_DAYS), dt.time(), dt.UTC
+            )
+            if self._account.hold is None and until > workflow.now():
+                self._account.hold = Hold(
+                    reason=HoldReason.PROMISE_TO_PAY,
+                    since=workflow.now(),
+                    until=until,
+                    requested_by="call",
+                )
+            detail += f" by {outcome.promised_date.isoformat()}"
+        self._event("call_outcome", detail)
+
+    # -- staff actions: updates --
+
     @workflow.update(name="decide_step")
     def decide_step(self, answer: StepDecision) -> str:
-        """A person approves or denies the gated step the ladder is waiting on."""
-        pending = self._state.pending_approval
-        assert pending is not None  # guaranteed by the validator
-        pending.decision = answer.decision
-        pending.decided_by = answer.decided_by
-        pending.reason = answer.reason
+        """A person approves or denies an open approval task (a gated step or a staff request)."""
+        task = self._task(answer.task_id)
+        assert task is not None  # guaranteed by the validator
+        self._decisions[task.task_id] = answer
         self._changed = True
-        return f"{answer.decision.value}d {pending.step_id}"
+        return f"{answer.decision.value}d {task.step_id or task.kind.value}"
 
     @decide_step.validator
     def _validate_decision(self, answer: StepDecision) -> None:
-        pending = self._state.pending_approval
-        if self._state.balance_cents <= 0:
-            raise ApplicationError("the balance is closed", type="BalanceClosed")
-        if pending is None or pending.task_id != answer.task_id:
+        self._require_open()
+        task = self._task(answer.task_id)
+        if task is None:
             raise ApplicationError(f"no open approval task {answer.task_id}", type="UnknownTask")
-        if pending.decision is not None:
+        if task.task_id in self._decisions:
             raise ApplicationError("this task is already decided", type="AlreadyDecided")
-        if answer.role not in pending.approvers:
+        if answer.role not in task.roles:
             raise ApplicationError(
-                f"role {answer.role!r} may not decide this step; approvers: "
-                + ", ".join(pending.approvers),
+                f"role {answer.role!r} may not decide this task now; approvers: "
+                + ", ".join(task.roles),
                 type="NotAnApprover",
             )
+        if answer.decided_by == task.requested_by:
+            raise ApplicationError("nobody approves their own request (four eyes)", type="FourEyes")
+
+    @workflow.update(name="hold")
+    def hold(self, request: HoldRequest) -> str:
+        """Pause the ladder: dispute, itemised-bill request, insurance pending, FA application."""
+        self._account.hold = Hold(
+            reason=request.reason,
+            since=workflow.now(),
+            until=request.until,
+            requested_by=request.requested_by,
+        )
+        if request.reason is HoldReason.FINANCIAL_ASSISTANCE:
+            self._state.fa_application_pending = True
+        self._event("hold", request.reason.value, request.requested_by)
+        return "on hold" + (f" until {request.until.isoformat()}" if request.until else "")
+
+    @hold.validator
+    def _validate_hold(self, request: HoldRequest) -> None:
+        self._require_open()
+        if self._account.hold is not None:
+            raise ApplicationError("already on hold; resume it first", type="AlreadyOnHold")
+        if request.until is not None and request.until <= workflow.now():
+            raise ApplicationError("until: must be in the future", type="InvalidRequest")
+
+    @workflow.update(name="resume")
+    def resume(self, request: ResumeRequest) -> str:
+        days = rules.end_hold(self._state, self._account, workflow.now())
+        self._event("resume", f"held {days} days", request.requested_by)
+        return f"resumed after {days} days"
+
+    @resume.validator
+    def _validate_resume(self, request: ResumeRequest) -> None:
+        self._require_open()
+        if self._account.hold is None:
+            raise ApplicationError("not on hold", type="NotOnHold")
+
+    @workflow.update(name="grant_hardship")
+    def grant_hardship(self, request: HardshipRequest) -> int:
+        """Financial assistance: write off a share (100% ends it). Returns the cents left."""
+        state = self._state
+        amount = state.balance_cents * request.discount_percent // 100
+        self._write_off(
+            amount, f"{request.program} {request.discount_percent}%", request.granted_by
+        )
+        state.fa_application_pending = False
+        if (
+            self._account.hold is not None
+            and self._account.hold.reason is HoldReason.FINANCIAL_ASSISTANCE
+        ):
+            rules.end_hold(state, self._account, workflow.now())
+        return state.balance_cents
+
+    @grant_hardship.validator
+    def _validate_hardship(self, request: HardshipRequest) -> None:
+        self._require_open()
+
+    @workflow.update(name="set_payment_plan")
+    def set_payment_plan(self, request: PlanRequest) -> str:
+        self._account.plan = Plan(
+            installments=request.installments,
+            agreed_at=workflow.now(),
+            paid_at_start_cents=self._state.paid_cents,
+        )
+        self._account.plans_agreed += 1
+        self._state.plan_active = True
+        self._event("plan_agreed", f"{len(request.installments)} installments", request.agreed_by)
+        return f"plan of {len(request.installments)} installments"
+
+    @set_payment_plan.validator
+    def _validate_plan(self, request: PlanRequest) -> None:
+        self._require_open()
+        limit = self._input.policy.staff.plans.max_installments
+        if self._account.plan is not None:
+            raise ApplicationError("a payment plan is already active", type="PlanActive")
+        if len(request.installments) > limit:
+            raise ApplicationError(
+                f"installments: at most {limit} under this policy", type="InvalidRequest"
+            )
+        if request.total_cents != self._state.balance_cents:
+            raise ApplicationError(
+                f"installments: must add up to the balance of {self._state.balance_cents} cents,"
+                f" not {request.total_cents}",
+                type="InvalidRequest",
+            )
+        if request.installments[0].due_on < workflow.now().date():
+            raise ApplicationError(
+                "installments: the first due date is in the past", type="InvalidRequest"
+            )
+
+    @workflow.update(name="propose_settlement")
+    async def propose_settlement(self, request: SettlementRequest) -> str:
+        """Offer to close the balance for less; above the staff limit a second person approves."""
+        state, policy = self._state, self._input.policy
+        discount = rules.discount_percent(state.balance_cents, request.amount_cents)
+        if discount > policy.staff.settlement_discount_limit_percent:
+            task = await self._open_task(
+                TaskKind.SETTLEMENT,
+                policy.staff.settlement.approvers,
+                policy.staff.settlement.wait_days,
+                request.proposed_by,
+                f"Approve a settlement at {discount:.0f}% discount",
+                settlement=request,
+            )
+            return f"pending approval: {task.task_id}"
+        self._offer(request)
+        return "offered"
+
+    @propose_settlement.validator
+    def _validate_settlement(self, request: SettlementRequest) -> None:
+        self._require_open()
+        if request.amount_cents >= self._state.balance_cents:
+            raise ApplicationError(
+                "amount_cents: a settlement must be less than the balance", type="InvalidRequest"
+            )
+        if request.expires_at <= workflow.now():
+            raise ApplicationError("expires_at: must be in the future", type="InvalidRequest")
+        if self._account.settlement is not None or self._request_open(TaskKind.SETTLEMENT):
+            raise ApplicationError("a settlement offer is already open", type="SettlementOpen")
+
+    @workflow.update(name="request_write_off")
+    async def request_write_off(self, request: WriteOffRequest) -> str:
+        """Ask for a write-off; the policy's approvers decide. Returns the task id."""
+        approval = self._input.policy.staff.write_off
+        task = await self._open_task(
+            TaskKind.WRITE_OFF,
+            approval.approvers,
+            approval.wait_days,
+            request.requested_by,
+            f"Approve a write-off: {request.reason}",
+            amount_cents=request.amount_cents,
+            reason=request.reason,
+        )
+        return task.task_id
+
+    @request_write_off.validator
+    def _validate_write_off(self, request: WriteOffRequest) -> None:
+        self._require_open()
+        if request.amount_cents is not None and request.amount_cents > self._state.balance_cents:
+            raise ApplicationError("amount_cents: more than the balance", type="InvalidRequest")
+        if self._request_open(TaskKind.WRITE_OFF):
+            raise ApplicationError("a write-off request is already open", type="TaskOpen")
+
+    @workflow.update(name="request_referral")
+    async def request_referral(self, request: ReferralRequest) -> str:
+        """Ask to place the account with a collection agency. Returns the task id."""
+        approval = self._input.policy.staff.agency_referral
+        task = await self._open_task(
+            TaskKind.AGENCY_REFERRAL,
+            approval.approvers,
+            approval.wait_days,
+            request.requested_by,
+            "Approve an agency referral",
+            reason=request.note,
+        )
+        return task.task_id
+
+    @request_referral.validator
+    def _validate_referral(self, request: ReferralRequest) -> None:
+        self._require_open()
+        self._require_referral_allowed()
+        if self._request_open(TaskKind.AGENCY_REFERRAL):
+            raise ApplicationError("a referral request is already open", type="TaskOpen")
 
     @workflow.update(name="migrate_policy")
     def migrate_policy(self, migration: PolicyMigration) -> PolicyRef:
@@ -159,14 +399,13 @@ class BalanceEscalationWorkflow:
         inp, state = self._input, self._state
         inp.policy, inp.policy_hash = migration.policy, migration.policy_hash
         state.next_index = decisions.resume_index(migration.policy, state)
-        self._changed = True
+        self._event("policy_migrated", migration.policy_hash[:12], migration.requested_by)
         return PolicyRef(name=migration.policy.name, hash=migration.policy_hash)
 
     @migrate_policy.validator
     def _validate_migration(self, migration: PolicyMigration) -> None:
-        if self._state.balance_cents <= 0:
-            raise ApplicationError("the balance is closed", type="BalanceClosed")
-        if self._state.pending_approval is not None:
+        self._require_open()
+        if self._open_tasks(TaskKind.STEP):
             raise ApplicationError(
                 "a step is waiting for approval; decide it before migrating", type="ApprovalPending"
             )
@@ -195,19 +434,180 @@ class BalanceEscalationWorkflow:
             history=list(state.history),
         )
 
-    # -- phases ----------------------------------------------------------------------------
+    @workflow.query(name="get_account")
+    def get_account(self) -> AccountState:
+        """Holds, plan, offer, open approval tasks and the account's events."""
+        return self._account
 
-    async def _wait_for_change(self, delay: timedelta | None = None) -> None:
-        """Sleep until ``delay`` has passed or a signal or update changed something."""
+    # -- the loop's phases --
+
+    async def _settle_due_work(self) -> bool:
+        """Act on everything that is due now. True if anything changed (the loop decides again)."""
+        now = workflow.now()
+        account, state = self._account, self._state
+        for task in list(account.tasks):
+            answer = self._decisions.pop(task.task_id, None)
+            if answer is not None:
+                await self._finish_task(
+                    task, answer.decision is Decision.APPROVE, answer.decided_by, answer.reason
+                )
+                return True
+            if now >= task.deadline and not (
+                task.level + 1 >= len(task.approvers)
+                and self._timeout_action(task) is TimeoutAction.HOLD
+            ):
+                await self._task_timed_out(task)
+                return True
+        if (
+            account.hold is not None
+            and account.hold.until is not None
+            and now >= account.hold.until
+        ):
+            days = rules.end_hold(state, account, now)
+            self._event("hold_ended", f"after {days} days")
+            return True
+        if account.settlement is not None:
+            if rules.settlement_met(state, account.settlement):
+                account.settled = True
+                self._write_off(state.balance_cents, "settled", "system")
+                return True
+            if now >= account.settlement.expires_at:
+                account.settlement = None
+                self._event("settlement_expired", "the ladder goes on")
+                return True
+        if account.plan is not None:
+            return await self._plan_due(now)
+        return False
+
+    async def _plan_due(self, now: dt.datetime) -> bool:
+        plan, state, policy = self._account.plan, self._state, self._input.policy
+        assert plan is not None
+        event = rules.next_plan_event(policy, plan, state, self._input.profile.time_zone)
+        if event is None or event.at > now:
+            return False
+        if event.kind is rules.PlanEventKind.REMIND:
+            plan.reminded.append(event.index)
+            installment = plan.installments[event.index]
+            step = Step(
+                id=f"plan{self._account.plans_agreed}-{event.index + 1}",
+                day=0,
+                channels=policy.staff.plans.reminder_channels,
+                template=policy.staff.plans.reminder_template,
+            )
+            channels, _ = decisions.allowed_channels(policy, step, self._input.profile)
+            if channels:
+                await self._send_extra(step, channels, installment.amount_cents)
+            return True
+        self._account.plan = None
+        state.plan_active = False
+        state.next_index = rules.reentry_index(policy, state)
+        self._event("plan_broken", f"installment {event.index + 1} missed; ladder re-entered")
+        return True
+
+    def _next_deadline(self) -> dt.datetime | None:
+        account = self._account
+        deadline: dt.datetime | None = None
+        for task in account.tasks:
+            if not (
+                task.level + 1 >= len(task.approvers)
+                and self._timeout_action(task) is TimeoutAction.HOLD
+            ):
+                deadline = _earliest(deadline, task.deadline)
+        if account.hold is not None and account.hold.until is not None:
+            deadline = _earliest(deadline, account.hold.until)
+        if account.settlement is not None:
+            deadline = _earliest(deadline, account.settlement.expires_at)
+        if account.plan is not None:
+            event = rules.next_plan_event(
+                self._input.policy, account.plan, self._state, self._input.profile.time_zone
+            )
+            if event is not None:
+                deadline = _earliest(deadline, event.at)
+        return deadline
+
+    def _blocked_by(self) -> str:
+        """Why the ladder may not move now, or an empty string."""
+        account = self._account
+        if account.hold is not None:
+            return f"on hold: {account.hold.reason.value}"
+        if account.plan is not None:
+            return "on a payment plan"
+        if account.settlement is not None:
+            return "settlement offered"
+        step_tasks = self._open_tasks(TaskKind.STEP)
+        if step_tasks:
+            return f"approval of {step_tasks[0].step_id} by " + " or ".join(step_tasks[0].roles)
+        return ""
+
+    async def _wait_for_change(self, deadline: dt.datetime | None) -> None:
+        """Sleep until ``deadline`` or until a signal or update changed something."""
         self._changed = False
+        delay = None if deadline is None else deadline - workflow.now()
         if delay is not None and delay <= timedelta(0):
             return
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: self._changed, timeout=delay)
 
-    async def _send(self, planned: Planned) -> None:
-        state, inp = self._state, self._input
+    async def _run_step(self, planned: Planned) -> None:
         step = planned.step
+        if step.approval is not None and step.id not in self._account.approved_steps:
+            if step.kind is StepKind.AGENCY_REFERRAL and self._referral_blocked():
+                decisions.record_skip(
+                    self._state, Skip(planned.index, step, "IRS 501(r) limits"), workflow.now()
+                )
+                return
+            await self._open_task(
+                TaskKind.STEP,
+                step.approval.approvers,
+                step.approval.wait_days,
+                "system",
+                f"Approve {step.kind.value} ({step.id})",
+                step_id=step.id,
+            )
+            return
+        result = await self._execute_send(
+            step, planned.channels, self._state.balance_cents, planned.at
+        )
+        decisions.record_sent(
+            self._state,
+            planned,
+            workflow.now(),
+            result.channel,
+            result.communication_id,
+            result.outcome,
+            result.reasons,
+        )
+        if step.kind is StepKind.AGENCY_REFERRAL and result.outcome is StepOutcome.SENT:
+            await self._place_with_agency("policy step")
+
+    async def _send_extra(
+        self, step: Step, channels: tuple[Channel, ...], amount_cents: int
+    ) -> None:
+        """A message outside the ladder (a plan reminder): recorded; the ladder does not move."""
+        try:
+            result = await self._execute_send(step, channels, amount_cents, workflow.now())
+        except ActivityError as err:
+            self._event("message_failed", f"{step.id}: {err.cause or err}")
+            return
+        self._state.history.append(
+            StepRecord(
+                step_id=step.id,
+                outcome=result.outcome,
+                at=workflow.now(),
+                channel=result.channel,
+                communication_id=result.communication_id,
+                reasons=result.reasons,
+            )
+        )
+
+    async def _execute_send(
+        self,
+        step: Step,
+        channels: tuple[Channel, ...] | list[Channel],
+        amount_cents: int,
+        due_at: dt.datetime,
+    ) -> SendStepResult:
+        inp = self._input
         result: SendStepResult = await workflow.execute_activity(
             "send_step",
             SendStepInput(
@@ -216,110 +616,272 @@ class BalanceEscalationWorkflow:
                 policy_hash=inp.policy_hash,
                 step_id=step.id,
                 kind=step.kind,
-                channels=list(planned.channels),
+                channels=list(channels),
                 template=step.template,
                 tone=step.tone,
-                balance_cents=state.balance_cents,
-                due_at=planned.at,
+                balance_cents=amount_cents,
+                due_at=due_at,
             ),
             result_type=SendStepResult,
             start_to_close_timeout=SEND_STEP_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
-        decisions.record_sent(
-            state,
-            planned,
-            workflow.now(),
-            result.channel,
-            result.communication_id,
-            result.outcome,
-            result.reasons,
+        return result
+
+    # -- approval tasks --
+
+    async def _open_task(
+        self,
+        kind: TaskKind,
+        approvers: list[str],
+        wait_days: int,
+        requested_by: str,
+        title: str,
+        *,
+        step_id: str | None = None,
+        amount_cents: int | None = None,
+        reason: str = "",
+        settlement: SettlementRequest | None = None,
+    ) -> ApprovalTask:
+        now = workflow.now()
+        self._opening.add(kind)
+        try:
+            task_id = await self._open_task_record(
+                kind, step_id, title, approvers, now + timedelta(days=wait_days)
+            )
+        finally:
+            self._opening.discard(kind)
+        task = ApprovalTask(
+            task_id=task_id,
+            kind=kind,
+            approvers=list(approvers),
+            wait_days=wait_days,
+            requested_by=requested_by,
+            requested_at=now,
+            level_started_at=now,
+            step_id=step_id,
+            amount_cents=amount_cents,
+            reason=reason,
+            settlement=settlement,
         )
+        self._account.tasks.append(task)
+        self._event("approval_requested", f"{kind.value} {step_id or ''}".strip(), requested_by)
+        return task
 
-    async def _approved(self, planned: Planned) -> bool:
-        """Open an approval task for a gated step and wait for a person, or for the timeout.
+    async def _open_task_record(
+        self,
+        kind: TaskKind,
+        step_id: str | None,
+        title: str,
+        approvers: list[str],
+        due: dt.datetime,
+    ) -> str:
+        task_id: str = await workflow.execute_activity(
+            "open_approval",
+            OpenApprovalInput(
+                account_id=self._input.account_id,
+                step_id=step_id or kind.value,
+                title=title,
+                approvers=list(approvers),
+                due_at=due,
+            ),
+            result_type=str,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        return task_id
 
-        Returns True when the step may run now. False means the step was skipped, or the ladder
-        must re-decide (a payment may have closed the balance while it waited).
-        """
-        gate = planned.step.approval
-        assert gate is not None
-        state = self._state
-        pending = state.pending_approval
-        if pending is None or pending.step_id != planned.step.id:
-            due = workflow.now() + timedelta(days=gate.wait_days)
-            task_id: str = await workflow.execute_activity(
-                "open_approval",
-                OpenApprovalInput(
+    async def _task_timed_out(self, task: ApprovalTask) -> None:
+        if task.level + 1 < len(task.approvers):
+            task.level += 1
+            task.level_started_at = workflow.now()
+            await workflow.execute_activity(
+                "escalate_approval",
+                TaskRecordInput(
                     account_id=self._input.account_id,
-                    step_id=planned.step.id,
-                    title=f"Approve {planned.step.kind.value} ({planned.step.id})",
-                    approvers=list(gate.approvers),
-                    due_at=due,
+                    task_id=task.task_id,
+                    kind=task.kind,
+                    approvers=task.roles,
+                    level=task.level,
+                    due_at=task.deadline,
                 ),
-                result_type=str,
                 start_to_close_timeout=LEDGER_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
             )
-            pending = PendingApproval(
-                step_id=planned.step.id,
-                task_id=task_id,
-                requested_at=workflow.now(),
-                approvers=list(gate.approvers),
-            )
-            state.pending_approval = pending
-        self._waiting_for = f"approval of {planned.step.id} by " + " or ".join(gate.approvers)
-        deadline = pending.requested_at + timedelta(days=gate.wait_days)
-        while pending.decision is None and state.balance_cents > 0:
-            remaining = deadline - workflow.now()
-            if remaining <= timedelta(0):
-                if gate.on_timeout is TimeoutAction.HOLD:
-                    await self._wait_for_change()
-                    continue
-                break
-            await self._wait_for_change(remaining)
-        if state.balance_cents <= 0:
-            await self._close_approval(pending, None, "balance paid while waiting")
-            state.pending_approval = None
-            return False
-        state.pending_approval = None
-        if pending.decision is Decision.APPROVE:
-            await self._close_approval(pending, True, pending.reason)
-            return True
-        if pending.decision is Decision.DENY:
-            await self._close_approval(pending, False, pending.reason)
-            reason = f"denied by {pending.decided_by}" + (
-                f": {pending.reason}" if pending.reason else ""
-            )
-        else:
-            await self._close_approval(pending, None, f"no decision in {gate.wait_days} days")
-            if gate.on_timeout is TimeoutAction.PROCEED:
-                return True
-            reason = f"no decision in {gate.wait_days} days; policy says skip"
-        decisions.record_skip(state, Skip(planned.index, planned.step, reason), workflow.now())
-        return False
+            self._event("approval_escalated", f"{task.kind.value} to {task.approvers[task.level]}")
+            return
+        action = self._timeout_action(task)
+        await self._finish_task(
+            task,
+            True if action is TimeoutAction.PROCEED else None,
+            "",
+            f"no decision in {task.wait_days} days",
+        )
 
-    async def _close_approval(
-        self, pending: PendingApproval, approved: bool | None, reason: str
+    def _timeout_action(self, task: ApprovalTask) -> TimeoutAction:
+        policy = self._input.policy
+        if task.kind is TaskKind.STEP:
+            assert task.step_id is not None
+            gate = policy.steps[policy.step_index(task.step_id)].approval
+            return gate.on_timeout if gate else TimeoutAction.SKIP
+        approval = {
+            TaskKind.WRITE_OFF: policy.staff.write_off,
+            TaskKind.AGENCY_REFERRAL: policy.staff.agency_referral,
+            TaskKind.SETTLEMENT: policy.staff.settlement,
+        }[task.kind]
+        return approval.on_timeout
+
+    async def _finish_task(
+        self, task: ApprovalTask, approved: bool | None, decided_by: str, reason: str
     ) -> None:
+        """Record the decision (None: nobody decided) and carry it out."""
+        self._account.tasks.remove(task)
         await workflow.execute_activity(
             "close_approval",
             CloseApprovalInput(
-                task_id=pending.task_id,
-                approved=approved,
-                decided_by=pending.decided_by,
-                reason=reason,
+                task_id=task.task_id, approved=approved, decided_by=decided_by, reason=reason
             ),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
+        verdict = {True: "approved", False: "denied", None: "expired"}[approved]
+        self._event(f"{task.kind.value}_{verdict}", reason, decided_by)
+        state = self._state
+        if task.kind is TaskKind.STEP:
+            assert task.step_id is not None
+            if approved:
+                self._account.approved_steps.append(task.step_id)
+            else:
+                index = self._input.policy.step_index(task.step_id)
+                why = (
+                    f"denied by {decided_by}" + (f": {reason}" if reason else "")
+                    if approved is False
+                    else f"{reason}; policy says skip"
+                )
+                decisions.record_skip(
+                    state, Skip(index, self._input.policy.steps[index], why), workflow.now()
+                )
+        elif not approved:
+            return
+        elif task.kind is TaskKind.WRITE_OFF:
+            amount = min(task.amount_cents or state.balance_cents, state.balance_cents)
+            self._write_off(amount, task.reason or "write-off", decided_by)
+        elif task.kind is TaskKind.SETTLEMENT:
+            assert task.settlement is not None
+            self._offer(task.settlement)
+        elif task.kind is TaskKind.AGENCY_REFERRAL:
+            await self._place_with_agency(decided_by)
+
+    async def _place_with_agency(self, approved_by: str) -> None:
+        await workflow.execute_activity(
+            "place_with_agency",
+            ExportInput(
+                account_id=self._input.account_id,
+                balance_cents=self._state.balance_cents,
+                approved_by=approved_by or "system",
+            ),
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        self._account.placed_at = workflow.now()
+        self._account.ended = "placed"
+        rules.stop_sms_after_placement(self._input.profile)
+        self._event("placed_with_agency", "", approved_by)
+
+    # -- small helpers --
+
+    def _offer(self, request: SettlementRequest) -> None:
+        self._account.settlement = Settlement(
+            amount_cents=request.amount_cents,
+            expires_at=request.expires_at,
+            offered_at=workflow.now(),
+            paid_at_offer_cents=self._state.paid_cents,
+        )
+        self._event("settlement_offered", f"{request.amount_cents} cents", request.proposed_by)
+        self._changed = True
+
+    def _write_off(self, amount: int, reason: str, by: str) -> None:
+        self._state.balance_cents -= amount
+        self._account.written_off_cents += amount
+        self._event("written_off", f"{amount} cents: {reason}", by)
+        self._changed = True
+
+    def _event(self, kind: str, detail: str = "", by: str = "") -> None:
+        self._account.events.append(
+            AccountEvent(at=workflow.now(), kind=kind, detail=detail, by=by)
+        )
+        self._changed = True
+
+    def _first_time(self, key: str) -> bool:
+        if key in self._state.seen_references:
+            return False
+        self._state.seen_references.append(key)
+        return True
+
+    def _task(self, task_id: str) -> ApprovalTask | None:
+        return next((t for t in self._account.tasks if t.task_id == task_id), None)
+
+    def _open_tasks(self, kind: TaskKind) -> list[ApprovalTask]:
+        return [t for t in self._account.tasks if t.kind is kind]
+
+    def _request_open(self, kind: TaskKind) -> bool:
+        """A staff request of this kind is open, or being opened by a concurrent update."""
+        return kind in self._opening or bool(self._open_tasks(kind))
+
+    def _require_open(self) -> None:
+        if self._finished():
+            raise ApplicationError("the balance is closed", type="BalanceClosed")
+
+    def _referral_blocked(self) -> bool:
+        earliest = rules.referral_earliest(self._input.policy, self._state)
+        return (
+            earliest is not None and workflow.now() < earliest
+        ) or self._state.fa_application_pending
+
+    def _require_referral_allowed(self) -> None:
+        if self._state.fa_application_pending:
+            raise ApplicationError(
+                "IRS 501(r): suspended while a financial-assistance application is pending",
+                type="Eca501r",
+            )
+        earliest = rules.referral_earliest(self._input.policy, self._state)
+        if earliest is not None and workflow.now() < earliest:
+            when = (
+                "after a final notice"
+                if earliest.year == dt.MAXYEAR
+                else earliest.date().isoformat()
+            )
+            raise ApplicationError(f"IRS 501(r): no referral before {when}", type="Eca501r")
+
+    def _finished(self) -> bool:
+        return bool(self._account.ended) or self._state.balance_cents <= 0
+
+    def _final_state(self) -> BalanceState:
+        ended = self._account.ended
+        if ended:
+            return {
+                "placed": BalanceState.PLACED,
+                LifeEventKind.BANKRUPTCY.value: BalanceState.STOPPED,
+                LifeEventKind.DECEASED.value: BalanceState.DECEASED,
+            }[ended]
+        if self._account.settled:
+            return BalanceState.SETTLED
+        if self._account.written_off_cents:
+            return BalanceState.WRITTEN_OFF
+        return BalanceState.PAID
 
     def _balance_state(self) -> BalanceState:
-        state = self._state
-        if state.balance_cents <= 0:
-            return BalanceState.PAID
-        if state.pending_approval is not None:
+        state, account = self._state, self._account
+        if self._finished():
+            return self._final_state()
+        if self._open_tasks(TaskKind.STEP):
             return BalanceState.AWAITING_APPROVAL
+        if account.hold is not None:
+            return BalanceState.ON_HOLD
+        if account.plan is not None:
+            return BalanceState.ON_PLAN
+        if account.settlement is not None:
+            return BalanceState.SETTLEMENT_OFFERED
         if state.next_index >= len(self._input.policy.steps):
             return BalanceState.LADDER_COMPLETE
         if state.balance_cents < self._input.policy.thresholds.minimum_balance:
@@ -330,8 +892,16 @@ class BalanceEscalationWorkflow:
         info = workflow.info()
         return (
             info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > MAX_HISTORY_EVENTS
+            or info.get_current_history_length() > self._input.history_limit
         )
 
 
-__all__ = ["WORKFLOW_NAME", "BalanceEscalationWorkflow", "StepOutcome"]
+def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+__all__ = ["WORKFLOW_NAME", "BalanceEscalationWorkflow"]

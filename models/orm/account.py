@@ -17,6 +17,11 @@ class AccountStatus(StrEnum):
     OPEN = "open"
     PAID = "paid"
     CLOSED = "closed"
+    SETTLED = "settled"
+    WRITTEN_OFF = "written_off"
+    PLACED = "placed"  # with a collection agency
+    STOPPED = "stopped"  # bankruptcy: automatic stay
+    ESTATE = "estate"  # the guarantor died: estate queue
 
 
 class Account(Timestamped, Base):

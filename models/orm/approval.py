@@ -17,6 +17,7 @@ from models.orm.base import Base, Timestamped, new_id
 class TaskKind(StrEnum):
     APPROVAL = "approval"
     CALL = "call"
+    ESTATE = "estate"  # a deceased guarantor's account, for the estate queue
 
 
 class TaskStatus(StrEnum):

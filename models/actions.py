@@ -1,0 +1,268 @@
+"""What happens to a balance while it escalates: facts (signals) and staff actions (updates).
+
+Facts arrive on their own and are deduplicated by their external reference. Staff actions need an
+answer or a rejection, so they are updates with validators. Like every workflow payload, none of
+these carries protected health information: reasons are enums or short staff notes, people are
+named by staff user ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, model_validator
+
+from models.common import REFERENCE_FIELD
+from models.policy import Channel
+
+STAFF_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
+ROLE = Field(min_length=1, max_length=32, pattern=r"^[a-z_-]+$")
+NOTE = Field(default="", max_length=300)
+
+
+# -- facts ---------------------------------------------------------------------------------
+
+
+class AdjustmentKind(StrEnum):
+    ADJUSTMENT = "adjustment"  # a correction posted by the billing system
+    INSURANCE_PAYMENT = "insurance_payment"  # lowers what the patient owes
+    INSURANCE_DENIAL = "insurance_denial"  # raises what the patient owes
+
+
+class AdjustmentSignal(BaseModel):
+    """A change of the patient's responsibility: positive raises it, negative lowers it."""
+
+    reference: str = REFERENCE_FIELD
+    kind: AdjustmentKind
+    amount_cents: int
+
+    @model_validator(mode="after")
+    def _signed(self) -> AdjustmentSignal:
+        if self.amount_cents == 0:
+            raise ValueError("amount_cents: an adjustment of zero changes nothing")
+        if self.kind is AdjustmentKind.INSURANCE_PAYMENT and self.amount_cents > 0:
+            raise ValueError("amount_cents: an insurance payment lowers the balance (negative)")
+        if self.kind is AdjustmentKind.INSURANCE_DENIAL and self.amount_cents < 0:
+            raise ValueError("amount_cents: an insurance denial raises the balance (positive)")
+        return self
+
+
+class ChannelEventKind(StrEnum):
+    EMAIL_BOUNCED = "email_bounced"
+    SMS_UNDELIVERABLE = "sms_undeliverable"
+    LETTER_RETURNED = "letter_returned"  # the post office returned it: stop letters to it
+    OPTED_OUT = "opted_out"  # STOP, unsubscribe or any other revocation of consent
+    CONSENT_GIVEN = "consent_given"  # START, or consent recorded by staff
+    ADDRESS_CORRECTED = "address_corrected"  # a corrected address, number or email makes it usable
+
+
+CHANNEL_OF_EVENT = {
+    ChannelEventKind.EMAIL_BOUNCED: Channel.EMAIL,
+    ChannelEventKind.SMS_UNDELIVERABLE: Channel.SMS,
+    ChannelEventKind.LETTER_RETURNED: Channel.LETTER,
+}
+
+
+class ChannelEventSignal(BaseModel):
+    """Deliverability or consent of one channel changed."""
+
+    reference: str = REFERENCE_FIELD
+    kind: ChannelEventKind
+    channel: Channel | None = None
+
+    @model_validator(mode="after")
+    def _channel(self) -> ChannelEventSignal:
+        implied = CHANNEL_OF_EVENT.get(self.kind)
+        if implied is not None:
+            if self.channel not in (None, implied):
+                raise ValueError(f"channel: {self.kind.value} concerns {implied.value}")
+            self.channel = implied
+        elif self.channel is None:
+            raise ValueError(f"channel: required for {self.kind.value}")
+        return self
+
+
+class LifeEventKind(StrEnum):
+    DECEASED = "deceased"  # the account goes to the estate queue
+    BANKRUPTCY = "bankruptcy"  # automatic stay: stop at once, whoever reports it
+
+
+class LifeEventSignal(BaseModel):
+    reference: str = REFERENCE_FIELD
+    kind: LifeEventKind
+
+
+# -- staff actions ----------------------------------------------------------------------------
+
+
+class HoldReason(StrEnum):
+    DISPUTE = "dispute"
+    ITEMIZED_BILL = "itemized_bill"
+    INSURANCE_PENDING = "insurance_pending"
+    FINANCIAL_ASSISTANCE = "financial_assistance"  # an application: ECAs stay suspended
+    NO_SURPRISES_DISPUTE = "no_surprises_dispute"
+    PROMISE_TO_PAY = "promise_to_pay"
+    OTHER = "other"
+
+
+class HoldRequest(BaseModel):
+    reason: HoldReason
+    until: dt.datetime | None = Field(default=None, description="ends by itself then")
+    note: str = NOTE
+    requested_by: str = STAFF_ID
+
+
+class Hold(BaseModel):
+    reason: HoldReason
+    since: dt.datetime
+    until: dt.datetime | None = None
+    requested_by: str
+
+
+class ResumeRequest(BaseModel):
+    requested_by: str = STAFF_ID
+
+
+class HardshipRequest(BaseModel):
+    """Financial assistance granted under the practice's policy: a discount or a full write-off."""
+
+    program: str = Field(default="financial-assistance", max_length=64)
+    discount_percent: int = Field(ge=1, le=100)
+    granted_by: str = STAFF_ID
+
+
+class Installment(BaseModel):
+    due_on: dt.date
+    amount_cents: int = Field(gt=0)
+
+
+class PlanRequest(BaseModel):
+    installments: list[Installment] = Field(min_length=1)
+    agreed_by: str = STAFF_ID
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PlanRequest:
+        dates = [i.due_on for i in self.installments]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("installments: due dates must be distinct and in order")
+        return self
+
+    @property
+    def total_cents(self) -> int:
+        return sum(i.amount_cents for i in self.installments)
+
+
+class Plan(BaseModel):
+    installments: list[Installment]
+    agreed_at: dt.datetime
+    paid_at_start_cents: int = Field(description="paid_cents of the ladder when the plan began")
+    reminded: list[int] = Field(default_factory=list, description="installments reminded of")
+
+
+class SettlementRequest(BaseModel):
+    amount_cents: int = Field(gt=0)
+    expires_at: dt.datetime
+    proposed_by: str = STAFF_ID
+
+
+class Settlement(BaseModel):
+    amount_cents: int
+    expires_at: dt.datetime
+    offered_at: dt.datetime
+    paid_at_offer_cents: int
+
+
+class WriteOffRequest(BaseModel):
+    amount_cents: int | None = Field(default=None, gt=0, description="None: the whole balance")
+    reason: str = Field(min_length=1, max_length=200)
+    requested_by: str = STAFF_ID
+
+
+class ReferralRequest(BaseModel):
+    requested_by: str = STAFF_ID
+    note: str = NOTE
+
+
+class TaskKind(StrEnum):
+    STEP = "step"  # a gated step of the ladder
+    WRITE_OFF = "write_off"
+    AGENCY_REFERRAL = "agency_referral"
+    SETTLEMENT = "settlement"
+
+
+class ApprovalTask(BaseModel):
+    """An open request that waits for a person; escalates along ``approvers`` on timeout."""
+
+    task_id: str
+    kind: TaskKind
+    approvers: list[str]
+    level: int = 0
+    wait_days: int
+    requested_by: str
+    requested_at: dt.datetime
+    level_started_at: dt.datetime
+    step_id: str | None = None
+    amount_cents: int | None = None
+    reason: str = ""
+    settlement: SettlementRequest | None = None
+
+    @property
+    def roles(self) -> list[str]:
+        """Who may decide now: every approver the task has reached so far."""
+        return self.approvers[: self.level + 1]
+
+    @property
+    def deadline(self) -> dt.datetime:
+        return self.level_started_at + dt.timedelta(days=self.wait_days)
+
+
+class AccountState(BaseModel):
+    """What staff and outside facts did to a balance; carried across continue-as-new."""
+
+    hold: Hold | None = None
+    held_days_total: int = 0
+    plan: Plan | None = None
+    settlement: Settlement | None = None
+    tasks: list[ApprovalTask] = Field(default_factory=list)
+    written_off_cents: int = 0
+    ended: str = Field(default="", description="why all contact ended (bankruptcy, deceased, ...)")
+    settled: bool = False
+    plans_agreed: int = 0
+    approved_steps: list[str] = Field(default_factory=list)
+    placed_at: dt.datetime | None = None
+    events: list[AccountEvent] = Field(default_factory=list)
+
+
+class AccountEvent(BaseModel):
+    """One line of the account's timeline besides sent steps: who did what, when."""
+
+    at: dt.datetime
+    kind: str
+    detail: str = ""
+    by: str = ""
+
+
+AccountState.model_rebuild()
+
+
+class ExportInput(BaseModel):
+    account_id: str
+    balance_cents: int
+    approved_by: str
+
+
+class TaskRecordInput(BaseModel):
+    """Persist an approval task (open, escalate or close) in the staff worklist."""
+
+    account_id: str
+    task_id: str
+    kind: TaskKind
+    title: str = ""
+    approvers: list[str] = Field(default_factory=list)
+    level: int = 0
+    requested_by: str = "system"
+    due_at: dt.datetime | None = None
+    status: str = "open"
+    decided_by: str = ""
+    reason: str = ""

@@ -1,0 +1,161 @@
+"""Pure rules for what happens to a balance besides the ladder: holds, plans, settlements, events.
+
+Like ``workflows.decisions``: no I/O, time passed in; the workflow, previews and tests share them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from models.actions import (
+    AccountState,
+    ChannelEventKind,
+    ChannelEventSignal,
+    HoldReason,
+    Plan,
+    Settlement,
+)
+from models.payloads import ChannelStatus, ContactProfile, LadderState
+from models.policy import Channel, Policy, StepKind
+from workflows.decisions import zone
+
+UTC = dt.UTC
+
+
+def end_hold(state: LadderState, account: AccountState, now: dt.datetime) -> int:
+    """Lift the hold; the ladder's later steps move by the days held. Returns the days held."""
+    hold = account.hold
+    assert hold is not None
+    held = now - hold.since
+    if state.anchor_at is not None:
+        state.anchor_at += held
+    days = held.days
+    account.held_days_total += days
+    if hold.reason is HoldReason.FINANCIAL_ASSISTANCE:
+        state.fa_application_pending = False
+    account.hold = None
+    return days
+
+
+def mark_unreachable(profile: ContactProfile, channel: Channel, reason: str) -> None:
+    current = profile.status(channel)
+    profile.channels[channel] = ChannelStatus(
+        reachable=False, consent=current.consent, reason=reason
+    )
+
+
+def apply_channel_event(profile: ContactProfile, event: ChannelEventSignal) -> None:
+    """Reflect a deliverability or consent change in the flags the decision core routes by."""
+    assert event.channel is not None
+    current = profile.status(event.channel)
+    match event.kind:
+        case (
+            ChannelEventKind.EMAIL_BOUNCED
+            | ChannelEventKind.SMS_UNDELIVERABLE
+            | ChannelEventKind.LETTER_RETURNED
+        ):
+            reason = {
+                ChannelEventKind.EMAIL_BOUNCED: "email bounced",
+                ChannelEventKind.SMS_UNDELIVERABLE: "number undeliverable",
+                ChannelEventKind.LETTER_RETURNED: "letter returned by the post office",
+            }[event.kind]
+            mark_unreachable(profile, event.channel, reason)
+            return
+        case ChannelEventKind.OPTED_OUT:
+            updated = ChannelStatus(reachable=current.reachable, consent=False, reason="opted out")
+        case ChannelEventKind.CONSENT_GIVEN:
+            updated = ChannelStatus(
+                reachable=current.reachable,
+                consent=True,
+                reason="" if current.reachable else current.reason,
+            )
+        case ChannelEventKind.ADDRESS_CORRECTED:
+            updated = ChannelStatus(
+                reachable=True,
+                consent=current.consent,
+                reason="" if current.consent else current.reason,
+            )
+    profile.channels[event.channel] = updated
+
+
+def stop_sms_after_placement(profile: ContactProfile) -> None:
+    """Carriers and Twilio forbid third-party debt collection by SMS (CTIA; Twilio AUP)."""
+    current = profile.status(Channel.SMS)
+    profile.channels[Channel.SMS] = ChannelStatus(
+        reachable=current.reachable, consent=False, reason="placed with an agency"
+    )
+
+
+def discount_percent(balance_cents: int, amount_cents: int) -> float:
+    return 100.0 * (balance_cents - amount_cents) / balance_cents if balance_cents > 0 else 0.0
+
+
+def settlement_met(state: LadderState, settlement: Settlement) -> bool:
+    return state.paid_cents - settlement.paid_at_offer_cents >= settlement.amount_cents
+
+
+def referral_earliest(policy: Policy, state: LadderState) -> dt.datetime | None:
+    """Under IRS 501(r) an agency inherits the limits: no referral before day 120 nor within the
+    final notice's lead time. None when the policy is not under 501(r)."""
+    if not policy.eca.enabled or state.anchor_at is None:
+        return None
+    earliest = state.anchor_at + dt.timedelta(days=policy.eca.notification_days)
+    notices = {s.id for s in policy.steps if s.kind is StepKind.FINAL_NOTICE}
+    sent = [r.at for r in state.contacts() if r.step_id in notices]
+    if not sent:
+        return dt.datetime.max.replace(tzinfo=UTC)
+    return max(earliest, sent[-1] + dt.timedelta(days=policy.eca.notice_lead_days))
+
+
+class PlanEventKind(StrEnum):
+    REMIND = "remind"
+    CHECK = "check"  # due date plus grace: paid, or missed
+
+
+@dataclass(frozen=True)
+class PlanEvent:
+    kind: PlanEventKind
+    index: int
+    at: dt.datetime
+
+
+def plan_covered(plan: Plan, state: LadderState) -> int:
+    """How many installments the payments since the plan began cover in full."""
+    paid = state.paid_cents - plan.paid_at_start_cents
+    covered, total = 0, 0
+    for installment in plan.installments:
+        total += installment.amount_cents
+        if paid < total:
+            break
+        covered += 1
+    return covered
+
+
+def next_plan_event(
+    policy: Policy, plan: Plan, state: LadderState, time_zone: str
+) -> PlanEvent | None:
+    """The next thing a plan needs: a reminder before an unpaid installment, or its grace check."""
+    rules = policy.staff.plans
+    tz = zone(time_zone or policy.contact.default_patient_time_zone)
+    index = plan_covered(plan, state)
+    if index >= len(plan.installments):
+        return None
+    due = plan.installments[index].due_on
+    if index not in plan.reminded:
+        day = due - dt.timedelta(days=rules.reminder_days_before)
+        at = dt.datetime.combine(day, policy.contact.send_time, tzinfo=tz).astimezone(UTC)
+        return PlanEvent(PlanEventKind.REMIND, index, max(at, plan.agreed_at))
+    grace_end = due + dt.timedelta(days=rules.grace_days + 1)
+    return PlanEvent(
+        PlanEventKind.CHECK,
+        index,
+        dt.datetime.combine(grace_end, dt.time(0), tzinfo=tz).astimezone(UTC),
+    )
+
+
+def reentry_index(policy: Policy, state: LadderState) -> int:
+    """Where a broken plan re-enters the ladder: the step the policy names, else where it was."""
+    name = policy.staff.plans.reentry_step
+    return policy.step_index(name) if name else state.next_index
