@@ -13,12 +13,14 @@ import typer
 from rich.table import Table
 
 from cli import policy as policy_cli
+from cli import simulate as simulate_cli
+from cli import staff as staff_cli
 from cli.common import console, database, fail, settings
 from config.settings import Settings
 from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
 from models.orm import repositories as repo
-from starter import Intake, NotRunning, connect, get_status
+from starter import Intake, NotRunning, connect, get_account, get_status
 
 app = typer.Typer(
     help="dunning: polite, lawful follow-up of unpaid patient balances.",
@@ -28,6 +30,8 @@ app = typer.Typer(
 import_app = typer.Typer(help="Import a practice-management export (CSV).", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(policy_cli.app, name="policy")
+app.command()(simulate_cli.simulate)
+staff_cli.register(app)
 
 log = logging.getLogger("dunning")
 
@@ -182,9 +186,20 @@ def status(
                 account_id = intake.account_id(account)
             except LookupError as exc:
                 fail(str(exc))
-        view = await get_status(await _client(cfg), account_id)
+        client = await _client(cfg)
+        view = await get_status(client, account_id)
+        account_state = await get_account(client, account_id)
         if as_json:
-            print(json.dumps({"account": account, **view.model_dump(mode="json")}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "account": account,
+                        **view.model_dump(mode="json"),
+                        "events": account_state.model_dump(mode="json"),
+                    },
+                    indent=2,
+                )
+            )
             return
         console.print(
             f"[bold]{account}[/bold]  {view.state.value}  balance "
@@ -200,15 +215,29 @@ def status(
             )
         if view.waiting_for:
             console.print(f"waiting for: {view.waiting_for}")
-        table = Table("when", "step", "outcome", "channel", "why")
-        for r in view.history:
-            table.add_row(
-                r.at.isoformat(timespec="minutes"),
+        rows = [
+            (
+                r.at,
                 r.step_id,
                 r.outcome.value,
                 r.channel.value if r.channel else "-",
                 "; ".join(r.reasons),
             )
+            for r in view.history
+        ]
+        rows += [
+            (
+                e.at,
+                e.kind,
+                "event",
+                "-",
+                " ".join(x for x in (e.detail, f"by {e.by}" if e.by else "") if x),
+            )
+            for e in account_state.events
+        ]
+        table = Table("when", "what", "outcome", "channel", "why / detail")
+        for at, what, outcome, channel, why in sorted(rows, key=lambda r: r[0]):
+            table.add_row(at.isoformat(timespec="minutes"), what, outcome, channel, why)
         console.print(table)
 
     asyncio.run(go())

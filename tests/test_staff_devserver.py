@@ -1,0 +1,144 @@
+"""Staff actions on the real dev server: concurrent updates, and the CLI as staff use it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from models.actions import WriteOffRequest
+from models.payloads import BalanceState, Decision, EscalationResult, StepDecision
+from starter import ActionRejected, Intake, decide_step, request_write_off, workflow_id
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from worker import build_worker
+
+pytestmark = pytest.mark.devserver
+DUNNING = str(Path(sys.executable).parent / "dunning")
+
+
+async def _import(intake: Intake, tmp_path: Path, n: int) -> list[dict[str, str]]:
+    zone = midday_zone()
+    policy = str(instant_policy(tmp_path, zone))
+    rows = [balance_row(time_zone=zone, policy=policy) for _ in range(n)]
+    await intake.import_balances(write_csv(tmp_path / "rows.csv", rows))
+    return rows
+
+
+async def test_concurrent_staff_updates_one_wins(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    client = dev_env.client
+    intake = Intake(session_factory, client, settings)
+    async with build_worker(client, settings, session_factory):
+        rows = await _import(intake, tmp_path, 10)
+        ids = [intake.account_id(r["account_number"]) for r in rows]
+
+        async def attempt(account_id: str, who: str) -> str | ActionRejected:
+            try:
+                return await request_write_off(
+                    client, account_id, WriteOffRequest(reason="uncollectable", requested_by=who)
+                )
+            except ActionRejected as exc:
+                return exc
+
+        # Two clerks ask for the same write-off at once, on ten balances at once.
+        outcomes = await asyncio.gather(
+            *(attempt(i, who) for i in ids for who in ("clerk-1", "clerk-2"))
+        )
+        tasks = [o for o in outcomes if isinstance(o, str)]
+        refused = [o for o in outcomes if isinstance(o, ActionRejected)]
+        assert len(tasks) == 10 and len(refused) == 10
+        assert {r.kind for r in refused} == {"TaskOpen"}
+
+        # Two supervisors decide each task at once: exactly one decision counts.
+        async def decide(account_id: str, task_id: str, who: str) -> str | ActionRejected:
+            try:
+                return await decide_step(
+                    client,
+                    account_id,
+                    StepDecision(
+                        task_id=task_id,
+                        decision=Decision.APPROVE,
+                        decided_by=who,
+                        role="supervisor",
+                    ),
+                )
+            except ActionRejected as exc:
+                return exc
+
+        pairs = list(zip(ids, tasks, strict=True))
+        answers = await asyncio.gather(
+            *(decide(i, t, who) for i, t in pairs for who in ("sup-1", "sup-2"))
+        )
+        assert sum(isinstance(a, str) for a in answers) == 10
+        results = await asyncio.gather(
+            *(
+                client.get_workflow_handle(workflow_id(i), result_type=EscalationResult).result()
+                for i in ids
+            )
+        )
+        assert {r.state for r in results} == {BalanceState.WRITTEN_OFF}
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_cli_write_off_with_four_eyes(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    client = dev_env.client
+    intake = Intake(session_factory, client, settings)
+    env = dict(
+        os.environ,
+        DUNNING_DATABASE__URL=database_url,
+        DUNNING_DATA_DIR=str(settings.data_dir),
+        DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
+        DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
+        COLUMNS="200",
+    )
+    async with build_worker(client, settings, session_factory):
+        (row,) = await _import(intake, tmp_path, 1)
+        number = row["account_number"]
+        code, out = await _cli(
+            env, "write-off", number, "--as", "clerk-1", "--reason", "uncollectable"
+        )
+        assert code == 0, out
+        task_id = out.strip().rsplit(" ", 1)[-1]
+        code, out = await _cli(env, "worklist")
+        assert code == 0 and task_id in out and number in out
+        code, out = await _cli(env, "approve", task_id, "--as", "clerk-1", "--role", "supervisor")
+        assert code == 1 and "FourEyes" in out and "own request" in out
+        code, out = await _cli(
+            env, "approve", "not-a-task", "--as", "sup-1", "--role", "supervisor"
+        )
+        assert code == 1 and "task:" in out
+        code, out = await _cli(env, "approve", task_id, "--as", "sup-1", "--role", "supervisor")
+        assert code == 0, out
+        result = await client.get_workflow_handle(
+            workflow_id(intake.account_id(number)), result_type=EscalationResult
+        ).result()
+        assert result.state is BalanceState.WRITTEN_OFF
+        code, out = await _cli(env, "status", number, "--json")
+        assert code == 0, out
+        status = json.loads(out[out.index("{") :])
+        assert status["state"] == "written_off"
+        assert "write_off_approved" in [e["kind"] for e in status["events"]["events"]]
