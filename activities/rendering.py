@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from config.loader import PolicyBundle
+from config.loader import PolicyBundle, PolicyError, field_line, template_key
 from models.money import format_cents
 from models.policy import Channel, Policy, Tone
 
@@ -45,8 +45,12 @@ class StatementLine:
 
     @property
     def balance_cents(self) -> int:
-        return (self.charges_cents - self.insurance_paid_cents
-                - self.insurance_adjustment_cents - self.patient_paid_cents)
+        return (
+            self.charges_cents
+            - self.insurance_paid_cents
+            - self.insurance_adjustment_cents
+            - self.patient_paid_cents
+        )
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class Recipient:
 
 @lru_cache(maxsize=1)
 def _env() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -79,16 +85,20 @@ def context(
 ) -> dict[str, Any]:
     """The variables a template of ``channel`` may use."""
     practice = policy.practice
-    money = lambda c: format_cents(c, policy.currency)  # noqa: E731
-    restricted = {
-        "practice": {"name": practice.name, "phone": practice.phone, "pay_url": practice.pay_url},
+
+    def money(cents: int) -> str:
+        return format_cents(cents, policy.currency)
+
+    practice_vars = {"name": practice.name, "phone": practice.phone, "pay_url": practice.pay_url}
+    restricted: dict[str, Any] = {
+        "practice": practice_vars,
         "reference": recipient.account_number,
         "tone": tone.value,
     }
     if channel in RESTRICTED_CHANNELS:
         return restricted
     return restricted | {
-        "practice": restricted["practice"]
+        "practice": practice_vars
         | {"financial_assistance_summary": practice.financial_assistance_summary},
         "guarantor": {"first_name": recipient.first_name, "last_name": recipient.last_name},
         "account": {"number": recipient.account_number},
@@ -126,7 +136,9 @@ def render(
     try:
         source = bundle.template(template, language, channel)
     except KeyError as exc:
-        raise RenderError(f"template {exc.args[0]} is missing from policy {bundle.policy.name}") from exc
+        raise RenderError(
+            f"template {exc.args[0]} is missing from policy {bundle.policy.name}"
+        ) from exc
     try:
         text = _compile(source).render(**variables)
     except TemplateError as exc:
@@ -147,3 +159,77 @@ SAMPLE_RECIPIENT = Recipient(
     ),
 )
 """Synthetic data for previews and checks: never a real patient."""
+
+
+RESTRICTED_VARIABLES = frozenset({"practice", "reference", "tone"})
+"""All an SMS or a call script may use: practice name, phone and payment link, a reference."""
+
+OPT_OUT_WORD = "STOP"
+
+
+def check_templates(bundle: PolicyBundle, today: dt.date | None = None) -> list[PolicyError]:
+    """Render every template a policy uses with synthetic data, in every tone.
+
+    Reports, against the step's ``template`` field, a template that does not render, an SMS or
+    call script that uses anything beyond the minimum necessary (HIPAA 45 CFR 164.502(b);
+    12 CFR 1006.2(j)), an SMS without the STOP opt-out (12 CFR 1006.6(e)) and an email without
+    a subject line.
+    """
+    policy = bundle.policy
+    today = today or dt.date(2026, 1, 15)
+    errors: list[PolicyError] = []
+    seen: set[str] = set()
+    for i, step in enumerate(policy.steps):
+        for channel in step.channels:
+            for language in policy.languages:
+                key = template_key(step.template, language, channel)
+                if key in seen or key not in bundle.templates:
+                    continue
+                seen.add(key)
+                for problem in _template_problems(bundle, step.template, language, channel, today):
+                    loc = ("steps", i, "template")
+                    errors.append(
+                        PolicyError(
+                            bundle.source,
+                            field_line(bundle.source, loc),
+                            f"steps.{i}.template",
+                            f"template {key}.j2: {problem}",
+                        )
+                    )
+    return errors
+
+
+def _template_problems(
+    bundle: PolicyBundle, template: str, language: str, channel: Channel, today: dt.date
+) -> list[str]:
+    source = bundle.templates[template_key(template, language, channel)]
+    try:
+        names = meta.find_undeclared_variables(_env().parse(source))
+    except TemplateSyntaxError as exc:
+        return [f"line {exc.lineno}: {exc.message}"]
+    if channel in RESTRICTED_CHANNELS:
+        extra = sorted(names - RESTRICTED_VARIABLES)
+        if extra:
+            return [
+                f"uses {', '.join(extra)}, which a {channel.value} message may not show;"
+                f" {channel.value} templates get only {', '.join(sorted(RESTRICTED_VARIABLES))}"
+                " (minimum necessary: practice name, a reference, how to pay or call)"
+            ]
+    problems: list[str] = []
+    for tone in Tone:
+        variables = context(bundle.policy, channel, SAMPLE_RECIPIENT, 12345, tone, today)
+        try:
+            rendered = render(bundle, template, language, channel, variables)
+        except RenderError as exc:
+            message = str(exc).split(": ", 1)[-1]
+            if channel in RESTRICTED_CHANNELS:
+                message += f" ({channel.value} templates get only practice.name, practice.phone,"
+                message += " practice.pay_url, reference and tone)"
+            return [f"does not render in tone {tone.value}: {message}"]
+        if channel is Channel.SMS and OPT_OUT_WORD not in rendered.body:
+            problems.append(f'an SMS must tell how to opt out ("Reply {OPT_OUT_WORD}")')
+        if channel is Channel.EMAIL and not rendered.subject:
+            problems.append("an email template gives its subject on its first line; it is empty")
+        if problems:
+            return problems
+    return problems

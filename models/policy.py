@@ -298,13 +298,17 @@ def _default_approval() -> StaffApproval:
 
 
 class PlanRules(_Frozen):
-    """Payment plans: a reminder before each installment, a grace period, where a broken plan re-enters."""
+    """Payment plans: reminders before installments, grace, where a broken plan re-enters."""
 
     reminder_days_before: int = Field(default=3, ge=0, le=30)
     reminder_template: str = Field(default="plan-reminder", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    reminder_channels: list[Channel] = Field(default_factory=lambda: [Channel.EMAIL, Channel.SMS, Channel.LETTER])
+    reminder_channels: list[Channel] = Field(
+        default_factory=lambda: [Channel.EMAIL, Channel.SMS, Channel.LETTER]
+    )
     grace_days: int = Field(default=10, ge=0, le=60)
-    reentry_step: str | None = Field(default=None, description="step id; default: the next step not yet run")
+    reentry_step: str | None = Field(
+        default=None, description="step id; default: the next step not yet run"
+    )
     max_installments: int = Field(default=24, ge=1, le=120)
 
 

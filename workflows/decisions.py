@@ -11,7 +11,10 @@ Rules and their sources:
 - minimum spacing between any two contacts;
 - SMS only with consent (TCPA, 47 U.S.C. 227);
 - no extraordinary collection action before day 120, nor within 30 days of the final notice, nor
-  while a financial-assistance application is pending (IRS 501(r), 26 CFR 1.501(r)-6).
+  while a financial-assistance application is pending, nor at all when no final notice went out
+  (IRS 501(r), 26 CFR 1.501(r)-6);
+- credit balances are never billed; balances below the minimum are not chased; small balances
+  are written off after a quiet period instead of being chased (the dental seed).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from models.money import format_cents
 from models.payloads import (
     ContactProfile,
     LadderState,
@@ -30,7 +34,8 @@ from models.payloads import (
 from models.policy import Anchor, Channel, Policy, Step, StepKind
 
 UTC = dt.UTC
-_MAX_ADJUSTMENTS = 64
+_MAX_ADJUSTMENTS = 16
+_MAX_SEARCH_DAYS = 3 * 366  # a calendar with no open moment in three years is unsatisfiable
 
 
 @lru_cache(maxsize=512)
@@ -76,32 +81,72 @@ class WaitForChange:
 
 @dataclass(frozen=True, slots=True)
 class Done:
+    """The ladder has nothing more to do. ``write_off``: the small balance is to be written off."""
+
     reason: str
+    write_off: bool = False
 
 
 Decision = SendNow | WaitUntil | Skip | WaitForChange | Done
 
 
-def decide(policy: Policy, state: LadderState, profile: ContactProfile, now: dt.datetime) -> Decision:
+def decide(
+    policy: Policy, state: LadderState, profile: ContactProfile, now: dt.datetime
+) -> Decision:
     """Decide what the ladder does next at ``now`` (timezone-aware).
 
     Conditions of a step are evaluated only once it is due, so that a payment or a plan agreed in
     the meantime counts.
     """
     if state.balance_cents <= 0:
-        return Done("balance paid" if state.balance_cents == 0 else "credit balance is never billed")
+        return Done(
+            "balance paid" if state.balance_cents == 0 else "credit balance is never billed"
+        )
+    write_off = policy.thresholds.small_balance_write_off
+    if write_off is not None and state.balance_cents < write_off.below:
+        # Not chased: a statement would cost more than it brings in. Written off once quiet.
+        due = write_off_due(policy, state, now)
+        below = format_cents(write_off.below, policy.currency)
+        if now >= due:
+            return Done(
+                f"small balance below {below}: written off after"
+                f" {write_off.after_days_inactive} days without activity",
+                write_off=True,
+            )
+        index = min(state.next_index, len(policy.steps) - 1)
+        return WaitUntil(
+            Planned(
+                index,
+                policy.steps[index],
+                due,
+                (),
+                (f"small balance below {below}: write-off due",),
+            )
+        )
     if state.next_index >= len(policy.steps):
         return Done("all steps of the policy have run")
     minimum = policy.thresholds.minimum_balance
     if state.balance_cents < minimum:
-        return WaitForChange(f"balance below the policy minimum of {minimum} cents", state.next_index)
+        return WaitForChange(
+            f"balance below the policy minimum of {format_cents(minimum, policy.currency)}",
+            state.next_index,
+        )
     index = state.next_index
     step = policy.steps[index]
-    if step.is_eca and policy.eca.enabled and state.fa_application_pending:
-        return WaitForChange(
-            "extraordinary collection actions suspended: financial-assistance application pending",
-            index,
-        )
+    if under_eca_limits(policy, step):
+        if state.fa_application_pending:
+            return WaitForChange(
+                "extraordinary collection actions suspended: financial-assistance application"
+                " pending (IRS 501(r))",
+                index,
+            )
+        if not _final_notice_sent(policy, index, state):
+            return Skip(
+                index,
+                step,
+                "IRS 501(r): no final notice with the financial-assistance"
+                " summary was sent before this extraordinary collection action",
+            )
     channels, blocked = allowed_channels(policy, step, profile)
     planned = schedule(policy, index, state, profile, now, channels or step.channels)
     if planned.at > now:
@@ -126,7 +171,9 @@ def allowed_channels(
             allowed.append(channel)
         elif not status.reachable:
             blocked.append(f"{channel.value}: {status.reason or 'not reachable'}")
-        elif not status.consent and (channel is not Channel.SMS or policy.contact.sms_requires_consent):
+        elif not status.consent and (
+            channel is not Channel.SMS or policy.contact.sms_requires_consent
+        ):
             blocked.append(f"{channel.value}: {status.reason or 'no consent'}")
         else:
             allowed.append(channel)
@@ -137,14 +184,17 @@ def unmet_condition(step: Step, state: LadderState, now: dt.datetime) -> str:
     """The first condition of ``step`` that does not hold, or an empty string."""
     when = step.when
     if when.min_balance is not None and state.balance_cents < when.min_balance:
-        return f"condition: balance below {when.min_balance} cents"
-    if when.min_account_age_days is not None:
-        opened = state.opened_at or state.anchor_at or now
-        age = (now - opened).days
-        if age < when.min_account_age_days:
-            return f"condition: account {age} days old, step needs {when.min_account_age_days}"
+        return f"condition: balance below {format_cents(when.min_balance)}"
+    opened = state.opened_at or state.anchor_at or now
+    age = (now - opened).days
+    if when.min_account_age_days is not None and age < when.min_account_age_days:
+        return f"condition: account {age} days old, step needs {when.min_account_age_days}"
+    if when.max_account_age_days is not None and age > when.max_account_age_days:
+        return f"condition: account {age} days old, step only up to {when.max_account_age_days}"
     if when.plan_active is not None and state.plan_active != when.plan_active:
-        return "condition: " + ("no payment plan active" if when.plan_active else "on a payment plan")
+        return "condition: " + (
+            "no payment plan active" if when.plan_active else "on a payment plan"
+        )
     return ""
 
 
@@ -173,60 +223,183 @@ def schedule(
     now: dt.datetime,
     channels: tuple[Channel, ...] | list[Channel],
 ) -> Planned:
-    """Move step ``index`` from its nominal time to the first moment every contact rule allows."""
+    """Move step ``index`` from its nominal time to the first moment every contact rule allows.
+
+    The rules are applied from the nominal time, not from ``now``, so that the reasons a step was
+    moved are the same at every wake-up (and in the preview) as when it was first planned. Only a
+    step already overdue is planned again from ``now``.
+    """
     step = policy.steps[index]
     rules = policy.contact
-    reasons: list[str] = []
-    at = nominal_time(policy, index, state, profile, now)
-    if at < now:
-        at = now
     patient_tz = zone(profile.time_zone or rules.default_patient_time_zone)
     practice_tz = zone(rules.practice_time_zone)
     contacts = state.contacts()
     primary = channels[0] if channels else step.channels[0]
+    calendar = _Calendar(
+        patient_tz,
+        practice_tz,
+        rules.allowed_hours.start,
+        rules.allowed_hours.end,
+        rules.send_time,
+        frozenset(d.number for d in rules.business_days),
+        frozenset(rules.holidays),
+    )
+    eca_earliest = eca_earliest_at(policy, state, index) if under_eca_limits(policy, step) else None
 
-    if step.is_eca and policy.eca.enabled:
-        at = _not_before(at, _eca_earliest(policy, index, state), reasons, "IRS 501(r) waiting period")
-
-    open_days = {d.number for d in rules.business_days}
-    holidays = set(rules.holidays)
-    for _ in range(_MAX_ADJUSTMENTS):
-        before = at
-        if contacts and rules.min_spacing_hours:
-            earliest = contacts[-1].at + dt.timedelta(hours=rules.min_spacing_hours)
-            at = _not_before(at, earliest, reasons, f"minimum spacing of {rules.min_spacing_hours}h")
-        for cap in rules.caps:
-            if cap.channel is primary:
-                at = _not_before(at, _cap_free_at(contacts, cap.channel, cap.max, cap.per_days, at),
-                                 reasons, f"cap of {cap.max} {cap.channel.value} in {cap.per_days} days")
-        local = at.astimezone(patient_tz)
-        start, end = rules.allowed_hours.start, rules.allowed_hours.end
-        if local.time() < start:
-            at = _moved(dt.datetime.combine(local.date(), start, tzinfo=patient_tz), reasons,
-                        "quiet hours (before allowed hours)")
-        elif local.time() >= end:
-            nxt = local.date() + dt.timedelta(days=1)
-            at = _moved(dt.datetime.combine(nxt, start, tzinfo=patient_tz), reasons,
-                        "quiet hours (after allowed hours)")
-        practice_day = at.astimezone(practice_tz).date()
-        if practice_day.weekday() not in open_days or practice_day in holidays:
-            why = "practice holiday" if practice_day in holidays else "practice closed that weekday"
-            day = practice_day + dt.timedelta(days=1)
-            while day.weekday() not in open_days or day in holidays:
-                day += dt.timedelta(days=1)
-            at = _moved(dt.datetime.combine(day, rules.send_time, tzinfo=practice_tz), reasons, why)
-        if at == before:
-            break
-    else:  # pragma: no cover - the policy validator keeps calendars satisfiable
+    def settle(at: dt.datetime) -> tuple[dt.datetime, list[str]]:
+        reasons: list[str] = []
+        for _ in range(_MAX_ADJUSTMENTS):
+            before = at
+            # Not-before limits first: each is a fixed moment, so they never undo each other.
+            if eca_earliest is not None:
+                at = _not_before(at, eca_earliest, reasons, "IRS 501(r) waiting period")
+            if primary is Channel.CALL and state.call_cooldown_until is not None:
+                at = _not_before(
+                    at,
+                    state.call_cooldown_until,
+                    reasons,
+                    "no call within 7 days of a conversation (Reg F)",
+                )
+            if contacts and rules.min_spacing_hours:
+                earliest = contacts[-1].at + dt.timedelta(hours=rules.min_spacing_hours)
+                at = _not_before(
+                    at, earliest, reasons, f"minimum spacing of {rules.min_spacing_hours}h"
+                )
+            for cap in rules.caps:
+                if cap.channel is primary:
+                    free = _cap_free_at(contacts, cap.channel, cap.max, cap.per_days, at)
+                    at = _not_before(
+                        at,
+                        free,
+                        reasons,
+                        f"cap of {cap.max} {cap.channel.value} in {cap.per_days} days",
+                    )
+            at = calendar.adjust(at, reasons)
+            if at == before:
+                return at, reasons
+        # pragma: no cover - adjust() always returns an allowed moment; limits are fixed
         raise ValueError("contact rules leave no allowed moment for this step")
+
+    at, reasons = settle(nominal_time(policy, index, state, profile, now))
+    if at < now:
+        at, reasons = settle(now)
     return Planned(index, step, at, tuple(channels), tuple(reasons))
 
 
-def _eca_earliest(policy: Policy, index: int, state: LadderState) -> dt.datetime:
+@dataclass(frozen=True, slots=True)
+class _Calendar:
+    """Allowed local hours of the patient and open days of the practice."""
+
+    patient_tz: ZoneInfo
+    practice_tz: ZoneInfo
+    start: dt.time
+    end: dt.time
+    send_time: dt.time
+    open_weekdays: frozenset[int]
+    holidays: frozenset[dt.date]
+
+    def is_open(self, day: dt.date) -> bool:
+        return day.weekday() in self.open_weekdays and day not in self.holidays
+
+    def allows(self, at: dt.datetime) -> bool:
+        local = at.astimezone(self.patient_tz).time()
+        return self.start <= local < self.end and self.is_open(
+            at.astimezone(self.practice_tz).date()
+        )
+
+    def adjust(self, at: dt.datetime, reasons: list[str]) -> dt.datetime:
+        """An allowed moment at or after ``at``, naming the rule that moved it.
+
+        Quiet hours move a contact to the start of the patient's next allowed window; a closed
+        practice day moves it to the next open day at the policy's send time. When the two
+        disagree (a patient many hours away from the practice), the earliest moment both allow.
+        """
+        if self.allows(at):
+            return at
+        local = at.astimezone(self.patient_tz)
+        if local.time() < self.start:
+            moved = self._at(local.date(), self.start, self.patient_tz)
+            why = "quiet hours (before allowed hours)"
+        elif local.time() >= self.end:
+            moved = self._at(local.date() + dt.timedelta(days=1), self.start, self.patient_tz)
+            why = "quiet hours (after allowed hours)"
+        else:
+            day = at.astimezone(self.practice_tz).date()
+            why = "practice holiday" if day in self.holidays else "practice closed that weekday"
+            nxt = self._next_open(day + dt.timedelta(days=1))
+            moved = self._at(nxt, self.send_time, self.practice_tz)
+        if not self.allows(moved):
+            moved = self.earliest_allowed(at)
+            practice_day = moved.astimezone(self.practice_tz).date()
+            if practice_day != at.astimezone(self.practice_tz).date():
+                day = at.astimezone(self.practice_tz).date()
+                if not self.is_open(day):
+                    _moved(
+                        moved,
+                        reasons,
+                        "practice holiday"
+                        if day in self.holidays
+                        else "practice closed that weekday",
+                    )
+        return _moved(moved, reasons, why)
+
+    def earliest_allowed(self, at: dt.datetime) -> dt.datetime:
+        """The first moment from ``at`` inside the patient's hours on an open practice day."""
+        first = at.astimezone(self.patient_tz).date()
+        for offset in range(_MAX_SEARCH_DAYS):
+            day = first + dt.timedelta(days=offset)
+            lo = max(at, self._at(day, self.start, self.patient_tz))
+            hi = self._at(day, self.end, self.patient_tz)
+            if lo >= hi:
+                continue
+            if self.is_open(lo.astimezone(self.practice_tz).date()):
+                return lo
+            # The window spans at most two practice days (it is shorter than a day).
+            practice_day = lo.astimezone(self.practice_tz).date() + dt.timedelta(days=1)
+            midnight = self._at(practice_day, dt.time(0), self.practice_tz)
+            if midnight < hi and self.allows(midnight):
+                return midnight
+        raise ValueError("contact rules leave no allowed moment in three years")
+
+    def _next_open(self, day: dt.date) -> dt.date:
+        for _ in range(_MAX_SEARCH_DAYS):
+            if self.is_open(day):
+                return day
+            day += dt.timedelta(days=1)
+        raise ValueError("the practice calendar has no open day in three years")
+
+    @staticmethod
+    def _at(day: dt.date, time: dt.time, tz: ZoneInfo) -> dt.datetime:
+        return dt.datetime.combine(day, time, tzinfo=tz).astimezone(UTC)
+
+
+def _final_notice_sent(policy: Policy, index: int, state: LadderState) -> bool:
+    notices = {s.id for s in policy.steps[:index] if s.kind is StepKind.FINAL_NOTICE}
+    return any(r.step_id in notices for r in state.contacts())
+
+
+def write_off_due(policy: Policy, state: LadderState, now: dt.datetime) -> dt.datetime:
+    """When a small balance is written off: after the policy's days without activity."""
+    rule = policy.thresholds.small_balance_write_off
+    assert rule is not None
+    last = state.last_activity_at or state.anchor_at or state.opened_at or now
+    return last + dt.timedelta(days=rule.after_days_inactive)
+
+
+def under_eca_limits(policy: Policy, step: Step) -> bool:
+    """Whether IRS 501(r) timing binds ``step``: an ECA, or an agency referral, since the agency
+    inherits the limits (26 CFR 1.501(r)-6)."""
+    return policy.eca.enabled and (step.is_eca or step.kind is StepKind.AGENCY_REFERRAL)
+
+
+def eca_earliest_at(policy: Policy, state: LadderState, index: int | None = None) -> dt.datetime:
+    """The first moment an ECA (or a referral) before step ``index`` may happen: day 120 after the
+    first statement, and the notice lead time after the last final notice sent."""
     anchor = state.anchor_at
     assert anchor is not None  # an ECA is never the first step (validated)
     earliest = anchor + dt.timedelta(days=policy.eca.notification_days)
-    notices = {s.id for s in policy.steps[:index] if s.kind is StepKind.FINAL_NOTICE}
+    steps = policy.steps if index is None else policy.steps[:index]
+    notices = {s.id for s in steps if s.kind is StepKind.FINAL_NOTICE}
     sent = [r.at for r in state.contacts() if r.step_id in notices]
     if sent:
         earliest = max(earliest, sent[-1] + dt.timedelta(days=policy.eca.notice_lead_days))
@@ -236,7 +409,7 @@ def _eca_earliest(policy: Policy, index: int, state: LadderState) -> dt.datetime
 def _cap_free_at(
     contacts: list[StepRecord], channel: Channel, limit: int, per_days: int, at: dt.datetime
 ) -> dt.datetime:
-    """The first moment from ``at`` at which one more contact on ``channel`` stays within the cap."""
+    """The first moment from ``at`` when one more contact on ``channel`` stays within the cap."""
     window = dt.timedelta(days=per_days)
     times = sorted(r.at for r in contacts if r.channel is channel and r.at > at - window)
     if len(times) < limit:
@@ -244,7 +417,9 @@ def _cap_free_at(
     return times[len(times) - limit] + window
 
 
-def _not_before(at: dt.datetime, earliest: dt.datetime, reasons: list[str], why: str) -> dt.datetime:
+def _not_before(
+    at: dt.datetime, earliest: dt.datetime, reasons: list[str], why: str
+) -> dt.datetime:
     return _moved(earliest, reasons, why) if earliest > at else at
 
 
@@ -283,28 +458,41 @@ def record_sent(
 
 
 def record_skip(state: LadderState, skip: Skip, at: dt.datetime) -> StepRecord:
-    record = StepRecord(step_id=skip.step.id, outcome=StepOutcome.SKIPPED, at=at, reasons=[skip.reason])
+    record = StepRecord(
+        step_id=skip.step.id, outcome=StepOutcome.SKIPPED, at=at, reasons=[skip.reason]
+    )
     state.history.append(record)
     state.next_index = skip.index + 1
     return record
 
 
-def apply_payment(state: LadderState, reference: str, amount_cents: int) -> bool:
-    """Lower the balance once per reference. Returns False for a duplicate."""
+def apply_payment(
+    state: LadderState, reference: str, amount_cents: int, at: dt.datetime | None = None
+) -> bool:
+    """Lower the balance once per reference. Returns False for a duplicate.
+
+    ``at`` (when the payment was received) restarts the small-balance write-off's quiet period.
+    """
     if reference in state.seen_references:
         return False
     state.seen_references.append(reference)
+    if at is not None:
+        state.last_activity_at = max(at, state.last_activity_at or at)
     state.balance_cents -= amount_cents
     state.paid_cents += amount_cents
     return True
 
 
-def apply_charge(state: LadderState, reference: str, amount_cents: int) -> bool:
+def apply_charge(
+    state: LadderState, reference: str, amount_cents: int, at: dt.datetime | None = None
+) -> bool:
     """Raise the balance once per reference. Returns False for a duplicate."""
     key = f"charge:{reference}"
     if key in state.seen_references:
         return False
     state.seen_references.append(key)
+    if at is not None:
+        state.last_activity_at = max(at, state.last_activity_at or at)
     state.balance_cents += amount_cents
     state.charged_cents += amount_cents
     return True
@@ -321,8 +509,9 @@ def resume_index(policy: Policy, state: LadderState) -> int:
     if last >= 0 or not state.history:
         return last + 1
     reached = max(policy_day(state, r.at) for r in state.history)
-    return next((i for i in range(len(policy.steps)) if policy.nominal_day(i) > reached),
-                len(policy.steps))
+    return next(
+        (i for i in range(len(policy.steps)) if policy.nominal_day(i) > reached), len(policy.steps)
+    )
 
 
 def policy_day(state: LadderState, at: dt.datetime) -> int:
@@ -342,6 +531,7 @@ class TimelineEntry:
     channel: Channel | None
     reasons: list[str] = field(default_factory=list)
     waiting_for: str = ""
+    written_off: bool = False
 
 
 def timeline(
@@ -351,16 +541,18 @@ def timeline(
     profile: ContactProfile,
     *,
     state: LadderState | None = None,
+    now: dt.datetime | None = None,
 ) -> list[TimelineEntry]:
     """Every step a balance that never pays would go through, from ``first_statement`` on.
 
     Approval gates are assumed approved on the day they are due; a step that can only wait for a
-    new fact ends the timeline with its reason in ``waiting_for``.
+    new fact ends the timeline with its reason in ``waiting_for``. With ``state`` (which is
+    updated in place) and ``now``, the rest of a running balance's ladder from ``now`` on.
     """
     state = state or LadderState(balance_cents=balance_cents, opened_at=first_statement)
     if state.anchor_at is None:
         state.anchor_at = first_statement
-    now = first_statement
+    now = max(now or first_statement, first_statement)
     entries: list[TimelineEntry] = []
     while True:
         decision = decide(policy, state, profile, now)
@@ -370,16 +562,41 @@ def timeline(
             case SendNow(planned):
                 channel = planned.channels[0]
                 record_sent(state, planned, now, channel, None)
-                entries.append(TimelineEntry(planned.index, planned.step, now, StepOutcome.SENT,
-                                             channel, list(planned.reasons)))
+                entries.append(
+                    TimelineEntry(
+                        planned.index,
+                        planned.step,
+                        now,
+                        StepOutcome.SENT,
+                        channel,
+                        list(planned.reasons),
+                    )
+                )
             case Skip(index, step, reason):
                 record_skip(state, decision, now)
                 entries.append(TimelineEntry(index, step, now, StepOutcome.SKIPPED, None, [reason]))
             case WaitForChange(reason, index):
                 if index is not None:
                     step = policy.steps[index]
-                    entries.append(TimelineEntry(index, step, now, StepOutcome.SKIPPED, None,
-                                                 [], waiting_for=reason))
+                    entries.append(
+                        TimelineEntry(
+                            index, step, now, StepOutcome.SKIPPED, None, [], waiting_for=reason
+                        )
+                    )
+                return entries
+            case Done(reason, write_off=True):
+                index = min(state.next_index, len(policy.steps) - 1)
+                entries.append(
+                    TimelineEntry(
+                        index,
+                        policy.steps[index],
+                        now,
+                        StepOutcome.SKIPPED,
+                        None,
+                        [reason],
+                        written_off=True,
+                    )
+                )
                 return entries
             case Done():
                 return entries

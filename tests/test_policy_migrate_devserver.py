@@ -1,0 +1,145 @@
+"""``dunning policy migrate`` against the real Temporal dev server and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner, Result
+
+from cli.main import app
+from config.loader import load_policy
+from config.settings import Settings
+from models.orm import Account, AuditEvent
+from models.orm.policy_version import PolicyVersion
+from models.payloads import StepOutcome
+from starter import Intake, get_status
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from worker import build_worker
+
+pytestmark = pytest.mark.devserver
+
+
+async def _wait_for(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def _cli(*args: str) -> Result:
+    # The command runs its own event loop (asyncio.run): give it a thread of its own.
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+
+
+async def test_migrate_shows_the_change_then_moves_the_balance(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    zone = midday_zone()
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    v1 = instant_policy(tmp_path / "v1", zone)
+    v2 = instant_policy(tmp_path / "v2", zone)
+    # The new version renames the notice and brings the second statement forward.
+    v2.write_text(
+        v2.read_text()
+        .replace("{id: notice-1, day: 4", "{id: notice-2, day: 6")
+        .replace("{id: statement-2, day: 30", "{id: statement-2, day: 20"),
+        encoding="utf-8",
+    )
+    new_hash = load_policy(v2).hash
+    assert new_hash != load_policy(v1).hash
+
+    assert settings.database.url is not None
+    monkeypatch.setenv("DUNNING_DATABASE__URL", settings.database.url.get_secret_value())
+    monkeypatch.setenv(
+        "DUNNING_TEMPORAL__ADDRESS", dev_env.client.service_client.config.target_host
+    )
+    monkeypatch.setenv("DUNNING_TEMPORAL__NAMESPACE", dev_env.client.namespace)
+    monkeypatch.setenv("DUNNING_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+
+    client = dev_env.client
+    intake = Intake(session_factory, client, settings)
+    row = balance_row(time_zone=zone, policy=str(v1))
+    number = row["account_number"]
+    async with build_worker(client, settings, session_factory):
+        await intake.import_balances(write_csv(tmp_path / "a.csv", [row]))
+        account_id = intake.account_id(number)
+
+        async def statement_sent() -> bool:
+            view = await get_status(client, account_id)
+            return any(
+                r.step_id == "statement-1" and r.outcome is StepOutcome.SENT for r in view.history
+            )
+
+        await _wait_for(statement_sent)
+        before = await get_status(client, account_id)
+        assert before.next_step is not None and before.next_step.step_id == "notice-1"
+
+        # Asked, and refused: nothing moves.
+        refused = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["policy", "migrate", str(v2), "--account", number],
+            input="n\n",
+        )
+        assert refused.exit_code == 1, refused.output
+        assert "resumes on the new version at: notice-2" in refused.output
+        assert (await get_status(client, account_id)).policy.hash == before.policy.hash
+
+        result = await _cli("policy", "migrate", str(v2), "--account", number, "--yes")
+        assert result.exit_code == 0, result.output
+        out = result.output
+        assert f"{number}  balance $55.00  instant@{before.policy.hash[:12]}" in out
+        assert "next on the current version: notice-1" in out
+        assert "resumes on the new version at: notice-2" in out
+        assert "statement-2" in out
+        assert f"{number}: moved to instant@{new_hash[:12]}" in out
+
+        after = await get_status(client, account_id)
+        assert after.policy.hash == new_hash
+        assert after.next_step is not None and after.next_step.step_id == "notice-2"
+        assert [r.step_id for r in after.history] == ["statement-1"]
+
+        # Again: already on this version, so nothing to do and a non-zero exit.
+        again = await _cli("policy", "migrate", str(v2), "--account", number, "--yes")
+        assert again.exit_code == 1
+        assert "already on this version" in again.output
+
+    with session_factory() as session:
+        assert session.get(PolicyVersion, new_hash) is not None
+        account = session.scalars(select(Account).where(Account.account_number == number)).one()
+        audit = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.account_id == account.id, AuditEvent.action == "policy_migrated"
+            )
+        ).one()
+        assert audit.detail["to"] == f"instant@{new_hash}"
+        assert audit.detail["resumes_at"] == "notice-2"
+
+
+async def test_migrate_names_an_unknown_account(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert settings.database.url is not None
+    monkeypatch.setenv("DUNNING_DATABASE__URL", settings.database.url.get_secret_value())
+    monkeypatch.setenv(
+        "DUNNING_TEMPORAL__ADDRESS", dev_env.client.service_client.config.target_host
+    )
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    result = await _cli("policy", "migrate", "physician", "--account", "NO-SUCH-ACCOUNT", "--yes")
+    assert result.exit_code == 1
+    assert "no account 'NO-SUCH-ACCOUNT'" in result.output
