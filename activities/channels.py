@@ -1,20 +1,70 @@
 """Senders: how a rendered message leaves the building.
 
-The local outbox is the embedded default when no provider credentials are configured: each message
-becomes a readable file under ``<data_dir>/outbox/<channel>/``. Its name is the message's idempotency
-key, and it is written atomically, so a retried send finds it and does not write it twice.
+One sender class per outside system, its client injected (``activities.email``: SendGrid,
+``activities.sms``: Twilio, ``activities.letters``: PDF letters for print). This module holds what
+they share: the message handed to a sender, the delivery it reports, the typed failures it may
+raise, and the local outbox.
+
+The local outbox is the embedded default when no provider credentials are configured: each
+message becomes a readable file under ``<data_dir>/outbox/<channel>/``. Its name is the message's
+idempotency key, and it is written atomically, so a retried send finds it and does not write it
+twice.
+
+Failures carry no patient data: no address, number, name or amount ever reaches an exception
+message, because those end up in logs and in Temporal's failure records.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from models.policy import Channel
+
+# -- what a sender is given -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    """One visit on a statement: charges - insurance paid - adjustment - patient paid = balance."""
+
+    service_date: dt.date
+    description: str
+    charges_cents: int
+    insurance_paid_cents: int
+    insurance_adjustment_cents: int
+    patient_paid_cents: int
+
+    @property
+    def balance_cents(self) -> int:
+        return (self.charges_cents - self.insurance_paid_cents
+                - self.insurance_adjustment_cents - self.patient_paid_cents)
+
+
+@dataclass(frozen=True)
+class LetterContent:
+    """Everything a printed letter shows besides the policy's message."""
+
+    practice_name: str
+    practice_phone: str
+    pay_url: str
+    recipient_name: str
+    address_lines: tuple[str, ...]
+    account_number: str
+    statement_date: dt.date
+    due_date: dt.date
+    amount_due_cents: int
+    currency: str
+    lines: tuple[StatementRow, ...]
+    aging_cents: tuple[tuple[str, int], ...]
+    """Balance by age bucket, oldest last: (("0-30", 1200), ("31-60", 0), ...)."""
+    title: str
+    financial_assistance: str = ""
+    """The plain-language financial-assistance summary; empty where the policy does not ask."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +75,10 @@ class OutgoingMessage:
     recipient: str
     subject: str | None
     body: str
+    html: str | None = None
+    """Email only: the HTML alternative of ``body``."""
+    letter: LetterContent | None = field(default=None, repr=False)
+    """Letters only: the structured statement the PDF lays out."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +100,79 @@ class Sender(Protocol):
         ...
 
 
+# -- what a sender may raise ----------------------------------------------------------------
+
+
+class SendError(Exception):
+    """A provider's answer, reduced to what the step needs to decide. Never holds patient data."""
+
+    def __init__(self, message: str, *, provider: str, code: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.code = code
+
+
+class RecipientRejected(SendError):
+    """Permanent for this recipient on this channel: mark the channel and fall back.
+
+    ``deliverability`` is "bounced", "undeliverable" or "returned"; ``opted_out`` means the
+    recipient unsubscribed at the provider (Twilio 21610: replied STOP).
+    """
+
+    def __init__(self, message: str, *, provider: str, code: str = "",
+                 deliverability: str = "undeliverable", opted_out: bool = False) -> None:
+        super().__init__(message, provider=provider, code=code)
+        self.deliverability = deliverability
+        self.opted_out = opted_out
+
+
+class ProviderBusy(SendError):
+    """Rate limited or a server error: the provider did not take the message; try again later."""
+
+    def __init__(self, message: str, *, provider: str, code: str = "",
+                 retry_after: dt.timedelta | None = None, rate_limited: bool = False) -> None:
+        super().__init__(message, provider=provider, code=code)
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+class ProviderAuthFailed(SendError):
+    """Our credentials were refused: nothing was sent; an operator must fix the configuration."""
+
+
+class ProviderUnreachable(SendError):
+    """No answer (connection lost, timeout): the message may or may not have left."""
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> dt.timedelta | None:
+    """A Retry-After header (seconds or an HTTP date) as a delay; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return dt.timedelta(seconds=int(value))
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    delay = when - (now or dt.datetime.now(dt.UTC))
+    return max(delay, dt.timedelta(0))
+
+
+# -- the local outbox -------------------------------------------------------------------------
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def outbox_path(directory: Path, message: OutgoingMessage, suffix: str = ".txt") -> Path:
+    """Where the outbox keeps ``message``: a name derived from its idempotency key only."""
+    digest = hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:16]
+    stem = _UNSAFE.sub("_", message.idempotency_key)[:80]
+    return directory / message.channel.value / f"{stem}-{digest}{suffix}"
 
 
 class OutboxSender:
@@ -58,9 +184,7 @@ class OutboxSender:
         self.directory = directory
 
     def _path(self, message: OutgoingMessage) -> Path:
-        digest = hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:16]
-        stem = _UNSAFE.sub("_", message.idempotency_key)[:80]
-        return self.directory / message.channel.value / f"{stem}-{digest}.txt"
+        return outbox_path(self.directory, message)
 
     def send(self, message: OutgoingMessage) -> Delivery:
         path = self._path(message)
@@ -71,7 +195,7 @@ class OutboxSender:
             header.append(f"Subject: {message.subject}")
         tmp = path.with_suffix(".tmp")
         tmp.write_text("\n".join(header) + "\n\n" + message.body, encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a reader never sees half a message
+        tmp.replace(path)  # atomic: a reader never sees half a message
         return Delivery(self.name, message.communication_id, str(path))
 
     def confirm(self, message: OutgoingMessage) -> Delivery | None:

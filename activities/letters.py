@@ -1,0 +1,408 @@
+"""Letters and statements: one PDF per letter, and a day's letters gathered into a print batch.
+
+A letter is "sent" when its PDF is in the outbox; a print batch (one merged PDF and a CSV
+manifest) takes the day's letters to the practice's printer or a mail house. The PDF file is
+written atomically under a name derived from the outbox key only, so a retried send finds it and
+a crash leaves either the whole file or nothing: nothing leaves the building without the file,
+which is why this sender is ``local`` (see ``MessagingActivities._resume``).
+
+Layout: the practice's letterhead, the address placed for a #10 window envelope with "Return
+Service Requested", a summary box (amount due, due date, account), the policy's message, the
+statement breakdown per visit (total charges - insurance paid - insurance adjustment - patient
+payments = balance), aging, ways to pay, the financial-assistance summary where the policy
+requires it, and a remittance stub. Envelopes and stubs name no service (HIPAA minimum necessary).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from pypdf import PdfReader, PdfWriter
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import LETTER
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import inch
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Flowable,
+    Frame,
+    KeepTogether,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+    Table,
+    TableStyle,
+)
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from activities.channels import Delivery, LetterContent, OutgoingMessage, outbox_path
+from models.money import format_cents
+from models.orm import Communication, CommunicationStatus
+from models.policy import Channel
+
+PAGE_WIDTH, PAGE_HEIGHT = LETTER
+MARGIN = 0.75 * inch
+# #10 window envelope: the window sits about 7/8" from the left and 2" from the top.
+ADDRESS_LEFT = 0.875 * inch
+ADDRESS_TOP = 2.0 * inch
+FIRST_PAGE_BODY_TOP = 3.35 * inch
+
+
+class LetterError(ValueError):
+    """A letter that cannot be laid out; names the message id only."""
+
+
+class PdfLetterSender:
+    """Renders each letter to a PDF in the outbox, ready for a print batch."""
+
+    name = "pdf-letter"
+    local = True  # without its file nothing left the building: a crashed send may be redone
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, message: OutgoingMessage) -> Path:
+        return outbox_path(self.directory, message, ".pdf")
+
+    def send(self, message: OutgoingMessage) -> Delivery:
+        if message.letter is None:
+            raise LetterError(f"letter {message.communication_id} has no statement content")
+        path = self._path(message)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pdf.tmp")
+        tmp.write_bytes(render_letter(message.letter, message.body, message.communication_id))
+        tmp.replace(path)  # atomic: a print batch never picks up half a letter
+        return Delivery(self.name, message.communication_id, str(path))
+
+    def confirm(self, message: OutgoingMessage) -> Delivery | None:
+        path = self._path(message)
+        return Delivery(self.name, message.communication_id, str(path)) if path.exists() else None
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+_STYLES = getSampleStyleSheet()
+BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName="Helvetica", fontSize=10,
+                      leading=13.5, spaceAfter=5)
+SMALL = ParagraphStyle("small", parent=BODY, fontSize=8.5, leading=11)
+HEADING = ParagraphStyle("heading", parent=BODY, fontName="Helvetica-Bold", fontSize=11.5,
+                         leading=15, spaceBefore=8, spaceAfter=4)
+TITLE = ParagraphStyle("title", parent=BODY, fontName="Helvetica-Bold", fontSize=15, leading=19)
+CELL = ParagraphStyle("cell", parent=BODY, fontSize=8.5, leading=10.5, spaceAfter=0)
+
+_ISO_LINE = re.compile(r"^\d{4}-\d{2}-\d{2}\s{2}")
+
+
+def message_text(body: str, letter: LetterContent) -> list[str]:
+    """The policy's message without what the letter lays out itself.
+
+    Letter templates also serve the plain-text outbox, so they carry a letterhead, an address
+    line and a text table. The PDF shows those as real layout; repeating them in the message would
+    print the table twice.
+    """
+    repeated = {letter.practice_name, letter.practice_phone, letter.recipient_name}
+    prefixes = ("Account ", "Date ", "Statement date ", "Amount due:")
+    kept: list[str] = []
+    for line in body.splitlines():
+        stripped = line.strip()
+        if stripped in repeated or stripped.startswith(prefixes) or _ISO_LINE.match(stripped):
+            continue
+        if stripped.casefold() == letter.title.casefold():
+            continue  # the title is printed above the summary box
+        if letter.financial_assistance and stripped.startswith("Financial assistance:"):
+            continue  # printed in its own box, where the policy requires it
+        kept.append(stripped)
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in [*kept, ""]:
+        if line:
+            current.append(line)
+        elif current:
+            paragraphs.append(" ".join(current))
+            current = []
+    return paragraphs
+
+
+def render_letter(letter: LetterContent, body: str, communication_id: str = "") -> bytes:
+    """One letter as PDF bytes."""
+    def money(cents: int) -> str:
+        return format_cents(cents, letter.currency)
+
+    buf = io.BytesIO()
+    doc = BaseDocTemplate(
+        buf, pagesize=LETTER, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+        bottomMargin=MARGIN, title=f"{letter.practice_name}: {letter.title}",
+        author=letter.practice_name, subject=letter.title,
+        creator="dunning", producer="dunning (reportlab)",
+    )
+    width = PAGE_WIDTH - 2 * MARGIN
+    first = Frame(MARGIN, MARGIN, width, PAGE_HEIGHT - FIRST_PAGE_BODY_TOP - MARGIN, id="first",
+                  leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
+    later = Frame(MARGIN, MARGIN, width, PAGE_HEIGHT - 2 * MARGIN - 0.4 * inch, id="later",
+                  leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
+
+    def first_page(canvas: Canvas, _doc: Any) -> None:
+        _letterhead(canvas, letter)
+        _address(canvas, letter)
+        _footer(canvas, letter, communication_id)
+
+    def later_page(canvas: Canvas, _doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica-Bold", 9)
+        canvas.drawString(MARGIN, PAGE_HEIGHT - MARGIN + 6,
+                          f"{letter.practice_name}  |  Account {letter.account_number}")
+        canvas.restoreState()
+        _footer(canvas, letter, communication_id)
+
+    doc.addPageTemplates([
+        PageTemplate(id="first", frames=[first], onPage=first_page, autoNextPageTemplate="later"),
+        PageTemplate(id="later", frames=[later], onPage=later_page),
+    ])
+
+    story: list[Flowable] = []
+    summary = Table(
+        [[f"Amount due: {money(letter.amount_due_cents)}",
+          f"Please pay by: {letter.due_date.isoformat()}",
+          f"Account: {letter.account_number}"]],
+        colWidths=[width * 0.36, width * 0.34, width * 0.30],
+    )
+    summary.setStyle(TableStyle([
+        ("FONT", (0, 0), (-1, -1), "Helvetica-Bold", 11),
+        ("BOX", (0, 0), (-1, -1), 1.2, colors.black),
+        ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#EEF2F6")),
+        ("TOPPADDING", (0, 0), (-1, -1), 8), ("BOTTOMPADDING", (0, 0), (-1, -1), 8),
+    ]))
+    story += [Paragraph(escape(letter.title.upper()), TITLE), Spacer(1, 6), summary, Spacer(1, 10)]
+    for paragraph in message_text(body, letter):
+        story.append(Paragraph(escape(paragraph), BODY))
+
+    story.append(Paragraph("Statement of your account", HEADING))
+    story.append(_statement_table(letter, width))
+    story.append(Spacer(1, 6))
+    story.append(KeepTogether([Paragraph("Aging of your balance", HEADING),
+                               _aging_table(letter, width)]))
+    ways = [
+        f"<b>Online:</b> {escape(letter.pay_url)}" if letter.pay_url else "",
+        f"<b>By phone:</b> {escape(letter.practice_phone)}",
+        f"<b>By mail:</b> a check payable to {escape(letter.practice_name)}, with account "
+        f"{escape(letter.account_number)} written on it and the stub below.",
+        "Payment plans are available: call us before the due date.",
+    ]
+    story.append(KeepTogether([Paragraph("Ways to pay", HEADING),
+                               *[Paragraph(w, BODY) for w in ways if w]]))
+    if letter.financial_assistance:
+        box = Table([[Paragraph("<b>Financial assistance.</b> "
+                                + escape(letter.financial_assistance), BODY)]],
+                    colWidths=[width])
+        box.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 0.8, colors.black),
+                                 ("TOPPADDING", (0, 0), (-1, -1), 6),
+                                 ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
+        story += [Spacer(1, 8), box]
+    story.append(Spacer(1, 14))
+    story.append(_stub(letter, width))
+    doc.build(story)
+    return buf.getvalue()
+
+
+def _letterhead(canvas: Canvas, letter: LetterContent) -> None:
+    canvas.saveState()
+    top = PAGE_HEIGHT - MARGIN
+    canvas.setFont("Helvetica-Bold", 15)
+    canvas.drawString(MARGIN, top - 4, letter.practice_name)
+    canvas.setFont("Helvetica", 9.5)
+    contact = letter.practice_phone + (f"  |  {letter.pay_url}" if letter.pay_url else "")
+    canvas.drawString(MARGIN, top - 18, contact)
+    canvas.setFont("Helvetica-Bold", 11)
+    canvas.drawRightString(PAGE_WIDTH - MARGIN, top - 4, letter.title)
+    canvas.setFont("Helvetica", 9.5)
+    canvas.drawRightString(PAGE_WIDTH - MARGIN, top - 18,
+                           f"Statement date: {letter.statement_date.isoformat()}")
+    canvas.setStrokeColor(colors.HexColor("#1F4E79"))
+    canvas.setLineWidth(1.5)
+    canvas.line(MARGIN, top - 26, PAGE_WIDTH - MARGIN, top - 26)
+    canvas.setFont("Helvetica", 7.5)
+    canvas.drawString(ADDRESS_LEFT, PAGE_HEIGHT - ADDRESS_TOP + 26, "RETURN SERVICE REQUESTED")
+    canvas.restoreState()
+
+
+def _address(canvas: Canvas, letter: LetterContent) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 10.5)
+    y = PAGE_HEIGHT - ADDRESS_TOP
+    for line in (letter.recipient_name, *letter.address_lines):
+        canvas.drawString(ADDRESS_LEFT, y, line)
+        y -= 13
+    canvas.restoreState()
+
+
+def _footer(canvas: Canvas, letter: LetterContent, communication_id: str) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 7)
+    canvas.setFillColor(colors.gray)
+    canvas.drawString(MARGIN, MARGIN - 18,
+                      f"Questions about this statement? Call {letter.practice_phone}.")
+    canvas.drawRightString(PAGE_WIDTH - MARGIN, MARGIN - 18,
+                           f"Page {canvas.getPageNumber()}  ref {communication_id[:8]}")
+    canvas.restoreState()
+
+
+def _statement_table(letter: LetterContent, width: float) -> Table:
+    def money(cents: int) -> str:
+        return format_cents(cents, letter.currency)
+
+    head = ["Date of service", "Service", "Total charges", "Insurance paid", "Insurance adj.",
+            "You paid", "Balance"]
+    data: list[list[Any]] = [[Paragraph(f"<b>{h}</b>", CELL) for h in head]]
+    totals = [0, 0, 0, 0, 0]
+    for line in letter.lines:
+        values = [line.charges_cents, -line.insurance_paid_cents,
+                  -line.insurance_adjustment_cents, -line.patient_paid_cents, line.balance_cents]
+        totals = [t + v for t, v in zip(totals, values, strict=True)]
+        data.append([line.service_date.isoformat(), Paragraph(escape(line.description), CELL),
+                     *[money(v) for v in values]])
+    data.append(["", Paragraph("<b>Total</b>", CELL), *[money(v) for v in totals]])
+    style: list[Any] = [
+        ("FONT", (0, 1), (-1, -1), "Helvetica", 8.5),
+        ("ALIGN", (2, 1), (-1, -1), "RIGHT"),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LINEBELOW", (0, 0), (-1, 0), 0.8, colors.black),
+        ("LINEABOVE", (0, -1), (-1, -1), 0.8, colors.black),
+        ("FONT", (2, -1), (-1, -1), "Helvetica-Bold", 8.5),
+        ("ROWBACKGROUNDS", (0, 1), (-1, -2), [colors.white, colors.HexColor("#F5F5F5")]),
+    ]
+    credit = totals[-1] - letter.amount_due_cents
+    if credit > 0:
+        data.append(["", Paragraph("Payments and credits since these visits were billed", CELL),
+                     "", "", "", money(-credit), money(-credit)])
+        data.append(["", Paragraph("<b>Balance due</b>", CELL), "", "", "", "",
+                     money(letter.amount_due_cents)])
+        style.append(("FONT", (2, -1), (-1, -1), "Helvetica-Bold", 8.5))
+        style.append(("FONT", (2, -2), (-1, -2), "Helvetica", 8.5))
+        style.append(("LINEABOVE", (0, -1), (-1, -1), 0.8, colors.black))
+    widths = [0.13, 0.23, 0.13, 0.13, 0.13, 0.12, 0.13]
+    table = Table(data, colWidths=[width * w for w in widths], repeatRows=1)
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def _aging_table(letter: LetterContent, width: float) -> Table:
+    def money(cents: int) -> str:
+        return format_cents(cents, letter.currency)
+
+    names = [f"{name} days" for name, _ in letter.aging_cents]
+    table = Table([names, [money(c) for _, c in letter.aging_cents]],
+                  colWidths=[width / max(len(names), 1)] * len(names))
+    table.setStyle(TableStyle([
+        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
+        ("FONT", (0, 1), (-1, 1), "Helvetica", 9),
+        ("ALIGN", (0, 0), (-1, -1), "CENTER"),
+        ("GRID", (0, 0), (-1, -1), 0.5, colors.gray),
+    ]))
+    return table
+
+
+def _stub(letter: LetterContent, width: float) -> Flowable:
+    def money(cents: int) -> str:
+        return format_cents(cents, letter.currency)
+
+    rows: list[list[Any]] = [
+        [Paragraph("<b>Please detach and return this part with your payment</b>", SMALL), "", ""],
+        [f"Account {letter.account_number}", f"Due by {letter.due_date.isoformat()}",
+         f"Balance {money(letter.amount_due_cents)}"],
+        [f"Pay to {letter.practice_name}", "", "Amount enclosed: $__________"],
+    ]
+    table = Table(rows, colWidths=[width * 0.4, width * 0.25, width * 0.35])
+    table.setStyle(TableStyle([
+        ("SPAN", (0, 0), (-1, 0)),
+        ("FONT", (0, 1), (-1, -1), "Helvetica", 9),
+        ("LINEABOVE", (0, 0), (-1, 0), 0.8, colors.black, 1, (3, 3)),
+        ("TOPPADDING", (0, 0), (-1, 0), 8),
+    ]))
+    return KeepTogether([table])
+
+
+# -- print batches ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrintBatch:
+    day: dt.date
+    pdf_path: Path
+    manifest_path: Path
+    letters: int
+    pages: int
+
+
+MANIFEST_FIELDS = ["sequence", "communication_id", "account_id", "step_id", "first_page", "pages",
+                   "sha256"]
+
+
+def build_print_batch(session: Session, day: dt.date, time_zone: dt.tzinfo,
+                      directory: Path) -> PrintBatch:
+    """Gather the letters sent on ``day`` (in ``time_zone``) into one PDF and a CSV manifest.
+
+    The manifest names each letter by opaque ids and its pages, so that a mail house can check
+    it printed every letter exactly once; names and addresses stay inside the PDF. Rebuilding the
+    batch of a day gives the same files. Reads only; the caller's session is not committed.
+
+    Raises:
+        LetterError: a sent letter's PDF is missing from the outbox.
+    """
+    start = dt.datetime.combine(day, dt.time(), tzinfo=time_zone)
+    end = start + dt.timedelta(days=1)
+    rows = session.scalars(
+        select(Communication)
+        .where(Communication.channel == Channel.LETTER,
+               Communication.status == CommunicationStatus.SENT,
+               Communication.sent_at >= start, Communication.sent_at < end)
+        .order_by(Communication.sent_at, Communication.created_at, Communication.id)
+    ).all()
+    directory.mkdir(parents=True, exist_ok=True)
+    writer = PdfWriter()
+    manifest: list[dict[str, Any]] = []
+    page = 1
+    for seq, row in enumerate(rows, start=1):
+        path = Path(row.file_path or "")
+        if path.suffix != ".pdf" or not path.is_file():
+            raise LetterError(f"letter {row.id} has no PDF in the outbox")
+        data = path.read_bytes()
+        reader = PdfReader(io.BytesIO(data))
+        for p in reader.pages:
+            writer.add_page(p)
+        count = len(reader.pages)
+        manifest.append({"sequence": seq, "communication_id": str(row.id),
+                         "account_id": str(row.account_id), "step_id": row.step_id,
+                         "first_page": page, "pages": count,
+                         "sha256": hashlib.sha256(data).hexdigest()})
+        page += count
+    stem = f"letters-{day.isoformat()}"
+    pdf_path = directory / f"{stem}.pdf"
+    manifest_path = directory / f"{stem}.csv"
+    writer.add_metadata({"/Title": f"Print batch {day.isoformat()}", "/Producer": "dunning"})
+    tmp = pdf_path.with_suffix(".pdf.tmp")
+    with tmp.open("wb") as fh:
+        writer.write(fh)
+    tmp.replace(pdf_path)
+    _write_manifest(manifest_path, manifest)
+    return PrintBatch(day, pdf_path, manifest_path, len(rows), page - 1)
+
+
+def _write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_suffix(".csv.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Local stand-ins for outside systems, driven through the real SDKs over loopback HTTP."""
