@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
+from activities import calls
 from config.loader import PolicyBundle, PolicyFileError, load_policy
 from config.settings import Settings
 from models.actions import (
@@ -44,9 +46,12 @@ from models.orm import (
     ChargeLine,
     Deliverability,
     Guarantor,
+    StaffTask,
 )
 from models.orm import repositories as repo
 from models.payloads import (
+    CallOutcomeSignal,
+    CallResult,
     ChargeSignal,
     EscalationInput,
     PaymentSignal,
@@ -496,6 +501,39 @@ class Intake:
             account_id, was_open = str(account.id), account.status is AccountStatus.OPEN
         if was_open:
             await signal(self._require_client(), account_id, "channel_event", event)
+
+    async def record_call_outcome(
+        self,
+        task_id: str,
+        result: CallResult,
+        *,
+        recorded_by: str,
+        called_at: dt.datetime | None = None,
+        promised_date: dt.date | None = None,
+        promised_cents: int | None = None,
+        note: str = "",
+    ) -> CallOutcomeSignal:
+        """Close a call task with its outcome in the ledger, then tell the workflow."""
+        with self._session_factory.begin() as session:
+            task = session.get(StaffTask, uuid.UUID(task_id))
+            if task is None:
+                raise LookupError(f"task: no call task {task_id}")
+            outcome = calls.record_call_outcome(
+                session,
+                task.id,
+                result,
+                called_at=called_at or dt.datetime.now(dt.UTC),
+                recorded_by=recorded_by,
+                promised_date=promised_date,
+                promised_cents=promised_cents,
+                note=note,
+            )
+            account = session.get(Account, task.account_id)
+            assert account is not None
+            account_id, was_open = str(account.id), account.status is AccountStatus.OPEN
+        if was_open:
+            await signal(self._require_client(), account_id, "record_call_outcome", outcome)
+        return outcome
 
     def _require_client(self) -> Client:
         if self._client is None:

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -32,7 +33,7 @@ from models.actions import (
 )
 from models.money import format_cents, parse_cents
 from models.orm import Account, StaffTask, TaskStatus
-from models.payloads import Decision, StepDecision
+from models.payloads import CallResult, Decision, StepDecision
 from starter import (
     ActionRejected,
     Intake,
@@ -100,8 +101,78 @@ def register(app: typer.Typer) -> None:
         settle,
         write_off,
         refer,
+        call_outcome,
     ):
         app.command(name=command.__name__.removesuffix("_cmd").replace("_", "-"))(command)
+    app.add_typer(letters_app, name="letters")
+
+
+letters_app = typer.Typer(help="Letters for the printer or mail house.", no_args_is_help=True)
+
+
+@letters_app.command("batch")
+def letters_batch(
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default today")] = None,
+    tz: Annotated[str, typer.Option(help="the practice's time zone")] = "America/New_York",
+) -> None:
+    """Gather a day's letters into one PDF and a manifest for the printer or mail house."""
+    from zoneinfo import ZoneInfo
+
+    from activities.letters import LetterError, build_print_batch
+
+    cfg = settings()
+    try:
+        when = dt.date.fromisoformat(day) if day else dt.datetime.now(ZoneInfo(tz)).date()
+    except ValueError:
+        fail(f"day: {day!r} is not a date (YYYY-MM-DD)")
+    with database(cfg) as db, db.session_factory() as session:
+        try:
+            batch = build_print_batch(session, when, ZoneInfo(tz), Path(cfg.data_dir) / "print")
+        except LetterError as exc:
+            fail(str(exc))
+    console.print(f"{batch.letters} letters, {batch.pages} pages for {batch.day.isoformat()}:")
+    console.print(f"  {batch.pdf_path}\n  {batch.manifest_path}")
+
+
+def call_outcome(
+    task: Annotated[str, typer.Argument(help="call task id (see `dunning worklist`)")],
+    result: Annotated[CallResult, typer.Option(help="what the call came to")],
+    user: User,
+    promised_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD, promise_to_pay")] = None,
+    promised_amount: Annotated[str | None, typer.Option(help="dollars, promise_to_pay")] = None,
+    note: Annotated[str, typer.Option(help="kept in the ledger only")] = "",
+) -> None:
+    """Record a call task's outcome: reached, voicemail, no answer, wrong number, promise to pay."""
+    from activities.calls import CallTaskError
+
+    cfg = settings()
+    try:
+        promised = dt.date.fromisoformat(promised_date) if promised_date else None
+        task_id = str(uuid.UUID(task))
+    except ValueError:
+        fail("task or promised-date: not a task id, or not a date (YYYY-MM-DD)")
+    cents = _cents("promised-amount", promised_amount) if promised_amount else None
+
+    async def go() -> None:
+        with database(cfg) as db:
+            try:
+                client = await connect(cfg)
+            except NotRunning as exc:
+                fail(str(exc))
+            try:
+                await Intake(db.session_factory, client, cfg).record_call_outcome(
+                    task_id,
+                    result,
+                    recorded_by=user,
+                    promised_date=promised,
+                    promised_cents=cents,
+                    note=note,
+                )
+            except (LookupError, CallTaskError) as exc:
+                fail(str(exc))
+        console.print(f"recorded {result.value} for task {task_id}")
+
+    asyncio.run(go())
 
 
 def worklist(

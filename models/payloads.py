@@ -21,7 +21,6 @@ Reference = str
 """An external reference (a payment's or a charge's id in the practice's system)."""
 
 
-
 class ChannelStatus(BaseModel):
     """What the workflow may know about one channel of a guarantor: flags, never the address."""
 
@@ -59,7 +58,7 @@ class StepRecord(BaseModel):
 
 
 class LadderState(BaseModel):
-    """Everything the decision core needs to know about a balance; carried across continue-as-new."""
+    """All the decision core needs to know of a balance; carried across continue-as-new."""
 
     model_config = ConfigDict(validate_assignment=False)
 
@@ -73,25 +72,15 @@ class LadderState(BaseModel):
     paid_cents: int = 0
     charged_cents: int = 0
     seen_references: list[str] = Field(default_factory=list)
-    pending_approval: PendingApproval | None = None
+    call_cooldown_until: dt.datetime | None = Field(
+        default=None, description="no call before this: 7 days after a conversation (Reg F)"
+    )
     last_activity_at: dt.datetime | None = Field(
         default=None, description="last payment or charge, for the small-balance write-off"
     )
 
     def contacts(self) -> list[StepRecord]:
         return [r for r in self.history if r.outcome is StepOutcome.SENT]
-
-
-class PendingApproval(BaseModel):
-    """A gated step waiting for a person's decision."""
-
-    step_id: str
-    task_id: str
-    requested_at: dt.datetime
-    approvers: list[str]
-    decision: Decision | None = None
-    decided_by: str = ""
-    reason: str = ""
 
 
 class Decision(StrEnum):
@@ -151,7 +140,9 @@ class EscalationInput(BaseModel):
     profile: ContactProfile = ContactProfile()
     first_statement_at: dt.datetime | None = None
     opened_at: dt.datetime | None = None
-    episode_id: str = Field(default="", description="set on first start; kept across continue-as-new")
+    episode_id: str = Field(
+        default="", description="set on first start; kept across continue-as-new"
+    )
     state: LadderState | None = Field(default=None, description="carried across continue-as-new")
     account: AccountState | None = Field(default=None, description="carried across continue-as-new")
     history_limit: int = Field(default=10_000, ge=50, description="continue-as-new beyond this")
@@ -198,6 +189,8 @@ class StatusView(BaseModel):
     next_step: NextStepView | None = None
     waiting_for: str = ""
     history: list[StepRecord] = Field(default_factory=list)
+    anchor_at: dt.datetime | None = Field(default=None, description="the first statement")
+    plan_active: bool = False
 
 
 class SendStepInput(BaseModel):

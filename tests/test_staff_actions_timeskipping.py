@@ -35,10 +35,18 @@ from models.actions import (
     SettlementRequest,
     WriteOffRequest,
 )
-from models.orm import Account, AccountStatus, ChannelPreference, Communication
+from models.orm import (
+    Account,
+    AccountStatus,
+    ChannelPreference,
+    Communication,
+    StaffTask,
+    TaskKind,
+)
 from models.orm import repositories as repo
 from models.payloads import (
     BalanceState,
+    CallResult,
     ChargeSignal,
     Decision,
     EscalationInput,
@@ -576,3 +584,49 @@ async def intake_pay(client: Client, account_id: str, reference: str) -> None:
     from starter import signal_payment
 
     await signal_payment(client, account_id, PaymentSignal(reference=reference, amount_cents=1000))
+
+
+async def test_call_outcomes_feed_back_into_the_ladder(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    record_history: RecordHistory,
+) -> None:
+    """A conversation blocks calls for 7 days (Reg F); a promise to pay holds the ladder."""
+    async with case(ts_env, settings, session_factory, tmp_path, policy="call-test") as c:
+        await c.at_day(6)
+        with session_factory() as session:
+            task = session.scalars(
+                select(StaffTask).where(
+                    StaffTask.account_id == c.account().id, StaffTask.kind == TaskKind.CALL
+                )
+            ).one()
+        assert task.step_id == "call-1" and "script" in task.detail
+        called = c.start + dt.timedelta(days=5, hours=2)
+        await c.intake.record_call_outcome(
+            str(task.id), CallResult.REACHED, recorded_by="clerk-1", called_at=called
+        )
+        await c.at_day(9)
+        view = await c.status()
+        assert view.next_step is not None and view.next_step.step_id == "call-2"
+        assert any("Reg F" in r for r in view.next_step.reasons)
+        assert (view.next_step.at - called) >= dt.timedelta(days=7)
+        await c.at_day(14)
+        with session_factory() as session:
+            second = session.scalars(
+                select(StaffTask).where(
+                    StaffTask.account_id == c.account().id, StaffTask.step_id == "call-2"
+                )
+            ).one()
+        promised = (c.start + dt.timedelta(days=20)).date()
+        await c.intake.record_call_outcome(
+            str(second.id), CallResult.PROMISE_TO_PAY, recorded_by="clerk-1", promised_date=promised
+        )
+        await c.at_day(15)
+        assert (await c.status()).state is BalanceState.ON_HOLD
+        events = [e.kind for e in (await get_account(c.client, c.account_id)).events]
+        assert events.count("call_outcome") == 2
+        await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
+        assert (await c.handle().result()).state is BalanceState.PAID
+        await record_history("call_outcomes", c.handle())

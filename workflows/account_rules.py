@@ -19,7 +19,7 @@ from models.actions import (
 )
 from models.payloads import ChannelStatus, ContactProfile, LadderState
 from models.policy import Channel, Policy, StepKind
-from workflows.decisions import zone
+from workflows.decisions import eca_earliest_at, zone
 
 UTC = dt.UTC
 
@@ -98,15 +98,13 @@ def settlement_met(state: LadderState, settlement: Settlement) -> bool:
 
 def referral_earliest(policy: Policy, state: LadderState) -> dt.datetime | None:
     """Under IRS 501(r) an agency inherits the limits: no referral before day 120 nor within the
-    final notice's lead time. None when the policy is not under 501(r)."""
+    final notice's lead time, nor before a final notice at all. None outside 501(r)."""
     if not policy.eca.enabled or state.anchor_at is None:
         return None
-    earliest = state.anchor_at + dt.timedelta(days=policy.eca.notification_days)
     notices = {s.id for s in policy.steps if s.kind is StepKind.FINAL_NOTICE}
-    sent = [r.at for r in state.contacts() if r.step_id in notices]
-    if not sent:
+    if not any(r.step_id in notices for r in state.contacts()):
         return dt.datetime.max.replace(tzinfo=UTC)
-    return max(earliest, sent[-1] + dt.timedelta(days=policy.eca.notice_lead_days))
+    return eca_earliest_at(policy, state)
 
 
 class PlanEventKind(StrEnum):

@@ -116,6 +116,9 @@ class BalanceEscalationWorkflow:
             if not self._waiting_for:
                 decision = decisions.decide(inp.policy, state, inp.profile, workflow.now())
                 match decision:
+                    case Done(reason, write_off=True):
+                        self._write_off(state.balance_cents, reason, "policy")
+                        continue
                     case Done(reason) | WaitForChange(reason):
                         self._waiting_for = reason
                     case WaitUntil(planned):
@@ -150,13 +153,15 @@ class BalanceEscalationWorkflow:
     @workflow.signal(name="record_payment")
     def record_payment(self, payment: PaymentSignal) -> None:
         """A payment posted in the ledger. Duplicates (same reference) change nothing."""
-        if decisions.apply_payment(self._state, payment.reference, payment.amount_cents):
+        at = payment.received_at or workflow.now()
+        if decisions.apply_payment(self._state, payment.reference, payment.amount_cents, at):
             self._changed = True
 
     @workflow.signal(name="add_charge")
     def add_charge(self, charge: ChargeSignal) -> None:
         """A new charge on the account joins the running ladder (sent with signal-with-start)."""
-        if decisions.apply_charge(self._state, charge.reference, charge.amount_cents):
+        at = charge.posted_at or workflow.now()
+        if decisions.apply_charge(self._state, charge.reference, charge.amount_cents, at):
             self._changed = True
 
     @workflow.signal(name="post_adjustment")
@@ -187,6 +192,9 @@ class BalanceEscalationWorkflow:
         if not self._first_time(f"call:{outcome.task_id}"):
             return
         detail = outcome.result.value
+        if outcome.conversation:
+            # 12 CFR 1006.14(b)(2)(ii): no call within 7 days after a conversation about the debt.
+            self._state.call_cooldown_until = outcome.called_at + timedelta(days=7)
         if outcome.result is CallResult.WRONG_NUMBER:
             for channel in (Channel.CALL, Channel.SMS):
                 rules.mark_unreachable(self._input.profile, channel, "wrong number")
@@ -432,6 +440,8 @@ class BalanceEscalationWorkflow:
             else None,
             waiting_for=self._waiting_for,
             history=list(state.history),
+            anchor_at=state.anchor_at,
+            plan_active=state.plan_active,
         )
 
     @workflow.query(name="get_account")
@@ -551,11 +561,6 @@ class BalanceEscalationWorkflow:
     async def _run_step(self, planned: Planned) -> None:
         step = planned.step
         if step.approval is not None and step.id not in self._account.approved_steps:
-            if step.kind is StepKind.AGENCY_REFERRAL and self._referral_blocked():
-                decisions.record_skip(
-                    self._state, Skip(planned.index, step, "IRS 501(r) limits"), workflow.now()
-                )
-                return
             await self._open_task(
                 TaskKind.STEP,
                 step.approval.approvers,
@@ -831,12 +836,6 @@ class BalanceEscalationWorkflow:
     def _require_open(self) -> None:
         if self._finished():
             raise ApplicationError("the balance is closed", type="BalanceClosed")
-
-    def _referral_blocked(self) -> bool:
-        earliest = rules.referral_earliest(self._input.policy, self._state)
-        return (
-            earliest is not None and workflow.now() < earliest
-        ) or self._state.fa_application_pending
 
     def _require_referral_allowed(self) -> None:
         if self._state.fa_application_pending:
