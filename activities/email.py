@@ -45,7 +45,7 @@ from activities.channels import (
 
 PROVIDER = "sendgrid"
 CATEGORY = "dunning"
-REQUEST_TIMEOUT_SECONDS = 30.0
+REQUEST_TIMEOUT_SECONDS = 20.0
 
 _RECIPIENT_FIELDS = ("personalizations.0.to", "to")
 

@@ -46,7 +46,7 @@ from models.policy import Channel
 
 PROVIDER = "twilio"
 TWILIO_API = "https://api.twilio.com"
-REQUEST_TIMEOUT_SECONDS = 30.0
+REQUEST_TIMEOUT_SECONDS = 20.0
 OPT_OUT_LINE = "Reply STOP to opt out."
 
 OPTED_OUT_CODES = frozenset({21610})

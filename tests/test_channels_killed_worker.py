@@ -120,7 +120,7 @@ async def test_worker_killed_mid_send_sends_exactly_once(
                 view = await get_status(client, account_id)
                 return any(r.step_id == "notice-1" for r in view.history)
 
-            # The retry comes after the activity's start-to-close timeout (2 minutes).
+            # The retry comes after the activity's start-to-close timeout (45 s).
             await _until(recorded, 240)
             view = await get_status(client, account_id)
         record = next(r for r in view.history if r.step_id == "notice-1")

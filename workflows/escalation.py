@@ -71,7 +71,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.decisions import Done, Planned, SendNow, Skip, WaitForChange, WaitUntil
 
 WORKFLOW_NAME = "balance-escalation"
-SEND_STEP_TIMEOUT = timedelta(minutes=2)
+# Above the providers' 20 s request timeout; short, because a worker that dies mid-send is noticed
+# only when it expires.
+SEND_STEP_TIMEOUT = timedelta(seconds=45)
 LEDGER_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
