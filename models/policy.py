@@ -80,7 +80,10 @@ class Weekday(StrEnum):
     @property
     def number(self) -> int:
         """ISO weekday minus one, as ``date.weekday()`` returns it."""
-        return list(Weekday).index(self)
+        return _WEEKDAY_NUMBER[self]
+
+
+_WEEKDAY_NUMBER = {day: number for number, day in enumerate(Weekday)}
 
 
 class TimeoutAction(StrEnum):

@@ -34,6 +34,9 @@ from models.payloads import (
 from models.policy import Anchor, Channel, Policy, Step, StepKind
 
 UTC = dt.UTC
+ON_TIME = dt.timedelta(minutes=1)
+"""A timer fires a little after its moment: a step that late is on time, not overdue, so it keeps
+the reasons it was planned with."""
 _MAX_ADJUSTMENTS = 16
 _MAX_SEARCH_DAYS = 3 * 366  # a calendar with no open moment in three years is unsatisfiable
 
@@ -281,7 +284,7 @@ def schedule(
         raise ValueError("contact rules leave no allowed moment for this step")
 
     at, reasons = settle(nominal_time(policy, index, state, profile, now))
-    if at < now:
+    if at < now - ON_TIME:
         at, reasons = settle(now)
     return Planned(index, step, at, tuple(channels), tuple(reasons))
 
@@ -441,7 +444,14 @@ def record_sent(
     outcome: StepOutcome = StepOutcome.SENT,
     reasons: list[str] | None = None,
 ) -> StepRecord:
-    """Advance past a step that ran (sent, or suppressed at the moment of sending)."""
+    """Advance past a step that ran (sent, or suppressed at the moment of sending).
+
+    A step that ran on time counts from its planned moment, not from the milliseconds by which its
+    timer fired late: spacing and caps then follow the schedule exactly, in the workflow as in the
+    preview and the simulation.
+    """
+    if planned.at <= at < planned.at + ON_TIME:
+        at = planned.at
     if state.anchor_at is None:
         state.anchor_at = at
     record = StepRecord(

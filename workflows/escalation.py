@@ -572,13 +572,16 @@ class BalanceEscalationWorkflow:
                 step_id=step.id,
             )
             return
+        # The contact counts from the moment the step ran, not from when the activity returned:
+        # spacing and caps then depend on the schedule alone, as in the preview and simulation.
+        ran_at = workflow.now()
         result = await self._execute_send(
             step, planned.channels, self._state.balance_cents, planned.at
         )
         decisions.record_sent(
             self._state,
             planned,
-            workflow.now(),
+            ran_at,
             result.channel,
             result.communication_id,
             result.outcome,
@@ -591,8 +594,9 @@ class BalanceEscalationWorkflow:
         self, step: Step, channels: tuple[Channel, ...], amount_cents: int
     ) -> None:
         """A message outside the ladder (a plan reminder): recorded; the ladder does not move."""
+        ran_at = workflow.now()
         try:
-            result = await self._execute_send(step, channels, amount_cents, workflow.now())
+            result = await self._execute_send(step, channels, amount_cents, ran_at)
         except ActivityError as err:
             self._event("message_failed", f"{step.id}: {err.cause or err}")
             return
@@ -600,7 +604,7 @@ class BalanceEscalationWorkflow:
             StepRecord(
                 step_id=step.id,
                 outcome=result.outcome,
-                at=workflow.now(),
+                at=ran_at,
                 channel=result.channel,
                 communication_id=result.communication_id,
                 reasons=result.reasons,
