@@ -23,26 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from activities.rendering import StatementLine
 from models.policy import Channel
 
 # -- what a sender is given -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StatementRow:
-    """One visit on a statement: charges - insurance paid - adjustment - patient paid = balance."""
-
-    service_date: dt.date
-    description: str
-    charges_cents: int
-    insurance_paid_cents: int
-    insurance_adjustment_cents: int
-    patient_paid_cents: int
-
-    @property
-    def balance_cents(self) -> int:
-        return (self.charges_cents - self.insurance_paid_cents
-                - self.insurance_adjustment_cents - self.patient_paid_cents)
 
 
 @dataclass(frozen=True)
@@ -59,7 +43,7 @@ class LetterContent:
     due_date: dt.date
     amount_due_cents: int
     currency: str
-    lines: tuple[StatementRow, ...]
+    lines: tuple[StatementLine, ...]
     aging_cents: tuple[tuple[str, int], ...]
     """Balance by age bucket, oldest last: (("0-30", 1200), ("31-60", 0), ...)."""
     title: str

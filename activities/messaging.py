@@ -47,7 +47,6 @@ from activities.channels import (
     RecipientRejected,
     Sender,
     SendError,
-    StatementRow,
 )
 from activities.rendering import (
     PAYMENT_TERMS_DAYS,
@@ -488,9 +487,7 @@ class MessagingActivities:
         policy = bundle.policy
         guarantor = account.guarantor
         today = now.astimezone(zone(guarantor.time_zone)).date()
-        rows = tuple(StatementRow(c.service_date, c.description, c.charges_cents,
-                                  c.insurance_paid_cents, c.insurance_adjustment_cents,
-                                  c.patient_paid_cents) for c in account.charges)
+        rows = tuple(_statement_line(c) for c in account.charges)
         fap_required = policy.eca.enabled or step.kind is StepKind.FINAL_NOTICE
         return LetterContent(
             practice_name=policy.practice.name,
@@ -514,17 +511,13 @@ class MessagingActivities:
                    row: Communication, script: str, now: dt.datetime) -> StaffTask:
         """A worklist entry: who to call, what to say, and what staff need to know first."""
         today = now.astimezone(zone(account.guarantor.time_zone)).date()
-        rows = [_statement_line(c) for c in account.charges]
+        rows = tuple(_statement_line(c) for c in account.charges)
         summary = {
             "balance_cents": step.balance_cents,
             "currency": bundle.policy.currency,
             "visits": len(rows),
             "oldest_service_date": min((r.service_date for r in rows), default=today).isoformat(),
-            "aging_cents": dict(aging_of(
-                tuple(StatementRow(r.service_date, r.description, r.charges_cents,
-                                   r.insurance_paid_cents, r.insurance_adjustment_cents,
-                                   r.patient_paid_cents) for r in rows),
-                step.balance_cents, today)),
+            "aging_cents": dict(aging_of(rows, step.balance_cents, today)),
             "step": step.step_id,
             "tone": step.tone.value,
         }
@@ -560,7 +553,7 @@ class MessagingActivities:
                               reasons=reasons)
 
 
-def aging_of(rows: Sequence[StatementRow], balance_cents: int,
+def aging_of(rows: Sequence[StatementLine], balance_cents: int,
              today: dt.date) -> tuple[tuple[str, int], ...]:
     """The balance by age of its visits; payments since the lines were posted age off the oldest."""
     buckets = {name: 0 for name, _, _ in AGING_BUCKETS}

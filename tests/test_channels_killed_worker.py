@@ -27,7 +27,7 @@ from models.orm import Communication, CommunicationStatus
 from models.payloads import StepOutcome
 from models.policy import Channel
 from starter import Intake, get_status
-from tests.factories import balance_row, midday_zone, write_csv
+from tests.factories import balance_row, eventually, midday_zone, write_csv
 from tests.fakes.providers import TWILIO_SID, TWILIO_TOKEN, fake_providers
 from worker import build_worker
 
@@ -51,21 +51,13 @@ steps:
 """
 
 
-async def _until(predicate, timeout: float):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.timeout(420)
 async def test_worker_killed_mid_send_sends_exactly_once(
-    dev_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session],
-    database_url: str, tmp_path: Path,
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     zone = midday_zone()
     policy_path = tmp_path / "text-first.yaml"
@@ -73,18 +65,24 @@ async def test_worker_killed_mid_send_sends_exactly_once(
     client = dev_env.client
     with fake_providers() as fake:
         held = fake.hold("twilio")
-        env = dict(os.environ,
-                   DUNNING_DATABASE__URL=database_url,
-                   DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
-                   DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-                   DUNNING_DATA_DIR=str(tmp_path / "killed"),
-                   DUNNING_TWILIO__ACCOUNT_SID=TWILIO_SID,
-                   DUNNING_TWILIO__AUTH_TOKEN=TWILIO_TOKEN,
-                   DUNNING_TWILIO__MESSAGING_SERVICE_SID=SERVICE,
-                   DUNNING_TWILIO__BASE_URL=fake.base_url)
+        env = dict(
+            os.environ,
+            DUNNING_DATABASE__URL=database_url,
+            DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
+            DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
+            DUNNING_DATA_DIR=str(tmp_path / "killed"),
+            DUNNING_TWILIO__ACCOUNT_SID=TWILIO_SID,
+            DUNNING_TWILIO__AUTH_TOKEN=TWILIO_TOKEN,
+            DUNNING_TWILIO__MESSAGING_SERVICE_SID=SERVICE,
+            DUNNING_TWILIO__BASE_URL=fake.base_url,
+        )
         proc = subprocess.Popen(  # noqa: ASYNC220 - a process to kill, not one to await
-            [sys.executable, "-m", "tests.fakes.worker_process"], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "tests.fakes.worker_process"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             assert proc.stdout is not None
             line = await asyncio.to_thread(proc.stdout.readline)
@@ -97,10 +95,11 @@ async def test_worker_killed_mid_send_sends_exactly_once(
             async def request_held() -> bool:
                 return len(fake.of("twilio")) == 1
 
-            await _until(request_held, 60)
+            await eventually(request_held, 60)
             with session_factory() as s:
-                claimed = s.scalars(select(Communication).where(
-                    Communication.account_id == uuid.UUID(account_id))).one()
+                claimed = s.scalars(
+                    select(Communication).where(Communication.account_id == uuid.UUID(account_id))
+                ).one()
                 # The claim was committed before Twilio was called.
                 assert claimed.status is CommunicationStatus.PENDING
                 assert claimed.channel is Channel.SMS
@@ -112,23 +111,34 @@ async def test_worker_killed_mid_send_sends_exactly_once(
                 proc.wait()
         held.set()
 
-        fresh = settings.model_copy(update={"twilio": settings.twilio.model_copy(update={
-            "account_sid": TWILIO_SID, "auth_token": SecretStr(TWILIO_TOKEN),
-            "messaging_service_sid": SERVICE, "base_url": fake.base_url})})
+        fresh = settings.model_copy(
+            update={
+                "twilio": settings.twilio.model_copy(
+                    update={
+                        "account_sid": TWILIO_SID,
+                        "auth_token": SecretStr(TWILIO_TOKEN),
+                        "messaging_service_sid": SERVICE,
+                        "base_url": fake.base_url,
+                    }
+                )
+            }
+        )
         async with build_worker(client, fresh, session_factory):
+
             async def recorded() -> bool:
                 view = await get_status(client, account_id)
                 return any(r.step_id == "notice-1" for r in view.history)
 
             # The retry comes after the activity's start-to-close timeout (45 s).
-            await _until(recorded, 240)
+            await eventually(recorded, 240)
             view = await get_status(client, account_id)
         record = next(r for r in view.history if r.step_id == "notice-1")
         assert record.outcome is StepOutcome.SENT and record.channel is Channel.SMS
         assert len(fake.of("twilio")) == 1, "the text went out twice"
         with session_factory() as s:
-            rows = s.scalars(select(Communication).where(
-                Communication.account_id == uuid.UUID(account_id))).all()
+            rows = s.scalars(
+                select(Communication).where(Communication.account_id == uuid.UUID(account_id))
+            ).all()
         assert len(rows) == 1 and str(rows[0].id) == record.communication_id
         assert rows[0].status is CommunicationStatus.UNCONFIRMED
         assert "not re-sent" in (rows[0].reasons or "")

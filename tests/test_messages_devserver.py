@@ -17,7 +17,7 @@ from config.settings import Settings
 from models.orm import Account, AccountStatus, Communication, Payment
 from models.payloads import BalanceState, EscalationResult, PaymentSignal, StepOutcome
 from starter import Intake, get_status, signal_payment, workflow_id
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, eventually, instant_policy, midday_zone, write_csv
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver
@@ -31,17 +31,6 @@ def zone() -> str:
 @pytest.fixture
 def policy_path(tmp_path: Path, zone: str) -> str:
     return str(instant_policy(tmp_path, zone))
-
-
-async def _wait_for(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 async def test_payment_duplicate_and_new_charge(
@@ -65,7 +54,7 @@ async def test_payment_duplicate_and_new_charge(
                 r.step_id == "statement-1" and r.outcome is StepOutcome.SENT for r in view.history
             )
 
-        await _wait_for(statement_sent)
+        await eventually(statement_sent)
 
         # A payment lowers the balance; the same reference again changes nothing, whether it
         # comes through the ledger or straight to the workflow.
@@ -139,7 +128,7 @@ async def test_many_balances_at_once_each_sent_exactly_once(
             views = await asyncio.gather(*(get_status(client, i) for i in ids))
             return all(any(r.outcome is StepOutcome.SENT for r in v.history) for v in views)
 
-        await _wait_for(all_sent, timeout=60)
+        await eventually(all_sent, timeout=60)
         # Concurrent duplicate signals: each payment counted once per workflow.
         await asyncio.gather(
             *(
