@@ -57,24 +57,42 @@ def example_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("policy_path", shipped_policies(), ids=lambda p: p.stem)
 def test_every_letter_of_every_shipped_policy_as_pdf(
-    policy_path: Path, settings: Settings, session_factory: sessionmaker[Session],
+    policy_path: Path,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
     example_dir: Path,
 ) -> None:
     bundle = load_policy(policy_path)
     policy = bundle.policy
-    messaging = MessagingActivities(session_factory, build_senders(settings),
-                                    PolicyStore(session_factory), clock=lambda: MORNING)
+    messaging = MessagingActivities(
+        session_factory,
+        build_senders(settings),
+        PolicyStore(session_factory),
+        clock=lambda: MORNING,
+    )
     letter_steps = [s for s in policy.steps if Channel.LETTER in s.channels]
     assert letter_steps, f"{policy.name} has no letter step"
-    account_id = make_account(session_factory, bundle, first_name="Robin", last_name="Fictive",
-                              address_line1="42 Sample Street", city="Springfield",
-                              region="NY", postal_code="10001", charges=LINES)
+    account_id = make_account(
+        session_factory,
+        bundle,
+        first_name="Robin",
+        last_name="Fictive",
+        address_line1="42 Sample Street",
+        city="Springfield",
+        region="NY",
+        postal_code="10001",
+        charges=LINES,
+    )
+
     def money(cents: int) -> str:
         return format_cents(cents, policy.currency)
 
     for step in letter_steps:
-        result = messaging.send_step(step_input(bundle, account_id, step.id,
-                                                channels=[Channel.LETTER], balance_cents=BALANCE))
+        result = messaging.send_step(
+            step_input(
+                bundle, account_id, step.id, channels=[Channel.LETTER], balance_cents=BALANCE
+            )
+        )
         assert result.outcome is StepOutcome.SENT and result.channel is Channel.LETTER
         with session_factory() as s:
             row = s.get(Communication, uuid.UUID(result.communication_id or ""))
@@ -87,17 +105,29 @@ def test_every_letter_of_every_shipped_policy_as_pdf(
         today = MORNING.astimezone(zone("America/New_York")).date()
         due = today + dt.timedelta(days=30)
         # Letterhead, window-envelope address, a clear amount due and due date.
-        for expected in (policy.practice.name, policy.practice.phone, "RETURN SERVICE REQUESTED",
-                         "Robin Fictive", "42 Sample Street", "Springfield, NY 10001",
-                         f"Amount due: {money(BALANCE)}", f"Please pay by: {due.isoformat()}",
-                         f"Statement date: {today.isoformat()}"):
+        for expected in (
+            policy.practice.name,
+            policy.practice.phone,
+            "RETURN SERVICE REQUESTED",
+            "Robin Fictive",
+            "42 Sample Street",
+            "Springfield, NY 10001",
+            f"Amount due: {money(BALANCE)}",
+            f"Please pay by: {due.isoformat()}",
+            f"Statement date: {today.isoformat()}",
+        ):
             assert expected in text, (policy.name, step.id, expected)
         assert text.count(f"Amount due: {money(BALANCE)}") == 1
         # The statement breakdown per visit and its totals.
-        for expected in ("Total charges", "Insurance paid", "Insurance adj.", "You paid",
-                         "2026-09-14 Office visit $185.00 -$90.00 -$40.00 -$25.00 $30.00",
-                         "2026-11-02 Laboratory $60.00 -$20.00 -$15.00 $0.00 $25.00",
-                         "Total $245.00 -$110.00 -$55.00 -$25.00 $55.00"):
+        for expected in (
+            "Total charges",
+            "Insurance paid",
+            "Insurance adj.",
+            "You paid",
+            "2026-09-14 Office visit $185.00 -$90.00 -$40.00 -$25.00 $30.00",
+            "2026-11-02 Laboratory $60.00 -$20.00 -$15.00 $0.00 $25.00",
+            "Total $245.00 -$110.00 -$55.00 -$25.00 $55.00",
+        ):
             assert expected in text, (policy.name, step.id, expected)
         # Aging: 120 days old (Sept) and 71 days old (Nov) on 12 January.
         assert "0-30 days 31-60 days 61-90 days 91-120 days 120+ days" in text
@@ -112,10 +142,25 @@ def test_every_letter_of_every_shipped_policy_as_pdf(
         # The policy's message, without the letterhead and text table the PDF lays out itself.
         letter_paragraphs = [p for p in body.split("\n\n") if p.strip()]
         assert letter_paragraphs
-        shown = message_text(body, LetterContent(
-            policy.practice.name, policy.practice.phone, policy.practice.pay_url, "Robin Fictive",
-            (), "", today, due, BALANCE, policy.currency, (), (), step.template,
-            policy.practice.financial_assistance_summary if fap_required else ""))
+        shown = message_text(
+            body,
+            LetterContent(
+                policy.practice.name,
+                policy.practice.phone,
+                policy.practice.pay_url,
+                "Robin Fictive",
+                (),
+                "",
+                today,
+                due,
+                BALANCE,
+                policy.currency,
+                (),
+                (),
+                step.template,
+                policy.practice.financial_assistance_summary if fap_required else "",
+            ),
+        )
         for paragraph in shown:
             assert _flat(paragraph)[:60] in text, (policy.name, step.id, paragraph)
         pages = len(PdfReader(path).pages)
@@ -123,12 +168,18 @@ def test_every_letter_of_every_shipped_policy_as_pdf(
 
 
 def test_print_batch_of_a_day(
-    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
     bundle = load_policy("physician")
     day_clock = dt.datetime(2031, 3, 4, 15, 0, tzinfo=dt.UTC)  # a day no other test sends on
-    messaging = MessagingActivities(session_factory, build_senders(settings),
-                                    PolicyStore(session_factory), clock=lambda: day_clock)
+    messaging = MessagingActivities(
+        session_factory,
+        build_senders(settings),
+        PolicyStore(session_factory),
+        clock=lambda: day_clock,
+    )
     sent: list[str] = []
     for name in ("Ada", "Bo", "Cy"):
         account_id = make_account(session_factory, bundle, first_name=name, charges=LINES)
@@ -138,10 +189,16 @@ def test_print_batch_of_a_day(
         # Sending the same step again (a retry, a replay) adds no letter.
         assert messaging.send_step(step).communication_id == result.communication_id
     with session_factory() as s:
-        rows = {str(r.id): r for r in s.scalars(select(Communication).where(
-            Communication.channel == Channel.LETTER,
-            Communication.status == CommunicationStatus.SENT,
-            Communication.id.in_([uuid.UUID(i) for i in sent])))}
+        rows = {
+            str(r.id): r
+            for r in s.scalars(
+                select(Communication).where(
+                    Communication.channel == Channel.LETTER,
+                    Communication.status == CommunicationStatus.SENT,
+                    Communication.id.in_([uuid.UUID(i) for i in sent]),
+                )
+            )
+        }
         assert len(rows) == 3
         batch = build_print_batch(s, day_clock.date(), zone("America/New_York"), tmp_path / "print")
     assert batch.letters == 3
@@ -151,8 +208,11 @@ def test_print_batch_of_a_day(
     with batch.manifest_path.open(encoding="utf-8") as fh:
         manifest = list(csv.DictReader(fh))
     assert [m["communication_id"] for m in manifest] == sent
-    assert [int(m["first_page"]) for m in manifest] == [1, 1 + singles[0],
-                                                        1 + singles[0] + singles[1]]
+    assert [int(m["first_page"]) for m in manifest] == [
+        1,
+        1 + singles[0],
+        1 + singles[0] + singles[1],
+    ]
     raw = batch.manifest_path.read_text(encoding="utf-8")
     for name in ("Ada", "Bo", "Cy", "Synthetic", "Example Way", "55.00"):
         assert name not in raw

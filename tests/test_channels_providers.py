@@ -59,16 +59,28 @@ def fake() -> Iterator[FakeProviders]:
 
 @pytest.fixture
 def provider_settings(settings: Settings, fake: FakeProviders) -> Settings:
-    return settings.model_copy(update={
-        "sendgrid": settings.sendgrid.model_copy(update={
-            "api_key": SecretStr(SENDGRID_KEY), "base_url": fake.base_url,
-            "from_email": "billing@clinic.example.test", "sandbox_mode": True}),
-        "twilio": settings.twilio.model_copy(update={
-            "account_sid": TWILIO_SID, "auth_token": SecretStr(TWILIO_TOKEN),
-            "messaging_service_sid": SERVICE, "base_url": fake.base_url,
-            "status_callback_url": f"{PUBLIC}/webhooks/twilio/status"}),
-        "api": settings.api.model_copy(update={"public_url": PUBLIC}),
-    })
+    return settings.model_copy(
+        update={
+            "sendgrid": settings.sendgrid.model_copy(
+                update={
+                    "api_key": SecretStr(SENDGRID_KEY),
+                    "base_url": fake.base_url,
+                    "from_email": "billing@clinic.example.test",
+                    "sandbox_mode": True,
+                }
+            ),
+            "twilio": settings.twilio.model_copy(
+                update={
+                    "account_sid": TWILIO_SID,
+                    "auth_token": SecretStr(TWILIO_TOKEN),
+                    "messaging_service_sid": SERVICE,
+                    "base_url": fake.base_url,
+                    "status_callback_url": f"{PUBLIC}/webhooks/twilio/status",
+                }
+            ),
+            "api": settings.api.model_copy(update={"public_url": PUBLIC}),
+        }
+    )
 
 
 @pytest.fixture
@@ -90,16 +102,23 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def messaging(provider_settings: Settings, session_factory: sessionmaker[Session],
-              clock: Clock) -> MessagingActivities:
-    return MessagingActivities(session_factory, build_senders(provider_settings),
-                               PolicyStore(session_factory), clock=clock)
+def messaging(
+    provider_settings: Settings, session_factory: sessionmaker[Session], clock: Clock
+) -> MessagingActivities:
+    return MessagingActivities(
+        session_factory, build_senders(provider_settings), PolicyStore(session_factory), clock=clock
+    )
 
 
 def _rows(session_factory: sessionmaker[Session], account_id: str) -> list[Communication]:
     with session_factory() as s:
-        return list(s.scalars(select(Communication).where(
-            Communication.account_id == uuid.UUID(account_id)).order_by(Communication.created_at)))
+        return list(
+            s.scalars(
+                select(Communication)
+                .where(Communication.account_id == uuid.UUID(account_id))
+                .order_by(Communication.created_at)
+            )
+        )
 
 
 def _prefs(
@@ -110,8 +129,14 @@ def _prefs(
     with session_factory() as s:
         account = s.get(Account, uuid.UUID(account_id))
         assert account is not None
-        return {p.channel: p for p in s.scalars(select(ChannelPreference).where(
-            ChannelPreference.guarantor_id == account.guarantor_id))}
+        return {
+            p.channel: p
+            for p in s.scalars(
+                select(ChannelPreference).where(
+                    ChannelPreference.guarantor_id == account.guarantor_id
+                )
+            )
+        }
 
 
 def _guarantor(session_factory: sessionmaker[Session], account_id: str) -> Guarantor:
@@ -126,11 +151,12 @@ def _guarantor(session_factory: sessionmaker[Session], account_id: str) -> Guara
 
 
 def test_email_step_sends_one_request_with_text_html_unsubscribe_and_no_patient_data(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
-    account_id = make_account(session_factory, physician, first_name="Quinta",
-                              last_name="Examplar")
+    account_id = make_account(session_factory, physician, first_name="Quinta", last_name="Examplar")
     step = step_input(physician, account_id, "notice-1")
     result = messaging.send_step(step)
     assert result.outcome is StepOutcome.SENT and result.channel is Channel.EMAIL
@@ -147,8 +173,10 @@ def test_email_step_sends_one_request_with_text_html_unsubscribe_and_no_patient_
     mail = request.json
     guarantor = _guarantor(session_factory, account_id)
     assert mail["personalizations"][0]["to"] == [{"email": guarantor.email}]
-    assert mail["from"] == {"email": "billing@clinic.example.test",
-                            "name": "Riverside Family Medicine"}
+    assert mail["from"] == {
+        "email": "billing@clinic.example.test",
+        "name": "Riverside Family Medicine",
+    }
     assert mail["subject"] == "Your statement from Riverside Family Medicine is ready"
     content = {c["type"]: c["value"] for c in mail["content"]}
     assert set(content) == {"text/plain", "text/html"}
@@ -172,7 +200,9 @@ def test_email_step_sends_one_request_with_text_html_unsubscribe_and_no_patient_
 
 
 def test_sms_step_by_messaging_service_with_status_callback_and_minimum_text(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
     account_id = make_account(session_factory, physician, email=None, first_name="Quinta")
@@ -188,8 +218,9 @@ def test_sms_step_by_messaging_service_with_status_callback_and_minimum_text(
     form = request.form
     assert set(form) == {"To", "Body", "MessagingServiceSid", "StatusCallback"}
     assert form["To"] == "+15550100123" and form["MessagingServiceSid"] == SERVICE
-    assert form["StatusCallback"] == (f"{PUBLIC}/webhooks/twilio/status"
-                                      f"?outbox_id={result.communication_id}")
+    assert form["StatusCallback"] == (
+        f"{PUBLIC}/webhooks/twilio/status?outbox_id={result.communication_id}"
+    )
     body = form["Body"]
     assert body.startswith("Riverside Family Medicine:") and "Reply STOP" in body
     for forbidden in ("Quinta", "Synthetic", "123.45", "Office visit"):
@@ -199,7 +230,9 @@ def test_sms_step_by_messaging_service_with_status_callback_and_minimum_text(
 
 
 def test_fallback_bounced_email_then_opted_out_sms_then_nothing_left(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
     account_id = make_account(session_factory, physician)
@@ -216,8 +249,10 @@ def test_fallback_bounced_email_then_opted_out_sms_then_nothing_left(
     assert prefs[Channel.SMS].opted_out_at is not None and not prefs[Channel.SMS].consent
     rows = _rows(session_factory, account_id)
     assert [(r.channel, r.status) for r in rows] == [
-        (Channel.EMAIL, CommunicationStatus.FAILED), (Channel.SMS, CommunicationStatus.FAILED),
-        (None, CommunicationStatus.SUPPRESSED)]
+        (Channel.EMAIL, CommunicationStatus.FAILED),
+        (Channel.SMS, CommunicationStatus.FAILED),
+        (None, CommunicationStatus.SUPPRESSED),
+    ]
 
     # The next step does not try either channel again: checked at the moment of sending.
     later = messaging.send_step(step_input(physician, account_id, "reminder-1"))
@@ -227,7 +262,9 @@ def test_fallback_bounced_email_then_opted_out_sms_then_nothing_left(
 
 
 def test_landline_for_sms_marks_it_undeliverable_and_falls_back_to_email(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
     account_id = make_account(session_factory, physician)
@@ -239,33 +276,45 @@ def test_landline_for_sms_marks_it_undeliverable_and_falls_back_to_email(
     assert messaging.send_step(step).communication_id == result.communication_id
     assert len(fake.of("twilio")) == 1 and len(fake.of("sendgrid")) == 1
     assert _prefs(session_factory, account_id)[Channel.SMS].deliverability is (
-        Deliverability.UNDELIVERABLE)
+        Deliverability.UNDELIVERABLE
+    )
     # Invalid number (21211) is handled the same way.
     other = make_account(session_factory, physician, phone="+15550100999")
     fake.script("twilio", twilio_error(400, 21211))
-    assert messaging.send_step(step_input(physician, other, "notice-1", channels=[
-        Channel.SMS, Channel.EMAIL])).channel is Channel.EMAIL
+    assert (
+        messaging.send_step(
+            step_input(physician, other, "notice-1", channels=[Channel.SMS, Channel.EMAIL])
+        ).channel
+        is Channel.EMAIL
+    )
 
 
 def test_consent_and_opt_out_are_checked_at_send_time(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
     no_consent = make_account(session_factory, physician, sms_consent=False)
-    result = messaging.send_step(step_input(physician, no_consent, "notice-1",
-                                            channels=[Channel.SMS]))
+    result = messaging.send_step(
+        step_input(physician, no_consent, "notice-1", channels=[Channel.SMS])
+    )
     assert result.outcome is StepOutcome.SUPPRESSED
     assert result.reasons == ["sms: no recorded consent (TCPA)"]
-    opted_out = make_account(session_factory, physician,
-                             prefs={Channel.EMAIL: {"opted_out_at": MORNING}})
+    opted_out = make_account(
+        session_factory, physician, prefs={Channel.EMAIL: {"opted_out_at": MORNING}}
+    )
     result = messaging.send_step(step_input(physician, opted_out, "notice-1"))
     assert result.channel is Channel.SMS and result.reasons == ["email: opted out"]
     assert fake.of("sendgrid") == [] and len(fake.of("twilio")) == 1
 
 
 def test_quiet_hours_at_the_moment_of_sending(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
-    session_factory: sessionmaker[Session], clock: Clock,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
+    session_factory: sessionmaker[Session],
+    clock: Clock,
 ) -> None:
     # 22:30 in Los Angeles: the step was scheduled for the day but the worker is late.
     account_id = make_account(session_factory, physician, time_zone="America/Los_Angeles")
@@ -282,15 +331,22 @@ def test_quiet_hours_at_the_moment_of_sending(
 
 
 def test_sms_cap_per_rolling_window(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
-    session_factory: sessionmaker[Session], clock: Clock,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
+    session_factory: sessionmaker[Session],
+    clock: Clock,
 ) -> None:
     # The physician policy allows 2 texts in 7 days.
     account_id = make_account(session_factory, physician, email=None)
     for i, days_ago in enumerate((6, 2)):
         clock.at = MORNING - dt.timedelta(days=days_ago)
-        assert messaging.send_step(step_input(physician, account_id, "notice-1",
-                                              episode=f"e{i}")).channel is Channel.SMS
+        assert (
+            messaging.send_step(
+                step_input(physician, account_id, "notice-1", episode=f"e{i}")
+            ).channel
+            is Channel.SMS
+        )
     clock.at = MORNING
     capped = step_input(physician, account_id, "reminder-1")
     with pytest.raises(ApplicationError) as err:
@@ -303,11 +359,13 @@ def test_sms_cap_per_rolling_window(
     with_email = make_account(session_factory, physician)
     for i, days_ago in enumerate((5, 1)):
         clock.at = MORNING - dt.timedelta(days=days_ago)
-        messaging.send_step(step_input(physician, with_email, "notice-1", episode=f"w{i}",
-                                       channels=[Channel.SMS]))
+        messaging.send_step(
+            step_input(physician, with_email, "notice-1", episode=f"w{i}", channels=[Channel.SMS])
+        )
     clock.at = MORNING
-    result = messaging.send_step(step_input(physician, with_email, "reminder-1",
-                                            channels=[Channel.SMS, Channel.EMAIL]))
+    result = messaging.send_step(
+        step_input(physician, with_email, "reminder-1", channels=[Channel.SMS, Channel.EMAIL])
+    )
     assert result.channel is Channel.EMAIL
     assert result.reasons == ["sms: cap of 2 in 7 days reached"]
     # A day after the oldest text left the window, texting is allowed again.
@@ -317,7 +375,9 @@ def test_sms_cap_per_rolling_window(
 
 
 def test_rate_limit_and_server_errors_are_retried_after_retry_after(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
     account_id = make_account(session_factory, physician, email=None)
@@ -336,9 +396,11 @@ def test_rate_limit_and_server_errors_are_retried_after_retry_after(
     sent = [r for r in _rows(session_factory, account_id)]
     assert [r.status for r in sent] == [CommunicationStatus.SENT]
     with session_factory() as s:
-        deferred = s.scalars(select(AuditEvent).where(
-            AuditEvent.account_id == uuid.UUID(account_id),
-            AuditEvent.action == "send_deferred")).all()
+        deferred = s.scalars(
+            select(AuditEvent).where(
+                AuditEvent.account_id == uuid.UUID(account_id), AuditEvent.action == "send_deferred"
+            )
+        ).all()
         assert [e.detail["code"] for e in deferred] == ["20429"]
 
     other = make_account(session_factory, physician)
@@ -353,13 +415,23 @@ def test_rate_limit_and_server_errors_are_retried_after_retry_after(
 
 
 def test_auth_failure_fails_loudly_and_keeps_the_step(
-    fake: FakeProviders, provider_settings: Settings, physician: PolicyBundle,
-    session_factory: sessionmaker[Session], clock: Clock, caplog: pytest.LogCaptureFixture,
+    fake: FakeProviders,
+    provider_settings: Settings,
+    physician: PolicyBundle,
+    session_factory: sessionmaker[Session],
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    wrong = provider_settings.model_copy(update={"sendgrid": provider_settings.sendgrid.model_copy(
-        update={"api_key": SecretStr("SG.wrong")})})
-    broken = MessagingActivities(session_factory, build_senders(wrong),
-                                 PolicyStore(session_factory), clock=clock)
+    wrong = provider_settings.model_copy(
+        update={
+            "sendgrid": provider_settings.sendgrid.model_copy(
+                update={"api_key": SecretStr("SG.wrong")}
+            )
+        }
+    )
+    broken = MessagingActivities(
+        session_factory, build_senders(wrong), PolicyStore(session_factory), clock=clock
+    )
     account_id = make_account(session_factory, physician, first_name="Quinta")
     step = step_input(physician, account_id, "notice-1")
     with pytest.raises(ApplicationError) as err:
@@ -369,43 +441,63 @@ def test_auth_failure_fails_loudly_and_keeps_the_step(
     # Not a recipient problem: no fallback to SMS, nothing marked, nothing logged about the patient.
     assert fake.of("twilio") == [] and _rows(session_factory, account_id) == []
     assert _prefs(session_factory, account_id).get(Channel.EMAIL) is None
-    assert any(r.levelname == "ERROR" and "ProviderAuthFailed" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.levelname == "ERROR" and "ProviderAuthFailed" in r.getMessage() for r in caplog.records
+    )
     assert "Quinta" not in caplog.text and "example.test" not in caplog.text
     # Credentials fixed: the same step goes out, once.
-    fixed = MessagingActivities(session_factory, build_senders(provider_settings),
-                                PolicyStore(session_factory), clock=clock)
+    fixed = MessagingActivities(
+        session_factory, build_senders(provider_settings), PolicyStore(session_factory), clock=clock
+    )
     assert fixed.send_step(step).channel is Channel.EMAIL
     assert len(fake.of("sendgrid")) == 2
     with pytest.raises(ApplicationError) as err:  # Twilio's 20003 maps the same way
-        twilio_wrong = provider_settings.model_copy(update={
-            "twilio": provider_settings.twilio.model_copy(
-                update={"auth_token": SecretStr("nope")})})
-        MessagingActivities(session_factory, build_senders(twilio_wrong),
-                            PolicyStore(session_factory), clock=clock).send_step(
-            step_input(physician, account_id, "reminder-1", channels=[Channel.SMS]))
+        twilio_wrong = provider_settings.model_copy(
+            update={
+                "twilio": provider_settings.twilio.model_copy(
+                    update={"auth_token": SecretStr("nope")}
+                )
+            }
+        )
+        MessagingActivities(
+            session_factory, build_senders(twilio_wrong), PolicyStore(session_factory), clock=clock
+        ).send_step(step_input(physician, account_id, "reminder-1", channels=[Channel.SMS]))
     assert err.value.type == "ProviderAuthFailed"
 
 
 def test_without_credentials_the_outbox_is_used(settings: Settings, tmp_path: Path) -> None:
     senders = build_senders(settings)
     assert {c: s.name for c, s in senders.items()} == {
-        Channel.LETTER: "pdf-letter", Channel.EMAIL: "outbox", Channel.SMS: "outbox",
-        Channel.CALL: "outbox"}
+        Channel.LETTER: "pdf-letter",
+        Channel.EMAIL: "outbox",
+        Channel.SMS: "outbox",
+        Channel.CALL: "outbox",
+    }
 
 
-@pytest.mark.parametrize(("text", "keyword"), [
-    ("STOP", Keyword.STOP), (" stop. ", Keyword.STOP), ("Unsubscribe", Keyword.STOP),
-    ("opt out", Keyword.STOP), ("Please stop texting me", Keyword.STOP),
-    ("HELP", Keyword.HELP), ("info", Keyword.HELP), ("START", Keyword.START),
-    ("unstop", Keyword.START), ("When is my bill due?", Keyword.OTHER),
-])
+@pytest.mark.parametrize(
+    ("text", "keyword"),
+    [
+        ("STOP", Keyword.STOP),
+        (" stop. ", Keyword.STOP),
+        ("Unsubscribe", Keyword.STOP),
+        ("opt out", Keyword.STOP),
+        ("Please stop texting me", Keyword.STOP),
+        ("HELP", Keyword.HELP),
+        ("info", Keyword.HELP),
+        ("START", Keyword.START),
+        ("unstop", Keyword.START),
+        ("When is my bill due?", Keyword.OTHER),
+    ],
+)
 def test_inbound_keywords(text: str, keyword: Keyword) -> None:
     assert classify_reply(text) is keyword
 
 
 def test_stop_and_start_replies_change_consent_at_once(
-    fake: FakeProviders, messaging: MessagingActivities, physician: PolicyBundle,
+    fake: FakeProviders,
+    messaging: MessagingActivities,
+    physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
     phone = "+1555" + str(uuid.uuid4().int)[:7]
@@ -420,5 +512,6 @@ def test_stop_and_start_replies_change_consent_at_once(
         assert apply_reply(s, phone, "HELP", MORNING, "Riverside", "(555) 010-0100").reply
         apply_reply(s, phone, "START", MORNING, "Riverside", "(555) 010-0100")
     assert messaging.send_step(step_input(physician, account_id, "notice-1")).channel is (
-        Channel.SMS)
+        Channel.SMS
+    )
     assert len(fake.of("twilio")) == 1

@@ -27,9 +27,15 @@ def make_account(
     """An open account of an invented guarantor; returns its id."""
     n = uuid.uuid4().hex[:8].upper()
     fields: dict[str, Any] = {
-        "first_name": "Testy", "last_name": "Synthetic", "email": f"t{n.lower()}@example.test",
-        "phone": "+15550100123", "address_line1": "1 Example Way", "city": "Springfield",
-        "region": "NY", "postal_code": "10001", "time_zone": "America/New_York",
+        "first_name": "Testy",
+        "last_name": "Synthetic",
+        "email": f"t{n.lower()}@example.test",
+        "phone": "+15550100123",
+        "address_line1": "1 Example Way",
+        "city": "Springfield",
+        "region": "NY",
+        "postal_code": "10001",
+        "time_zone": "America/New_York",
     }
     fields.update(guarantor)
     lines = charges or [(dt.date(2026, 10, 1), "Office visit", 18500, 9000, 4000, 0)]
@@ -45,15 +51,27 @@ def make_account(
                 g.channels.append(pref)
             for key, value in values.items():
                 setattr(pref, key, value)
-        account = Account(account_number=f"T-{n}", guarantor=g, policy_name=bundle.policy.name,
-                          opened_at=dt.datetime(2026, 10, 1, tzinfo=dt.UTC))
+        account = Account(
+            account_number=f"T-{n}",
+            guarantor=g,
+            policy_name=bundle.policy.name,
+            opened_at=dt.datetime(2026, 10, 1, tzinfo=dt.UTC),
+        )
         session.add(account)
         session.flush()
         for i, (day, what, charged, ins, adj, paid) in enumerate(lines):
-            session.add(ChargeLine(account_id=account.id, external_ref=f"C-{n}-{i}",
-                                   service_date=day, description=what, charges_cents=charged,
-                                   insurance_paid_cents=ins, insurance_adjustment_cents=adj,
-                                   patient_paid_cents=paid))
+            session.add(
+                ChargeLine(
+                    account_id=account.id,
+                    external_ref=f"C-{n}-{i}",
+                    service_date=day,
+                    description=what,
+                    charges_cents=charged,
+                    insurance_paid_cents=ins,
+                    insurance_adjustment_cents=adj,
+                    patient_paid_cents=paid,
+                )
+            )
             account.balance_cents += charged - ins - adj - paid
         return str(account.id)
 

@@ -50,13 +50,18 @@ class Answer:
 
 
 def twilio_error(status: int, code: int, retry_after: str | None = None) -> Answer:
-    body = {"code": code, "message": f"error {code}", "status": status,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}"}
+    body = {
+        "code": code,
+        "message": f"error {code}",
+        "status": status,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+    }
     return Answer(status, body, {"Retry-After": retry_after} if retry_after else {})
 
 
-def sendgrid_error(status: int, field_name: str | None = None,
-                   retry_after: str | None = None) -> Answer:
+def sendgrid_error(
+    status: int, field_name: str | None = None, retry_after: str | None = None
+) -> Answer:
     body = {"errors": [{"message": "refused", "field": field_name, "help": None}]}
     return Answer(status, body, {"Retry-After": retry_after} if retry_after else {})
 
@@ -120,14 +125,20 @@ class FakeProviders:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         path = handler.path
-        provider = "twilio" if path.startswith("/2010-04-01/") else (
-            "sendgrid" if path.startswith("/v3/") else "other")
+        provider = (
+            "twilio"
+            if path.startswith("/2010-04-01/")
+            else ("sendgrid" if path.startswith("/v3/") else "other")
+        )
         recorded = Recorded(provider, handler.command, path, dict(handler.headers.items()), body)
         with self._lock:
             first = not any(r.provider == provider for r in self.requests)
             self.requests.append(recorded)
-            answer = self._scripts.get(provider, deque()).popleft() if self._scripts.get(
-                provider) else None
+            answer = (
+                self._scripts.get(provider, deque()).popleft()
+                if self._scripts.get(provider)
+                else None
+            )
         self.arrived.set()
         held = self.hold_first.get(provider)
         if first and held is not None:
@@ -158,9 +169,17 @@ class FakeProviders:
                 return twilio_error(401, 20003)
             form = recorded.form
             sid = "SM" + uuid.uuid4().hex
-            return Answer(201, {"sid": sid, "status": "queued", "to": form.get("To"),
-                                "body": form.get("Body"), "account_sid": TWILIO_SID,
-                                "messaging_service_sid": form.get("MessagingServiceSid")})
+            return Answer(
+                201,
+                {
+                    "sid": sid,
+                    "status": "queued",
+                    "to": form.get("To"),
+                    "body": form.get("Body"),
+                    "account_sid": TWILIO_SID,
+                    "messaging_service_sid": form.get("MessagingServiceSid"),
+                },
+            )
         if provider == "sendgrid" and recorded.path == "/v3/mail/send":
             if auth != f"Bearer {SENDGRID_KEY}":
                 return sendgrid_error(401)

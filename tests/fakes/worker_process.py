@@ -20,8 +20,11 @@ async def main() -> None:
     settings = Settings()
     assert settings.database.url is not None and settings.temporal.address
     engine = make_engine(settings.database.url.get_secret_value(), pool_size=4)
-    client = await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace,
-                                  data_converter=pydantic_data_converter)
+    client = await Client.connect(
+        settings.temporal.address,
+        namespace=settings.temporal.namespace,
+        data_converter=pydantic_data_converter,
+    )
     worker = build_worker(client, settings, make_session_factory(engine))
     print("ready", flush=True)
     await worker.run()
