@@ -8,6 +8,7 @@ workflow, the ledger and the outbox. Each records its history for the replay tes
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from models.orm import (
     Communication,
     StaffTask,
     TaskKind,
+    TaskStatus,
 )
 from models.orm import repositories as repo
 from models.payloads import (
@@ -630,3 +632,24 @@ async def test_call_outcomes_feed_back_into_the_ladder(
         await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
         assert (await c.handle().result()).state is BalanceState.PAID
         await record_history("call_outcomes", c.handle())
+
+
+async def test_paying_closes_open_requests_in_the_worklist(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    record_history: RecordHistory,
+) -> None:
+    async with case(ts_env, settings, session_factory, tmp_path) as c:
+        await c.at_day(3)
+        task_id = await request_write_off(
+            c.client, c.account_id, WriteOffRequest(reason="uncollectable", requested_by="clerk-1")
+        )
+        await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
+        assert (await c.handle().result()).state is BalanceState.PAID
+        with session_factory() as session:
+            task = session.get(StaffTask, uuid.UUID(task_id))
+            assert task is not None and task.status is TaskStatus.EXPIRED
+            assert task.reason == "balance closed"
+        await record_history("paid_with_open_request", c.handle())

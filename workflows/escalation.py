@@ -134,6 +134,9 @@ class BalanceEscalationWorkflow:
                         continue
             await self._wait_for_change(deadline)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        for task in self._account.tasks:
+            # Nothing is left to decide: the worklist must not show the task any more.
+            await self._close_task_record(task, None, "", "balance closed")
         final = self._final_state()
         await workflow.execute_activity(
             "close_balance",
@@ -742,11 +745,9 @@ class BalanceEscalationWorkflow:
         }[task.kind]
         return approval.on_timeout
 
-    async def _finish_task(
+    async def _close_task_record(
         self, task: ApprovalTask, approved: bool | None, decided_by: str, reason: str
     ) -> None:
-        """Record the decision (None: nobody decided) and carry it out."""
-        self._account.tasks.remove(task)
         await workflow.execute_activity(
             "close_approval",
             CloseApprovalInput(
@@ -755,6 +756,13 @@ class BalanceEscalationWorkflow:
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
+
+    async def _finish_task(
+        self, task: ApprovalTask, approved: bool | None, decided_by: str, reason: str
+    ) -> None:
+        """Record the decision (None: nobody decided) and carry it out."""
+        self._account.tasks.remove(task)
+        await self._close_task_record(task, approved, decided_by, reason)
         verdict = {True: "approved", False: "denied", None: "expired"}[approved]
         self._event(f"{task.kind.value}_{verdict}", reason, decided_by)
         state = self._state
