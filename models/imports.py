@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from models.money import DollarsAsCents
 from models.common import REFERENCE_FIELD
+from models.money import DollarsAsCents
 
 
 def _blank_to_none(value: object) -> object:

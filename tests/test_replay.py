@@ -42,6 +42,8 @@ SCENARIOS = {
     "stop_then_letters",
     "returned_letter_then_email",
     "bankruptcy_stops",
+    "call_outcomes",
+    "paid_with_open_request",
 }
 
 
