@@ -53,10 +53,14 @@ def build_senders(settings: Settings) -> Mapping[Channel, Sender]:
     sendgrid, twilio = settings.sendgrid, settings.twilio
     public = settings.api.public_url.rstrip("/")
     if sendgrid.configured and sendgrid.api_key is not None:
-        client = SendGridAPIClient(api_key=sendgrid.api_key.get_secret_value(),
-                                   **({"host": sendgrid.base_url} if sendgrid.base_url else {}))
+        client = SendGridAPIClient(
+            api_key=sendgrid.api_key.get_secret_value(),
+            **({"host": sendgrid.base_url} if sendgrid.base_url else {}),
+        )
         senders[Channel.EMAIL] = SendGridSender(
-            client, sendgrid.from_email, from_name=settings.practice.name,
+            client,
+            sendgrid.from_email,
+            from_name=settings.practice.name,
             sandbox_mode=sendgrid.sandbox_mode,
             unsubscribe_url=f"{public}/unsubscribe/email/{{id}}" if public else "",
         )
@@ -65,7 +69,8 @@ def build_senders(settings: Settings) -> Mapping[Channel, Sender]:
         callback = twilio.status_callback_url or default_callback
         senders[Channel.SMS] = TwilioSender(
             make_client(twilio.account_sid, twilio.auth_token.get_secret_value(), twilio.base_url),
-            messaging_service_sid=twilio.messaging_service_sid, from_number=twilio.from_number,
+            messaging_service_sid=twilio.messaging_service_sid,
+            from_number=twilio.from_number,
             status_callback_url=callback,
         )
     return senders

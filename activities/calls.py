@@ -71,9 +71,15 @@ def record_call_outcome(
         "promised_date": promised_date.isoformat() if promised_date else None,
         "promised_cents": promised_cents,
     }
-    signal = CallOutcomeSignal(task_id=str(task.id), step_id=task.step_id or "", result=result,
-                               called_at=called_at, promised_date=promised_date,
-                               promised_cents=promised_cents, recorded_by=recorded_by)
+    signal = CallOutcomeSignal(
+        task_id=str(task.id),
+        step_id=task.step_id or "",
+        result=result,
+        called_at=called_at,
+        promised_date=promised_date,
+        promised_cents=promised_cents,
+        recorded_by=recorded_by,
+    )
     if task.status is not TaskStatus.OPEN:
         if task.status is TaskStatus.DONE and task.detail.get("outcome") == outcome:
             return signal.model_copy(update={"recorded_by": task.decided_by or recorded_by})
@@ -85,12 +91,24 @@ def record_call_outcome(
     task.detail = {**task.detail, "outcome": outcome}
     if result is CallResult.WRONG_NUMBER:
         account = session.scalars(
-            select(Account).where(Account.id == task.account_id)
+            select(Account)
+            .where(Account.id == task.account_id)
             .options(selectinload(Account.guarantor).selectinload(Guarantor.channels))
         ).one()
         for channel in (Channel.CALL, Channel.SMS):
-            mark_channel(session, account.guarantor, channel, called_at,
-                         deliverability=Deliverability.UNDELIVERABLE)
-    session.add(AuditEvent(actor=recorded_by, action="call_outcome", account_id=task.account_id,
-                           detail={"task_id": str(task.id), **outcome}))
+            mark_channel(
+                session,
+                account.guarantor,
+                channel,
+                called_at,
+                deliverability=Deliverability.UNDELIVERABLE,
+            )
+    session.add(
+        AuditEvent(
+            actor=recorded_by,
+            action="call_outcome",
+            account_id=task.account_id,
+            detail={"task_id": str(task.id), **outcome},
+        )
+    )
     return signal

@@ -103,8 +103,15 @@ class RecipientRejected(SendError):
     recipient unsubscribed at the provider (Twilio 21610: replied STOP).
     """
 
-    def __init__(self, message: str, *, provider: str, code: str = "",
-                 deliverability: str = "undeliverable", opted_out: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        code: str = "",
+        deliverability: str = "undeliverable",
+        opted_out: bool = False,
+    ) -> None:
         super().__init__(message, provider=provider, code=code)
         self.deliverability = deliverability
         self.opted_out = opted_out
@@ -113,8 +120,15 @@ class RecipientRejected(SendError):
 class ProviderBusy(SendError):
     """Rate limited or a server error: the provider did not take the message; try again later."""
 
-    def __init__(self, message: str, *, provider: str, code: str = "",
-                 retry_after: dt.timedelta | None = None, rate_limited: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        code: str = "",
+        retry_after: dt.timedelta | None = None,
+        rate_limited: bool = False,
+    ) -> None:
         super().__init__(message, provider=provider, code=code)
         self.retry_after = retry_after
         self.rate_limited = rate_limited
@@ -173,8 +187,11 @@ class OutboxSender:
     def send(self, message: OutgoingMessage) -> Delivery:
         path = self._path(message)
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = [f"Channel: {message.channel.value}", f"To: {message.recipient}",
-                  f"Message-Id: {message.communication_id}"]
+        header = [
+            f"Channel: {message.channel.value}",
+            f"To: {message.recipient}",
+            f"Message-Id: {message.communication_id}",
+        ]
         if message.subject:
             header.append(f"Subject: {message.subject}")
         tmp = path.with_suffix(".tmp")

@@ -87,11 +87,17 @@ class SendGridSender:
         html = message.html or html_from_text(message.body)
         if link:
             text += f"\nTo stop receiving these emails: {link}\n"
-            html += (f'<p style="font-size:12px;color:#555">To stop receiving these emails, '
-                     f'<a href="{escape(link)}">unsubscribe here</a>.</p>')
-        mail = Mail(from_email=self._from, to_emails=message.recipient,
-                    subject=message.subject or "", plain_text_content=text,
-                    html_content=f"<html><body>{html}</body></html>")
+            html += (
+                f'<p style="font-size:12px;color:#555">To stop receiving these emails, '
+                f'<a href="{escape(link)}">unsubscribe here</a>.</p>'
+            )
+        mail = Mail(
+            from_email=self._from,
+            to_emails=message.recipient,
+            subject=message.subject or "",
+            plain_text_content=text,
+            html_content=f"<html><body>{html}</body></html>",
+        )
         mail.custom_arg = CustomArg("outbox_id", message.communication_id)
         mail.category = Category(CATEGORY)
         tracking = TrackingSettings()
@@ -118,13 +124,16 @@ class SendGridSender:
             raise classify_error(exc) from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ConnectionRefusedError | socket.gaierror):
-                raise ProviderBusy("email provider unreachable before sending",
-                                   provider=PROVIDER, code="connect") from None
-            raise ProviderUnreachable("no answer from the email provider",
-                                      provider=PROVIDER, code="network") from None
+                raise ProviderBusy(
+                    "email provider unreachable before sending", provider=PROVIDER, code="connect"
+                ) from None
+            raise ProviderUnreachable(
+                "no answer from the email provider", provider=PROVIDER, code="network"
+            ) from None
         except (TimeoutError, ConnectionError) as exc:
-            raise ProviderUnreachable("no answer from the email provider", provider=PROVIDER,
-                                      code=type(exc).__name__) from None
+            raise ProviderUnreachable(
+                "no answer from the email provider", provider=PROVIDER, code=type(exc).__name__
+            ) from None
         headers = response.headers
         message_id = headers.get("X-Message-Id") if headers is not None else None
         return Delivery(PROVIDER, message_id or ("sandbox" if self._sandbox else ""))
@@ -140,19 +149,29 @@ def classify_error(exc: HTTPError) -> SendError:
     headers: Any = getattr(exc, "headers", None) or {}
     code = str(status)
     if status in (401, 403):
-        return ProviderAuthFailed("email provider refused our credentials", provider=PROVIDER,
-                                  code=code)
+        return ProviderAuthFailed(
+            "email provider refused our credentials", provider=PROVIDER, code=code
+        )
     if status == 429 or status >= 500:
         retry = parse_retry_after(headers.get("Retry-After"))
         if retry is None and headers.get("X-RateLimit-Reset"):
             reset = headers.get("X-RateLimit-Reset")
             if str(reset).isdigit():
                 retry = dt.timedelta(seconds=max(int(reset) - int(time.time()), 1))
-        return ProviderBusy("email provider asked to retry later", provider=PROVIDER, code=code,
-                            retry_after=retry, rate_limited=status == 429)
+        return ProviderBusy(
+            "email provider asked to retry later",
+            provider=PROVIDER,
+            code=code,
+            retry_after=retry,
+            rate_limited=status == 429,
+        )
     if status == 400 and _recipient_error(getattr(exc, "body", b"")):
-        return RecipientRejected("email provider refused the recipient address",
-                                 provider=PROVIDER, code=code, deliverability="bounced")
+        return RecipientRejected(
+            "email provider refused the recipient address",
+            provider=PROVIDER,
+            code=code,
+            deliverability="bounced",
+        )
     return SendError("email provider refused the request", provider=PROVIDER, code=code)
 
 
@@ -161,8 +180,11 @@ def _recipient_error(body: bytes | str | None) -> bool:
         errors = json.loads(body or b"{}").get("errors", [])
     except (ValueError, AttributeError):
         return False
-    return any(str(e.get("field") or "").startswith(_RECIPIENT_FIELDS) for e in errors
-               if isinstance(e, dict))
+    return any(
+        str(e.get("field") or "").startswith(_RECIPIENT_FIELDS)
+        for e in errors
+        if isinstance(e, dict)
+    )
 
 
 def html_from_text(text: str) -> str:

@@ -93,11 +93,24 @@ class PdfLetterSender:
 # -- layout -----------------------------------------------------------------------------------
 
 _STYLES = getSampleStyleSheet()
-BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName="Helvetica", fontSize=10,
-                      leading=13.5, spaceAfter=5)
+BODY = ParagraphStyle(
+    "body",
+    parent=_STYLES["BodyText"],
+    fontName="Helvetica",
+    fontSize=10,
+    leading=13.5,
+    spaceAfter=5,
+)
 SMALL = ParagraphStyle("small", parent=BODY, fontSize=8.5, leading=11)
-HEADING = ParagraphStyle("heading", parent=BODY, fontName="Helvetica-Bold", fontSize=11.5,
-                         leading=15, spaceBefore=8, spaceAfter=4)
+HEADING = ParagraphStyle(
+    "heading",
+    parent=BODY,
+    fontName="Helvetica-Bold",
+    fontSize=11.5,
+    leading=15,
+    spaceBefore=8,
+    spaceAfter=4,
+)
 TITLE = ParagraphStyle("title", parent=BODY, fontName="Helvetica-Bold", fontSize=15, leading=19)
 CELL = ParagraphStyle("cell", parent=BODY, fontSize=8.5, leading=10.5, spaceAfter=0)
 
@@ -136,21 +149,47 @@ def message_text(body: str, letter: LetterContent) -> list[str]:
 
 def render_letter(letter: LetterContent, body: str, communication_id: str = "") -> bytes:
     """One letter as PDF bytes."""
+
     def money(cents: int) -> str:
         return format_cents(cents, letter.currency)
 
     buf = io.BytesIO()
     doc = BaseDocTemplate(
-        buf, pagesize=LETTER, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
-        bottomMargin=MARGIN, title=f"{letter.practice_name}: {letter.title}",
-        author=letter.practice_name, subject=letter.title,
-        creator="dunning", producer="dunning (reportlab)",
+        buf,
+        pagesize=LETTER,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN,
+        bottomMargin=MARGIN,
+        title=f"{letter.practice_name}: {letter.title}",
+        author=letter.practice_name,
+        subject=letter.title,
+        creator="dunning",
+        producer="dunning (reportlab)",
     )
     width = PAGE_WIDTH - 2 * MARGIN
-    first = Frame(MARGIN, MARGIN, width, PAGE_HEIGHT - FIRST_PAGE_BODY_TOP - MARGIN, id="first",
-                  leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
-    later = Frame(MARGIN, MARGIN, width, PAGE_HEIGHT - 2 * MARGIN - 0.4 * inch, id="later",
-                  leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0)
+    first = Frame(
+        MARGIN,
+        MARGIN,
+        width,
+        PAGE_HEIGHT - FIRST_PAGE_BODY_TOP - MARGIN,
+        id="first",
+        leftPadding=0,
+        rightPadding=0,
+        topPadding=0,
+        bottomPadding=0,
+    )
+    later = Frame(
+        MARGIN,
+        MARGIN,
+        width,
+        PAGE_HEIGHT - 2 * MARGIN - 0.4 * inch,
+        id="later",
+        leftPadding=0,
+        rightPadding=0,
+        topPadding=0,
+        bottomPadding=0,
+    )
 
     def first_page(canvas: Canvas, _doc: Any) -> None:
         _letterhead(canvas, letter)
@@ -160,29 +199,45 @@ def render_letter(letter: LetterContent, body: str, communication_id: str = "") 
     def later_page(canvas: Canvas, _doc: Any) -> None:
         canvas.saveState()
         canvas.setFont("Helvetica-Bold", 9)
-        canvas.drawString(MARGIN, PAGE_HEIGHT - MARGIN + 6,
-                          f"{letter.practice_name}  |  Account {letter.account_number}")
+        canvas.drawString(
+            MARGIN,
+            PAGE_HEIGHT - MARGIN + 6,
+            f"{letter.practice_name}  |  Account {letter.account_number}",
+        )
         canvas.restoreState()
         _footer(canvas, letter, communication_id)
 
-    doc.addPageTemplates([
-        PageTemplate(id="first", frames=[first], onPage=first_page, autoNextPageTemplate="later"),
-        PageTemplate(id="later", frames=[later], onPage=later_page),
-    ])
+    doc.addPageTemplates(
+        [
+            PageTemplate(
+                id="first", frames=[first], onPage=first_page, autoNextPageTemplate="later"
+            ),
+            PageTemplate(id="later", frames=[later], onPage=later_page),
+        ]
+    )
 
     story: list[Flowable] = []
     summary = Table(
-        [[f"Amount due: {money(letter.amount_due_cents)}",
-          f"Please pay by: {letter.due_date.isoformat()}",
-          f"Account: {letter.account_number}"]],
+        [
+            [
+                f"Amount due: {money(letter.amount_due_cents)}",
+                f"Please pay by: {letter.due_date.isoformat()}",
+                f"Account: {letter.account_number}",
+            ]
+        ],
         colWidths=[width * 0.36, width * 0.34, width * 0.30],
     )
-    summary.setStyle(TableStyle([
-        ("FONT", (0, 0), (-1, -1), "Helvetica-Bold", 11),
-        ("BOX", (0, 0), (-1, -1), 1.2, colors.black),
-        ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#EEF2F6")),
-        ("TOPPADDING", (0, 0), (-1, -1), 8), ("BOTTOMPADDING", (0, 0), (-1, -1), 8),
-    ]))
+    summary.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, 0), (-1, -1), "Helvetica-Bold", 11),
+                ("BOX", (0, 0), (-1, -1), 1.2, colors.black),
+                ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor("#EEF2F6")),
+                ("TOPPADDING", (0, 0), (-1, -1), 8),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 8),
+            ]
+        )
+    )
     story += [Paragraph(escape(letter.title.upper()), TITLE), Spacer(1, 6), summary, Spacer(1, 10)]
     for paragraph in message_text(body, letter):
         story.append(Paragraph(escape(paragraph), BODY))
@@ -190,8 +245,9 @@ def render_letter(letter: LetterContent, body: str, communication_id: str = "") 
     story.append(Paragraph("Statement of your account", HEADING))
     story.append(_statement_table(letter, width))
     story.append(Spacer(1, 6))
-    story.append(KeepTogether([Paragraph("Aging of your balance", HEADING),
-                               _aging_table(letter, width)]))
+    story.append(
+        KeepTogether([Paragraph("Aging of your balance", HEADING), _aging_table(letter, width)])
+    )
     ways = [
         f"<b>Online:</b> {escape(letter.pay_url)}" if letter.pay_url else "",
         f"<b>By phone:</b> {escape(letter.practice_phone)}",
@@ -199,15 +255,29 @@ def render_letter(letter: LetterContent, body: str, communication_id: str = "") 
         f"{escape(letter.account_number)} written on it and the stub below.",
         "Payment plans are available: call us before the due date.",
     ]
-    story.append(KeepTogether([Paragraph("Ways to pay", HEADING),
-                               *[Paragraph(w, BODY) for w in ways if w]]))
+    story.append(
+        KeepTogether([Paragraph("Ways to pay", HEADING), *[Paragraph(w, BODY) for w in ways if w]])
+    )
     if letter.financial_assistance:
-        box = Table([[Paragraph("<b>Financial assistance.</b> "
-                                + escape(letter.financial_assistance), BODY)]],
-                    colWidths=[width])
-        box.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 0.8, colors.black),
-                                 ("TOPPADDING", (0, 0), (-1, -1), 6),
-                                 ("BOTTOMPADDING", (0, 0), (-1, -1), 2)]))
+        box = Table(
+            [
+                [
+                    Paragraph(
+                        "<b>Financial assistance.</b> " + escape(letter.financial_assistance), BODY
+                    )
+                ]
+            ],
+            colWidths=[width],
+        )
+        box.setStyle(
+            TableStyle(
+                [
+                    ("BOX", (0, 0), (-1, -1), 0.8, colors.black),
+                    ("TOPPADDING", (0, 0), (-1, -1), 6),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+                ]
+            )
+        )
         story += [Spacer(1, 8), box]
     story.append(Spacer(1, 14))
     story.append(_stub(letter, width))
@@ -226,8 +296,9 @@ def _letterhead(canvas: Canvas, letter: LetterContent) -> None:
     canvas.setFont("Helvetica-Bold", 11)
     canvas.drawRightString(PAGE_WIDTH - MARGIN, top - 4, letter.title)
     canvas.setFont("Helvetica", 9.5)
-    canvas.drawRightString(PAGE_WIDTH - MARGIN, top - 18,
-                           f"Statement date: {letter.statement_date.isoformat()}")
+    canvas.drawRightString(
+        PAGE_WIDTH - MARGIN, top - 18, f"Statement date: {letter.statement_date.isoformat()}"
+    )
     canvas.setStrokeColor(colors.HexColor("#1F4E79"))
     canvas.setLineWidth(1.5)
     canvas.line(MARGIN, top - 26, PAGE_WIDTH - MARGIN, top - 26)
@@ -250,10 +321,14 @@ def _footer(canvas: Canvas, letter: LetterContent, communication_id: str) -> Non
     canvas.saveState()
     canvas.setFont("Helvetica", 7)
     canvas.setFillColor(colors.gray)
-    canvas.drawString(MARGIN, MARGIN - 18,
-                      f"Questions about this statement? Call {letter.practice_phone}.")
-    canvas.drawRightString(PAGE_WIDTH - MARGIN, MARGIN - 18,
-                           f"Page {canvas.getPageNumber()}  ref {communication_id[:8]}")
+    canvas.drawString(
+        MARGIN, MARGIN - 18, f"Questions about this statement? Call {letter.practice_phone}."
+    )
+    canvas.drawRightString(
+        PAGE_WIDTH - MARGIN,
+        MARGIN - 18,
+        f"Page {canvas.getPageNumber()}  ref {communication_id[:8]}",
+    )
     canvas.restoreState()
 
 
@@ -261,16 +336,33 @@ def _statement_table(letter: LetterContent, width: float) -> Table:
     def money(cents: int) -> str:
         return format_cents(cents, letter.currency)
 
-    head = ["Date of service", "Service", "Total charges", "Insurance paid", "Insurance adj.",
-            "You paid", "Balance"]
+    head = [
+        "Date of service",
+        "Service",
+        "Total charges",
+        "Insurance paid",
+        "Insurance adj.",
+        "You paid",
+        "Balance",
+    ]
     data: list[list[Any]] = [[Paragraph(f"<b>{h}</b>", CELL) for h in head]]
     totals = [0, 0, 0, 0, 0]
     for line in letter.lines:
-        values = [line.charges_cents, -line.insurance_paid_cents,
-                  -line.insurance_adjustment_cents, -line.patient_paid_cents, line.balance_cents]
+        values = [
+            line.charges_cents,
+            -line.insurance_paid_cents,
+            -line.insurance_adjustment_cents,
+            -line.patient_paid_cents,
+            line.balance_cents,
+        ]
         totals = [t + v for t, v in zip(totals, values, strict=True)]
-        data.append([line.service_date.isoformat(), Paragraph(escape(line.description), CELL),
-                     *[money(v) for v in values]])
+        data.append(
+            [
+                line.service_date.isoformat(),
+                Paragraph(escape(line.description), CELL),
+                *[money(v) for v in values],
+            ]
+        )
     data.append(["", Paragraph("<b>Total</b>", CELL), *[money(v) for v in totals]])
     style: list[Any] = [
         ("FONT", (0, 1), (-1, -1), "Helvetica", 8.5),
@@ -283,10 +375,28 @@ def _statement_table(letter: LetterContent, width: float) -> Table:
     ]
     credit = totals[-1] - letter.amount_due_cents
     if credit > 0:
-        data.append(["", Paragraph("Payments and credits since these visits were billed", CELL),
-                     "", "", "", money(-credit), money(-credit)])
-        data.append(["", Paragraph("<b>Balance due</b>", CELL), "", "", "", "",
-                     money(letter.amount_due_cents)])
+        data.append(
+            [
+                "",
+                Paragraph("Payments and credits since these visits were billed", CELL),
+                "",
+                "",
+                "",
+                money(-credit),
+                money(-credit),
+            ]
+        )
+        data.append(
+            [
+                "",
+                Paragraph("<b>Balance due</b>", CELL),
+                "",
+                "",
+                "",
+                "",
+                money(letter.amount_due_cents),
+            ]
+        )
         style.append(("FONT", (2, -1), (-1, -1), "Helvetica-Bold", 8.5))
         style.append(("FONT", (2, -2), (-1, -2), "Helvetica", 8.5))
         style.append(("LINEABOVE", (0, -1), (-1, -1), 0.8, colors.black))
@@ -301,14 +411,20 @@ def _aging_table(letter: LetterContent, width: float) -> Table:
         return format_cents(cents, letter.currency)
 
     names = [f"{name} days" for name, _ in letter.aging_cents]
-    table = Table([names, [money(c) for _, c in letter.aging_cents]],
-                  colWidths=[width / max(len(names), 1)] * len(names))
-    table.setStyle(TableStyle([
-        ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
-        ("FONT", (0, 1), (-1, 1), "Helvetica", 9),
-        ("ALIGN", (0, 0), (-1, -1), "CENTER"),
-        ("GRID", (0, 0), (-1, -1), 0.5, colors.gray),
-    ]))
+    table = Table(
+        [names, [money(c) for _, c in letter.aging_cents]],
+        colWidths=[width / max(len(names), 1)] * len(names),
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
+                ("FONT", (0, 1), (-1, 1), "Helvetica", 9),
+                ("ALIGN", (0, 0), (-1, -1), "CENTER"),
+                ("GRID", (0, 0), (-1, -1), 0.5, colors.gray),
+            ]
+        )
+    )
     return table
 
 
@@ -318,17 +434,24 @@ def _stub(letter: LetterContent, width: float) -> Flowable:
 
     rows: list[list[Any]] = [
         [Paragraph("<b>Please detach and return this part with your payment</b>", SMALL), "", ""],
-        [f"Account {letter.account_number}", f"Due by {letter.due_date.isoformat()}",
-         f"Balance {money(letter.amount_due_cents)}"],
+        [
+            f"Account {letter.account_number}",
+            f"Due by {letter.due_date.isoformat()}",
+            f"Balance {money(letter.amount_due_cents)}",
+        ],
         [f"Pay to {letter.practice_name}", "", "Amount enclosed: $__________"],
     ]
     table = Table(rows, colWidths=[width * 0.4, width * 0.25, width * 0.35])
-    table.setStyle(TableStyle([
-        ("SPAN", (0, 0), (-1, 0)),
-        ("FONT", (0, 1), (-1, -1), "Helvetica", 9),
-        ("LINEABOVE", (0, 0), (-1, 0), 0.8, colors.black, 1, (3, 3)),
-        ("TOPPADDING", (0, 0), (-1, 0), 8),
-    ]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("SPAN", (0, 0), (-1, 0)),
+                ("FONT", (0, 1), (-1, -1), "Helvetica", 9),
+                ("LINEABOVE", (0, 0), (-1, 0), 0.8, colors.black, 1, (3, 3)),
+                ("TOPPADDING", (0, 0), (-1, 0), 8),
+            ]
+        )
+    )
     return KeepTogether([table])
 
 
@@ -344,12 +467,20 @@ class PrintBatch:
     pages: int
 
 
-MANIFEST_FIELDS = ["sequence", "communication_id", "account_id", "step_id", "first_page", "pages",
-                   "sha256"]
+MANIFEST_FIELDS = [
+    "sequence",
+    "communication_id",
+    "account_id",
+    "step_id",
+    "first_page",
+    "pages",
+    "sha256",
+]
 
 
-def build_print_batch(session: Session, day: dt.date, time_zone: dt.tzinfo,
-                      directory: Path) -> PrintBatch:
+def build_print_batch(
+    session: Session, day: dt.date, time_zone: dt.tzinfo, directory: Path
+) -> PrintBatch:
     """Gather the letters sent on ``day`` (in ``time_zone``) into one PDF and a CSV manifest.
 
     The manifest names each letter by opaque ids and its pages, so that a mail house can check
@@ -363,9 +494,12 @@ def build_print_batch(session: Session, day: dt.date, time_zone: dt.tzinfo,
     end = start + dt.timedelta(days=1)
     rows = session.scalars(
         select(Communication)
-        .where(Communication.channel == Channel.LETTER,
-               Communication.status == CommunicationStatus.SENT,
-               Communication.sent_at >= start, Communication.sent_at < end)
+        .where(
+            Communication.channel == Channel.LETTER,
+            Communication.status == CommunicationStatus.SENT,
+            Communication.sent_at >= start,
+            Communication.sent_at < end,
+        )
         .order_by(Communication.sent_at, Communication.created_at, Communication.id)
     ).all()
     directory.mkdir(parents=True, exist_ok=True)
@@ -381,10 +515,17 @@ def build_print_batch(session: Session, day: dt.date, time_zone: dt.tzinfo,
         for p in reader.pages:
             writer.add_page(p)
         count = len(reader.pages)
-        manifest.append({"sequence": seq, "communication_id": str(row.id),
-                         "account_id": str(row.account_id), "step_id": row.step_id,
-                         "first_page": page, "pages": count,
-                         "sha256": hashlib.sha256(data).hexdigest()})
+        manifest.append(
+            {
+                "sequence": seq,
+                "communication_id": str(row.id),
+                "account_id": str(row.account_id),
+                "step_id": row.step_id,
+                "first_page": page,
+                "pages": count,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
         page += count
     stem = f"letters-{day.isoformat()}"
     pdf_path = directory / f"{stem}.pdf"

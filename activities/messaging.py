@@ -220,8 +220,10 @@ class MessagingActivities:
             account = session.scalars(
                 select(Account)
                 .where(Account.id == uuid.UUID(step.account_id))
-                .options(selectinload(Account.guarantor).selectinload(Guarantor.channels),
-                         selectinload(Account.charges))
+                .options(
+                    selectinload(Account.guarantor).selectinload(Guarantor.channels),
+                    selectinload(Account.charges),
+                )
             ).one()
             reasons: list[str] = []
             if account.status is not AccountStatus.OPEN:
@@ -245,23 +247,39 @@ class MessagingActivities:
                     return result
             if cap_free_in is not None:
                 # The chain is blocked only for now: the step waits, as the scheduler would have.
-                raise ApplicationError("contact cap of the rolling window reached",
-                                       type="ContactCapReached", next_retry_delay=cap_free_in)
+                raise ApplicationError(
+                    "contact cap of the rolling window reached",
+                    type="ContactCapReached",
+                    next_retry_delay=cap_free_in,
+                )
             return self._suppress(session, step, reasons)
 
     # -- one channel ----------------------------------------------------------------------
 
     def _attempt(
-        self, session: Session, bundle: PolicyBundle, step: SendStepInput, account: Account,
-        channel: Channel, now: dt.datetime, reasons: list[str],
+        self,
+        session: Session,
+        bundle: PolicyBundle,
+        step: SendStepInput,
+        account: Account,
+        channel: Channel,
+        now: dt.datetime,
+        reasons: list[str],
     ) -> SendStepResult | None:
         """Send on ``channel``; None when the recipient was refused for good (try the next)."""
         subject, body = self._render(bundle, step, account, channel, now)
         key = attempt_key(step.idempotency_key, channel)
         row = self._claim(
-            session, step, key, channel, CommunicationStatus.PENDING, reasons,
+            session,
+            step,
+            key,
+            channel,
+            CommunicationStatus.PENDING,
+            reasons,
             recipient=contact_point(account.guarantor, channel),
-            subject=subject, body=body, language=account.guarantor.language,
+            subject=subject,
+            body=body,
+            language=account.guarantor.language,
         )
         if row is None:  # a concurrent attempt claimed the key first
             session.rollback()
@@ -276,8 +294,9 @@ class MessagingActivities:
             session.commit()
             return self._result(row)
         session.commit()  # the claim is durable before the provider hears of it
-        letter = (self._letter(bundle, step, account, body, now) if channel is Channel.LETTER
-                  else None)
+        letter = (
+            self._letter(bundle, step, account, body, now) if channel is Channel.LETTER else None
+        )
         message = self._outgoing(row, letter)
         try:
             delivery = self._senders[channel].send(message)
@@ -302,41 +321,74 @@ class MessagingActivities:
         session.commit()
         return self._result(row)
 
-    def _refused(self, session: Session, account: Account, row: Communication,
-                 exc: RecipientRejected) -> None:
+    def _refused(
+        self, session: Session, account: Account, row: Communication, exc: RecipientRejected
+    ) -> None:
         assert row.channel is not None
         at = self._clock()
         deliverability = None if exc.opted_out else Deliverability(exc.deliverability)
-        mark_channel(session, account.guarantor, row.channel, at, deliverability=deliverability,
-                     opted_out=exc.opted_out)
+        mark_channel(
+            session,
+            account.guarantor,
+            row.channel,
+            at,
+            deliverability=deliverability,
+            opted_out=exc.opted_out,
+        )
         row.status = CommunicationStatus.FAILED
         row.provider = exc.provider
         row.reasons = f"recipient refused by {exc.provider} ({exc.code or 'no code'})"
-        detail = {"communication_id": str(row.id), "channel": row.channel.value,
-                  "provider": exc.provider, "code": exc.code, "opted_out": exc.opted_out,
-                  "deliverability": exc.deliverability}
-        session.add(AuditEvent(actor="system", action="channel_refused",
-                               account_id=row.account_id, detail=detail))
+        detail = {
+            "communication_id": str(row.id),
+            "channel": row.channel.value,
+            "provider": exc.provider,
+            "code": exc.code,
+            "opted_out": exc.opted_out,
+            "deliverability": exc.deliverability,
+        }
+        session.add(
+            AuditEvent(
+                actor="system", action="channel_refused", account_id=row.account_id, detail=detail
+            )
+        )
 
     def _release(self, session: Session, row: Communication, exc: SendError) -> None:
         """The provider certainly did not take the message: free the key for the retry."""
-        session.add(AuditEvent(actor="system", action="send_deferred", account_id=row.account_id,
-                               detail={"communication_id": str(row.id),
-                                       "channel": row.channel.value if row.channel else None,
-                                       "error": type(exc).__name__, "provider": exc.provider,
-                                       "code": exc.code}))
+        session.add(
+            AuditEvent(
+                actor="system",
+                action="send_deferred",
+                account_id=row.account_id,
+                detail={
+                    "communication_id": str(row.id),
+                    "channel": row.channel.value if row.channel else None,
+                    "error": type(exc).__name__,
+                    "provider": exc.provider,
+                    "code": exc.code,
+                },
+            )
+        )
         session.execute(delete(Communication).where(Communication.id == row.id))
         level = logging.ERROR if not isinstance(exc, ProviderBusy) else logging.INFO
-        log.log(level, "send of %s deferred: %s %s %s", row.id, type(exc).__name__, exc.provider,
-                exc.code)
+        log.log(
+            level,
+            "send of %s deferred: %s %s %s",
+            row.id,
+            type(exc).__name__,
+            exc.provider,
+            exc.code,
+        )
 
     # -- finding earlier attempts ---------------------------------------------------------
 
     def _finished(self, session: Session, step: SendStepInput) -> SendStepResult | None:
         """The step's outcome if an earlier attempt settled it, finishing a half-done send."""
         keys = [step.idempotency_key, *(attempt_key(step.idempotency_key, c) for c in Channel)]
-        rows = session.scalars(select(Communication).where(Communication.idempotency_key.in_(keys))
-                               .order_by(Communication.created_at)).all()
+        rows = session.scalars(
+            select(Communication)
+            .where(Communication.idempotency_key.in_(keys))
+            .order_by(Communication.created_at)
+        ).all()
         for row in rows:
             if row.status in _COUNTED:
                 return self._result(row)
@@ -369,8 +421,10 @@ class MessagingActivities:
             return None
         else:
             row.status = CommunicationStatus.UNCONFIRMED
-            row.reasons = _join(row.reasons.split("; ") if row.reasons else [],
-                                "worker stopped during the send; not re-sent automatically")
+            row.reasons = _join(
+                row.reasons.split("; ") if row.reasons else [],
+                "worker stopped during the send; not re-sent automatically",
+            )
         session.commit()
         return self._result(row)
 
@@ -381,8 +435,9 @@ class MessagingActivities:
     def _suppress(
         self, session: Session, step: SendStepInput, reasons: list[str]
     ) -> SendStepResult:
-        row = self._claim(session, step, step.idempotency_key, None, CommunicationStatus.SUPPRESSED,
-                          reasons)
+        row = self._claim(
+            session, step, step.idempotency_key, None, CommunicationStatus.SUPPRESSED, reasons
+        )
         if row is None:
             session.rollback()
             raced = self._by_key(session, step.idempotency_key)
@@ -415,7 +470,8 @@ class MessagingActivities:
             **fields,
         }
         inserted = session.execute(
-            insert(Communication).values(**values)
+            insert(Communication)
+            .values(**values)
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(Communication.id)
         ).scalar()
@@ -426,7 +482,11 @@ class MessagingActivities:
     # -- checks at the moment of sending --------------------------------------------------
 
     def _cap_problem(
-        self, session: Session, policy: Policy, account_id: uuid.UUID, channel: Channel,
+        self,
+        session: Session,
+        policy: Policy,
+        account_id: uuid.UUID,
+        channel: Channel,
         now: dt.datetime,
     ) -> tuple[str, dt.timedelta] | None:
         """The cap ``channel`` would break now, and how long until it would not."""
@@ -435,16 +495,22 @@ class MessagingActivities:
                 continue
             window = dt.timedelta(days=cap.per_days)
             when = func.coalesce(Communication.sent_at, Communication.created_at)
-            times = sorted(session.scalars(
-                select(when).where(Communication.account_id == account_id,
-                                   Communication.channel == channel,
-                                   Communication.status.in_(_COUNTED),
-                                   when > now - window)
-            ).all())
+            times = sorted(
+                session.scalars(
+                    select(when).where(
+                        Communication.account_id == account_id,
+                        Communication.channel == channel,
+                        Communication.status.in_(_COUNTED),
+                        when > now - window,
+                    )
+                ).all()
+            )
             if len(times) >= cap.max:
                 free_at = times[len(times) - cap.max] + window
-                return (f"{channel.value}: cap of {cap.max} in {cap.per_days} days reached",
-                        max(free_at - now, dt.timedelta(seconds=1)))
+                return (
+                    f"{channel.value}: cap of {cap.max} in {cap.per_days} days reached",
+                    max(free_at - now, dt.timedelta(seconds=1)),
+                )
         return None
 
     def _check_quiet_hours(self, policy: Policy, guarantor: Guarantor, now: dt.datetime) -> None:
@@ -464,7 +530,11 @@ class MessagingActivities:
     # -- content ----------------------------------------------------------------------------
 
     def _render(
-        self, bundle: PolicyBundle, step: SendStepInput, account: Account, channel: Channel,
+        self,
+        bundle: PolicyBundle,
+        step: SendStepInput,
+        account: Account,
+        channel: Channel,
         now: dt.datetime,
     ) -> tuple[str | None, str]:
         guarantor = account.guarantor
@@ -482,8 +552,14 @@ class MessagingActivities:
             raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
         return rendered.subject, rendered.body
 
-    def _letter(self, bundle: PolicyBundle, step: SendStepInput, account: Account, body: str,
-                now: dt.datetime) -> LetterContent:
+    def _letter(
+        self,
+        bundle: PolicyBundle,
+        step: SendStepInput,
+        account: Account,
+        body: str,
+        now: dt.datetime,
+    ) -> LetterContent:
         policy = bundle.policy
         guarantor = account.guarantor
         today = now.astimezone(zone(guarantor.time_zone)).date()
@@ -503,12 +579,20 @@ class MessagingActivities:
             lines=rows,
             aging_cents=aging_of(rows, step.balance_cents, today),
             title=step.template.replace("-", " ").capitalize(),
-            financial_assistance=(policy.practice.financial_assistance_summary
-                                  if fap_required else ""),
+            financial_assistance=(
+                policy.practice.financial_assistance_summary if fap_required else ""
+            ),
         )
 
-    def _call_task(self, bundle: PolicyBundle, step: SendStepInput, account: Account,
-                   row: Communication, script: str, now: dt.datetime) -> StaffTask:
+    def _call_task(
+        self,
+        bundle: PolicyBundle,
+        step: SendStepInput,
+        account: Account,
+        row: Communication,
+        script: str,
+        now: dt.datetime,
+    ) -> StaffTask:
         """A worklist entry: who to call, what to say, and what staff need to know first."""
         today = now.astimezone(zone(account.guarantor.time_zone)).date()
         rows = tuple(_statement_line(c) for c in account.charges)
@@ -521,40 +605,68 @@ class MessagingActivities:
             "step": step.step_id,
             "tone": step.tone.value,
         }
-        return StaffTask(account_id=account.id, kind=TaskKind.CALL, step_id=step.step_id,
-                         title=f"Call about account {account.account_number}",
-                         detail={"script": script, "communication_id": str(row.id),
-                                 "summary": summary,
-                                 "outcomes": ["reached", "voicemail", "no_answer", "wrong_number",
-                                              "promise_to_pay"]})
+        return StaffTask(
+            account_id=account.id,
+            kind=TaskKind.CALL,
+            step_id=step.step_id,
+            title=f"Call about account {account.account_number}",
+            detail={
+                "script": script,
+                "communication_id": str(row.id),
+                "summary": summary,
+                "outcomes": ["reached", "voicemail", "no_answer", "wrong_number", "promise_to_pay"],
+            },
+        )
 
     def _outgoing(self, row: Communication, letter: LetterContent | None) -> OutgoingMessage:
         assert row.channel is not None
-        return OutgoingMessage(str(row.id), row.idempotency_key, row.channel, row.recipient or "",
-                               row.subject, row.body or "", letter=letter)
+        return OutgoingMessage(
+            str(row.id),
+            row.idempotency_key,
+            row.channel,
+            row.recipient or "",
+            row.subject,
+            row.body or "",
+            letter=letter,
+        )
 
-    def _mark_sent(self, session: Session, row: Communication, delivery: Delivery,
-                   at: dt.datetime) -> None:
+    def _mark_sent(
+        self, session: Session, row: Communication, delivery: Delivery, at: dt.datetime
+    ) -> None:
         row.status = CommunicationStatus.SENT
         row.provider = delivery.provider
         row.provider_id = delivery.provider_id
         row.file_path = delivery.file_path
         row.sent_at = at
-        session.add(AuditEvent(actor="system", action="message_sent", account_id=row.account_id,
-                               detail={"communication_id": str(row.id), "step": row.step_id,
-                                       "channel": row.channel.value if row.channel else None}))
+        session.add(
+            AuditEvent(
+                actor="system",
+                action="message_sent",
+                account_id=row.account_id,
+                detail={
+                    "communication_id": str(row.id),
+                    "step": row.step_id,
+                    "channel": row.channel.value if row.channel else None,
+                },
+            )
+        )
 
     @staticmethod
     def _result(row: Communication) -> SendStepResult:
-        outcome = (StepOutcome.SUPPRESSED if row.status is CommunicationStatus.SUPPRESSED
-                   else StepOutcome.SENT)
+        outcome = (
+            StepOutcome.SUPPRESSED
+            if row.status is CommunicationStatus.SUPPRESSED
+            else StepOutcome.SENT
+        )
         reasons = row.reasons.split("; ") if row.reasons else []
-        return SendStepResult(communication_id=str(row.id), outcome=outcome, channel=row.channel,
-                              reasons=reasons)
+        return SendStepResult(
+            communication_id=str(row.id), outcome=outcome, channel=row.channel, reasons=reasons
+        )
 
 
-def aging_of(rows: Sequence[StatementLine], balance_cents: int,
-             today: dt.date) -> tuple[tuple[str, int], ...]:
+def aging_of(
+    rows: Sequence[StatementLine], balance_cents: int, today: dt.date
+) -> tuple[tuple[str, int], ...]:
     """The balance by age of its visits; payments since the lines were posted age off the oldest."""
     buckets = {name: 0 for name, _, _ in AGING_BUCKETS}
     credit = max(sum(r.balance_cents for r in rows) - balance_cents, 0)
@@ -577,12 +689,18 @@ def _retryable(exc: SendError) -> ApplicationError:
     if isinstance(exc, ProviderBusy):
         delay = min(exc.retry_after or BUSY_RETRY_DELAY, MAX_RETRY_DELAY)
         kind = "ProviderRateLimited" if exc.rate_limited else "ProviderUnavailable"
-        return ApplicationError(f"{exc.provider} asked to retry later ({exc.code or 'no code'})",
-                                type=kind, next_retry_delay=delay)
+        return ApplicationError(
+            f"{exc.provider} asked to retry later ({exc.code or 'no code'})",
+            type=kind,
+            next_retry_delay=delay,
+        )
     kind = "ProviderAuthFailed" if isinstance(exc, ProviderAuthFailed) else "ProviderRejected"
-    return ApplicationError(f"{exc.provider} refused our request ({exc.code or 'no code'});"
-                            " check the provider settings", type=kind,
-                            next_retry_delay=AUTH_RETRY_DELAY)
+    return ApplicationError(
+        f"{exc.provider} refused our request ({exc.code or 'no code'});"
+        " check the provider settings",
+        type=kind,
+        next_retry_delay=AUTH_RETRY_DELAY,
+    )
 
 
 def _join(reasons: list[str], extra: str) -> str:

@@ -87,10 +87,11 @@ class LocalTwilioHttpClient(TwilioHttpClient):  # type: ignore[misc]
         allow_redirects: bool = False,
     ) -> Response:
         if self._base and url.startswith(TWILIO_API):
-            url = self._base + url[len(TWILIO_API):]
+            url = self._base + url[len(TWILIO_API) :]
         self._local.last = None
-        response = super().request(method, url, params, data, headers, auth, timeout,
-                                   allow_redirects)
+        response = super().request(
+            method, url, params, data, headers, auth, timeout, allow_redirects
+        )
         self._local.last = response
         return response
 
@@ -159,17 +160,23 @@ class TwilioSender:
         except TwilioRestException as exc:
             raise self._classify(exc) from None
         except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
-            raise ProviderBusy("sms provider unreachable before sending", provider=PROVIDER,
-                               code=type(exc).__name__) from None
+            raise ProviderBusy(
+                "sms provider unreachable before sending",
+                provider=PROVIDER,
+                code=type(exc).__name__,
+            ) from None
         except requests.ConnectionError as exc:
             if "NewConnectionError" in repr(exc.args) or "Connection refused" in repr(exc.args):
-                raise ProviderBusy("sms provider unreachable before sending", provider=PROVIDER,
-                                   code="connect") from None
-            raise ProviderUnreachable("no answer from the sms provider", provider=PROVIDER,
-                                      code="network") from None
+                raise ProviderBusy(
+                    "sms provider unreachable before sending", provider=PROVIDER, code="connect"
+                ) from None
+            raise ProviderUnreachable(
+                "no answer from the sms provider", provider=PROVIDER, code="network"
+            ) from None
         except requests.Timeout:
-            raise ProviderUnreachable("no answer from the sms provider", provider=PROVIDER,
-                                      code="timeout") from None
+            raise ProviderUnreachable(
+                "no answer from the sms provider", provider=PROVIDER, code="timeout"
+            ) from None
         return Delivery(PROVIDER, str(sent.sid or ""))
 
     def confirm(self, message: OutgoingMessage) -> Delivery | None:
@@ -181,21 +188,36 @@ class TwilioSender:
         status = int(exc.status or 0)
         label = str(code or status)
         if code in OPTED_OUT_CODES:
-            return RecipientRejected("recipient unsubscribed from texts", provider=PROVIDER,
-                                     code=label, deliverability="ok", opted_out=True)
+            return RecipientRejected(
+                "recipient unsubscribed from texts",
+                provider=PROVIDER,
+                code=label,
+                deliverability="ok",
+                opted_out=True,
+            )
         if code in UNDELIVERABLE_CODES:
-            return RecipientRejected("recipient number cannot receive texts", provider=PROVIDER,
-                                     code=label, deliverability="undeliverable")
+            return RecipientRejected(
+                "recipient number cannot receive texts",
+                provider=PROVIDER,
+                code=label,
+                deliverability="undeliverable",
+            )
         if status in (401, 403) or code in AUTH_CODES:
-            return ProviderAuthFailed("sms provider refused our credentials", provider=PROVIDER,
-                                      code=label)
+            return ProviderAuthFailed(
+                "sms provider refused our credentials", provider=PROVIDER, code=label
+            )
         if status == 429 or code in RATE_LIMIT_CODES or status >= 500:
             http = self._client.http_client
-            header = http.last_header("Retry-After") if isinstance(
-                http, LocalTwilioHttpClient) else None
-            return ProviderBusy("sms provider asked to retry later", provider=PROVIDER, code=label,
-                                retry_after=parse_retry_after(header),
-                                rate_limited=status == 429 or code in RATE_LIMIT_CODES)
+            header = (
+                http.last_header("Retry-After") if isinstance(http, LocalTwilioHttpClient) else None
+            )
+            return ProviderBusy(
+                "sms provider asked to retry later",
+                provider=PROVIDER,
+                code=label,
+                retry_after=parse_retry_after(header),
+                rate_limited=status == 429 or code in RATE_LIMIT_CODES,
+            )
         return SendError("sms provider refused the request", provider=PROVIDER, code=label)
 
 
@@ -210,10 +232,29 @@ class Keyword(StrEnum):
 
 
 # FCC 24-24 (47 CFR 64.1200(a)(10)): revocation by any reasonable means, these words included.
-STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE",
-                        "OPTOUT", "OPT OUT", "STOP ALL"})
-STOP_PHRASES = ("STOP TEXT", "DONT TEXT", "DO NOT TEXT", "NO MORE TEXT", "REMOVE ME",
-                "LEAVE ME ALONE", "TAKE ME OFF")
+STOP_WORDS = frozenset(
+    {
+        "STOP",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "REVOKE",
+        "OPTOUT",
+        "OPT OUT",
+        "STOP ALL",
+    }
+)
+STOP_PHRASES = (
+    "STOP TEXT",
+    "DONT TEXT",
+    "DO NOT TEXT",
+    "NO MORE TEXT",
+    "REMOVE ME",
+    "LEAVE ME ALONE",
+    "TAKE ME OFF",
+)
 HELP_WORDS = frozenset({"HELP", "INFO"})
 START_WORDS = frozenset({"START", "UNSTOP", "YES", "OPT IN", "OPTIN"})
 
@@ -242,7 +283,11 @@ class ReplyOutcome:
 
 
 def apply_reply(
-    session: Session, from_number: str, body: str, at: dt.datetime, practice_name: str,
+    session: Session,
+    from_number: str,
+    body: str,
+    at: dt.datetime,
+    practice_name: str,
     practice_phone: str,
 ) -> ReplyOutcome:
     """Apply an inbound text to every guarantor with that number, at once. Never commits.
@@ -253,7 +298,8 @@ def apply_reply(
     """
     keyword = classify_reply(body)
     guarantors: Sequence[Guarantor] = session.scalars(
-        select(Guarantor).where(Guarantor.phone == from_number)
+        select(Guarantor)
+        .where(Guarantor.phone == from_number)
         .options(selectinload(Guarantor.channels))
     ).all()
     for guarantor in guarantors:
@@ -272,7 +318,7 @@ def apply_reply(
         pref.updated_at = at
     replies = {
         Keyword.STOP: f"{practice_name}: you will not receive more texts from us. "
-                      f"Questions: {practice_phone}.",
+        f"Questions: {practice_phone}.",
         Keyword.START: f"{practice_name}: texts are on again. Reply STOP to opt out.",
         Keyword.HELP: f"{practice_name} billing: call {practice_phone}. Reply STOP to opt out.",
         Keyword.OTHER: "",
@@ -286,7 +332,8 @@ def apply_status(session: Session, guarantor: Guarantor, error_code: str, at: dt
     Needs ``guarantor.channels`` loaded. Never commits.
     """
     if not error_code.isdigit() or int(error_code) not in ASYNC_UNDELIVERABLE_CODES | {
-            *UNDELIVERABLE_CODES}:
+        *UNDELIVERABLE_CODES
+    }:
         return False
     pref = next((p for p in guarantor.channels if p.channel is Channel.SMS), None)
     if pref is None:
