@@ -1,69 +1,51 @@
-"""HTTP API: balances, payments, status and aging for billing systems and staff tools."""
+"""HTTP API: intake for billing systems, staff actions, provider webhooks.
+
+``create_app`` is served by ``dunning run`` (with the worker) and ``dunning api`` (alone).
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated
-
-from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from api.routes import intake, staff, webhooks
+from api.state import AppState
+from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
-from models.orm import repositories as repo
-from models.payloads import StatusView
-from starter import Intake, get_status
+from starter import Intake
 
+DESCRIPTION = """\
+Balances, payments and adjustments from billing systems; staff actions; provider webhooks.
 
-class PaymentIn(BaseModel):
-    reference: Annotated[str, Field(min_length=1, max_length=64)]
-    amount_cents: Annotated[int, Field(gt=0)]
-    method: str = "other"
-
-
-class PaymentOut(BaseModel):
-    new: bool
-    balance_cents: int
+Authenticate with `Authorization: Bearer <token>` (`dunning token create NAME --role ROLE`).
+Roles: **integration** (intake), **staff** (status, worklist, hold, resume, hardship, plan,
+settle, write-off and referral requests), **supervisor** (staff, and approve or deny),
+**billing_lead** (everything). Webhooks authenticate by the provider's signature instead.
+"""
 
 
 def create_app(
     settings: Settings, session_factory: sessionmaker[Session], client: Client
 ) -> FastAPI:
-    app = FastAPI(title="dunning", version="0.1.0")
-    intake = Intake(session_factory, client, settings)
+    app = FastAPI(title="dunning", version="0.2.0", description=DESCRIPTION)
+    app.state.dunning = AppState(
+        settings, session_factory, client, Intake(session_factory, client, settings)
+    )
+    app.state.sendgrid_verifier = Verifier(settings.sendgrid.webhook_public_key)
 
-    @app.get("/health")
+    @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/accounts/{account_number}/status")
-    async def account_status(account_number: str) -> StatusView:
-        try:
-            account_id = intake.account_id(account_number)
-        except LookupError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        return await get_status(client, account_id)
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError) -> JSONResponse:
+        # A value the schema let through but PostgreSQL cannot hold (out of range).
+        return JSONResponse({"detail": "a value is out of range"}, status_code=422)
 
-    @app.post("/accounts/{account_number}/payments")
-    async def post_payment(account_number: str, payment: PaymentIn) -> PaymentOut:
-        try:
-            new, balance = await intake.post_payment(
-                account_number,
-                payment.amount_cents,
-                payment.reference,
-                method=payment.method,
-                posted_by="api",
-            )
-        except LookupError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except ValueError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        return PaymentOut(new=new, balance_cents=balance)
-
-    @app.get("/aging")
-    async def aging() -> dict[str, int]:
-        with session_factory() as session:
-            return repo.aging(session, dt.datetime.now(dt.UTC))
-
+    app.include_router(intake.router)
+    app.include_router(staff.router)
+    app.include_router(webhooks.router)
     return app

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli import api as api_cli
 from cli import policy as policy_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
@@ -32,6 +33,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(policy_cli.app, name="policy")
 app.command()(simulate_cli.simulate)
 staff_cli.register(app)
+api_cli.register(app)
 
 log = logging.getLogger("dunning")
 
@@ -79,52 +81,67 @@ def import_balances(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="check every row, write nothing")
     ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="import the good rows; bad ones to FILE.rejects.csv")
+    ] = False,
 ) -> None:
     """Import balances and charge lines; all-or-nothing, every bad row reported."""
-    cfg = settings()
-
-    async def go() -> None:
-        with database(cfg) as db:
-            client = None if dry_run else await _client(cfg)
-            intake = Intake(db.session_factory, client, cfg)
-            try:
-                report = await intake.import_balances(file, dry_run=dry_run)
-            except CsvImportError as exc:
-                fail(f"{file}: nothing imported.\n{exc}")
-        verb = "would import" if dry_run else "imported"
-        console.print(
-            f"{verb} {report.rows} rows for {report.accounts} accounts"
-            + (
-                ""
-                if dry_run
-                else f"; {report.new_charges} new charges, "
-                f"{report.started_or_joined} workflows started or joined"
-            )
-        )
-
-    asyncio.run(go())
+    _import(file, "balances", dry_run, skip_bad)
 
 
 @import_app.command("payments")
 def import_payments(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="import the good rows; bad ones to FILE.rejects.csv")
+    ] = False,
 ) -> None:
     """Import payments (account_number, reference, amount[, received_on, method])."""
+    _import(file, "payments", dry_run, skip_bad)
+
+
+def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
+    from cli.imports import run_import
+
     cfg = settings()
 
     async def go() -> None:
         with database(cfg) as db:
             client = None if dry_run else await _client(cfg)
             intake = Intake(db.session_factory, client, cfg)
+            method = intake.import_balances if kind == "balances" else intake.import_payments
             try:
-                report = await intake.import_payments(file, dry_run=dry_run)
+                report, rejected, rejects = await run_import(
+                    file,
+                    kind,
+                    lambda p, d: method(p, dry_run=d),
+                    dry_run=dry_run,
+                    skip_bad=skip_bad,
+                )
             except CsvImportError as exc:
                 fail(f"{file}: nothing imported.\n{exc}")
-        console.print(
-            f"{'checked' if dry_run else 'posted'} {report.rows} payments"
-            + ("" if dry_run else f" ({report.new_charges} new)")
-        )
+        if rejects is not None:
+            rows = len({e.row for e in rejected})
+            console.print(f"skipped {rows} bad rows, written to {rejects}:")
+            for error in rejected:
+                console.print(f"  {error}", highlight=False)
+        verb = "would import" if dry_run else "imported"
+        if kind == "balances":
+            console.print(
+                f"{verb} {report.rows} rows for {report.accounts} accounts"
+                + (
+                    ""
+                    if dry_run
+                    else f"; {report.new_charges} new charges, "
+                    f"{report.started_or_joined} workflows started or joined"
+                )
+            )
+        else:
+            console.print(
+                f"{'checked' if dry_run else 'posted'} {report.rows} payments"
+                + ("" if dry_run else f" ({report.new_charges} new)")
+            )
 
     asyncio.run(go())
 

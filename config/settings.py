@@ -68,6 +68,9 @@ class SendGridSettings(BaseModel):
     from_email: str = "billing@example.org"
     sandbox_mode: bool = False
     base_url: str = Field(default="", description="API host override, for a local test server")
+    webhook_public_key: str = Field(
+        default="", description="Event Webhook verification key (base64 ECDSA P-256 public key)"
+    )
 
     @property
     def configured(self) -> bool:

@@ -1,6 +1,37 @@
 """CSV rows as a practice-management export has them, validated with row number and field.
 
 One row per charge line (visit); several rows may share an account. Amounts are dollars.
+
+Column names are matched loosely: case, spaces and punctuation are ignored ("Acct #" is
+``acct``), and the aliases below, common in practice-management exports, name the same fields.
+A canonical column wins over an alias when a file has both. "Patient Balance" (or "Balance")
+stands for ``charges`` only when the file has no charges column: the patient's balance is then
+taken as the charge line's whole amount. Dates may be ISO (2026-10-01) or US (10/01/2026).
+
+============================  ==========================================================
+field                         also accepted
+============================  ==========================================================
+account_number                Acct #, Acct No, Account, Account #, Account No, Account ID
+guarantor_id                  Guarantor, Guarantor ID, Guar ID, Guarantor #, Resp Party ID
+first_name / last_name        Guarantor First Name / Guarantor Last Name, First / Last
+email                         E-mail, Email Address, Guarantor Email
+phone                         Phone Number, Mobile, Cell, Cell Phone, Mobile Phone
+sms_consent                   Text Consent, SMS Opt In, OK to Text
+address_line1 / 2             Address, Address 1, Street / Address 2
+state / postal_code           ST / Zip, Zip Code, Postal
+time_zone                     Timezone, TZ
+charge_ref                    Charge ID, Visit ID, Encounter, Encounter ID, Invoice #
+service_date                  DOS, Date of Service, Svc Date
+description                   Procedure, Service, Description of Service
+charges                       Charge, Charge Amount, Total Charges, Billed
+insurance_paid                Ins Paid, Insurance Payment(s)
+insurance_adjustment          Ins Adj, Contractual Adjustment, Adjustment(s)
+patient_paid                  Pt Paid, Patient Payment(s)
+(payments) reference          Payment ID, Payment Ref, Receipt #, Check #, Transaction ID
+(payments) amount             Payment Amount, Amount Paid, Amt
+(payments) received_on        Payment Date, Date Received, Deposit Date, Post Date
+(payments) method             Payment Method, Payment Type, Pay Type
+============================  ==========================================================
 """
 
 from __future__ import annotations
@@ -8,6 +39,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +74,21 @@ def _yes_no(value: object) -> object:
     return value
 
 
+def _us_date(value: object) -> object:
+    """Accept 10/01/2026 (a US export's date) besides ISO 2026-10-01."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*", value)
+        if m:
+            month, day, year = (int(g) for g in m.groups())
+            try:
+                return dt.date(year, month, day)
+            except ValueError as exc:
+                raise ValueError(f"not a date: {value.strip()!r}") from exc
+    return value
+
+
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
+ExportDate = Annotated[dt.date, BeforeValidator(_us_date)]
 Money0 = Annotated[DollarsAsCents, BeforeValidator(lambda v: "0" if v in (None, "") else v)]
 
 
@@ -64,7 +110,7 @@ class BalanceRow(BaseModel):
     time_zone: Annotated[str, AfterValidator(_zone)] = "America/New_York"
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
     charge_ref: str = REFERENCE_FIELD
-    service_date: dt.date
+    service_date: ExportDate
     description: str = Field(min_length=1, max_length=200)
     charges: DollarsAsCents = Field(ge=0)
     insurance_paid: Money0 = 0
@@ -83,7 +129,7 @@ class PaymentRow(BaseModel):
     account_number: str = Field(min_length=1, max_length=64)
     reference: str = REFERENCE_FIELD
     amount: DollarsAsCents = Field(gt=0)
-    received_on: dt.date | None = None
+    received_on: Annotated[ExportDate | None, BeforeValidator(_blank_to_none)] = None
     method: str = Field(default="other", max_length=32)
 
 
@@ -105,37 +151,149 @@ class CsvImportError(Exception):
 
 RowT = TypeVar("RowT", bound=BaseModel)
 
+_COMMON_ALIASES: dict[str, tuple[str, ...]] = {
+    "account_number": (
+        "acct",
+        "acct_no",
+        "acct_num",
+        "account",
+        "account_no",
+        "account_num",
+        "account_id",
+        "account_number",
+    ),
+}
+BALANCE_ALIASES: dict[str, tuple[str, ...]] = {
+    **_COMMON_ALIASES,
+    "guarantor_id": (
+        "guarantor",
+        "guarantor_no",
+        "guar_id",
+        "guar_no",
+        "resp_party_id",
+        "responsible_party_id",
+    ),
+    "first_name": ("guarantor_first_name", "guar_first_name", "first", "fname"),
+    "last_name": ("guarantor_last_name", "guar_last_name", "last", "lname"),
+    "email": ("e_mail", "email_address", "guarantor_email"),
+    "phone": ("phone_number", "mobile", "cell", "cell_phone", "mobile_phone", "guarantor_phone"),
+    "sms_consent": ("text_consent", "sms_opt_in", "ok_to_text"),
+    "address_line1": ("address", "address_1", "address1", "street", "addr1"),
+    "address_line2": ("address_2", "address2", "addr2"),
+    "state": ("st",),
+    "postal_code": ("zip", "zip_code", "zipcode", "postal"),
+    "time_zone": ("timezone", "tz"),
+    "charge_ref": ("charge_id", "visit_id", "encounter", "encounter_id", "invoice", "invoice_no"),
+    "service_date": ("dos", "date_of_service", "svc_date", "service_dt"),
+    "description": ("procedure", "service", "description_of_service"),
+    "charges": (
+        "charge",
+        "charge_amount",
+        "total_charges",
+        "billed",
+        "patient_balance",
+        "pt_balance",
+        "balance",
+    ),
+    "insurance_paid": ("ins_paid", "insurance_payment", "insurance_payments"),
+    "insurance_adjustment": ("ins_adj", "contractual_adjustment", "adjustment", "adjustments"),
+    "patient_paid": ("pt_paid", "patient_payment", "patient_payments"),
+}
+PAYMENT_ALIASES: dict[str, tuple[str, ...]] = {
+    **_COMMON_ALIASES,
+    "reference": (
+        "payment_id",
+        "payment_ref",
+        "payment_reference",
+        "receipt",
+        "receipt_no",
+        "check",
+        "check_no",
+        "transaction_id",
+    ),
+    "amount": ("payment_amount", "amount_paid", "amt", "paid_amount"),
+    "received_on": ("payment_date", "date_received", "received", "deposit_date", "post_date"),
+    "method": ("payment_method", "payment_type", "pay_type"),
+}
 
-def parse_rows(
-    text: str | Path, model: type[RowT], required: Iterable[str] = ()
-) -> tuple[list[tuple[int, RowT]], list[RowError]]:
-    """Validate every row; return the good ones with their line numbers, and all the errors."""
+
+def normalise_column(name: str) -> str:
+    """``"Acct #"`` -> ``acct``; ``"Date of Service"`` -> ``date_of_service``."""
+    return "_".join(re.findall(r"[a-z0-9]+", name.lower()))
+
+
+def map_columns(header: list[str], model: type[BaseModel]) -> dict[str, str]:
+    """The file's column for each model field it has: the canonical name first, else an alias."""
+    aliases = PAYMENT_ALIASES if model is PaymentRow else BALANCE_ALIASES
+    by_norm: dict[str, str] = {}
+    for column in header:
+        by_norm.setdefault(normalise_column(column), column)
+    mapping: dict[str, str] = {}
+    for name in model.model_fields:
+        if name in by_norm:
+            mapping[name] = by_norm[name]
+            continue
+        for alias in aliases.get(name, ()):
+            if alias in by_norm and by_norm[alias] not in mapping.values():
+                mapping[name] = by_norm[alias]
+                break
+    return mapping
+
+
+def read_records(text: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and each record with its line number (the header is line 1), as written."""
     if isinstance(text, Path):
         text = text.read_text(encoding="utf-8-sig")
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
+    records = []
+    for record in reader:
+        records.append((reader.line_num, record))
+    return header, records
+
+
+def parse_rows(
+    text: str | Path, model: type[RowT], required: Iterable[str] = ()
+) -> tuple[list[tuple[int, RowT]], list[RowError]]:
+    """Validate every row; return the good ones with their line numbers, and all the errors.
+
+    Columns are matched by name or by a practice-management export's alias (see the module's
+    table); an error names the field, and the file's column when it was an alias.
+    """
+    header, records = read_records(text)
+    mapping = map_columns(header, model)
+    shown = {f: f if c == f else f"{c} ({f})" for f, c in mapping.items()}
     missing = [
         name
         for name, info in model.model_fields.items()
-        if (info.is_required() or name in required) and name not in header
+        if (info.is_required() or name in required) and name not in mapping
     ]
     if missing:
         return [], [RowError(1, name, "missing column") for name in missing]
     rows: list[tuple[int, RowT]] = []
     errors: list[RowError] = []
-    for record in reader:
-        line = reader.line_num
+    for line, record in records:
         if None in record:
             errors.append(RowError(line, "(row)", "more values than columns"))
             continue
+        data = {name: record[column] for name, column in mapping.items()}
         try:
-            rows.append((line, model.model_validate(record)))
+            rows.append((line, model.model_validate(data)))
         except ValidationError as exc:
             for err in exc.errors():
                 field = ".".join(str(p) for p in err["loc"]) or "(row)"
                 message = err["msg"].removeprefix("Value error, ")
                 if err["type"] == "string_pattern_mismatch":
                     message = "has an unexpected format"
-                errors.append(RowError(line, field, message))
+                errors.append(RowError(line, shown.get(field, field), message))
     return rows, errors
+
+
+def write_records(path: Path, header: list[str], records: Iterable[dict[str, str]]) -> Path:
+    """Write records (as :func:`read_records` returned them) under ``header``."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    return path

@@ -1,16 +1,20 @@
 """SQLAlchemy 2 ORM models. Alembic migrations in ``migrations/`` build the schema they map."""
 
 from models.orm.account import Account, AccountStatus, ChargeLine, Payment
+from models.orm.api_token import ApiRole, ApiToken
 from models.orm.approval import StaffTask, TaskKind, TaskStatus
 from models.orm.audit import AuditEvent
 from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
+from models.orm.webhook import IdempotencyKey, WebhookEvent
 
 __all__ = [
     "Account",
     "AccountStatus",
+    "ApiRole",
+    "ApiToken",
     "AuditEvent",
     "Base",
     "ChannelPreference",
@@ -19,9 +23,11 @@ __all__ = [
     "CommunicationStatus",
     "Deliverability",
     "Guarantor",
+    "IdempotencyKey",
     "Payment",
     "PolicyVersion",
     "StaffTask",
     "TaskKind",
     "TaskStatus",
+    "WebhookEvent",
 ]

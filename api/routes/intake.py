@@ -1,0 +1,197 @@
+"""Intake for billing systems: balances and charge lines, payments, adjustments.
+
+Each request is idempotent by the caller's external reference: the first answer is stored and
+returned again for a repeat; a repeat with a different body is refused (409).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import idempotency, services
+from api.auth import Permission, Principal, require
+from api.schemas import (
+    AccountIn,
+    AccountNumber,
+    AccountOut,
+    AdjustmentIn,
+    AdjustmentOut,
+    PaymentIn,
+    PaymentOut,
+    Problem,
+)
+from api.state import State
+from models.actions import AdjustmentSignal
+from models.imports import BalanceRow
+from models.money import dollars_text
+from models.orm import Account, Payment
+
+router = APIRouter(tags=["intake"])
+Integration = Annotated[Principal, Depends(require(Permission.INTAKE))]
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": Problem},
+    403: {"model": Problem},
+    404: {"model": Problem},
+    409: {"model": Problem},
+}
+
+
+def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
+    g = body.guarantor
+    rows = []
+    for index, charge in enumerate(body.charges):
+        try:
+            rows.append(
+                BalanceRow.model_validate(
+                    {
+                        "account_number": account_number,
+                        "guarantor_id": g.id,
+                        "first_name": g.first_name,
+                        "last_name": g.last_name,
+                        "email": g.email,
+                        "phone": g.phone,
+                        "sms_consent": "yes" if g.sms_consent else "no",
+                        "address_line1": g.address_line1,
+                        "address_line2": g.address_line2,
+                        "city": g.city,
+                        "state": g.state,
+                        "postal_code": g.postal_code,
+                        "time_zone": g.time_zone,
+                        "language": g.language,
+                        "charge_ref": charge.reference,
+                        "service_date": charge.service_date,
+                        "description": charge.description,
+                        "charges": dollars_text(charge.charges_cents),
+                        "insurance_paid": dollars_text(charge.insurance_paid_cents),
+                        "insurance_adjustment": dollars_text(charge.insurance_adjustment_cents),
+                        "patient_paid": dollars_text(charge.patient_paid_cents),
+                        "policy": body.policy,
+                    }
+                )
+            )
+        except ValidationError as exc:
+            fields = sorted({str(e["loc"][-1]) for e in exc.errors() if e["loc"]})
+            raise HTTPException(
+                422, f"charges[{index}] or guarantor: invalid {', '.join(fields)}"
+            ) from None
+    return rows
+
+
+@router.put(
+    "/accounts/{account_number}",
+    response_model=AccountOut,
+    responses=ERRORS,
+    summary="Create or update an account's balance and charge lines",
+)
+async def put_account(
+    account_number: AccountNumber, body: AccountIn, state: State, who: Integration
+) -> JSONResponse:
+    """New charge lines (by reference) are added and routed to the account's workflow
+    (signal-with-start); known ones are left alone. Idempotent by ``reference``."""
+    key = f"account:{body.reference}"
+    digest = idempotency.request_hash(account_number, body.model_dump(mode="json"))
+    if (first := idempotency.replay(state.session_factory, key, digest)) is not None:
+        return first
+    refs = [c.reference for c in body.charges]
+    if len(set(refs)) != len(refs):
+        raise HTTPException(422, "charges: each charge needs its own reference")
+    rows = _rows(account_number, body)
+    try:
+        posted = await services.post_account(state.intake, rows, who.name)
+    except services.PolicyUnusable as exc:
+        raise HTTPException(422, str(exc)) from None
+    out = AccountOut(
+        account_number=posted.account_number,
+        new_charges=posted.new_charges,
+        balance_cents=posted.balance_cents,
+    )
+    return idempotency.remember(
+        state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
+    )
+
+
+def _ledger_payment(state: State, reference: str) -> tuple[bool, int]:
+    with state.session_factory() as session:
+        balance = session.scalar(
+            select(Account.balance_cents)
+            .join(Payment, Payment.account_id == Account.id)
+            .where(Payment.reference == reference)
+        )
+    return True, balance or 0
+
+
+@router.post(
+    "/accounts/{account_number}/payments",
+    response_model=PaymentOut,
+    responses=ERRORS,
+    summary="Post a payment (once per reference)",
+)
+async def post_payment(
+    account_number: AccountNumber, body: PaymentIn, state: State, who: Integration
+) -> JSONResponse:
+    """Lowers the balance in the ledger, then tells the workflow; at zero the balance is paid."""
+    key = f"payment:{body.reference}"
+    digest = idempotency.request_hash(account_number, body.model_dump(mode="json"))
+    if (first := idempotency.replay(state.session_factory, key, digest)) is not None:
+        return first
+    try:
+        new, balance = await state.intake.post_payment(
+            account_number,
+            body.amount_cents,
+            body.reference,
+            received_at=body.received_at,
+            method=body.method,
+            posted_by=who.name,
+        )
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        # Ledger first: the payment is recorded; the account has no workflow to tell (a zero
+        # balance never started one), so the ledger's answer is the whole answer.
+        new, balance = _ledger_payment(state, body.reference)
+    out = PaymentOut(reference=body.reference, new=new, balance_cents=balance)
+    return idempotency.remember(
+        state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
+    )
+
+
+@router.post(
+    "/accounts/{account_number}/adjustments",
+    response_model=AdjustmentOut,
+    responses=ERRORS,
+    summary="Post an adjustment, insurance payment (negative) or denial (positive)",
+)
+async def post_adjustment(
+    account_number: AccountNumber, body: AdjustmentIn, state: State, who: Integration
+) -> JSONResponse:
+    """Insurance payments are negative, denials positive; a zero adjustment is refused."""
+    try:
+        signal = AdjustmentSignal(
+            reference=body.reference, kind=body.kind, amount_cents=body.amount_cents
+        )
+    except ValidationError as exc:
+        raise HTTPException(422, exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    key = f"adjustment:{body.reference}"
+    digest = idempotency.request_hash(account_number, body.model_dump(mode="json"))
+    if (first := idempotency.replay(state.session_factory, key, digest)) is not None:
+        return first
+    try:
+        balance = await services.post_adjustment(state.intake, account_number, signal, who.name)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except services.NoWorkflow as exc:
+        balance = exc.balance_cents
+    out = AdjustmentOut(reference=body.reference, balance_cents=balance)
+    return idempotency.remember(
+        state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
+    )

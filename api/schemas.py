@@ -1,0 +1,189 @@
+"""Request and response bodies of the HTTP API (validated at the edge, documented in OpenAPI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from models.actions import AdjustmentKind, HoldReason
+from models.common import REFERENCE_FIELD
+from models.payloads import CallResult
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+MAX_CENTS = 10_000_000
+"""$100,000: the ledger holds 32-bit cents per account."""
+ACCOUNT_NUMBER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._#-]{0,63}$"
+AccountNumber = Annotated[
+    str, Path(pattern=ACCOUNT_NUMBER_PATTERN, description="the practice's account number")
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# -- intake -------------------------------------------------------------------------------------
+
+
+class GuarantorIn(Strict):
+    """The person responsible for paying. Kept in PostgreSQL only, never in a workflow."""
+
+    id: Text = Field(min_length=1, max_length=64, description="the practice's guarantor id")
+    first_name: Text = Field(min_length=1, max_length=100)
+    last_name: Text = Field(min_length=1, max_length=100)
+    email: Text | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: Text | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{7,20}$")
+    sms_consent: bool = False
+    address_line1: Text | None = Field(default=None, max_length=200)
+    address_line2: Text | None = Field(default=None, max_length=200)
+    city: Text | None = Field(default=None, max_length=100)
+    state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    postal_code: str | None = Field(default=None, pattern=r"^\d{5}(-\d{4})?$")
+    time_zone: Text = Field(default="America/New_York", max_length=64)
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+
+
+class ChargeIn(Strict):
+    """One visit: charges - insurance paid - insurance adjustment - patient paid."""
+
+    reference: str = REFERENCE_FIELD
+    service_date: dt.date
+    description: Text = Field(min_length=1, max_length=200)
+    charges_cents: int = Field(ge=0, le=MAX_CENTS)
+    insurance_paid_cents: int = Field(default=0, ge=0, le=MAX_CENTS)
+    insurance_adjustment_cents: int = Field(default=0, ge=0, le=MAX_CENTS)
+    patient_paid_cents: int = Field(default=0, ge=0, le=MAX_CENTS)
+
+
+class AccountIn(Strict):
+    """Create or update an account's balance and charge lines; idempotent by ``reference``."""
+
+    reference: str = REFERENCE_FIELD
+    guarantor: GuarantorIn
+    charges: list[ChargeIn] = Field(min_length=1, max_length=100)
+    policy: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="a policy's name"
+    )
+
+
+class AccountOut(BaseModel):
+    account_number: str
+    new_charges: int
+    balance_cents: int
+
+
+class PaymentIn(Strict):
+    reference: str = REFERENCE_FIELD
+    amount_cents: int = Field(gt=0, le=MAX_CENTS)
+    received_at: dt.datetime | None = None
+    method: str = Field(default="other", pattern=r"^[a-z_-]{1,32}$")
+
+
+class PaymentOut(BaseModel):
+    reference: str
+    new: bool
+    balance_cents: int
+
+
+class AdjustmentIn(Strict):
+    """Positive raises what the patient owes, negative lowers it."""
+
+    reference: str = REFERENCE_FIELD
+    kind: AdjustmentKind
+    amount_cents: int = Field(ge=-MAX_CENTS, le=MAX_CENTS)
+
+
+class AdjustmentOut(BaseModel):
+    reference: str
+    balance_cents: int
+
+
+# -- staff --------------------------------------------------------------------------------------
+
+
+class HoldIn(Strict):
+    reason: HoldReason
+    until: dt.datetime | None = Field(default=None, description="the hold ends by itself then")
+    note: Text = Field(default="", max_length=300)
+
+
+class HardshipIn(Strict):
+    discount_percent: int = Field(ge=1, le=100)
+    program: str = Field(default="financial-assistance", pattern=r"^[a-z0-9-]{1,64}$")
+
+
+class InstallmentIn(Strict):
+    due_on: dt.date
+    amount_cents: int = Field(gt=0, le=MAX_CENTS)
+
+
+class PlanIn(Strict):
+    installments: list[InstallmentIn] = Field(min_length=1, max_length=120)
+
+
+class SettlementIn(Strict):
+    amount_cents: int = Field(gt=0, le=MAX_CENTS)
+    days: int = Field(default=14, ge=1, le=90, description="the offer is valid for")
+
+
+class WriteOffIn(Strict):
+    reason: Text = Field(min_length=1, max_length=200)
+    amount_cents: int | None = Field(
+        default=None, gt=0, le=MAX_CENTS, description="default the whole balance"
+    )
+
+
+class ReferralIn(Strict):
+    note: Text = Field(default="", max_length=300)
+
+
+class DecisionIn(Strict):
+    reason: Text = Field(default="", max_length=500)
+
+
+class DenyIn(Strict):
+    reason: Text = Field(min_length=1, max_length=500)
+
+
+class CallOutcomeIn(Strict):
+    result: CallResult
+    promised_date: dt.date | None = None
+    promised_cents: int | None = Field(default=None, gt=0, le=MAX_CENTS)
+
+
+class ActionOut(BaseModel):
+    """What the workflow answered: a message, a task id, or the balance left."""
+
+    account_number: str
+    result: str
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    account_number: str
+    kind: str
+    title: str
+    approvers: list[str]
+    due_at: dt.datetime | None
+    status: str
+    requested_by: str
+
+
+class Problem(BaseModel):
+    """An error: for a refused staff action, ``kind`` is the workflow's rule."""
+
+    detail: str
+    kind: str = ""

@@ -1,0 +1,29 @@
+"""What every route needs, built once by ``create_app`` and kept on ``app.state.dunning``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from config.settings import Settings
+from starter import Intake
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    client: Client
+    intake: Intake
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.dunning
+    return state
+
+
+State = Annotated[AppState, Depends(_state)]

@@ -1,0 +1,1 @@
+"""Provider webhooks: verified before anything is read or changed."""
