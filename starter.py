@@ -12,6 +12,7 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,12 +22,14 @@ from temporalio.client import Client, TLSConfig, WorkflowHandle, WorkflowUpdateF
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities import calls
 from config.loader import PolicyBundle, PolicyFileError, load_policy
 from config.settings import Settings
 from models.actions import (
     AccountState,
+    AdjustmentSignal,
     ChannelEventKind,
     ChannelEventSignal,
     HardshipRequest,
@@ -63,6 +66,11 @@ from models.policy import Channel, PolicyRef
 from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
 
 R = TypeVar("R")
+
+RPC_TIMEOUT = timedelta(seconds=10)
+"""Queries and signals: a workflow whose worker is gone must not hang a request."""
+UPDATE_TIMEOUT = timedelta(seconds=30)
+"""Updates may run an activity (opening an approval task) before they answer."""
 
 
 class NotRunning(RuntimeError):
@@ -131,12 +139,14 @@ async def start_or_join(
 
 
 async def signal_payment(client: Client, account_id: str, payment: PaymentSignal) -> None:
-    await client.get_workflow_handle(workflow_id(account_id)).signal("record_payment", payment)
+    await signal(client, account_id, "record_payment", payment)
 
 
 async def get_status(client: Client, account_id: str) -> StatusView:
     handle = client.get_workflow_handle(workflow_id(account_id))
-    view: StatusView = await handle.query("get_status", result_type=StatusView)
+    view: StatusView = await handle.query(
+        "get_status", result_type=StatusView, rpc_timeout=RPC_TIMEOUT
+    )
     return view
 
 
@@ -162,7 +172,9 @@ async def _update(
     """Run an update; a validator's rejection becomes :class:`ActionRejected` with its reason."""
     handle = client.get_workflow_handle(workflow_id(account_id))
     try:
-        result: R = await handle.execute_update(name, arg, result_type=result_type)
+        result: R = await handle.execute_update(
+            name, arg, result_type=result_type, rpc_timeout=UPDATE_TIMEOUT
+        )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):
@@ -174,7 +186,9 @@ async def _update(
 async def get_account(client: Client, account_id: str) -> AccountState:
     """Holds, plan, settlement offer, open approval tasks and events of a balance."""
     handle = client.get_workflow_handle(workflow_id(account_id))
-    account: AccountState = await handle.query("get_account", result_type=AccountState)
+    account: AccountState = await handle.query(
+        "get_account", result_type=AccountState, rpc_timeout=RPC_TIMEOUT
+    )
     return account
 
 
@@ -208,7 +222,24 @@ async def request_referral(client: Client, account_id: str, request: ReferralReq
 
 async def signal(client: Client, account_id: str, name: str, payload: object) -> None:
     """Send a fact: post_adjustment, channel_event, life_event or record_call_outcome."""
-    await client.get_workflow_handle(workflow_id(account_id)).signal(name, payload)
+    await client.get_workflow_handle(workflow_id(account_id)).signal(
+        name, payload, rpc_timeout=RPC_TIMEOUT
+    )
+
+
+async def notify(client: Client, account_id: str, name: str, payload: object) -> bool:
+    """Tell the account's workflow of a fact the ledger already holds.
+
+    False when no workflow runs for the account (a zero balance never started one): the ledger's
+    record is then the whole answer, and a later balance starts from it.
+    """
+    try:
+        await signal(client, account_id, name, payload)
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
 
 
 CHANNEL_EVENT_DB: dict[ChannelEventKind, tuple[str, object]] = {
@@ -255,10 +286,16 @@ class Intake:
     def __init__(
         self, session_factory: sessionmaker[Session], client: Client | None, settings: Settings
     ) -> None:
-        self._session_factory = session_factory
+        self.session_factory = session_factory
         self._client = client
-        self._settings = settings
+        self.settings = settings
         self._policies: dict[str, PolicyBundle] = {}
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise NotRunning("no Temporal client")
+        return self._client
 
     def policy(self, name: str) -> PolicyBundle:
         if name not in self._policies:
@@ -269,7 +306,7 @@ class Intake:
         """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
         rows, errors = parse_rows(path, BalanceRow)
         for line, row in rows:
-            name = row.policy or self._settings.practice.default_policy
+            name = row.policy or self.settings.practice.default_policy
             try:
                 self.policy(name)
             except PolicyFileError as exc:
@@ -286,9 +323,9 @@ class Intake:
         if dry_run:
             return report
         pending: list[tuple[EscalationInput, list[ChargeSignal]]] = []
-        with self._session_factory.begin() as session:
+        with self.session_factory.begin() as session:
             for number, account_rows in by_account.items():
-                inp, charges = self._post_account(session, number, account_rows)
+                inp, charges = self.post_account(session, number, account_rows)
                 report.new_charges += len(charges)
                 if charges:
                     pending.append((inp, charges))
@@ -296,17 +333,15 @@ class Intake:
         # the import: the ledger ignores known references, the workflows too.
         for inp, charges in pending:
             for charge in charges:
-                await start_or_join(
-                    self._require_client(), self._settings.temporal.task_queue, inp, charge
-                )
+                await start_or_join(self.client, self.settings.temporal.task_queue, inp, charge)
             report.started_or_joined += 1
         return report
 
-    def _post_account(
+    def post_account(
         self, session: Session, number: str, rows: list[BalanceRow]
     ) -> tuple[EscalationInput, list[ChargeSignal]]:
         first = rows[0]
-        bundle = self.policy(first.policy or self._settings.practice.default_policy)
+        bundle = self.policy(first.policy or self.settings.practice.default_policy)
         repo.store_policy_version(session, bundle)
         guarantor = repo.upsert_guarantor(
             session,
@@ -396,7 +431,7 @@ class Intake:
             amount_cents=amount_cents,
             received_at=received_at or dt.datetime.now(dt.UTC),
         )
-        with self._session_factory.begin() as session:
+        with self.session_factory.begin() as session:
             account = repo.account_by_number(session, account_number)
             if account is None:
                 raise LookupError(f"account: no account {account_number!r}")
@@ -421,7 +456,7 @@ class Intake:
             account_id, balance = str(account.id), account.balance_cents
             was_open = account.status is AccountStatus.OPEN
         if was_open:
-            await signal_payment(self._require_client(), account_id, payment)
+            await notify(self.client, account_id, "record_payment", payment)
         return new, balance
 
     async def import_payments(self, path: Path, *, dry_run: bool = False) -> ImportReport:
@@ -429,7 +464,7 @@ class Intake:
         if errors:
             raise CsvImportError(errors)
         report = ImportReport(rows=len(rows))
-        with self._session_factory() as session:
+        with self.session_factory() as session:
             unknown = [
                 RowError(line, "account_number", "no such account")
                 for line, row in rows
@@ -457,14 +492,14 @@ class Intake:
         return report
 
     def account_id(self, account_number: str) -> str:
-        with self._session_factory() as session:
+        with self.session_factory() as session:
             account = repo.account_by_number(session, account_number)
             if account is None:
                 raise LookupError(f"account: no account {account_number!r}")
             return str(account.id)
 
     def guarantor(self, account_number: str) -> Guarantor:
-        with self._session_factory() as session:
+        with self.session_factory() as session:
             account = (
                 session.query(Account)
                 .options(selectinload(Account.guarantor).selectinload(Guarantor.channels))
@@ -473,11 +508,46 @@ class Intake:
             )
             return account.guarantor
 
+    async def post_adjustment(
+        self, account_number: str, adjustment: AdjustmentSignal, posted_by: str = "system"
+    ) -> tuple[bool, int]:
+        """Record an adjustment once in the ledger, then tell the workflow. (new, balance)"""
+        with self.session_factory.begin() as session:
+            account = repo.account_by_number(session, account_number)
+            if account is None:
+                raise LookupError(f"account: no account {account_number!r}")
+            new = repo.record_adjustment(
+                session,
+                account,
+                adjustment.reference,
+                adjustment.kind.value,
+                adjustment.amount_cents,
+                posted_by,
+            )
+            if new:
+                session.add(
+                    AuditEvent(
+                        actor=posted_by,
+                        action="adjustment_posted",
+                        account_id=account.id,
+                        detail={
+                            "reference": adjustment.reference,
+                            "kind": adjustment.kind.value,
+                            "amount_cents": adjustment.amount_cents,
+                        },
+                    )
+                )
+            account_id, balance = str(account.id), account.balance_cents
+            was_open = account.status is AccountStatus.OPEN
+        if was_open:
+            await notify(self.client, account_id, "post_adjustment", adjustment)
+        return new, balance
+
     async def channel_event(
         self, account_number: str, event: ChannelEventSignal, actor: str = "system"
     ) -> None:
         """Record a bounce, returned letter, STOP or consent; then tell the workflow."""
-        with self._session_factory.begin() as session:
+        with self.session_factory.begin() as session:
             account = repo.account_by_number(session, account_number)
             if account is None:
                 raise LookupError(f"account: no account {account_number!r}")
@@ -500,7 +570,7 @@ class Intake:
             )
             account_id, was_open = str(account.id), account.status is AccountStatus.OPEN
         if was_open:
-            await signal(self._require_client(), account_id, "channel_event", event)
+            await notify(self.client, account_id, "channel_event", event)
 
     async def record_call_outcome(
         self,
@@ -514,7 +584,7 @@ class Intake:
         note: str = "",
     ) -> CallOutcomeSignal:
         """Close a call task with its outcome in the ledger, then tell the workflow."""
-        with self._session_factory.begin() as session:
+        with self.session_factory.begin() as session:
             task = session.get(StaffTask, uuid.UUID(task_id))
             if task is None:
                 raise LookupError(f"task: no call task {task_id}")
@@ -532,10 +602,5 @@ class Intake:
             assert account is not None
             account_id, was_open = str(account.id), account.status is AccountStatus.OPEN
         if was_open:
-            await signal(self._require_client(), account_id, "record_call_outcome", outcome)
+            await notify(self.client, account_id, "record_call_outcome", outcome)
         return outcome
-
-    def _require_client(self) -> Client:
-        if self._client is None:
-            raise NotRunning("no Temporal client")
-        return self._client

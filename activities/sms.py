@@ -17,15 +17,12 @@ import datetime as dt
 import logging
 import re
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import requests
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
@@ -273,57 +270,19 @@ def classify_reply(body: str) -> Keyword:
     return Keyword.OTHER
 
 
-@dataclass(frozen=True)
-class ReplyOutcome:
-    keyword: Keyword
-    guarantors: int
-    """How many guarantors have this number (a household may share one)."""
-    reply: str
-    """The one text to send back ("" for none); a single confirmation of a STOP is allowed."""
+def reply_text(keyword: Keyword, practice_name: str, practice_phone: str) -> str:
+    """The one text sent back to an inbound keyword ("" for none).
 
-
-def apply_reply(
-    session: Session,
-    from_number: str,
-    body: str,
-    at: dt.datetime,
-    practice_name: str,
-    practice_phone: str,
-) -> ReplyOutcome:
-    """Apply an inbound text to every guarantor with that number, at once. Never commits.
-
-    STOP opts SMS out (honoured at once, well inside the 10 business days FCC 24-24 allows) and
-    START restores it with consent; HELP changes nothing. Called by the inbound webhook after it
-    verified Twilio's signature.
+    A single confirmation of a STOP is allowed (FCC 24-24); HELP gets the practice's contact and
+    nothing about the balance (minimum necessary).
     """
-    keyword = classify_reply(body)
-    guarantors: Sequence[Guarantor] = session.scalars(
-        select(Guarantor)
-        .where(Guarantor.phone == from_number)
-        .options(selectinload(Guarantor.channels))
-    ).all()
-    for guarantor in guarantors:
-        if keyword not in (Keyword.STOP, Keyword.START):
-            continue
-        pref = next((p for p in guarantor.channels if p.channel is Channel.SMS), None)
-        if pref is None:
-            pref = ChannelPreference(channel=Channel.SMS, consent=False)
-            guarantor.channels.append(pref)
-        if keyword is Keyword.STOP:
-            pref.opted_out_at = pref.opted_out_at or at
-            pref.consent = False
-        else:
-            pref.opted_out_at = None
-            pref.consent = True
-        pref.updated_at = at
-    replies = {
+    return {
         Keyword.STOP: f"{practice_name}: you will not receive more texts from us. "
         f"Questions: {practice_phone}.",
         Keyword.START: f"{practice_name}: texts are on again. Reply STOP to opt out.",
         Keyword.HELP: f"{practice_name} billing: call {practice_phone}. Reply STOP to opt out.",
         Keyword.OTHER: "",
-    }
-    return ReplyOutcome(keyword, len(guarantors), replies[keyword])
+    }[keyword]
 
 
 def apply_status(session: Session, guarantor: Guarantor, error_code: str, at: dt.datetime) -> bool:

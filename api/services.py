@@ -1,4 +1,4 @@
-"""Compositions of ``starter`` for the API: posting one account, adjustments, channel events.
+"""Compositions of ``starter`` for the API: posting one account, channel events by contact point.
 
 Ledger first, then the workflow, as everywhere: each function commits PostgreSQL before it
 signals, and every signal is deduplicated by its reference, so a retry is always safe.
@@ -13,23 +13,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
-from temporalio.service import RPCError, RPCStatusCode
 
 from config.loader import PolicyFileError
-from models.actions import AdjustmentSignal, ChannelEventSignal
+from models.actions import ChannelEventSignal
 from models.imports import BalanceRow
 from models.orm import Account, AccountStatus, AuditEvent, Guarantor
 from models.orm import repositories as repo
 from models.payloads import ChargeSignal, EscalationInput
-from starter import Intake, record_channel_event, signal, start_or_join
-
-
-class NoWorkflow(Exception):
-    """The ledger took the change, but the account has no workflow to tell (never started)."""
-
-    def __init__(self, balance_cents: int) -> None:
-        super().__init__("no workflow for this account")
-        self.balance_cents = balance_cents
+from starter import Intake, record_channel_event, start_or_join
 
 
 class PolicyUnusable(ValueError):
@@ -52,7 +43,7 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
     Raises:
         PolicyUnusable: the policy the rows name cannot be loaded.
     """
-    settings = intake._settings
+    settings = intake.settings
     name = rows[0].policy or settings.practice.default_policy
     try:
         intake.policy(name)
@@ -61,8 +52,8 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
     number = rows[0].account_number
     charges: list[ChargeSignal]
     inp: EscalationInput
-    with intake._session_factory.begin() as session:
-        inp, charges = intake._post_account(session, number, rows)
+    with intake.session_factory.begin() as session:
+        inp, charges = intake.post_account(session, number, rows)
         session.add(
             AuditEvent(
                 actor=actor,
@@ -76,48 +67,8 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
         assert account is not None
         balance = account.balance_cents
     for charge in charges:
-        await start_or_join(intake._require_client(), settings.temporal.task_queue, inp, charge)
+        await start_or_join(intake.client, settings.temporal.task_queue, inp, charge)
     return AccountPosted(number, len(charges), balance)
-
-
-async def post_adjustment(
-    intake: Intake, account_number: str, adjustment: AdjustmentSignal, actor: str
-) -> int:
-    """An adjustment, insurance payment or denial: the ledger balance, then the workflow.
-
-    Returns the ledger balance after it, in cents.
-
-    Raises:
-        LookupError: no such account.
-    """
-    with intake._session_factory.begin() as session:
-        account = repo.account_by_number(session, account_number)
-        if account is None:
-            raise LookupError(f"account: no account {account_number!r}")
-        account.balance_cents += adjustment.amount_cents
-        session.add(
-            AuditEvent(
-                actor=actor,
-                action="adjustment_posted",
-                account_id=account.id,
-                detail={
-                    "reference": adjustment.reference,
-                    "kind": adjustment.kind.value,
-                    "amount_cents": adjustment.amount_cents,
-                },
-            )
-        )
-        account_id, balance = str(account.id), account.balance_cents
-        was_open = account.status is AccountStatus.OPEN
-    if was_open:
-        try:
-            await signal(intake._require_client(), account_id, "post_adjustment", adjustment)
-        except RPCError as exc:
-            if exc.status is not RPCStatusCode.NOT_FOUND:
-                raise
-            # A zero balance never started a workflow: the ledger's answer is the whole answer.
-            raise NoWorkflow(balance) from None
-    return balance
 
 
 def _phone_digits(phone: str) -> str:
@@ -154,7 +105,7 @@ async def channel_event_for_guarantors(
     if not ids:
         return 0
     numbers: list[str] = []
-    with intake._session_factory.begin() as session:
+    with intake.session_factory.begin() as session:
         rows = session.execute(
             select(Account.guarantor_id, Account.account_number).where(
                 Account.guarantor_id.in_(ids), Account.status == AccountStatus.OPEN
@@ -181,12 +132,7 @@ async def channel_event_for_guarantors(
                 )
             )
     for number in numbers:
-        try:
-            await intake.channel_event(number, event, actor=actor)
-        except RPCError as exc:
-            # An open account whose zero balance never started a workflow: the ledger has it.
-            if exc.status is not RPCStatusCode.NOT_FOUND:
-                raise
+        await intake.channel_event(number, event, actor=actor)
     return len(numbers)
 
 

@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from activities.messaging import MessagingActivities, PolicyStore
-from activities.sms import Keyword, apply_reply, classify_reply
+from activities.sms import Keyword, classify_reply, reply_text
 from config.loader import PolicyBundle, load_policy
 from config.settings import Settings
+from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import (
     AuditEvent,
     ChannelPreference,
@@ -33,6 +34,7 @@ from models.orm import (
 )
 from models.payloads import StepOutcome
 from models.policy import Channel
+from starter import record_channel_event
 from tests.fakes.accounts import make_account, step_input
 from tests.fakes.providers import (
     SENDGRID_KEY,
@@ -502,15 +504,33 @@ def test_stop_and_start_replies_change_consent_at_once(
 ) -> None:
     phone = "+1555" + str(uuid.uuid4().int)[:7]
     account_id = make_account(session_factory, physician, email=None, phone=phone)
-    with session_factory.begin() as s:
-        outcome = apply_reply(s, phone, "Stop", MORNING, "Riverside", "(555) 010-0100")
-    assert outcome.keyword is Keyword.STOP and outcome.guarantors == 1
-    assert "not receive more texts" in outcome.reply
+
+    def reply(body: str) -> None:
+        # The ledger side of the inbound webhook: the keyword becomes a channel event.
+        kind = {
+            Keyword.STOP: ChannelEventKind.OPTED_OUT,
+            Keyword.START: ChannelEventKind.CONSENT_GIVEN,
+        }[classify_reply(body)]
+        with session_factory.begin() as s:
+            guarantor = s.scalars(
+                select(Guarantor)
+                .where(Guarantor.phone == phone)
+                .options(selectinload(Guarantor.channels))
+            ).one()
+            record_channel_event(
+                s,
+                guarantor,
+                ChannelEventSignal(
+                    reference=f"IN-{uuid.uuid4().hex[:8]}", kind=kind, channel=Channel.SMS
+                ),
+            )
+
+    reply("Stop")
+    assert "not receive more texts" in reply_text(Keyword.STOP, "Riverside", "(555) 010-0100")
     result = messaging.send_step(step_input(physician, account_id, "notice-1"))
     assert result.outcome is StepOutcome.SUPPRESSED and "sms: opted out" in result.reasons
-    with session_factory.begin() as s:
-        assert apply_reply(s, phone, "HELP", MORNING, "Riverside", "(555) 010-0100").reply
-        apply_reply(s, phone, "START", MORNING, "Riverside", "(555) 010-0100")
+    assert "(555) 010-0100" in reply_text(Keyword.HELP, "Riverside", "(555) 010-0100")
+    reply("START")
     assert messaging.send_step(step_input(physician, account_id, "notice-1")).channel is (
         Channel.SMS
     )

@@ -11,8 +11,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import select
-from temporalio.service import RPCError, RPCStatusCode
 
 from api import idempotency, services
 from api.auth import Permission, Principal, require
@@ -30,7 +28,6 @@ from api.state import State
 from models.actions import AdjustmentSignal
 from models.imports import BalanceRow
 from models.money import dollars_text
-from models.orm import Account, Payment
 
 router = APIRouter(tags=["intake"])
 Integration = Annotated[Principal, Depends(require(Permission.INTAKE))]
@@ -116,16 +113,6 @@ async def put_account(
     )
 
 
-def _ledger_payment(state: State, reference: str) -> tuple[bool, int]:
-    with state.session_factory() as session:
-        balance = session.scalar(
-            select(Account.balance_cents)
-            .join(Payment, Payment.account_id == Account.id)
-            .where(Payment.reference == reference)
-        )
-    return True, balance or 0
-
-
 @router.post(
     "/accounts/{account_number}/payments",
     response_model=PaymentOut,
@@ -153,12 +140,6 @@ async def post_payment(
         raise HTTPException(404, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(409, str(exc)) from None
-    except RPCError as exc:
-        if exc.status is not RPCStatusCode.NOT_FOUND:
-            raise
-        # Ledger first: the payment is recorded; the account has no workflow to tell (a zero
-        # balance never started one), so the ledger's answer is the whole answer.
-        new, balance = _ledger_payment(state, body.reference)
     out = PaymentOut(reference=body.reference, new=new, balance_cents=balance)
     return idempotency.remember(
         state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
@@ -186,11 +167,11 @@ async def post_adjustment(
     if (first := idempotency.replay(state.session_factory, key, digest)) is not None:
         return first
     try:
-        balance = await services.post_adjustment(state.intake, account_number, signal, who.name)
+        _, balance = await state.intake.post_adjustment(account_number, signal, who.name)
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
-    except services.NoWorkflow as exc:
-        balance = exc.balance_cents
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
     out = AdjustmentOut(reference=body.reference, balance_cents=balance)
     return idempotency.remember(
         state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name

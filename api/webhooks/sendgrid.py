@@ -126,7 +126,7 @@ def _outbox_id(event: SendGridEvent) -> uuid.UUID | None:
 async def handle_batch(intake: Intake, events: list[SendGridEvent]) -> BatchOutcome:
     """Apply each new event: a bounce or drop marks email undeliverable, a spam report or
     unsubscribe opts email out, on every open account of the guarantor; then mark it seen."""
-    session_factory = intake._session_factory
+    session_factory = intake.session_factory
     outcome = BatchOutcome()
     for event in events:
         if already_seen(session_factory, PROVIDER, event.sg_event_id):

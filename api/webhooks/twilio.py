@@ -25,6 +25,7 @@ from activities.sms import (
     UNDELIVERABLE_CODES,
     Keyword,
     classify_reply,
+    reply_text,
 )
 from api import services
 from api.webhooks.common import already_seen, mark_seen
@@ -103,7 +104,7 @@ async def handle_status(
         raise Refused(400, "MessageSid and MessageStatus are required")
     error_code = params.get("ErrorCode", "")
     event_id = f"{sid}:{status}"
-    session_factory = intake._session_factory
+    session_factory = intake.session_factory
     if already_seen(session_factory, PROVIDER, event_id):
         return StatusOutcome(True, None, None)
     kind = _channel_event_for(status, error_code)
@@ -163,7 +164,7 @@ async def handle_inbound(intake: Intake, params: dict[str, str], settings: Setti
     if not SID_RE.match(sid) or not sender:
         raise Refused(400, "MessageSid and From are required")
     keyword = classify_reply(params.get("Body", ""))
-    session_factory = intake._session_factory
+    session_factory = intake.session_factory
     answer = MessagingResponse()
     if already_seen(session_factory, PROVIDER, sid):
         return str(answer)
@@ -178,13 +179,8 @@ async def handle_inbound(intake: Intake, params: dict[str, str], settings: Setti
         )
         event = ChannelEventSignal(reference=f"tw:{sid}", kind=kind, channel=Channel.SMS)
         await services.channel_event_for_guarantors(intake, guarantors, event, "twilio")
-    replies = {
-        Keyword.STOP: f"{practice}: you will not receive more texts from us. Questions: {phone}.",
-        Keyword.START: f"{practice}: texts are on again. Reply STOP to opt out.",
-        Keyword.HELP: f"{practice} billing: call {phone}. Reply STOP to opt out.",
-        Keyword.OTHER: "",
-    }
-    if replies[keyword]:
-        answer.message(replies[keyword])
+    reply = reply_text(keyword, practice, phone)
+    if reply:
+        answer.message(reply)
     mark_seen(session_factory, PROVIDER, sid, f"inbound_{keyword.value}")
     return str(answer)

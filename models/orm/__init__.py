@@ -1,6 +1,13 @@
 """SQLAlchemy 2 ORM models. Alembic migrations in ``migrations/`` build the schema they map."""
 
-from models.orm.account import Account, AccountStatus, ChargeLine, Payment
+from models.orm.account import (
+    Account,
+    AccountStatus,
+    Adjustment,
+    AdjustmentKind,
+    ChargeLine,
+    Payment,
+)
 from models.orm.api_token import ApiRole, ApiToken
 from models.orm.approval import StaffTask, TaskKind, TaskStatus
 from models.orm.audit import AuditEvent
@@ -13,6 +20,8 @@ from models.orm.webhook import IdempotencyKey, WebhookEvent
 __all__ = [
     "Account",
     "AccountStatus",
+    "Adjustment",
+    "AdjustmentKind",
     "ApiRole",
     "ApiToken",
     "AuditEvent",

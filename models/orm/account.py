@@ -96,3 +96,25 @@ class Payment(Timestamped, Base):
     received_at: Mapped[dt.datetime]
     method: Mapped[str] = mapped_column(String(32), default="other")
     posted_by: Mapped[str] = mapped_column(String(64), default="system")
+
+
+class AdjustmentKind(StrEnum):
+    ADJUSTMENT = "adjustment"
+    INSURANCE_PAYMENT = "insurance_payment"
+    INSURANCE_DENIAL = "insurance_denial"
+
+
+class Adjustment(Timestamped, Base):
+    """A change of the patient's responsibility besides charges and payments; once per reference."""
+
+    __tablename__ = "adjustments"
+    __table_args__ = (CheckConstraint("amount_cents <> 0", name="amount_not_zero"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[AdjustmentKind] = mapped_column(
+        Enum(AdjustmentKind, name="adjustment_kind", values_callable=lambda e: [m.value for m in e])
+    )
+    amount_cents: Mapped[int]
+    posted_by: Mapped[str] = mapped_column(String(64), default="system")

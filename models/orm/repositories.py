@@ -12,7 +12,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
 from config.loader import PolicyBundle
-from models.orm.account import Account, AccountStatus, ChargeLine, Payment
+from models.orm.account import (
+    Account,
+    AccountStatus,
+    Adjustment,
+    AdjustmentKind,
+    ChargeLine,
+    Payment,
+)
 from models.orm.communication import Communication
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
@@ -141,6 +148,40 @@ def record_payment(
     if inserted is not None:
         account.balance_cents -= amount_cents
     return payment, inserted is not None
+
+
+def record_adjustment(
+    session: Session,
+    account: Account,
+    reference: str,
+    kind: str,
+    amount_cents: int,
+    posted_by: str = "system",
+) -> bool:
+    """Insert an adjustment once per reference and change the balance. True if new.
+
+    Raises:
+        ValueError: the reference was already used for another account.
+    """
+    inserted = session.execute(
+        insert(Adjustment)
+        .values(
+            id=uuid.uuid4(),
+            account_id=account.id,
+            reference=reference,
+            kind=AdjustmentKind(kind),
+            amount_cents=amount_cents,
+            posted_by=posted_by,
+        )
+        .on_conflict_do_nothing(index_elements=["reference"])
+        .returning(Adjustment.id)
+    ).scalar()
+    owner = session.scalar(select(Adjustment.account_id).where(Adjustment.reference == reference))
+    if owner != account.id:
+        raise ValueError(f"reference: {reference!r} is already used by another account")
+    if inserted is not None:
+        account.balance_cents += amount_cents
+    return inserted is not None
 
 
 def open_accounts(session: Session) -> Sequence[Account]:
