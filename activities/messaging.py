@@ -31,9 +31,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -217,14 +217,19 @@ class MessagingActivities:
             finished = self._finished(session, step)
             if finished is not None:
                 return finished
-            account = session.scalars(
-                select(Account)
-                .where(Account.id == uuid.UUID(step.account_id))
-                .options(
-                    selectinload(Account.guarantor).selectinload(Guarantor.channels),
-                    selectinload(Account.charges),
+            # One round trip: the account with its guarantor, channels and charge lines.
+            account = (
+                session.scalars(
+                    select(Account)
+                    .where(Account.id == uuid.UUID(step.account_id))
+                    .options(
+                        joinedload(Account.guarantor).joinedload(Guarantor.channels),
+                        joinedload(Account.charges),
+                    )
                 )
-            ).one()
+                .unique()
+                .one()
+            )
             reasons: list[str] = []
             if account.status is not AccountStatus.OPEN:
                 return self._suppress(session, step, [f"account is {account.status.value}"])
@@ -317,6 +322,11 @@ class MessagingActivities:
             self._release(session, row, exc)
             session.commit()
             raise _retryable(exc) from None  # the provider's text may quote the recipient
+        # The claim above was committed durably before the provider heard of the message; the
+        # SENT mark may commit asynchronously (PostgreSQL synchronous_commit): a crash of the
+        # database in the next moments would leave the row PENDING, which a retry confirms or
+        # marks UNCONFIRMED, never sends again.
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         self._mark_sent(session, row, delivery, self._clock())
         session.commit()
         return self._result(row)
@@ -469,15 +479,14 @@ class MessagingActivities:
             "reasons": "; ".join(reasons) or None,
             **fields,
         }
-        inserted = session.execute(
+        # RETURNING the row itself: no second round trip to read what was just written.
+        return session.scalars(
             insert(Communication)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(Communication.id)
-        ).scalar()
-        if inserted is None:
-            return None
-        return session.get(Communication, row_id)
+            .returning(Communication),
+            execution_options={"populate_existing": True},
+        ).first()
 
     # -- checks at the moment of sending --------------------------------------------------
 

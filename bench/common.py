@@ -224,12 +224,13 @@ async def database() -> AsyncIterator[Database]:
         url = pg.start()
         try:
             migrate(url)
-            engine = make_engine(url, pool_size=12)
             settings = Settings(
                 data_dir=directory / "data",
                 database={"url": url},
                 temporal={"task_queue": "bench"},
             )
+            # As in production: one connection per activity slot, and a few to spare.
+            engine = make_engine(url, pool_size=settings.temporal.max_concurrent_activities + 2)
             try:
                 yield Database(directory, url, engine, make_session_factory(engine), settings)
             finally:

@@ -25,7 +25,7 @@ class DatabaseSettings(BaseModel):
         default=None,
         description="postgresql+psycopg:// URL; empty starts an embedded server in the data folder",
     )
-    pool_size: int = Field(default=10, ge=1, description="sized to the worker's activity slots")
+    pool_size: int = Field(default=26, ge=1, description="the worker's activity slots, plus two")
     echo: bool = False
 
 
@@ -43,7 +43,9 @@ class TemporalSettings(BaseModel):
     dev_server_ui_port: int = Field(
         default=8233, description="embedded web UI; a free one if taken"
     )
-    max_concurrent_activities: int = 10
+    max_concurrent_activities: int = Field(
+        default=24, description="activity slots; sends mostly wait on PostgreSQL and providers"
+    )
 
 
 class TwilioSettings(BaseModel):

@@ -16,7 +16,7 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
     if not url.startswith("postgresql+psycopg://"):
         raise ValueError("database.url: only PostgreSQL through psycopg 3 (postgresql+psycopg://)")
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo
     )
 
 
