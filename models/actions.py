@@ -184,7 +184,9 @@ class ReferralRequest(BaseModel):
     note: str = NOTE
 
 
-class TaskKind(StrEnum):
+class ApprovalKind(StrEnum):
+    """What an approval task asks a person to decide."""
+
     STEP = "step"  # a gated step of the ladder
     WRITE_OFF = "write_off"
     AGENCY_REFERRAL = "agency_referral"
@@ -195,7 +197,7 @@ class ApprovalTask(BaseModel):
     """An open request that waits for a person; escalates along ``approvers`` on timeout."""
 
     task_id: str
-    kind: TaskKind
+    kind: ApprovalKind
     approvers: list[str]
     level: int = 0
     wait_days: int
@@ -257,7 +259,7 @@ class TaskRecordInput(BaseModel):
 
     account_id: str
     task_id: str
-    kind: TaskKind
+    kind: ApprovalKind
     title: str = ""
     approvers: list[str] = Field(default_factory=list)
     level: int = 0

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         AccountEvent,
         AccountState,
         AdjustmentSignal,
+        ApprovalKind,
         ApprovalTask,
         ChannelEventSignal,
         ExportInput,
@@ -39,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
         ResumeRequest,
         Settlement,
         SettlementRequest,
-        TaskKind,
         TaskRecordInput,
         WriteOffRequest,
     )
@@ -96,7 +96,7 @@ class BalanceEscalationWorkflow:
         self._next: Planned | None = None
         self._waiting_for = ""
         self._decisions: dict[str, StepDecision] = {}
-        self._opening: set[TaskKind] = set()  # staff requests whose task is being opened
+        self._opening: set[ApprovalKind] = set()  # staff requests whose task is being opened
 
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationResult:
@@ -339,7 +339,7 @@ class BalanceEscalationWorkflow:
         discount = rules.discount_percent(state.balance_cents, request.amount_cents)
         if discount > policy.staff.settlement_discount_limit_percent:
             task = await self._open_task(
-                TaskKind.SETTLEMENT,
+                ApprovalKind.SETTLEMENT,
                 policy.staff.settlement.approvers,
                 policy.staff.settlement.wait_days,
                 request.proposed_by,
@@ -359,7 +359,7 @@ class BalanceEscalationWorkflow:
             )
         if request.expires_at <= workflow.now():
             raise ApplicationError("expires_at: must be in the future", type="InvalidRequest")
-        if self._account.settlement is not None or self._request_open(TaskKind.SETTLEMENT):
+        if self._account.settlement is not None or self._request_open(ApprovalKind.SETTLEMENT):
             raise ApplicationError("a settlement offer is already open", type="SettlementOpen")
 
     @workflow.update(name="request_write_off")
@@ -367,7 +367,7 @@ class BalanceEscalationWorkflow:
         """Ask for a write-off; the policy's approvers decide. Returns the task id."""
         approval = self._input.policy.staff.write_off
         task = await self._open_task(
-            TaskKind.WRITE_OFF,
+            ApprovalKind.WRITE_OFF,
             approval.approvers,
             approval.wait_days,
             request.requested_by,
@@ -382,7 +382,7 @@ class BalanceEscalationWorkflow:
         self._require_open()
         if request.amount_cents is not None and request.amount_cents > self._state.balance_cents:
             raise ApplicationError("amount_cents: more than the balance", type="InvalidRequest")
-        if self._request_open(TaskKind.WRITE_OFF):
+        if self._request_open(ApprovalKind.WRITE_OFF):
             raise ApplicationError("a write-off request is already open", type="TaskOpen")
 
     @workflow.update(name="request_referral")
@@ -390,7 +390,7 @@ class BalanceEscalationWorkflow:
         """Ask to place the account with a collection agency. Returns the task id."""
         approval = self._input.policy.staff.agency_referral
         task = await self._open_task(
-            TaskKind.AGENCY_REFERRAL,
+            ApprovalKind.AGENCY_REFERRAL,
             approval.approvers,
             approval.wait_days,
             request.requested_by,
@@ -403,7 +403,7 @@ class BalanceEscalationWorkflow:
     def _validate_referral(self, request: ReferralRequest) -> None:
         self._require_open()
         self._require_referral_allowed()
-        if self._request_open(TaskKind.AGENCY_REFERRAL):
+        if self._request_open(ApprovalKind.AGENCY_REFERRAL):
             raise ApplicationError("a referral request is already open", type="TaskOpen")
 
     @workflow.update(name="migrate_policy")
@@ -418,7 +418,7 @@ class BalanceEscalationWorkflow:
     @migrate_policy.validator
     def _validate_migration(self, migration: PolicyMigration) -> None:
         self._require_open()
-        if self._open_tasks(TaskKind.STEP):
+        if self._open_tasks(ApprovalKind.STEP):
             raise ApplicationError(
                 "a step is waiting for approval; decide it before migrating", type="ApprovalPending"
             )
@@ -549,7 +549,7 @@ class BalanceEscalationWorkflow:
             return "on a payment plan"
         if account.settlement is not None:
             return "settlement offered"
-        step_tasks = self._open_tasks(TaskKind.STEP)
+        step_tasks = self._open_tasks(ApprovalKind.STEP)
         if step_tasks:
             return f"approval of {step_tasks[0].step_id} by " + " or ".join(step_tasks[0].roles)
         return ""
@@ -567,7 +567,7 @@ class BalanceEscalationWorkflow:
         step = planned.step
         if step.approval is not None and step.id not in self._account.approved_steps:
             await self._open_task(
-                TaskKind.STEP,
+                ApprovalKind.STEP,
                 step.approval.approvers,
                 step.approval.wait_days,
                 "system",
@@ -646,7 +646,7 @@ class BalanceEscalationWorkflow:
 
     async def _open_task(
         self,
-        kind: TaskKind,
+        kind: ApprovalKind,
         approvers: list[str],
         wait_days: int,
         requested_by: str,
@@ -684,7 +684,7 @@ class BalanceEscalationWorkflow:
 
     async def _open_task_record(
         self,
-        kind: TaskKind,
+        kind: ApprovalKind,
         step_id: str | None,
         title: str,
         approvers: list[str],
@@ -734,14 +734,14 @@ class BalanceEscalationWorkflow:
 
     def _timeout_action(self, task: ApprovalTask) -> TimeoutAction:
         policy = self._input.policy
-        if task.kind is TaskKind.STEP:
+        if task.kind is ApprovalKind.STEP:
             assert task.step_id is not None
             gate = policy.steps[policy.step_index(task.step_id)].approval
             return gate.on_timeout if gate else TimeoutAction.SKIP
         approval = {
-            TaskKind.WRITE_OFF: policy.staff.write_off,
-            TaskKind.AGENCY_REFERRAL: policy.staff.agency_referral,
-            TaskKind.SETTLEMENT: policy.staff.settlement,
+            ApprovalKind.WRITE_OFF: policy.staff.write_off,
+            ApprovalKind.AGENCY_REFERRAL: policy.staff.agency_referral,
+            ApprovalKind.SETTLEMENT: policy.staff.settlement,
         }[task.kind]
         return approval.on_timeout
 
@@ -766,7 +766,7 @@ class BalanceEscalationWorkflow:
         verdict = {True: "approved", False: "denied", None: "expired"}[approved]
         self._event(f"{task.kind.value}_{verdict}", reason, decided_by)
         state = self._state
-        if task.kind is TaskKind.STEP:
+        if task.kind is ApprovalKind.STEP:
             assert task.step_id is not None
             if approved:
                 self._account.approved_steps.append(task.step_id)
@@ -782,13 +782,13 @@ class BalanceEscalationWorkflow:
                 )
         elif not approved:
             return
-        elif task.kind is TaskKind.WRITE_OFF:
+        elif task.kind is ApprovalKind.WRITE_OFF:
             amount = min(task.amount_cents or state.balance_cents, state.balance_cents)
             self._write_off(amount, task.reason or "write-off", decided_by)
-        elif task.kind is TaskKind.SETTLEMENT:
+        elif task.kind is ApprovalKind.SETTLEMENT:
             assert task.settlement is not None
             self._offer(task.settlement)
-        elif task.kind is TaskKind.AGENCY_REFERRAL:
+        elif task.kind is ApprovalKind.AGENCY_REFERRAL:
             await self._place_with_agency(decided_by)
 
     async def _place_with_agency(self, approved_by: str) -> None:
@@ -840,10 +840,10 @@ class BalanceEscalationWorkflow:
     def _task(self, task_id: str) -> ApprovalTask | None:
         return next((t for t in self._account.tasks if t.task_id == task_id), None)
 
-    def _open_tasks(self, kind: TaskKind) -> list[ApprovalTask]:
+    def _open_tasks(self, kind: ApprovalKind) -> list[ApprovalTask]:
         return [t for t in self._account.tasks if t.kind is kind]
 
-    def _request_open(self, kind: TaskKind) -> bool:
+    def _request_open(self, kind: ApprovalKind) -> bool:
         """A staff request of this kind is open, or being opened by a concurrent update."""
         return kind in self._opening or bool(self._open_tasks(kind))
 
@@ -887,7 +887,7 @@ class BalanceEscalationWorkflow:
         state, account = self._state, self._account
         if self._finished():
             return self._final_state()
-        if self._open_tasks(TaskKind.STEP):
+        if self._open_tasks(ApprovalKind.STEP):
             return BalanceState.AWAITING_APPROVAL
         if account.hold is not None:
             return BalanceState.ON_HOLD

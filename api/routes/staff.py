@@ -48,8 +48,7 @@ from models.actions import (
     SettlementRequest,
     WriteOffRequest,
 )
-from models.orm import Account, AuditEvent, StaffTask, TaskStatus
-from models.orm import TaskKind as OrmTaskKind
+from models.orm import Account, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.orm import repositories as repo
 from models.payloads import Decision, StatusView, StepDecision
 
@@ -383,7 +382,7 @@ async def deny(task_id: uuid.UUID, body: DenyIn, state: State, who: Decider) -> 
 async def call_outcome(task_id: uuid.UUID, body: CallOutcomeIn, state: State, who: Actor) -> Any:
     """Record a call: a conversation blocks calls for 7 days (Reg F)."""
     task, number = _task(state, task_id)
-    if task.kind is not OrmTaskKind.CALL:
+    if task.kind is not TaskKind.CALL:
         raise HTTPException(404, f"task: {task_id} is not a call task")
     try:
         await state.intake.record_call_outcome(

@@ -4,7 +4,6 @@ from models.orm.account import (
     Account,
     AccountStatus,
     Adjustment,
-    AdjustmentKind,
     ChargeLine,
     Payment,
 )
@@ -21,7 +20,6 @@ __all__ = [
     "Account",
     "AccountStatus",
     "Adjustment",
-    "AdjustmentKind",
     "ApiRole",
     "ApiToken",
     "AuditEvent",

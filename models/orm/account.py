@@ -9,6 +9,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from models.actions import AdjustmentKind
 from models.orm.base import Base, Timestamped, new_id
 from models.orm.guarantor import Guarantor
 
@@ -96,12 +97,6 @@ class Payment(Timestamped, Base):
     received_at: Mapped[dt.datetime]
     method: Mapped[str] = mapped_column(String(32), default="other")
     posted_by: Mapped[str] = mapped_column(String(64), default="system")
-
-
-class AdjustmentKind(StrEnum):
-    ADJUSTMENT = "adjustment"
-    INSURANCE_PAYMENT = "insurance_payment"
-    INSURANCE_DENIAL = "insurance_denial"
 
 
 class Adjustment(Timestamped, Base):

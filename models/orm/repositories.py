@@ -12,11 +12,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
 from config.loader import PolicyBundle
+from models.actions import AdjustmentKind
 from models.orm.account import (
     Account,
     AccountStatus,
     Adjustment,
-    AdjustmentKind,
     ChargeLine,
     Payment,
 )
