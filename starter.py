@@ -7,6 +7,7 @@ reference. Repeating any call after a failure is therefore always safe.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -67,6 +68,8 @@ from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
 
 R = TypeVar("R")
 
+START_CONCURRENCY = 16
+"""Workflow starts in flight at once during an import: the server, not the client, sets the pace."""
 RPC_TIMEOUT = timedelta(seconds=10)
 """Queries and signals: a workflow whose worker is gone must not hang a request."""
 UPDATE_TIMEOUT = timedelta(seconds=30)
@@ -329,12 +332,18 @@ class Intake:
                 report.new_charges += len(charges)
                 if charges:
                     pending.append((inp, charges))
-        # The ledger is committed; now the workflows. A failure here is repaired by re-running
-        # the import: the ledger ignores known references, the workflows too.
-        for inp, charges in pending:
-            for charge in charges:
-                await start_or_join(self.client, self.settings.temporal.task_queue, inp, charge)
-            report.started_or_joined += 1
+        # The ledger is committed; now the workflows, several accounts at a time (each account's
+        # charges in order). A failure here is repaired by re-running the import: the ledger
+        # ignores known references, the workflows too.
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def route(inp: EscalationInput, charges: list[ChargeSignal]) -> None:
+            async with gate:
+                for charge in charges:
+                    await start_or_join(self.client, self.settings.temporal.task_queue, inp, charge)
+
+        await asyncio.gather(*(route(inp, charges) for inp, charges in pending))
+        report.started_or_joined = len(pending)
         return report
 
     def post_account(

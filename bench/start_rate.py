@@ -1,9 +1,10 @@
 """Start rate: balances imported (ledger, then signal-with-start) per second vs trivial starts.
 
 ``Intake.import_balances`` on a CSV of ``n`` synthetic balances: the ledger rows in one
-transaction, then each account's workflow started one by one with its first charge
-(signal-with-start), as ``dunning import balances`` does. Baseline: ``n`` trivial workflows started
-one by one on the same dev server. No worker runs for either, so only the starts are timed.
+transaction, then each account's workflow started with its first charge (signal-with-start),
+``starter.START_CONCURRENCY`` accounts at a time, as ``dunning import balances`` does. Baseline:
+``n`` trivial workflows started on the same dev server with the same number in flight. No worker
+runs for either, so only the starts are timed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bench.common import (
 )
 from config.loader import load_policy
 from models.payloads import EscalationInput
-from starter import Intake
+from starter import START_CONCURRENCY, Intake
 
 
 def input_bytes(policy_path: str) -> int:
@@ -47,13 +48,18 @@ async def measure(quick: bool) -> Result:
         with timed() as ours:
             report = await intake.import_balances(path)
         assert report.started_or_joined == n
-        with timed() as theirs:
-            for _ in range(n):
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def trivial() -> None:
+            async with gate:
                 await st.client.start_workflow(
                     "bench-trivial",
                     id=f"trivial-{uuid.uuid4().hex}",
                     task_queue="bench-start-baseline",
                 )
+
+        with timed() as theirs:
+            await asyncio.gather(*(trivial() for _ in range(n)))
     return Result(
         "start_rate",
         n / ours(),

@@ -92,9 +92,9 @@ async def _act(
     who: Principal,
     action: str,
     account_number: str,
-    call: Callable[[str], Awaitable[T]],
+    call: Callable[[str], Awaitable[object]],
     detail: dict[str, Any] | None = None,
-) -> T | JSONResponse:
+) -> ActionOut | JSONResponse:
     """Run a workflow update for a staff action, audit it, and map a refusal to 409 or 422."""
     account_id = _account_id(state, account_number)
     try:
@@ -120,7 +120,7 @@ async def _act(
             )
         raise
     _audit(state, who, action, account_id, {**(detail or {}), "outcome": "done"})
-    return result
+    return ActionOut(account_number=account_number, result=str(result))
 
 
 async def _query(state: AppState, account_number: str, call: Callable[[str], Awaitable[T]]) -> T:
@@ -185,7 +185,7 @@ async def hold(account_number: AccountNumber, body: HoldIn, state: State, who: A
     request = HoldRequest(
         reason=body.reason, until=body.until, note=body.note, requested_by=who.name
     )
-    result = await _act(
+    return await _act(
         state,
         who,
         "hold",
@@ -193,24 +193,14 @@ async def hold(account_number: AccountNumber, body: HoldIn, state: State, who: A
         lambda a: starter.hold(state.client, a, request),
         {"reason": body.reason.value},
     )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=account_number, result=result)
-    )
 
 
 @router.post("/accounts/{account_number}/resume", response_model=ActionOut, responses=ERRORS)
 async def resume(account_number: AccountNumber, state: State, who: Actor) -> Any:
     """Lift a hold; the later steps move by the time held."""
     request = ResumeRequest(requested_by=who.name)
-    result = await _act(
+    return await _act(
         state, who, "resume", account_number, lambda a: starter.resume(state.client, a, request)
-    )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=account_number, result=result)
     )
 
 
@@ -222,18 +212,13 @@ async def hardship(
     request = HardshipRequest(
         program=body.program, discount_percent=body.discount_percent, granted_by=who.name
     )
-    result = await _act(
+    return await _act(
         state,
         who,
         "hardship",
         account_number,
         lambda a: starter.grant_hardship(state.client, a, request),
         {"discount_percent": body.discount_percent},
-    )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=account_number, result=str(result))
     )
 
 
@@ -249,18 +234,13 @@ async def plan(account_number: AccountNumber, body: PlanIn, state: State, who: A
         )
     except ValueError as exc:
         raise HTTPException(422, "installments: due dates must be distinct and in order") from exc
-    result = await _act(
+    return await _act(
         state,
         who,
         "plan",
         account_number,
         lambda a: starter.set_payment_plan(state.client, a, request),
         {"installments": len(body.installments)},
-    )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=account_number, result=result)
     )
 
 
@@ -274,18 +254,13 @@ async def settle(
         expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=body.days),
         proposed_by=who.name,
     )
-    result = await _act(
+    return await _act(
         state,
         who,
         "settle",
         account_number,
         lambda a: starter.propose_settlement(state.client, a, request),
         {"amount_cents": body.amount_cents},
-    )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=account_number, result=result)
     )
 
 
@@ -297,7 +272,7 @@ async def write_off(
     request = WriteOffRequest(
         amount_cents=body.amount_cents, reason=body.reason, requested_by=who.name
     )
-    result = await _act(
+    return await _act(
         state,
         who,
         "write_off_requested",
@@ -305,28 +280,18 @@ async def write_off(
         lambda a: starter.request_write_off(state.client, a, request),
         {"amount_cents": body.amount_cents},
     )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=account_number, result=result)
-    )
 
 
 @router.post("/accounts/{account_number}/referral", response_model=ActionOut, responses=ERRORS)
 async def refer(account_number: AccountNumber, body: ReferralIn, state: State, who: Actor) -> Any:
     """Request an agency referral (refused inside a 501(r) waiting period). Result: task id."""
     request = ReferralRequest(requested_by=who.name, note=body.note)
-    result = await _act(
+    return await _act(
         state,
         who,
         "referral_requested",
         account_number,
         lambda a: starter.request_referral(state.client, a, request),
-    )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=account_number, result=result)
     )
 
 
@@ -351,18 +316,13 @@ async def _decide(
         role=who.role.value,
         reason=reason,
     )
-    result = await _act(
+    return await _act(
         state,
         who,
         decision.value,
         number,
         lambda a: starter.decide_step(state.client, a, answer),
         {"task_id": str(task.id)},
-    )
-    return (
-        result
-        if isinstance(result, JSONResponse)
-        else ActionOut(account_number=number, result=result)
     )
 
 

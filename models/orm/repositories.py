@@ -28,7 +28,14 @@ from models.policy import Channel
 
 
 def store_policy_version(session: Session, bundle: PolicyBundle) -> None:
-    """Keep the exact version a workflow is started on; a version never changes once stored."""
+    """Keep the exact version a workflow is started on; a version never changes once stored.
+
+    Once per session: an import of thousands of accounts on one policy writes it once.
+    """
+    stored: set[str] = session.info.setdefault("stored_policy_versions", set())
+    if bundle.hash in stored:
+        return
+    stored.add(bundle.hash)
     session.execute(
         insert(PolicyVersion)
         .values(
