@@ -70,9 +70,9 @@ R = TypeVar("R")
 
 START_CONCURRENCY = 16
 """Workflow starts in flight at once during an import: the server, not the client, sets the pace."""
-RPC_TIMEOUT = timedelta(seconds=10)
+RPC_TIMEOUT = timedelta(seconds=30)
 """Queries and signals: a workflow whose worker is gone must not hang a request."""
-UPDATE_TIMEOUT = timedelta(seconds=30)
+UPDATE_TIMEOUT = timedelta(seconds=60)
 """Updates may run an activity (opening an approval task) before they answer."""
 
 
