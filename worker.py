@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+import datetime as dt
+import py_compile
+import sys
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,10 +17,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.batching import StepBatcher
 from activities.channels import OutboxSender, Sender
 from activities.email import SendGridSender
 from activities.ledger import LedgerActivities
-from activities.letters import PdfLetterSender
 from activities.messaging import MessagingActivities, PolicyStore
 from activities.sms import TwilioSender, make_client
 from config.settings import Settings
@@ -25,31 +29,42 @@ from workflows.escalation import BalanceEscalationWorkflow
 
 WORKFLOWS = [BalanceEscalationWorkflow]
 
-# The decision core and its data models are pure and deterministic: pass them through the sandbox
-# instead of re-importing them for every workflow run. zoneinfo reads the time-zone database,
-# which is constant for a given deployment.
-PASSTHROUGH = ("models", "workflows.decisions", "zoneinfo", "pydantic")
+# The decision core, the account rules and their data models are pure and deterministic: pass
+# them through the sandbox instead of re-importing them for every workflow run. zoneinfo reads the
+# time-zone database, which is constant for a given deployment.
+PASSTHROUGH = ("models", "workflows.decisions", "workflows.account_rules", "zoneinfo", "pydantic")
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
+def workflow_runner(workflows: Sequence[type] = WORKFLOWS) -> SandboxedWorkflowRunner:
+    sandbox_bytecode(workflows)
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )
 
 
+def sandbox_bytecode(workflows: Sequence[type]) -> None:
+    """Write the bytecode of the workflows' modules, which the sandbox imports for every run.
+
+    The sandbox imports a workflow's module afresh for each workflow it starts. Without a bytecode
+    cache (PYTHONDONTWRITEBYTECODE, as on some CI machines) each of those imports compiles the
+    module's source again, milliseconds per workflow; written once here, each is a read. Best
+    effort: a read-only installation is left as it is.
+    """
+    for workflow in workflows:
+        source = getattr(sys.modules[workflow.__module__], "__file__", None)
+        if source and source.endswith(".py"):
+            with contextlib.suppress(OSError, py_compile.PyCompileError):
+                py_compile.compile(source, doraise=True)
+
+
 def build_senders(settings: Settings) -> Mapping[Channel, Sender]:
     """A sender per channel: SendGrid and Twilio where credentials exist, the local outbox else.
 
-    Letters are always rendered to PDF in the outbox, for the day's print batch. Call tasks never
-    reach a sender (they are rows in the staff worklist); the outbox stands in for completeness.
+    Letters and call tasks need none: they are queued in the database with their outbox row
+    (the day's print batch, the staff worklist).
     """
     outbox = OutboxSender(Path(settings.outbox_dir))
-    senders: dict[Channel, Sender] = {
-        Channel.LETTER: PdfLetterSender(Path(settings.outbox_dir)),
-        Channel.EMAIL: outbox,
-        Channel.SMS: outbox,
-        Channel.CALL: outbox,
-    }
+    senders: dict[Channel, Sender] = {Channel.EMAIL: outbox, Channel.SMS: outbox}
     sendgrid, twilio = settings.sendgrid, settings.twilio
     public = settings.api.public_url.rstrip("/")
     if sendgrid.configured and sendgrid.api_key is not None:
@@ -85,12 +100,23 @@ def build_worker(
 ) -> Worker:
     """A worker for the escalation workflow and its activities.
 
-    Activities are synchronous (SQLAlchemy sessions, provider SDKs) and run in a thread pool sized
-    like the database connection pool.
+    ``send_step`` is asynchronous: the steps due together share a batch (``StepBatcher``), so an
+    activity slot waiting for its batch holds no thread. The ledger activities are synchronous
+    (SQLAlchemy sessions) and run in a thread pool; they are few, so its threads, started only
+    when needed, stay far below the connection pool's limit.
     """
-    slots = settings.temporal.max_concurrent_activities
+    temporal = settings.temporal
     messaging = MessagingActivities(
-        session_factory, senders or build_senders(settings), PolicyStore(session_factory)
+        session_factory,
+        senders or build_senders(settings),
+        PolicyStore(session_factory),
+        send_concurrency=temporal.provider_send_threads,
+    )
+    batcher = StepBatcher(
+        messaging,
+        max_batch=temporal.send_batch_size,
+        lanes=temporal.send_batch_lanes,
+        linger=dt.timedelta(milliseconds=temporal.send_batch_linger_ms),
     )
     ledger = LedgerActivities(session_factory, Path(settings.data_dir) / "agency")
     return Worker(
@@ -99,15 +125,17 @@ def build_worker(
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
         activities=[
-            messaging.send_step,
+            batcher.send_step,
             ledger.close_balance,
             ledger.open_approval,
             ledger.close_approval,
             ledger.escalate_approval,
             ledger.place_with_agency,
         ],
-        activity_executor=ThreadPoolExecutor(max_workers=slots, thread_name_prefix="activity"),
-        max_concurrent_activities=slots,
+        activity_executor=ThreadPoolExecutor(
+            max_workers=temporal.max_concurrent_activities, thread_name_prefix="activity"
+        ),
+        max_concurrent_activities=temporal.max_concurrent_activities,
     )
 
 

@@ -1,9 +1,10 @@
 """Senders: how a rendered message leaves the building.
 
 One sender class per outside system, its client injected (``activities.email``: SendGrid,
-``activities.sms``: Twilio, ``activities.letters``: PDF letters for print). This module holds what
-they share: the message handed to a sender, the delivery it reports, the typed failures it may
-raise, and the local outbox.
+``activities.sms``: Twilio). Letters and call tasks need no sender: they are queued in our own
+database with their claim (``activities.letters`` composes the print batch). This module holds
+what senders share: the message handed to a sender, the delivery it reports, the typed failures
+it may raise, and the local outbox; and the statement a letter lays out.
 
 The local outbox is the embedded default when no provider credentials are configured: each
 message becomes a readable file under ``<data_dir>/outbox/<channel>/``. Its name is the message's
@@ -19,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -61,8 +62,6 @@ class OutgoingMessage:
     body: str
     html: str | None = None
     """Email only: the HTML alternative of ``body``."""
-    letter: LetterContent | None = field(default=None, repr=False)
-    """Letters only: the structured statement the PDF lays out."""
 
 
 @dataclass(frozen=True)

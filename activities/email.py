@@ -55,6 +55,7 @@ class SendGridSender:
 
     name = PROVIDER
     local = False
+    network = True  # a request over the internet: a batch sends several at once
 
     def __init__(
         self,

@@ -1,10 +1,13 @@
-"""Letters and statements: one PDF per letter, and a day's letters gathered into a print batch.
+"""Letters and statements: a PDF per letter, composed for the day's print batch.
 
-A letter is "sent" when its PDF is in the outbox; a print batch (one merged PDF and a CSV
-manifest) takes the day's letters to the practice's printer or a mail house. The PDF file is
-written atomically under a name derived from the outbox key only, so a retried send finds it and
-a crash leaves either the whole file or nothing: nothing leaves the building without the file,
-which is why this sender is ``local`` (see ``MessagingActivities._resume``).
+A letter step queues the letter: its outbox row stores the rendered message (``body``) and the
+statement it lays out (``letter``: address, visits, aging, due date), committed with the row
+itself, so a letter is queued exactly once and nothing about it can change afterwards. The print
+batch (one merged PDF and a CSV manifest for the practice's printer or a mail house) composes each
+queued letter's PDF from that row; ``letter_pdf`` composes one letter the same way for a person to
+look at. Composition is deterministic: the same row always gives the same bytes, so a rebuilt batch
+matches its manifest's checksums. Composing PDFs once a day in the batch, not in the step, keeps
+the ladder's hot path to checking, rendering and one transaction (``bench/`` measures both).
 
 Layout: the practice's letterhead, the address placed for a #10 window envelope with "Return
 Service Requested", a summary box (amount due, due date, account), the policy's message, the
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from pydantic import TypeAdapter
 from pypdf import PdfReader, PdfWriter
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import LETTER
@@ -46,7 +50,7 @@ from reportlab.platypus import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activities.channels import Delivery, LetterContent, OutgoingMessage, outbox_path
+from activities.channels import LetterContent
 from models.money import format_cents
 from models.orm import Communication, CommunicationStatus
 from models.policy import Channel
@@ -63,31 +67,37 @@ class LetterError(ValueError):
     """A letter that cannot be laid out; names the message id only."""
 
 
-class PdfLetterSender:
-    """Renders each letter to a PDF in the outbox, ready for a print batch."""
+PRINT_QUEUE = "print-queue"
+"""The provider name of a queued letter: the practice's own print batch."""
 
-    name = "pdf-letter"
-    local = True  # without its file nothing left the building: a crashed send may be redone
+_LETTER = TypeAdapter(LetterContent)
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
 
-    def _path(self, message: OutgoingMessage) -> Path:
-        return outbox_path(self.directory, message, ".pdf")
+def letter_json(letter: LetterContent) -> dict[str, Any]:
+    """The statement of a letter as stored in its outbox row (JSON)."""
+    data: dict[str, Any] = _LETTER.dump_python(letter, mode="json")
+    return data
 
-    def send(self, message: OutgoingMessage) -> Delivery:
-        if message.letter is None:
-            raise LetterError(f"letter {message.communication_id} has no statement content")
-        path = self._path(message)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".pdf.tmp")
-        tmp.write_bytes(render_letter(message.letter, message.body, message.communication_id))
-        tmp.replace(path)  # atomic: a print batch never picks up half a letter
-        return Delivery(self.name, message.communication_id, str(path))
 
-    def confirm(self, message: OutgoingMessage) -> Delivery | None:
-        path = self._path(message)
-        return Delivery(self.name, message.communication_id, str(path)) if path.exists() else None
+def letter_from_json(data: dict[str, Any]) -> LetterContent:
+    return _LETTER.validate_python(data)
+
+
+def letter_pdf(row: Communication) -> bytes:
+    """One queued letter as PDF bytes, composed from its outbox row.
+
+    Raises:
+        LetterError: the row is not a letter, or stores no statement (a letter queued before
+        statements were stored in the row has its PDF in the outbox: that file is returned).
+    """
+    if row.channel is not Channel.LETTER:
+        raise LetterError(f"communication {row.id} is not a letter")
+    if row.letter is not None:
+        return render_letter(letter_from_json(row.letter), row.body or "", str(row.id))
+    path = Path(row.file_path or "")
+    if path.suffix == ".pdf" and path.is_file():
+        return path.read_bytes()
+    raise LetterError(f"letter {row.id} stores no statement and has no PDF in the outbox")
 
 
 # -- layout -----------------------------------------------------------------------------------
@@ -166,6 +176,7 @@ def render_letter(letter: LetterContent, body: str, communication_id: str = "") 
         subject=letter.title,
         creator="dunning",
         producer="dunning (reportlab)",
+        invariant=True,  # no creation time or random document id: the same letter, the same bytes
     )
     width = PAGE_WIDTH - 2 * MARGIN
     first = Frame(
@@ -484,11 +495,12 @@ def build_print_batch(
     """Gather the letters sent on ``day`` (in ``time_zone``) into one PDF and a CSV manifest.
 
     The manifest names each letter by opaque ids and its pages, so that a mail house can check
-    it printed every letter exactly once; names and addresses stay inside the PDF. Rebuilding the
-    batch of a day gives the same files. Reads only; the caller's session is not committed.
+    it printed every letter exactly once; names and addresses stay inside the PDF. Each letter is
+    composed from its outbox row (``letter_pdf``), so rebuilding the batch of a day gives the same
+    files. Reads only; the caller's session is not committed.
 
     Raises:
-        LetterError: a sent letter's PDF is missing from the outbox.
+        LetterError: a queued letter can be composed neither from its row nor from a PDF file.
     """
     start = dt.datetime.combine(day, dt.time(), tzinfo=time_zone)
     end = start + dt.timedelta(days=1)
@@ -507,10 +519,7 @@ def build_print_batch(
     manifest: list[dict[str, Any]] = []
     page = 1
     for seq, row in enumerate(rows, start=1):
-        path = Path(row.file_path or "")
-        if path.suffix != ".pdf" or not path.is_file():
-            raise LetterError(f"letter {row.id} has no PDF in the outbox")
-        data = path.read_bytes()
+        data = letter_pdf(row)
         reader = PdfReader(io.BytesIO(data))
         for p in reader.pages:
             writer.add_page(p)

@@ -28,11 +28,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -48,6 +53,7 @@ from activities.channels import (
     Sender,
     SendError,
 )
+from activities.letters import PRINT_QUEUE, letter_json
 from activities.rendering import (
     PAYMENT_TERMS_DAYS,
     Recipient,
@@ -89,6 +95,26 @@ MAX_RETRY_DELAY = dt.timedelta(hours=6)
 
 _COUNTED = (CommunicationStatus.SENT, CommunicationStatus.UNCONFIRMED)
 """Rows that count as contacts: an unconfirmed send may have reached the patient."""
+
+# The hot path's statements, in Core: compiled once, executed for a whole batch of rows at a time.
+_OUTBOX = cast(Table, Communication.__table__)
+_CLAIM = (
+    insert(_OUTBOX)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(_OUTBOX.c.idempotency_key)
+)
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("claim_id"))
+    .values(
+        status=CommunicationStatus.SENT,
+        provider=bindparam("provider"),
+        provider_id=bindparam("provider_id"),
+        file_path=bindparam("file_path"),
+        sent_at=bindparam("sent_at"),
+    )
+)
+_AUDIT = insert(cast(Table, AuditEvent.__table__))
 
 
 def activity_now() -> dt.datetime:
@@ -194,8 +220,42 @@ def mark_channel(
     pref.updated_at = at
 
 
+@dataclass(eq=False)
+class _Work:
+    """One step on its way through a batch."""
+
+    step: SendStepInput
+    now: dt.datetime
+    channels: list[Channel]
+    """The fallback chain still to try, in order."""
+    reasons: list[str] = field(default_factory=list)
+    cap_free_in: dt.timedelta | None = None
+    account: Account | None = None
+    claim: dict[str, Any] | None = None
+    """This round's outbox row, to be inserted."""
+    won: bool = False
+    """The claim was inserted (not raced by another attempt of the step)."""
+    tasks: list[StaffTask] = field(default_factory=list)
+    """Committed with the claim when it is won: a call task."""
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    """Committed with the claim when it is won: the audit of a message queued with it."""
+    outcome: SendStepResult | BaseException | None = None
+
+    @property
+    def policy_hash(self) -> str:
+        return self.step.policy_hash
+
+
 class MessagingActivities:
-    """Sends escalation steps through the configured senders, exactly once."""
+    """Sends escalation steps through the configured senders, exactly once, in batches.
+
+    ``send_steps`` takes the steps that are due together (``StepBatcher`` gathers the worker's
+    concurrent ``send_step`` activities) and does each phase once for all of them: one query for
+    earlier attempts, one for the accounts, one INSERT of every claim and one durable commit, then
+    the sends, then one commit of what they came to. A step's failure is its own outcome; if the
+    batch as a whole fails (a database error), each step is tried again alone, so one bad step
+    never holds up the others. ``send_step`` is the same for one step.
+    """
 
     def __init__(
         self,
@@ -203,133 +263,389 @@ class MessagingActivities:
         senders: Mapping[Channel, Sender],
         policies: PolicyStore,
         clock: Clock = activity_now,
+        send_concurrency: int = 16,
     ) -> None:
         self._session_factory = session_factory
         self._senders = senders
         self._policies = policies
         self._clock = clock
+        self._send_pool = ThreadPoolExecutor(send_concurrency, thread_name_prefix="provider-send")
 
-    @activity.defn(name="send_step")
     def send_step(self, step: SendStepInput) -> SendStepResult:
         """Check the step is still allowed, render it, claim its outbox row, then send it."""
-        bundle = self._policies.get(step.policy_hash)
-        with self._session_factory() as session:
-            finished = self._finished(session, step)
-            if finished is not None:
-                return finished
-            # One round trip: the account with its guarantor, channels and charge lines.
-            account = (
-                session.scalars(
-                    select(Account)
-                    .where(Account.id == uuid.UUID(step.account_id))
-                    .options(
-                        joinedload(Account.guarantor).joinedload(Guarantor.channels),
-                        joinedload(Account.charges),
-                    )
-                )
-                .unique()
-                .one()
-            )
-            reasons: list[str] = []
-            if account.status is not AccountStatus.OPEN:
-                return self._suppress(session, step, [f"account is {account.status.value}"])
-            now = self._clock()
-            self._check_quiet_hours(bundle.policy, account.guarantor, now)
-            cap_free_in: dt.timedelta | None = None
-            for channel in step.channels:
-                prefs = {p.channel: p for p in account.guarantor.channels}
-                problem = channel_problem(bundle.policy, channel, account.guarantor, prefs)
-                if problem:
-                    reasons.append(problem)
-                    continue
-                capped = self._cap_problem(session, bundle.policy, account.id, channel, now)
-                if capped is not None:
-                    reasons.append(capped[0])
-                    cap_free_in = min(capped[1], cap_free_in or capped[1])
-                    continue
-                result = self._attempt(session, bundle, step, account, channel, now, reasons)
-                if result is not None:
-                    return result
-            if cap_free_in is not None:
-                # The chain is blocked only for now: the step waits, as the scheduler would have.
-                raise ApplicationError(
-                    "contact cap of the rolling window reached",
-                    type="ContactCapReached",
-                    next_retry_delay=cap_free_in,
-                )
-            return self._suppress(session, step, reasons)
+        outcome = self.send_steps([step])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
-    # -- one channel ----------------------------------------------------------------------
-
-    def _attempt(
+    def send_steps(
         self,
-        session: Session,
-        bundle: PolicyBundle,
-        step: SendStepInput,
-        account: Account,
-        channel: Channel,
-        now: dt.datetime,
-        reasons: list[str],
-    ) -> SendStepResult | None:
-        """Send on ``channel``; None when the recipient was refused for good (try the next)."""
-        subject, body = self._render(bundle, step, account, channel, now)
-        key = attempt_key(step.idempotency_key, channel)
-        row = self._claim(
-            session,
-            step,
-            key,
-            channel,
-            CommunicationStatus.PENDING,
-            reasons,
+        steps: Sequence[SendStepInput],
+        not_before: Sequence[dt.datetime | None] | None = None,
+    ) -> list[SendStepResult | BaseException]:
+        """Each step's result, or the exception its activity should fail with.
+
+        ``not_before``: per step, a time the check clock may not be earlier than (the server's
+        scheduling time of the attempt; on the time-skipping test server it runs ahead).
+        """
+        floors = list(not_before) if not_before is not None else [None] * len(steps)
+        try:
+            return [_reportable(o) for o in self._send_batch(steps, floors)]
+        except Exception as exc:
+            if len(steps) == 1:
+                return [_reportable(exc)]
+            log.warning(
+                "a batch of %d steps failed (%s); one by one", len(steps), type(exc).__name__
+            )
+        outcomes: list[SendStepResult | BaseException] = []
+        for step, floor in zip(steps, floors, strict=True):
+            try:
+                outcomes.append(_reportable(self._send_batch([step], [floor])[0]))
+            except Exception as exc:
+                outcomes.append(_reportable(exc))
+        return outcomes
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _send_batch(
+        self, steps: Sequence[SendStepInput], floors: Sequence[dt.datetime | None]
+    ) -> list[SendStepResult | BaseException]:
+        clock = self._clock()
+        # The same step twice in one batch (a retry overtaking its attempt) is one step.
+        unique: dict[str, _Work] = {}
+        works: list[_Work] = []
+        for step, floor in zip(steps, floors, strict=True):
+            work = unique.get(step.idempotency_key)
+            if work is None:
+                now = max(clock, floor) if floor is not None else clock
+                work = unique[step.idempotency_key] = _Work(step, now, list(step.channels))
+            works.append(work)
+        batch = list(unique.values())
+        with self._session_factory() as session:
+            self._settle_earlier(session, batch)
+            active = [w for w in batch if w.outcome is None]
+            self._load_accounts(session, active)
+            active = [w for w in active if w.outcome is None]
+            while active:
+                self._choose(session, active)
+                self._claim(session, [w for w in active if w.claim is not None])
+                self._send(session, [w for w in active if w.outcome is None and w.won])
+                active = [w for w in active if w.outcome is None]
+        return [w.outcome if w.outcome is not None else _lost() for w in works]
+
+    def _settle_earlier(self, session: Session, batch: list[_Work]) -> None:
+        """Steps an earlier attempt settled get its outcome, a half-done send finished."""
+        owner: dict[str, _Work] = {}
+        for work in batch:
+            key = work.step.idempotency_key
+            owner[key] = work
+            for channel in Channel:
+                owner[attempt_key(key, channel)] = work
+        rows = session.scalars(
+            select(Communication)
+            .where(Communication.idempotency_key.in_(list(owner)))
+            .order_by(Communication.created_at)
+        ).all()
+        earlier: dict[_Work, list[Communication]] = defaultdict(list)
+        for row in rows:
+            earlier[owner[row.idempotency_key]].append(row)
+        for work, found in earlier.items():
+            try:
+                work.outcome = self._finished(session, found)
+            except Exception as exc:  # this step's bookkeeping failed; the others go on
+                session.rollback()
+                work.outcome = exc
+
+    def _load_accounts(self, session: Session, active: list[_Work]) -> None:
+        """One round trip: the accounts with their guarantors, channels and charge lines."""
+        if not active:
+            return
+        ids = {uuid.UUID(w.step.account_id) for w in active}
+        accounts = {
+            a.id: a
+            for a in session.scalars(
+                select(Account)
+                .where(Account.id.in_(ids))
+                .options(
+                    joinedload(Account.guarantor).joinedload(Guarantor.channels),
+                    joinedload(Account.charges),
+                )
+            ).unique()
+        }
+        for work in active:
+            work.account = accounts.get(uuid.UUID(work.step.account_id))
+            if work.account is None:
+                work.outcome = ApplicationError(
+                    "the step's account is not in the ledger", type="AccountMissing"
+                )
+
+    # -- choosing a channel and rendering ------------------------------------------------------
+
+    def _choose(self, session: Session, active: list[_Work]) -> None:
+        """This round's claim of each step: its next usable channel, or its suppression."""
+        caps = self._recent_contacts(session, active)
+        for work in active:
+            work.claim, work.won, work.tasks, work.audits = None, False, [], []
+            try:
+                self._choose_one(work, caps)
+            except Exception as exc:
+                work.outcome = exc
+
+    def _choose_one(
+        self, work: _Work, caps: Mapping[tuple[uuid.UUID, Channel], list[dt.datetime]]
+    ) -> None:
+        account = work.account
+        assert account is not None
+        bundle = self._policies.get(work.policy_hash)
+        if account.status is not AccountStatus.OPEN:
+            work.claim = self._row(work, None, CommunicationStatus.SUPPRESSED)
+            work.claim["reasons"] = f"account is {account.status.value}"
+            return
+        self._check_quiet_hours(bundle.policy, account.guarantor, work.now)
+        prefs = {p.channel: p for p in account.guarantor.channels}
+        while work.channels:
+            channel = work.channels.pop(0)
+            problem = channel_problem(bundle.policy, channel, account.guarantor, prefs)
+            if problem:
+                work.reasons.append(problem)
+                continue
+            capped = cap_problem(
+                bundle.policy, channel, caps.get((account.id, channel), []), work.now
+            )
+            if capped is not None:
+                work.reasons.append(capped[0])
+                work.cap_free_in = min(capped[1], work.cap_free_in or capped[1])
+                continue
+            self._prepare(work, bundle, channel)
+            return
+        if work.cap_free_in is not None:
+            # The chain is blocked only for now: the step waits, as the scheduler would have.
+            work.outcome = ApplicationError(
+                "contact cap of the rolling window reached",
+                type="ContactCapReached",
+                next_retry_delay=work.cap_free_in,
+            )
+            return
+        work.claim = self._row(work, None, CommunicationStatus.SUPPRESSED)
+
+    def _prepare(self, work: _Work, bundle: PolicyBundle, channel: Channel) -> None:
+        """Render ``channel``'s message into the claim, and what commits with it."""
+        account = work.account
+        assert account is not None
+        subject, body = self._render(bundle, work.step, account, channel, work.now)
+        claim = self._row(work, channel, CommunicationStatus.PENDING)
+        claim.update(
             recipient=contact_point(account.guarantor, channel),
             subject=subject,
             body=body,
             language=account.guarantor.language,
         )
-        if row is None:  # a concurrent attempt claimed the key first
-            session.rollback()
-            raced = self._by_key(session, key)
-            if raced is None or raced.status is CommunicationStatus.FAILED:
-                return None
-            return self._resume(session, raced) or self._result(raced)
-        if channel is Channel.CALL:
+        if channel is Channel.LETTER:
+            # Queued for the print batch with its statement: the letter is sent when this commits.
+            letter = self._letter(bundle, work.step, account, body, work.now)
+            claim.update(letter=letter_json(letter))
+            self._sent_with_claim(work, claim, PRINT_QUEUE)
+        elif channel is Channel.CALL:
             # A call task lives in our own database: claim and task commit together.
-            session.add(self._call_task(bundle, step, account, row, body, now))
-            self._mark_sent(session, row, Delivery("staff", str(row.id)), now)
-            session.commit()
-            return self._result(row)
-        session.commit()  # the claim is durable before the provider hears of it
-        letter = (
-            self._letter(bundle, step, account, body, now) if channel is Channel.LETTER else None
+            self._sent_with_claim(work, claim, "staff")
+            work.tasks.append(
+                self._call_task(bundle, work.step, account, claim["id"], body, work.now)
+            )
+        work.claim = claim
+
+    def _sent_with_claim(self, work: _Work, claim: dict[str, Any], provider: str) -> None:
+        claim.update(
+            status=CommunicationStatus.SENT,
+            provider=provider,
+            provider_id=str(claim["id"]),
+            sent_at=work.now,
         )
-        message = self._outgoing(row, letter)
-        try:
-            delivery = self._senders[channel].send(message)
-        except RecipientRejected as exc:
-            self._refused(session, account, row, exc)
-            state = "opted out" if exc.opted_out else exc.deliverability
-            reasons.append(f"{channel.value}: {state} ({exc.provider} {exc.code or 'no code'})")
-            session.commit()
-            return None
-        except ProviderUnreachable as exc:
-            # The request may have reached the provider: never send it again automatically.
-            row.status = CommunicationStatus.UNCONFIRMED
-            row.reasons = _join(reasons, f"{exc.provider}: no answer during the send")
-            session.commit()
-            log.warning("send of %s unconfirmed: %s", row.id, type(exc).__name__)
-            return self._result(row)
-        except SendError as exc:
-            self._release(session, row, exc)
-            session.commit()
-            raise _retryable(exc) from None  # the provider's text may quote the recipient
-        # The claim above was committed durably before the provider heard of the message; the
-        # SENT mark may commit asynchronously (PostgreSQL synchronous_commit): a crash of the
-        # database in the next moments would leave the row PENDING, which a retry confirms or
-        # marks UNCONFIRMED, never sends again.
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        self._mark_sent(session, row, delivery, self._clock())
+        work.audits.append(
+            _sent_audit(claim["account_id"], claim["id"], work.step.step_id, claim["channel"])
+        )
+
+    def _row(
+        self, work: _Work, channel: Channel | None, status: CommunicationStatus
+    ) -> dict[str, Any]:
+        """An outbox row's values; every claim has the same columns (one multi-row INSERT)."""
+        step = work.step
+        key = step.idempotency_key
+        if channel is not None:
+            key = attempt_key(key, channel)
+        return {
+            "id": uuid.uuid4(),
+            "idempotency_key": key,
+            "account_id": uuid.UUID(step.account_id),
+            "step_id": step.step_id,
+            "policy_hash": step.policy_hash,
+            "channel": channel,
+            "template": step.template,
+            "language": work.account.guarantor.language if work.account else "en",
+            "status": status,
+            "reasons": "; ".join(work.reasons) or None,
+            "recipient": None,
+            "subject": None,
+            "body": None,
+            "provider": None,
+            "provider_id": None,
+            "sent_at": None,
+            "letter": None,
+        }
+
+    def _recent_contacts(
+        self, session: Session, active: list[_Work]
+    ) -> dict[tuple[uuid.UUID, Channel], list[dt.datetime]]:
+        """For the capped channels of these steps: when each account was contacted on them."""
+        windows: dict[Channel, dt.timedelta] = {}
+        accounts: set[uuid.UUID] = set()
+        earliest: dt.datetime | None = None
+        for work in active:
+            policy = self._policies.get(work.policy_hash).policy
+            for cap in policy.contact.caps:
+                window = dt.timedelta(days=cap.per_days)
+                windows[cap.channel] = max(windows.get(cap.channel, window), window)
+                accounts.add(uuid.UUID(work.step.account_id))
+                since = work.now - window
+                earliest = since if earliest is None else min(earliest, since)
+        if not accounts or earliest is None:
+            return {}
+        when = func.coalesce(Communication.sent_at, Communication.created_at)
+        found: dict[tuple[uuid.UUID, Channel], list[dt.datetime]] = defaultdict(list)
+        for account_id, channel, at in session.execute(
+            select(Communication.account_id, Communication.channel, when).where(
+                Communication.account_id.in_(accounts),
+                Communication.channel.in_(list(windows)),
+                Communication.status.in_(_COUNTED),
+                when > earliest,
+            )
+        ):
+            if channel is not None:
+                found[(account_id, channel)].append(at)
+        return found
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    def _claim(self, session: Session, claiming: list[_Work]) -> None:
+        """Insert every claim in one statement and commit durably, before any provider call.
+
+        A claim whose key is taken was raced by another attempt of the same step; that step
+        follows the row it lost to.
+        """
+        if not claiming:
+            return
+        won = set(session.scalars(_CLAIM, [w.claim for w in claiming if w.claim is not None]))
+        raced: list[_Work] = []
+        audits: list[dict[str, Any]] = []
+        for work in claiming:
+            assert work.claim is not None
+            work.won = work.claim["idempotency_key"] in won
+            if not work.won:
+                raced.append(work)
+                continue
+            session.add_all(work.tasks)
+            audits += work.audits
+            if work.claim["status"] is not CommunicationStatus.PENDING:  # suppressed, or sent
+                work.outcome = _claim_result(work.claim)
+        if audits:
+            session.execute(_AUDIT, audits)
         session.commit()
-        return self._result(row)
+        for work in raced:
+            try:
+                self._follow_race(session, work)
+            except Exception as exc:
+                session.rollback()
+                work.outcome = exc
+
+    def _follow_race(self, session: Session, work: _Work) -> None:
+        assert work.claim is not None
+        key, channel = work.claim["idempotency_key"], work.claim["channel"]
+        raced = self._by_key(session, key)
+        if channel is None:  # both attempts suppressed the step
+            assert raced is not None
+            work.outcome = self._result(raced)
+        elif raced is None or raced.status is CommunicationStatus.FAILED:
+            return  # the channel refused the recipient (or the claim was released): next round
+        else:
+            resumed = self._resume(session, raced)
+            if resumed is None:
+                work.channels.insert(0, channel)  # released: nothing left, try the channel again
+            else:
+                work.outcome = resumed
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send(self, session: Session, sending: list[_Work]) -> None:
+        """Hand each claimed message to its provider, then commit what each send came to."""
+        if not sending:
+            return
+        messages = [_outgoing(w.claim) for w in sending if w.claim is not None]
+        remote = sum(getattr(self._senders[m.channel], "network", False) for m in messages)
+        if remote > 1:  # providers answer in tens of milliseconds: ask them all at once
+            sent = list(self._send_pool.map(self._deliver, messages))
+        else:
+            sent = [self._deliver(m) for m in messages]
+        marks: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
+        for work, (delivery, error) in zip(sending, sent, strict=True):
+            claim = work.claim
+            assert claim is not None
+            if delivery is not None:
+                at = self._clock()
+                marks.append(
+                    {
+                        "claim_id": claim["id"],
+                        "provider": delivery.provider,
+                        "provider_id": delivery.provider_id,
+                        "file_path": delivery.file_path,
+                        "sent_at": at,
+                    }
+                )
+                audits.append(
+                    _sent_audit(
+                        claim["account_id"], claim["id"], claim["step_id"], claim["channel"]
+                    )
+                )
+                claim.update(status=CommunicationStatus.SENT)
+                work.outcome = _claim_result(claim)
+                continue
+            row = session.get(Communication, claim["id"])
+            assert row is not None and row.channel is not None
+            if isinstance(error, RecipientRejected):
+                assert work.account is not None
+                self._refused(session, work.account, row, error)
+                state = "opted out" if error.opted_out else error.deliverability
+                work.reasons.append(
+                    f"{row.channel.value}: {state} ({error.provider} {error.code or 'no code'})"
+                )  # and the next round tries the next channel of the chain
+            elif isinstance(error, ProviderUnreachable):
+                # The request may have reached the provider: never send it again automatically.
+                row.status = CommunicationStatus.UNCONFIRMED
+                row.reasons = _join(work.reasons, f"{error.provider}: no answer during the send")
+                log.warning("send of %s unconfirmed: %s", row.id, type(error).__name__)
+                work.outcome = self._result(row)
+            elif isinstance(error, SendError):
+                self._release(session, row, error)
+                work.outcome = _retryable(error)  # the provider's text may quote the recipient
+            else:
+                # Unknown: the claim stays pending; the retry confirms the send or releases it.
+                assert error is not None
+                work.outcome = error
+        if marks and len(marks) == len(sending):
+            # Every claim above was committed durably before its provider heard of it; the SENT
+            # marks may commit asynchronously (PostgreSQL synchronous_commit): a crash of the
+            # database in the next moments would leave rows PENDING, which a retry confirms or
+            # marks UNCONFIRMED, never sends again.
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        if marks:
+            session.execute(_MARK_SENT, marks)
+            session.execute(_AUDIT, audits)
+        session.commit()
+
+    def _deliver(self, message: OutgoingMessage) -> tuple[Delivery | None, Exception | None]:
+        try:
+            return self._senders[message.channel].send(message), None
+        except Exception as exc:
+            return None, exc
 
     def _refused(
         self, session: Session, account: Account, row: Communication, exc: RecipientRejected
@@ -391,14 +707,8 @@ class MessagingActivities:
 
     # -- finding earlier attempts ---------------------------------------------------------
 
-    def _finished(self, session: Session, step: SendStepInput) -> SendStepResult | None:
+    def _finished(self, session: Session, rows: Sequence[Communication]) -> SendStepResult | None:
         """The step's outcome if an earlier attempt settled it, finishing a half-done send."""
-        keys = [step.idempotency_key, *(attempt_key(step.idempotency_key, c) for c in Channel)]
-        rows = session.scalars(
-            select(Communication)
-            .where(Communication.idempotency_key.in_(keys))
-            .order_by(Communication.created_at)
-        ).all()
         for row in rows:
             if row.status in _COUNTED:
                 return self._result(row)
@@ -421,11 +731,13 @@ class MessagingActivities:
         if row.status is not CommunicationStatus.PENDING:
             return self._result(row)
         assert row.channel is not None
-        sender = self._senders[row.channel]
-        delivery = sender.confirm(self._outgoing(row, None))
+        sender = self._senders.get(row.channel)
+        # Letters and call tasks commit sent with their claim: one still pending was claimed by
+        # an older release that sent it later; nothing left the building without the mark.
+        delivery = None if sender is None else sender.confirm(self._outgoing(row))
         if delivery is not None:
             self._mark_sent(session, row, delivery, self._clock())
-        elif getattr(sender, "local", False):
+        elif sender is None or getattr(sender, "local", False):
             session.execute(delete(Communication).where(Communication.id == row.id))
             session.commit()
             return None
@@ -442,85 +754,7 @@ class MessagingActivities:
         query = select(Communication).where(Communication.idempotency_key == key)
         return session.scalars(query).first()
 
-    def _suppress(
-        self, session: Session, step: SendStepInput, reasons: list[str]
-    ) -> SendStepResult:
-        row = self._claim(
-            session, step, step.idempotency_key, None, CommunicationStatus.SUPPRESSED, reasons
-        )
-        if row is None:
-            session.rollback()
-            raced = self._by_key(session, step.idempotency_key)
-            assert raced is not None
-            return self._result(raced)
-        session.commit()
-        return self._result(row)
-
-    def _claim(
-        self,
-        session: Session,
-        step: SendStepInput,
-        key: str,
-        channel: Channel | None,
-        status: CommunicationStatus,
-        reasons: list[str],
-        **fields: str | None,
-    ) -> Communication | None:
-        row_id = uuid.uuid4()
-        values = {
-            "id": row_id,
-            "idempotency_key": key,
-            "account_id": uuid.UUID(step.account_id),
-            "step_id": step.step_id,
-            "policy_hash": step.policy_hash,
-            "channel": channel,
-            "template": step.template,
-            "status": status,
-            "reasons": "; ".join(reasons) or None,
-            **fields,
-        }
-        # RETURNING the row itself: no second round trip to read what was just written.
-        return session.scalars(
-            insert(Communication)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(Communication),
-            execution_options={"populate_existing": True},
-        ).first()
-
     # -- checks at the moment of sending --------------------------------------------------
-
-    def _cap_problem(
-        self,
-        session: Session,
-        policy: Policy,
-        account_id: uuid.UUID,
-        channel: Channel,
-        now: dt.datetime,
-    ) -> tuple[str, dt.timedelta] | None:
-        """The cap ``channel`` would break now, and how long until it would not."""
-        for cap in policy.contact.caps:
-            if cap.channel is not channel:
-                continue
-            window = dt.timedelta(days=cap.per_days)
-            when = func.coalesce(Communication.sent_at, Communication.created_at)
-            times = sorted(
-                session.scalars(
-                    select(when).where(
-                        Communication.account_id == account_id,
-                        Communication.channel == channel,
-                        Communication.status.in_(_COUNTED),
-                        when > now - window,
-                    )
-                ).all()
-            )
-            if len(times) >= cap.max:
-                free_at = times[len(times) - cap.max] + window
-                return (
-                    f"{channel.value}: cap of {cap.max} in {cap.per_days} days reached",
-                    max(free_at - now, dt.timedelta(seconds=1)),
-                )
-        return None
 
     def _check_quiet_hours(self, policy: Policy, guarantor: Guarantor, now: dt.datetime) -> None:
         """Checked again at the moment of sending: a late worker must not text at 23:00."""
@@ -598,7 +832,7 @@ class MessagingActivities:
         bundle: PolicyBundle,
         step: SendStepInput,
         account: Account,
-        row: Communication,
+        communication_id: uuid.UUID,
         script: str,
         now: dt.datetime,
     ) -> StaffTask:
@@ -621,13 +855,13 @@ class MessagingActivities:
             title=f"Call about account {account.account_number}",
             detail={
                 "script": script,
-                "communication_id": str(row.id),
+                "communication_id": str(communication_id),
                 "summary": summary,
                 "outcomes": ["reached", "voicemail", "no_answer", "wrong_number", "promise_to_pay"],
             },
         )
 
-    def _outgoing(self, row: Communication, letter: LetterContent | None) -> OutgoingMessage:
+    def _outgoing(self, row: Communication) -> OutgoingMessage:
         assert row.channel is not None
         return OutgoingMessage(
             str(row.id),
@@ -636,7 +870,6 @@ class MessagingActivities:
             row.recipient or "",
             row.subject,
             row.body or "",
-            letter=letter,
         )
 
     def _mark_sent(
@@ -647,18 +880,7 @@ class MessagingActivities:
         row.provider_id = delivery.provider_id
         row.file_path = delivery.file_path
         row.sent_at = at
-        session.add(
-            AuditEvent(
-                actor="system",
-                action="message_sent",
-                account_id=row.account_id,
-                detail={
-                    "communication_id": str(row.id),
-                    "step": row.step_id,
-                    "channel": row.channel.value if row.channel else None,
-                },
-            )
-        )
+        session.add(AuditEvent(**_sent_audit(row.account_id, row.id, row.step_id, row.channel)))
 
     @staticmethod
     def _result(row: Communication) -> SendStepResult:
@@ -671,6 +893,82 @@ class MessagingActivities:
         return SendStepResult(
             communication_id=str(row.id), outcome=outcome, channel=row.channel, reasons=reasons
         )
+
+
+def cap_problem(
+    policy: Policy, channel: Channel, contacted: Sequence[dt.datetime], now: dt.datetime
+) -> tuple[str, dt.timedelta] | None:
+    """The cap ``channel`` would break now, given its recent uses, and for how long."""
+    for cap in policy.contact.caps:
+        if cap.channel is not channel:
+            continue
+        window = dt.timedelta(days=cap.per_days)
+        times = sorted(t for t in contacted if t > now - window)
+        if len(times) >= cap.max:
+            free_at = times[len(times) - cap.max] + window
+            return (
+                f"{channel.value}: cap of {cap.max} in {cap.per_days} days reached",
+                max(free_at - now, dt.timedelta(seconds=1)),
+            )
+    return None
+
+
+def _sent_audit(
+    account_id: uuid.UUID, communication_id: uuid.UUID, step_id: str, channel: Channel | None
+) -> dict[str, Any]:
+    return {
+        "actor": "system",
+        "action": "message_sent",
+        "account_id": account_id,
+        "detail": {
+            "communication_id": str(communication_id),
+            "step": step_id,
+            "channel": channel.value if channel else None,
+        },
+    }
+
+
+def _outgoing(claim: Mapping[str, Any]) -> OutgoingMessage:
+    return OutgoingMessage(
+        str(claim["id"]),
+        claim["idempotency_key"],
+        claim["channel"],
+        claim["recipient"] or "",
+        claim["subject"],
+        claim["body"] or "",
+    )
+
+
+def _claim_result(claim: Mapping[str, Any]) -> SendStepResult:
+    suppressed = claim["status"] is CommunicationStatus.SUPPRESSED
+    return SendStepResult(
+        communication_id=str(claim["id"]),
+        outcome=StepOutcome.SUPPRESSED if suppressed else StepOutcome.SENT,
+        channel=claim["channel"],
+        reasons=claim["reasons"].split("; ") if claim["reasons"] else [],
+    )
+
+
+def _reportable(
+    outcome: SendStepResult | BaseException,
+) -> SendStepResult | BaseException:
+    """A database error as a failure that names its kind only.
+
+    PostgreSQL's messages may quote the row they refused ("Failing row contains ..."), and that
+    text would reach the activity's failure in Temporal's history: keep the SQLSTATE instead.
+    """
+    if isinstance(outcome, DBAPIError):
+        code = getattr(outcome.orig, "sqlstate", None) or "unknown"
+        return ApplicationError(
+            f"the database refused the step ({type(outcome.orig).__name__}, SQLSTATE {code})",
+            type="DatabaseError",
+        )
+    return outcome
+
+
+def _lost() -> BaseException:
+    """A step the batch ended without an outcome for: a bug, reported as a retryable failure."""
+    return ApplicationError("the step was left without an outcome", type="BatchIncomplete")
 
 
 def aging_of(

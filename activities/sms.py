@@ -116,6 +116,7 @@ class TwilioSender:
 
     name = PROVIDER
     local = False
+    network = True  # a request over the internet: a batch sends several at once
 
     def __init__(
         self,

@@ -34,6 +34,7 @@ from config.settings import Settings
 from embedded.postgres import EmbeddedPostgres
 from embedded.temporal import dev_server_path, test_server_path
 from models.orm.database import make_engine, make_session_factory, migrate
+from worker import workflow_runner
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
@@ -230,7 +231,7 @@ async def database() -> AsyncIterator[Database]:
                 temporal={"task_queue": "bench"},
             )
             # As in production: one connection per activity slot, and a few to spare.
-            engine = make_engine(url, pool_size=settings.temporal.max_concurrent_activities + 2)
+            engine = make_engine(url, pool_size=settings.database.pool_size)
             try:
                 yield Database(directory, url, engine, make_session_factory(engine), settings)
             finally:
@@ -241,10 +242,12 @@ async def database() -> AsyncIterator[Database]:
 
 def baseline_worker(client: Client, task_queue: str, slots: int) -> Worker:
     """A worker for the baseline workflows, with as many activity slots as ``build_worker``."""
+    workflows: list[type] = [BaselineWorkflow, TrivialWorkflow]
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[BaselineWorkflow, TrivialWorkflow],
+        workflows=workflows,
+        workflow_runner=workflow_runner(workflows),  # the same sandbox as ours
         activities=[noop],
         activity_executor=ThreadPoolExecutor(slots),
         max_concurrent_activities=slots,

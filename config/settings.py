@@ -25,7 +25,9 @@ class DatabaseSettings(BaseModel):
         default=None,
         description="postgresql+psycopg:// URL; empty starts an embedded server in the data folder",
     )
-    pool_size: int = Field(default=26, ge=1, description="the worker's activity slots, plus two")
+    pool_size: int = Field(
+        default=26, ge=1, description="connections kept; as many again may open under load"
+    )
     echo: bool = False
 
 
@@ -44,7 +46,19 @@ class TemporalSettings(BaseModel):
         default=8233, description="embedded web UI; a free one if taken"
     )
     max_concurrent_activities: int = Field(
-        default=24, description="activity slots; sends mostly wait on PostgreSQL and providers"
+        default=128,
+        ge=1,
+        description="activity slots; a send_step waits in its batch without holding a thread",
+    )
+    send_batch_size: int = Field(default=64, ge=1, description="most steps sent in one batch")
+    send_batch_linger_ms: int = Field(
+        default=10, ge=0, description="under load, how long a batch waits for more steps"
+    )
+    send_batch_lanes: int = Field(
+        default=2, ge=1, description="batches in flight at once, each with a connection"
+    )
+    provider_send_threads: int = Field(
+        default=16, ge=1, description="provider requests (SendGrid, Twilio) a batch makes at once"
     )
 
 

@@ -197,7 +197,8 @@ class SendStepInput(BaseModel):
     """One escalation step to check, render, record and send, in one activity."""
 
     account_id: str
-    idempotency_key: str = Field(max_length=200)
+    idempotency_key: str = Field(max_length=190)
+    """The step's outbox key; a channel's attempt adds ``:<channel>`` within the column's 200."""
     policy_hash: str
     step_id: str
     kind: StepKind

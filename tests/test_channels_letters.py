@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
+import io
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.channels import LetterContent
-from activities.letters import build_print_batch, message_text
+from activities.letters import PRINT_QUEUE, build_print_batch, letter_pdf, message_text
 from activities.messaging import MessagingActivities, PolicyStore
 from config.loader import load_policy, shipped_policies
 from config.settings import Settings
@@ -39,8 +40,9 @@ LINES = [
 BALANCE = 3000 + 2500  # per visit: 185-90-40-25 = 30.00 and 60-20-15-0 = 25.00
 
 
-def _text(path: Path) -> str:
-    return " ".join(" ".join(page.extract_text() or "" for page in PdfReader(path).pages).split())
+def _text(pdf: bytes) -> str:
+    pages = PdfReader(io.BytesIO(pdf)).pages
+    return " ".join(" ".join(page.extract_text() or "" for page in pages).split())
 
 
 def _flat(text: str) -> str:
@@ -96,12 +98,14 @@ def test_every_letter_of_every_shipped_policy_as_pdf(
         assert result.outcome is StepOutcome.SENT and result.channel is Channel.LETTER
         with session_factory() as s:
             row = s.get(Communication, uuid.UUID(result.communication_id or ""))
-            assert row is not None and row.provider == "pdf-letter"
-            path = Path(row.file_path or "")
+            # Queued for the print batch with its statement, in the same commit as its claim.
+            assert row is not None and row.provider == PRINT_QUEUE and row.letter is not None
+            assert row.status is CommunicationStatus.SENT and row.file_path is None
+            pdf = letter_pdf(row)
             body = row.body or ""
-        assert path.suffix == ".pdf" and path.read_bytes().startswith(b"%PDF")
-        shutil.copy(path, example_dir / f"{policy.name}-{step.id}.pdf")
-        text = _text(path)
+        assert pdf.startswith(b"%PDF")
+        (example_dir / f"{policy.name}-{step.id}.pdf").write_bytes(pdf)
+        text = _text(pdf)
         today = MORNING.astimezone(zone("America/New_York")).date()
         due = today + dt.timedelta(days=30)
         # Letterhead, window-envelope address, a clear amount due and due date.
@@ -163,7 +167,7 @@ def test_every_letter_of_every_shipped_policy_as_pdf(
         )
         for paragraph in shown:
             assert _flat(paragraph)[:60] in text, (policy.name, step.id, paragraph)
-        pages = len(PdfReader(path).pages)
+        pages = len(PdfReader(io.BytesIO(pdf)).pages)
         assert 1 <= pages <= 3
 
 
@@ -201,17 +205,25 @@ def test_print_batch_of_a_day(
         }
         assert len(rows) == 3
         batch = build_print_batch(s, day_clock.date(), zone("America/New_York"), tmp_path / "print")
+        singles = {i: letter_pdf(rows[i]) for i in sent}
+        first_pdf, first_manifest = batch.pdf_path.read_bytes(), batch.manifest_path.read_bytes()
+        # Composition is deterministic: a rebuilt batch is the same file, byte for byte.
+        again = build_print_batch(s, day_clock.date(), zone("America/New_York"), tmp_path / "p2")
+    assert again.pdf_path.read_bytes() == first_pdf
+    assert again.manifest_path.read_bytes() == first_manifest
     assert batch.letters == 3
-    singles = [len(PdfReader(rows[i].file_path or "").pages) for i in sent]
     merged = PdfReader(batch.pdf_path)
-    assert batch.pages == len(merged.pages) == sum(singles)
+    pages = [len(PdfReader(io.BytesIO(singles[i])).pages) for i in sent]
+    assert batch.pages == len(merged.pages) == sum(pages)
     with batch.manifest_path.open(encoding="utf-8") as fh:
         manifest = list(csv.DictReader(fh))
     assert [m["communication_id"] for m in manifest] == sent
+    # The manifest's checksums are those of the letters as composed one by one.
+    assert [m["sha256"] for m in manifest] == [hashlib.sha256(singles[i]).hexdigest() for i in sent]
     assert [int(m["first_page"]) for m in manifest] == [
         1,
-        1 + singles[0],
-        1 + singles[0] + singles[1],
+        1 + pages[0],
+        1 + pages[0] + pages[1],
     ]
     raw = batch.manifest_path.read_text(encoding="utf-8")
     for name in ("Ada", "Bo", "Cy", "Synthetic", "Example Way", "55.00"):

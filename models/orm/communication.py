@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.orm.base import Base, Timestamped, new_id
@@ -53,5 +55,7 @@ class Communication(Timestamped, Base):
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_id: Mapped[str | None] = mapped_column(String(100))
     file_path: Mapped[str | None] = mapped_column(String(500))
+    letter: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """Letters: the statement the printed letter lays out, composed by the print batch."""
     reasons: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]

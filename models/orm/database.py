@@ -16,7 +16,14 @@ def make_engine(url: str, pool_size: int = 10, echo: bool = False) -> Engine:
     if not url.startswith("postgresql+psycopg://"):
         raise ValueError("database.url: only PostgreSQL through psycopg 3 (postgresql+psycopg://)")
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        echo=echo,
+        # Statement parameters are patients' names, addresses and messages: keep them out of
+        # exceptions and logs (they would reach Temporal's failure records).
+        hide_parameters=True,
     )
 
 

@@ -1,0 +1,98 @@
+"""``send_step`` for the worker: the steps due together share one batch.
+
+Each ``send_step`` activity puts its step in a queue and waits. A drainer takes everything queued
+(up to ``max_batch``) to ``MessagingActivities.send_steps`` in a thread, so a morning's thousands
+of due steps cost a few statements and commits per batch instead of several per step, and while
+one batch is in PostgreSQL or with a provider the next one gathers. Nothing waits for a batch to
+fill: a lone step is sent at once, in a batch of one; only while steps keep coming (the last
+batch had several) does a batch linger a few milliseconds for more. This is group commit, as
+databases do it.
+A second batch runs beside the first only when a whole batch is already waiting (the first is
+waiting on providers): on a busy machine batches grow rather than multiply.
+
+Cancelling an activity (the worker shuts down, the server times the attempt out) does not stop
+its batch: the step is sent or not as a whole, and the next attempt finds its outbox rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio import activity
+
+from activities.messaging import MessagingActivities
+from models.payloads import SendStepInput, SendStepResult
+
+_Queued = tuple[SendStepInput, dt.datetime, "asyncio.Future[SendStepResult]"]
+
+
+class StepBatcher:
+    """Gathers the worker's concurrent ``send_step`` activities into batches."""
+
+    def __init__(
+        self,
+        messaging: MessagingActivities,
+        *,
+        max_batch: int = 64,
+        lanes: int = 2,
+        linger: dt.timedelta = dt.timedelta(milliseconds=10),
+    ) -> None:
+        """``lanes``: batches in flight at once (and database connections they hold);
+        ``linger``: how long a batch waits for more steps once the previous one had several."""
+        self._messaging = messaging
+        self._max_batch = max_batch
+        self._lanes = lanes
+        self._linger = linger.total_seconds()
+        self._busy = False
+        self._executor = ThreadPoolExecutor(lanes, thread_name_prefix="send-batch")
+        self._queue: deque[_Queued] = deque()
+        self._drainers: set[asyncio.Task[None]] = set()
+
+    @activity.defn(name="send_step")
+    async def send_step(self, step: SendStepInput) -> SendStepResult:
+        """Check the step is still allowed, render it, claim its outbox row, then send it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SendStepResult] = loop.create_future()
+        self._queue.append((step, activity.info().current_attempt_scheduled_time, future))
+        # One batch in flight while it keeps up; another only once a whole batch is waiting (a
+        # batch waiting on providers), so that under load batches grow instead of multiplying.
+        busy = len(self._drainers)
+        if busy == 0 or (busy < self._lanes and len(self._queue) >= self._max_batch):
+            task = loop.create_task(self._drain())
+            self._drainers.add(task)
+            task.add_done_callback(self._drainers.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            if self._busy and len(self._queue) < self._max_batch:
+                # Under load, wait a moment for more steps: bigger batches cost less per step.
+                await asyncio.sleep(self._linger)
+            batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+            batch = [queued for queued in batch if not queued[2].done()]  # cancelled meanwhile
+            self._busy = len(batch) > 1
+            if not batch:
+                continue
+            try:
+                outcomes = await loop.run_in_executor(
+                    self._executor,
+                    self._messaging.send_steps,
+                    [step for step, _, _ in batch],
+                    [floor for _, floor, _ in batch],
+                )
+            except BaseException as exc:  # send_steps reports per step; this is a bug
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                raise
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
