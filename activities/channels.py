@@ -7,9 +7,8 @@ what senders share: the message handed to a sender, the delivery it reports, the
 it may raise, and the local outbox; and the statement a letter lays out.
 
 The local outbox is the embedded default when no provider credentials are configured: each
-message becomes a readable file under ``<data_dir>/outbox/<channel>/``. Its name is the message's
-idempotency key, and it is written atomically, so a retried send finds it and does not write it
-twice.
+message is appended to the day's mailbox of its channel under ``<data_dir>/outbox/<channel>/``,
+found again by its id when a retried send asks whether it went out.
 
 Failures carry no patient data: no address, number, name or amount ever reaches an exception
 message, because those end up in logs and in Temporal's failure records.
@@ -18,9 +17,11 @@ message, because those end up in logs and in Temporal's failure records.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -162,42 +163,59 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> dt.t
 
 # -- the local outbox -------------------------------------------------------------------------
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def outbox_path(directory: Path, message: OutgoingMessage, suffix: str = ".txt") -> Path:
-    """Where the outbox keeps ``message``: a name derived from its idempotency key only."""
-    digest = hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:16]
-    stem = _UNSAFE.sub("_", message.idempotency_key)[:80]
-    return directory / message.channel.value / f"{stem}-{digest}{suffix}"
+OUTBOX_LOOKBACK_DAYS = 7
+"""How many days of mailboxes ``OutboxSender.confirm`` searches for a message."""
 
 
 class OutboxSender:
-    """Writes each message to a file a person can read."""
+    """Appends each message to the day's mailbox of its channel, a file a person can read.
+
+    ``<directory>/<channel>/<YYYY-MM-DD>.mbox`` (UTC days) in mbox format, so any mail reader or a
+    pager opens it; each message is one append under a lock, not a file of its own: creating a
+    file costs the filesystem a thousand times more than appending to one, and a morning's
+    thousands of messages would be as many files. ``confirm`` finds a message by its id.
+    """
 
     name = "outbox"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.directory = directory
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._lock = threading.Lock()
 
-    def _path(self, message: OutgoingMessage) -> Path:
-        return outbox_path(self.directory, message)
+    def mailbox(self, channel: Channel, day: dt.date) -> Path:
+        return self.directory / channel.value / f"{day.isoformat()}.mbox"
 
     def send(self, message: OutgoingMessage) -> Delivery:
-        path = self._path(message)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        now = self._clock()
+        path = self.mailbox(message.channel, now.date())
         header = [
-            f"Channel: {message.channel.value}",
+            f"From dunning {now.strftime('%a %b %d %H:%M:%S %Y')}",
+            f"Message-Id: <{message.communication_id}@dunning>",
+            f"Date: {format_datetime(now)}",
+            f"X-Dunning-Channel: {message.channel.value}",
             f"To: {message.recipient}",
-            f"Message-Id: {message.communication_id}",
         ]
         if message.subject:
             header.append(f"Subject: {message.subject}")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(header) + "\n\n" + message.body, encoding="utf-8")
-        tmp.replace(path)  # atomic: a reader never sees half a message
+        # mbox: a body line starting with "From " would start a new message; quote it.
+        body = _FROM_LINE.sub(r">\1", message.body)
+        record = "\n".join(header) + "\n\n" + body.rstrip("\n") + "\n\n"
+        with self._lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(record)  # one append: a reader sees whole messages
         return Delivery(self.name, message.communication_id, str(path))
 
     def confirm(self, message: OutgoingMessage) -> Delivery | None:
-        path = self._path(message)
-        return Delivery(self.name, message.communication_id, str(path)) if path.exists() else None
+        """The message's delivery if a mailbox of the last days holds it, else None."""
+        marker = f"Message-Id: <{message.communication_id}@dunning>\n"
+        today = self._clock().date()
+        for back in range(OUTBOX_LOOKBACK_DAYS):
+            path = self.mailbox(message.channel, today - dt.timedelta(days=back))
+            if path.is_file() and marker in path.read_text(encoding="utf-8"):
+                return Delivery(self.name, message.communication_id, str(path))
+        return None
+
+
+_FROM_LINE = re.compile(r"^(>*From )", re.MULTILINE)

@@ -134,6 +134,34 @@ def letters_batch(
     console.print(f"  {batch.pdf_path}\n  {batch.manifest_path}")
 
 
+@letters_app.command("show")
+def letters_show(
+    communication: Annotated[str, typer.Argument(help="the letter's communication id")],
+    out: Annotated[Path, typer.Option(help="where to write the PDF")] = Path("letter.pdf"),
+) -> None:
+    """Compose one queued letter as the print batch will print it, into a PDF file."""
+    import uuid
+
+    from activities.letters import LetterError, letter_pdf
+    from models.orm import Communication
+
+    cfg = settings()
+    try:
+        key = uuid.UUID(communication)
+    except ValueError:
+        fail(f"communication: {communication!r} is not an id")
+    with database(cfg) as db, db.session_factory() as session:
+        row = session.get(Communication, key)
+        if row is None:
+            fail(f"communication: no message {communication}")
+        try:
+            pdf = letter_pdf(row)
+        except LetterError as exc:
+            fail(str(exc))
+    out.write_bytes(pdf)
+    console.print(f"letter {communication}: {out}")
+
+
 def call_outcome(
     task: Annotated[str, typer.Argument(help="call task id (see `dunning worklist`)")],
     result: Annotated[CallResult, typer.Option(help="what the call came to")],

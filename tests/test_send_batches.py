@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import mailbox
 import uuid
+from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from typer.testing import CliRunner
 
 from activities.batching import StepBatcher
+from activities.channels import OutboxSender, OutgoingMessage
 from activities.letters import PRINT_QUEUE
 from activities.messaging import MessagingActivities, PolicyStore
+from cli.main import app
 from config.loader import PolicyBundle, load_policy
 from config.settings import Settings
 from models.orm import Account, AccountStatus, Communication, CommunicationStatus
@@ -172,3 +178,62 @@ async def test_concurrent_activities_share_batches(
     # A step sent again (an activity retry) is answered from its row.
     again = await env.run(batcher.send_step, steps[0])
     assert again.communication_id == results[0].communication_id
+
+
+def test_the_outbox_is_a_days_mailbox_per_channel(
+    messaging: MessagingActivities,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    physician: PolicyBundle,
+) -> None:
+    steps = [
+        step_input(physician, make_account(session_factory, physician), "notice-1")
+        for _ in range(3)
+    ]
+    results = [_sent(o) for o in messaging.send_steps(steps)]
+    outbox = OutboxSender(Path(settings.outbox_dir))
+    path = outbox.mailbox(Channel.EMAIL, dt.datetime.now(dt.UTC).date())
+    with session_factory() as s:
+        rows = [s.get(Communication, uuid.UUID(r.communication_id or "")) for r in results]
+    assert all(r is not None and r.file_path == str(path) for r in rows)
+    # Any mail reader opens it: one message per step, under its outbox id.
+    box = {m["Message-Id"]: m for m in mailbox.mbox(path)}
+    for result, row in zip(results, rows, strict=True):
+        assert row is not None
+        message = box[f"<{result.communication_id}@dunning>"]
+        assert message["To"] == row.recipient and message["Subject"] == row.subject
+        assert str(message.get_payload()).strip() == (row.body or "").strip()
+        # A retry of the send finds the message; an unknown id is not there.
+        outgoing = OutgoingMessage(str(row.id), row.idempotency_key, Channel.EMAIL, "", None, "")
+        assert outbox.confirm(outgoing) is not None
+    assert (
+        outbox.confirm(OutgoingMessage(str(uuid.uuid4()), "k", Channel.EMAIL, "", None, "")) is None
+    )
+
+
+def test_a_queued_letter_is_shown_as_it_will_be_printed(
+    messaging: MessagingActivities,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    physician: PolicyBundle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    step = step_input(physician, make_account(session_factory, physician), "statement-1")
+    result = messaging.send_step(step)
+    monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "letter.pdf"
+    shown = CliRunner().invoke(
+        app, ["letters", "show", result.communication_id or "", "--out", str(out)]
+    )
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(p.extract_text() or "" for p in PdfReader(out).pages)
+    assert "Testy Synthetic" in text and "Amount due: $55.00" in " ".join(text.split())
+    missing = CliRunner().invoke(app, ["letters", "show", str(uuid.uuid4())])
+    assert missing.exit_code == 1 and "no message" in missing.output
+    not_a_letter = messaging.send_step(
+        step_input(physician, make_account(session_factory, physician), "notice-1")
+    )
+    refused = CliRunner().invoke(app, ["letters", "show", not_a_letter.communication_id or ""])
+    assert refused.exit_code == 1 and "is not a letter" in refused.output

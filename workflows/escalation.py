@@ -7,9 +7,11 @@ keeps state, waits and calls activities.
 
 Facts (payments, charges, bounces, STOP, bankruptcy) arrive as signals, deduplicated by their
 reference. Staff actions are updates with validators: a rejected action writes nothing to history.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here, unlike elsewhere: the sandbox executes this module
+afresh for every workflow it starts, and the SDK reads each handler's type hints; evaluated once
+at definition they cost a third of what resolving them from strings does.
+"""
 
 import contextlib
 import datetime as dt
