@@ -354,12 +354,14 @@ def timed() -> Iterator[Callable[[], float]]:
     end.append(time.perf_counter())
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 600.0) -> None:
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout: float = 600.0, interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark did not finish in time")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(interval)
 
 
 def write_results(
