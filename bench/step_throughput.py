@@ -34,10 +34,11 @@ from bench.common import (
 from bench.history_cost import shape_of
 from models.orm import Communication, CommunicationStatus
 from starter import Intake, workflow_id
-from worker import build_worker
+from worker import build_worker, tune_gc
 
 STEPS = 8
 ROUNDS = 3
+WARM_UP = 10
 TARGET = ">= 0.8"
 
 
@@ -107,6 +108,14 @@ async def measure(quick: bool) -> Result:
     total = n * STEPS
     per_round: list[dict[str, float]] = []
     async with stack() as st:
+        # The worker process's collector settings, as `dunning run` sets them; process-wide, so
+        # the baseline's turns run with them too.
+        tune_gc()
+        if not quick:
+            # A warm-up turn of each side, not measured: a worker runs for days, and its first
+            # minute (compiling statements and templates, loading policies) is not its pace.
+            _, warm = await ours(st, WARM_UP, -1)
+            await baseline(st, WARM_UP, warm["timers"], warm["activities"], -1)
         for round_ in range(rounds):
             seconds, shape = await ours(st, n, round_)
             theirs = await baseline(st, n, shape["timers"], shape["activities"], round_)

@@ -17,7 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from config.settings import Settings
 from models.orm.database import make_engine, make_session_factory
-from worker import build_worker
+from worker import build_worker, tune_gc
 
 
 async def main(address: str, url: str, task_queue: str, data_dir: str) -> None:
@@ -31,7 +31,9 @@ async def main(address: str, url: str, task_queue: str, data_dir: str) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_reader(sys.stdin.fileno(), lambda: stop.set() if not sys.stdin.read(1) else None)
     try:
-        async with build_worker(client, settings, make_session_factory(engine)):
+        worker = build_worker(client, settings, make_session_factory(engine))
+        tune_gc()  # as `dunning run` does
+        async with worker:
             print("ready", flush=True)
             await stop.wait()
     finally:

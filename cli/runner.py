@@ -18,7 +18,7 @@ from embedded.stack import Stack
 from embedded.temporal import free_port
 from models.orm import Account
 from starter import Intake
-from worker import build_worker
+from worker import build_worker, tune_gc
 
 log = logging.getLogger(__name__)
 SAMPLE_BALANCES = PACKAGE_DIR / "samples" / "balances.csv"
@@ -53,6 +53,7 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
     async with Stack(settings) as stack:
         assert stack.db is not None and stack.client is not None
         worker = build_worker(stack.client, settings, stack.db.session_factory)
+        tune_gc()
         async with worker:
             api_url = ""
             server = None
