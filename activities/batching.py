@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +26,8 @@ from temporalio import activity
 
 from activities.messaging import MessagingActivities
 from models.payloads import SendStepInput, SendStepResult
+
+log = logging.getLogger(__name__)
 
 _Queued = tuple[SendStepInput, dt.datetime, "asyncio.Future[SendStepResult]"]
 
@@ -50,6 +53,7 @@ class StepBatcher:
         self._executor = ThreadPoolExecutor(lanes, thread_name_prefix="send-batch")
         self._queue: deque[_Queued] = deque()
         self._drainers: set[asyncio.Task[None]] = set()
+        self._running = 0
 
     @activity.defn(name="send_step")
     async def send_step(self, step: SendStepInput) -> SendStepResult:
@@ -59,14 +63,23 @@ class StepBatcher:
         self._queue.append((step, activity.info().current_attempt_scheduled_time, future))
         # One batch in flight while it keeps up; another only once a whole batch is waiting (a
         # batch waiting on providers), so that under load batches grow instead of multiplying.
-        busy = len(self._drainers)
-        if busy == 0 or (busy < self._lanes and len(self._queue) >= self._max_batch):
+        running = self._running
+        if running == 0 or (running < self._lanes and len(self._queue) >= self._max_batch):
+            self._running += 1  # counted now, not when the task starts: no step is left behind
             task = loop.create_task(self._drain())
-            self._drainers.add(task)
+            self._drainers.add(task)  # a reference, so the task is not collected mid-way
             task.add_done_callback(self._drainers.discard)
         return await future
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        finally:
+            # In the same step of the event loop as the last look at the queue: a step queued
+            # after it sees no drainer running and starts one.
+            self._running -= 1
+
+    async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
             if self._busy and len(self._queue) < self._max_batch:
@@ -84,11 +97,12 @@ class StepBatcher:
                     [step for step, _, _ in batch],
                     [floor for _, floor, _ in batch],
                 )
-            except BaseException as exc:  # send_steps reports per step; this is a bug
+            except Exception as exc:  # send_steps reports per step: a bug, failing this batch
+                log.exception("a batch of %d steps failed as a whole", len(batch))
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
-                raise
+                continue  # the steps queued meanwhile still have only this drainer
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue

@@ -178,6 +178,11 @@ async def test_concurrent_activities_share_batches(
     # A step sent again (an activity retry) is answered from its row.
     again = await env.run(batcher.send_step, steps[0])
     assert again.communication_id == results[0].communication_id
+    # Lone steps, each as the previous batch ends, go out at once: none waits for company.
+    for _ in range(5):
+        lone = step_input(physician, make_account(session_factory, physician), "notice-1")
+        sent = await asyncio.wait_for(env.run(batcher.send_step, lone), timeout=10)
+        assert sent.outcome is StepOutcome.SENT
 
 
 def test_the_outbox_is_a_days_mailbox_per_channel(
