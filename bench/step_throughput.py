@@ -12,7 +12,8 @@ activities one of our finished ladders shows in its history (the instant ladder 
 between steps), a no-op activity, the same number of activity slots, timed from its worker's start
 to the last workflow's completion.
 
-Both sides warm up once (10 balances, not measured), then take three turns each, alternating;
+Both sides warm up once (10 balances, not measured), then take five turns each, alternating who
+goes first;
 figure and baseline are those of the turn with the median ratio (each turn's two sides ran in the
 same minute), and every turn's figures are in ``details``. Both
 run in this one process with the worker's garbage-collector settings (``worker.tune_gc``).
@@ -43,7 +44,7 @@ from starter import Intake, workflow_id
 from worker import build_worker, tune_gc
 
 STEPS = 8
-ROUNDS = 3
+ROUNDS = 5
 WARM_UP = 10
 TARGET = ">= 0.8"
 
@@ -117,14 +118,20 @@ async def measure(quick: bool) -> Result:
         # The worker process's collector settings, as `dunning run` sets them; process-wide, so
         # the baseline's turns run with them too.
         tune_gc()
+        shape: dict[str, int] | None = None
         if not quick:
             # A warm-up turn of each side, not measured: a worker runs for days, and its first
             # minute (compiling statements and templates, loading policies) is not its pace.
-            _, warm = await ours(st, WARM_UP, -1)
-            await baseline(st, WARM_UP, warm["timers"], warm["activities"], -1)
+            _, shape = await ours(st, WARM_UP, -1)
+            await baseline(st, WARM_UP, shape["timers"], shape["activities"], -1)
         for round_ in range(rounds):
-            seconds, shape = await ours(st, n, round_)
-            theirs = await baseline(st, n, shape["timers"], shape["activities"], round_)
+            # Who goes first alternates, so that neither side always meets the server fresher.
+            if shape is not None and round_ % 2:
+                theirs = await baseline(st, n, shape["timers"], shape["activities"], round_)
+                seconds, shape = await ours(st, n, round_)
+            else:
+                seconds, shape = await ours(st, n, round_)
+                theirs = await baseline(st, n, shape["timers"], shape["activities"], round_)
             per_round.append(
                 {
                     "steps_per_s": round(total / seconds, 1),
@@ -136,6 +143,7 @@ async def measure(quick: bool) -> Result:
     # one; the medians of the two sides separately could pair a fast minute with a slow one.
     middle = sorted(per_round, key=lambda r: r["ratio"])[len(per_round) // 2]
     figure, base = middle["steps_per_s"], middle["baseline_per_s"]
+    assert shape is not None
     return Result(
         "step_throughput",
         figure,
