@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
@@ -26,6 +27,14 @@ def settings() -> Settings:
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def parse_id(field: str, value: str, hint: str = "") -> uuid.UUID:
+    """An id given on the command line, or a clear error naming the argument."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        fail(f"{field}: {value!r} is not an id{hint}")
 
 
 @contextmanager

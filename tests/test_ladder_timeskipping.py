@@ -24,7 +24,7 @@ from models.payloads import (
 )
 from starter import ActionRejected, Intake, decide_step, get_status, workflow_id
 from tests.conftest import RecordHistory
-from tests.factories import balance_row, write_csv
+from tests.factories import balance_row, patient_day, write_csv
 from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
@@ -78,7 +78,7 @@ async def test_120_day_ladder_walked_by_skipping_time(
             "final-notice": 90,
         }
         for record in sent:
-            offset = (record.at - start).days
+            offset = patient_day(record.at, start)
             assert days[record.step_id] <= offset <= days[record.step_id] + 5, record
             local = record.at.astimezone(dt.timezone(dt.timedelta(hours=-5)))
             assert 7 <= local.hour < 21

@@ -75,7 +75,7 @@ from starter import (
     workflow_id,
 )
 from tests.conftest import RecordHistory
-from tests.factories import balance_row, write_csv
+from tests.factories import balance_row, patient_day, write_csv
 from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
@@ -106,7 +106,7 @@ class Case:
         """Step id -> (day it went out, channel), for steps that were sent."""
         view = await self.status()
         return {
-            r.step_id: ((r.at - self.start).days, r.channel)
+            r.step_id: (patient_day(r.at, self.start), r.channel)
             for r in view.history
             if r.outcome is StepOutcome.SENT
         }
@@ -423,7 +423,7 @@ async def test_dispute_hold_resumes_by_itself(
         assert 24 <= sent["notice-1"][0] <= 25  # day 4 moved by the 20 days held
         view = await c.status()
         assert view.next_step is not None and view.next_step.step_id == "statement-2"
-        assert (view.next_step.at - c.start).days >= 50  # day 30 moved by the 20 days held
+        assert patient_day(view.next_step.at, c.start) >= 50  # day 30 moved by the 20 days held
         await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
         assert (await c.handle().result()).state is BalanceState.PAID
         await record_history("dispute_hold_resumed", c.handle())
