@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime as dt
 import json
 import logging
@@ -59,15 +60,15 @@ def _leave(code: int | str | None) -> NoReturn:
 
     The Temporal SDK's native threads can still call into Python while the interpreter finalizes
     and abort a command that has already succeeded (temporalio/sdk-python#300: "PyGILState_Release
-    ... finalizing", exit status -6). Every command has closed what it opened by now (servers stop
-    in their context managers), so only the output is flushed.
+    ... finalizing", exit status -6). The exit handlers still run first: they include the
+    embedded PostgreSQL's, which stops the server when its last user leaves.
     """
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1
+    atexit._run_exitfuncs()  # what a normal exit runs before finalizing (logging's flush too)
     sys.stdout.flush()
     sys.stderr.flush()
-    logging.shutdown()
     os._exit(code or 0)
 
 
