@@ -294,10 +294,6 @@ class _Work:
     """Committed with the claim when it is won: the audit of a message queued with it."""
     outcome: SendStepResult | BaseException | None = None
 
-    @property
-    def policy_hash(self) -> str:
-        return self.step.policy_hash
-
 
 class MessagingActivities:
     """Sends escalation steps through the configured senders, exactly once, in batches.
@@ -449,7 +445,7 @@ class MessagingActivities:
     ) -> None:
         account = work.account
         assert account is not None
-        bundle = self._policies.get(work.policy_hash)
+        bundle = self._policies.get(work.step.policy_hash)
         if account.status is not AccountStatus.OPEN:
             work.claim = self._row(work, None, CommunicationStatus.SUPPRESSED)
             work.claim["reasons"] = f"account is {account.status.value}"
@@ -553,7 +549,7 @@ class MessagingActivities:
         accounts: set[uuid.UUID] = set()
         earliest: dt.datetime | None = None
         for work in active:
-            policy = self._policies.get(work.policy_hash).policy
+            policy = self._policies.get(work.step.policy_hash).policy
             for cap in policy.contact.caps:
                 if cap.channel not in work.channels:
                     continue  # a cap of a channel this step will not try
@@ -618,7 +614,7 @@ class MessagingActivities:
         raced = self._by_key(session, key)
         if channel is None:  # both attempts suppressed the step
             assert raced is not None
-            work.outcome = self._result(raced)
+            work.outcome = _result(raced)
         elif raced is None or raced.status is CommunicationStatus.FAILED:
             return  # the channel refused the recipient (or the claim was released): next round
         else:
@@ -678,7 +674,7 @@ class MessagingActivities:
                 row.status = CommunicationStatus.UNCONFIRMED
                 row.reasons = _join(work.reasons, f"{error.provider}: no answer during the send")
                 log.warning("send of %s unconfirmed: %s", row.id, type(error).__name__)
-                work.outcome = self._result(row)
+                work.outcome = _result(row)
             elif isinstance(error, SendError):
                 self._release(session, row, error)
                 work.outcome = _retryable(error)  # the provider's text may quote the recipient
@@ -767,7 +763,7 @@ class MessagingActivities:
         """The step's outcome if an earlier attempt settled it, finishing a half-done send."""
         for row in rows:
             if row.status in _COUNTED:
-                return self._result(row)
+                return _result(row)
         for row in rows:
             if row.status is CommunicationStatus.PENDING:
                 resumed = self._resume(session, row)
@@ -775,7 +771,7 @@ class MessagingActivities:
                     return resumed
         for row in rows:
             if row.status is CommunicationStatus.SUPPRESSED:
-                return self._result(row)
+                return _result(row)
         return None
 
     def _resume(self, session: Session, row: Communication) -> SendStepResult | None:
@@ -785,12 +781,12 @@ class MessagingActivities:
         released and the step goes on as if it had not been tried.
         """
         if row.status is not CommunicationStatus.PENDING:
-            return self._result(row)
+            return _result(row)
         assert row.channel is not None
         sender = self._senders.get(row.channel)
         # Letters and call tasks commit sent with their claim: one still pending was claimed by
         # an older release that sent it later; nothing left the building without the mark.
-        delivery = None if sender is None else sender.confirm(self._outgoing(row))
+        delivery = None if sender is None else sender.confirm(_outgoing(_values(row)))
         if delivery is not None:
             self._mark_sent(session, row, delivery, self._clock())
         elif sender is None or getattr(sender, "local", False):
@@ -804,7 +800,7 @@ class MessagingActivities:
                 "worker stopped during the send; not re-sent automatically",
             )
         session.commit()
-        return self._result(row)
+        return _result(row)
 
     def _by_key(self, session: Session, key: str) -> Communication | None:
         query = select(Communication).where(Communication.idempotency_key == key)
@@ -917,17 +913,6 @@ class MessagingActivities:
             },
         )
 
-    def _outgoing(self, row: Communication) -> OutgoingMessage:
-        assert row.channel is not None
-        return OutgoingMessage(
-            str(row.id),
-            row.idempotency_key,
-            row.channel,
-            row.recipient or "",
-            row.subject,
-            row.body or "",
-        )
-
     def _mark_sent(
         self, session: Session, row: Communication, delivery: Delivery, at: dt.datetime
     ) -> None:
@@ -937,18 +922,6 @@ class MessagingActivities:
         row.file_path = delivery.file_path
         row.sent_at = at
         session.add(AuditEvent(**_sent_audit(row.account_id, row.id, row.step_id, row.channel)))
-
-    @staticmethod
-    def _result(row: Communication) -> SendStepResult:
-        outcome = (
-            StepOutcome.SUPPRESSED
-            if row.status is CommunicationStatus.SUPPRESSED
-            else StepOutcome.SENT
-        )
-        reasons = row.reasons.split("; ") if row.reasons else []
-        return SendStepResult(
-            communication_id=str(row.id), outcome=outcome, channel=row.channel, reasons=reasons
-        )
 
 
 def cap_problem(
@@ -982,6 +955,24 @@ def _sent_audit(
             "channel": channel.value if channel else None,
         },
     }
+
+
+def _values(row: Communication) -> dict[str, Any]:
+    """A stored outbox row as the values of a claim, for the helpers below."""
+    return {
+        "id": row.id,
+        "idempotency_key": row.idempotency_key,
+        "channel": row.channel,
+        "status": row.status,
+        "reasons": row.reasons,
+        "recipient": row.recipient,
+        "subject": row.subject,
+        "body": row.body,
+    }
+
+
+def _result(row: Communication) -> SendStepResult:
+    return _claim_result(_values(row))
 
 
 def _outgoing(claim: Mapping[str, Any]) -> OutgoingMessage:
