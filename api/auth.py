@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.orm import ApiRole, ApiToken, AuditEvent
+from services.identity import Actor, ActorKind
 
 TOKEN_PREFIX = "dun_"
 NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -49,6 +50,11 @@ class Principal:
 
     name: str
     role: ApiRole
+
+    def actor(self) -> Actor:
+        """The identity services act for (interim: the token's name and its one role)."""
+        kind = ActorKind.INTEGRATION if self.role is ApiRole.INTEGRATION else ActorKind.USER
+        return Actor(id=self.name, name=self.name, kind=kind, roles=frozenset({self.role.value}))
 
 
 def hash_token(token: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from config.settings import Settings, load_settings
 from embedded.stack import Database
+from services.identity import Actor
 
 console = Console()
 err_console = Console(stderr=True)
@@ -48,3 +50,16 @@ def database(cfg: Settings) -> Iterator[Database]:
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(factory())  # type: ignore[arg-type]
+
+
+def current_actor() -> Actor:
+    """Who runs this command.
+
+    Interim: the staff id and role from ``DUNNING_USER`` and ``DUNNING_ROLE``. To be replaced by
+    the authenticated user of ``dunning login`` (or ``DUNNING_TOKEN``), never a typed name.
+    """
+    name = os.environ.get("DUNNING_USER", "").strip()
+    role = os.environ.get("DUNNING_ROLE", "").strip()
+    if not name:
+        fail("who are you? set DUNNING_USER (and DUNNING_ROLE)", code=2)
+    return Actor(id=name, name=name, roles=frozenset({role} if role else ()))
