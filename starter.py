@@ -12,10 +12,11 @@ import datetime as dt
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -24,6 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from activities import calls
 from config.loader import PolicyBundle, PolicyFileError, load_policy
@@ -64,9 +66,20 @@ from models.payloads import (
     StepDecision,
 )
 from models.policy import Channel, PolicyRef
-from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
+from workflows.contract import (
+    DecisionResult,
+    HardshipResult,
+    HoldResult,
+    PlanResult,
+    Rejection,
+    ResumeResult,
+    SettlementResult,
+    TaskOpened,
+)
+from workflows.escalation import BalanceEscalationWorkflow
 
 R = TypeVar("R")
+A = TypeVar("A")
 
 START_CONCURRENCY = 16
 """Workflow starts in flight at once during an import: the server, not the client, sets the pace."""
@@ -130,11 +143,11 @@ async def start_or_join(
     the same whichever of the two happens.
     """
     return await client.start_workflow(
-        WORKFLOW_NAME,
+        BalanceEscalationWorkflow.run,
         inp,
         id=workflow_id(inp.account_id),
         task_queue=task_queue,
-        start_signal="add_charge",
+        start_signal=message_name(BalanceEscalationWorkflow.add_charge),
         start_signal_args=[charge],
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -142,85 +155,108 @@ async def start_or_join(
 
 
 async def signal_payment(client: Client, account_id: str, payment: PaymentSignal) -> None:
-    await signal(client, account_id, "record_payment", payment)
+    await signal(
+        client, account_id, message_name(BalanceEscalationWorkflow.record_payment), payment
+    )
 
 
 async def get_status(client: Client, account_id: str) -> StatusView:
-    handle = client.get_workflow_handle(workflow_id(account_id))
-    view: StatusView = await handle.query(
-        "get_status", result_type=StatusView, rpc_timeout=RPC_TIMEOUT
+    return await _handle(client, account_id).query(
+        BalanceEscalationWorkflow.get_status, rpc_timeout=RPC_TIMEOUT
     )
-    return view
 
 
 async def migrate_policy(client: Client, account_id: str, migration: PolicyMigration) -> PolicyRef:
-    return await _update(client, account_id, "migrate_policy", migration, PolicyRef)
+    return await _update(client, account_id, BalanceEscalationWorkflow.migrate_policy, migration)
 
 
-async def decide_step(client: Client, account_id: str, decision: StepDecision) -> str:
-    return await _update(client, account_id, "decide_step", decision, str)
+async def decide_step(client: Client, account_id: str, decision: StepDecision) -> DecisionResult:
+    return await _update(client, account_id, BalanceEscalationWorkflow.decide_step, decision)
 
 
 class ActionRejected(Exception):
     """A staff action the workflow refused, with the rule's type and a reason for people."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: Rejection, message: str) -> None:
         super().__init__(message)
         self.kind = kind
 
 
+def _handle(client: Client, account_id: str) -> WorkflowHandle[BalanceEscalationWorkflow, Any]:
+    return client.get_workflow_handle_for(BalanceEscalationWorkflow.run, workflow_id(account_id))
+
+
 async def _update(
-    client: Client, account_id: str, name: str, arg: object, result_type: type[R]
+    client: Client,
+    account_id: str,
+    update: UpdateMethodMultiParam[[BalanceEscalationWorkflow, A], Awaitable[R]]
+    | UpdateMethodMultiParam[[BalanceEscalationWorkflow, A], R],
+    arg: A,
 ) -> R:
-    """Run an update; a validator's rejection becomes :class:`ActionRejected` with its reason."""
-    handle = client.get_workflow_handle(workflow_id(account_id))
+    """Run an update by method reference; a refusal becomes :class:`ActionRejected`."""
     try:
-        result: R = await handle.execute_update(
-            name, arg, result_type=result_type, rpc_timeout=UPDATE_TIMEOUT
+        result: R = await _handle(client, account_id).execute_update(
+            update,  # type: ignore[arg-type]  # an async handler's type names its coroutine
+            arg,
+            rpc_timeout=UPDATE_TIMEOUT,
         )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError):
-            raise ActionRejected(cause.type or "Rejected", cause.message) from err
+            raise ActionRejected(Rejection.of(cause.type), cause.message) from err
         raise
     return result
 
 
 async def get_account(client: Client, account_id: str) -> AccountState:
     """Holds, plan, settlement offer, open approval tasks and events of a balance."""
-    handle = client.get_workflow_handle(workflow_id(account_id))
-    account: AccountState = await handle.query(
-        "get_account", result_type=AccountState, rpc_timeout=RPC_TIMEOUT
+    return await _handle(client, account_id).query(
+        BalanceEscalationWorkflow.get_account, rpc_timeout=RPC_TIMEOUT
     )
-    return account
 
 
-async def hold(client: Client, account_id: str, request: HoldRequest) -> str:
-    return await _update(client, account_id, "hold", request, str)
+async def hold(client: Client, account_id: str, request: HoldRequest) -> HoldResult:
+    return await _update(client, account_id, BalanceEscalationWorkflow.hold, request)
 
 
-async def resume(client: Client, account_id: str, request: ResumeRequest) -> str:
-    return await _update(client, account_id, "resume", request, str)
+async def resume(client: Client, account_id: str, request: ResumeRequest) -> ResumeResult:
+    return await _update(client, account_id, BalanceEscalationWorkflow.resume, request)
 
 
-async def grant_hardship(client: Client, account_id: str, request: HardshipRequest) -> int:
-    return await _update(client, account_id, "grant_hardship", request, int)
+async def grant_hardship(
+    client: Client, account_id: str, request: HardshipRequest
+) -> HardshipResult:
+    return await _update(client, account_id, BalanceEscalationWorkflow.grant_hardship, request)
 
 
-async def set_payment_plan(client: Client, account_id: str, request: PlanRequest) -> str:
-    return await _update(client, account_id, "set_payment_plan", request, str)
+async def set_payment_plan(client: Client, account_id: str, request: PlanRequest) -> PlanResult:
+    return await _update(client, account_id, BalanceEscalationWorkflow.set_payment_plan, request)
 
 
-async def propose_settlement(client: Client, account_id: str, request: SettlementRequest) -> str:
-    return await _update(client, account_id, "propose_settlement", request, str)
+async def propose_settlement(
+    client: Client, account_id: str, request: SettlementRequest
+) -> SettlementResult:
+    return await _update(client, account_id, BalanceEscalationWorkflow.propose_settlement, request)
 
 
-async def request_write_off(client: Client, account_id: str, request: WriteOffRequest) -> str:
-    return await _update(client, account_id, "request_write_off", request, str)
+async def request_write_off(
+    client: Client, account_id: str, request: WriteOffRequest
+) -> TaskOpened:
+    return await _update(client, account_id, BalanceEscalationWorkflow.request_write_off, request)
 
 
-async def request_referral(client: Client, account_id: str, request: ReferralRequest) -> str:
-    return await _update(client, account_id, "request_referral", request, str)
+async def request_referral(client: Client, account_id: str, request: ReferralRequest) -> TaskOpened:
+    return await _update(client, account_id, BalanceEscalationWorkflow.request_referral, request)
+
+
+def message_name(method: Callable[..., object]) -> str:
+    """The name a signal, update or query handler is registered under (its decorator's)."""
+    for attr in ("__temporal_signal_definition", "__temporal_update_definition"):
+        definition = getattr(method, attr, None)
+        if definition is not None:
+            name: str = definition.name
+            return name
+    raise ValueError(f"{method!r} is not a workflow message handler")
 
 
 async def signal(client: Client, account_id: str, name: str, payload: object) -> None:

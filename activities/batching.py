@@ -26,6 +26,7 @@ from temporalio import activity
 
 from activities.messaging import MessagingActivities
 from models.payloads import SendStepInput, SendStepResult
+from workflows.contract import ActivityName
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class StepBatcher:
         self._drainers: set[asyncio.Task[None]] = set()
         self._running = 0
 
-    @activity.defn(name="send_step")
+    @activity.defn(name=ActivityName.SEND_STEP)
     async def send_step(self, step: SendStepInput) -> SendStepResult:
         """Check the step is still allowed, render it, claim its outbox row, then send it."""
         loop = asyncio.get_running_loop()

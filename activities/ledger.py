@@ -16,6 +16,7 @@ from models.actions import ExportInput, TaskRecordInput
 from models.orm import Account, AccountStatus, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.payloads import BalanceState, CloseApprovalInput, CloseBalanceInput, OpenApprovalInput
 from models.policy import Channel
+from workflows.contract import ActivityName
 
 ACCOUNT_STATUS = {
     BalanceState.PAID: AccountStatus.PAID,
@@ -47,7 +48,7 @@ class LedgerActivities:
         self._session_factory = session_factory
         self._export_dir = export_dir
 
-    @activity.defn(name="close_balance")
+    @activity.defn(name=ActivityName.CLOSE_BALANCE)
     def close_balance(self, inp: CloseBalanceInput) -> None:
         """Record how the balance ended once its workflow ends. Idempotent."""
         status = ACCOUNT_STATUS.get(inp.state, AccountStatus.CLOSED)
@@ -86,7 +87,7 @@ class LedgerActivities:
                     )
                 )
 
-    @activity.defn(name="open_approval")
+    @activity.defn(name=ActivityName.OPEN_APPROVAL)
     def open_approval(self, inp: OpenApprovalInput) -> str:
         """Create the approval task for a gated step; the same step never gets two open tasks."""
         account_id = uuid.UUID(inp.account_id)
@@ -123,7 +124,7 @@ class LedgerActivities:
             )
             return str(task.id)
 
-    @activity.defn(name="escalate_approval")
+    @activity.defn(name=ActivityName.ESCALATE_APPROVAL)
     def escalate_approval(self, inp: TaskRecordInput) -> None:
         """Nobody decided in time: the next approver may now decide too."""
         with self._session_factory.begin() as session:
@@ -141,7 +142,7 @@ class LedgerActivities:
                 )
             )
 
-    @activity.defn(name="close_approval")
+    @activity.defn(name=ActivityName.CLOSE_APPROVAL)
     def close_approval(self, inp: CloseApprovalInput) -> None:
         """Record the decision (or its absence) on the task. Idempotent."""
         status = {True: TaskStatus.APPROVED, False: TaskStatus.DENIED, None: TaskStatus.EXPIRED}[
@@ -164,7 +165,7 @@ class LedgerActivities:
                 )
             )
 
-    @activity.defn(name="place_with_agency")
+    @activity.defn(name=ActivityName.PLACE_WITH_AGENCY)
     def place_with_agency(self, inp: ExportInput) -> str:
         """Export the account in the day's placement file an agency loads, and mark it placed.
 

@@ -11,10 +11,13 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api.routes import intake, staff, webhooks
+from api.errors import refused_handler
+from api.routes import facts, intake, staff, webhooks
 from api.state import AppState
 from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
+from services.context import Services
+from services.errors import Refused
 from starter import Intake
 
 DESCRIPTION = """\
@@ -31,9 +34,15 @@ def create_app(
     settings: Settings, session_factory: sessionmaker[Session], client: Client
 ) -> FastAPI:
     app = FastAPI(title="dunning", version="0.2.0", description=DESCRIPTION)
+    ledger = Intake(session_factory, client, settings)
     app.state.dunning = AppState(
-        settings, session_factory, client, Intake(session_factory, client, settings)
+        settings,
+        session_factory,
+        client,
+        ledger,
+        Services(settings, session_factory, client, _intake=ledger),
     )
+    app.add_exception_handler(Refused, refused_handler)
     app.state.sendgrid_verifier = Verifier(settings.sendgrid.webhook_public_key)
 
     @app.get("/health", tags=["health"])
@@ -47,5 +56,6 @@ def create_app(
 
     app.include_router(intake.router)
     app.include_router(staff.router)
+    app.include_router(facts.router)
     app.include_router(webhooks.router)
     return app

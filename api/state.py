@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from config.settings import Settings
+from services.context import Services
 from starter import Intake
 
 
@@ -19,6 +20,7 @@ class AppState:
     session_factory: sessionmaker[Session]
     client: Client
     intake: Intake
+    services: Services
 
 
 def _state(request: Request) -> AppState:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import datetime as dt
 import json
 import logging
 import os
@@ -16,15 +15,24 @@ import typer
 from rich.table import Table
 
 from cli import api as api_cli
+from cli import facts as facts_cli
 from cli import policy as policy_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
-from cli.common import console, database, fail, settings
+from cli.common import (
+    EXIT_INVALID,
+    console,
+    current_actor,
+    database,
+    fail,
+    settings,
+    with_services,
+)
 from config.settings import Settings
 from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
-from models.orm import repositories as repo
-from starter import Intake, NotRunning, connect, get_account, get_status
+from services import facts, queries
+from starter import Intake, NotRunning, connect
 
 app = typer.Typer(
     help="dunning: polite, lawful follow-up of unpaid patient balances.",
@@ -37,6 +45,7 @@ app.add_typer(policy_cli.app, name="policy")
 app.command()(simulate_cli.simulate)
 staff_cli.register(app)
 api_cli.register(app)
+facts_cli.register(app)
 
 log = logging.getLogger("dunning")
 
@@ -190,26 +199,18 @@ def pay(
     try:
         cents = parse_cents(amount)
     except ValueError as exc:
-        fail(f"amount: {exc}")
+        fail(f"amount: {exc}", EXIT_INVALID)
     if cents <= 0:
-        fail("amount: must be more than zero")
-    cfg = settings()
-
-    async def go() -> None:
-        with database(cfg) as db:
-            intake = Intake(db.session_factory, await _client(cfg), cfg)
-            try:
-                new, balance = await intake.post_payment(account, cents, ref, method=method)
-            except (LookupError, ValueError) as exc:
-                fail(str(exc))
-        if new:
-            console.print(
-                f"posted {format_cents(cents)} to {account}; balance {format_cents(balance)}"
-            )
-        else:
-            console.print(f"payment {ref} was already posted; nothing changed")
-
-    asyncio.run(go())
+        fail("amount: must be more than zero", EXIT_INVALID)
+    actor = current_actor()
+    posted = with_services(lambda svc: facts.pay(svc, actor, account, cents, ref, method=method))
+    if posted.new:
+        console.print(
+            f"posted {format_cents(cents)} to {account}; "
+            f"balance {format_cents(posted.balance_cents)}"
+        )
+    else:
+        console.print(f"payment {ref} was already posted; nothing changed")
 
 
 @app.command()
@@ -218,78 +219,66 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """Where a balance stands: state, balance, next step and when, and what was sent."""
-    cfg = settings()
-
-    async def go() -> None:
-        with database(cfg) as db:
-            intake = Intake(db.session_factory, None, cfg)
-            try:
-                account_id = intake.account_id(account)
-            except LookupError as exc:
-                fail(str(exc))
-        client = await _client(cfg)
-        view = await get_status(client, account_id)
-        account_state = await get_account(client, account_id)
-        if as_json:
-            print(
-                json.dumps(
-                    {
-                        "account": account,
-                        **view.model_dump(mode="json"),
-                        "events": account_state.model_dump(mode="json"),
-                    },
-                    indent=2,
-                )
+    actor = current_actor()
+    found = with_services(lambda svc: queries.account_status(svc, actor, account))
+    view, account_state = found.status, found.actions
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "account": account,
+                    **view.model_dump(mode="json"),
+                    "events": account_state.model_dump(mode="json"),
+                },
+                indent=2,
             )
-            return
-        console.print(
-            f"[bold]{account}[/bold]  {view.state.value}  balance "
-            f"{format_cents(view.balance_cents)}  (paid {format_cents(view.paid_cents)})"
-            f"  policy {view.policy.name}@{view.policy.hash[:12]}"
         )
-        if view.next_step:
-            console.print(
-                f"next: {view.next_step.step_id} by "
-                f"{'/'.join(c.value for c in view.next_step.channels)} at "
-                f"{view.next_step.at.isoformat()}"
-                + (f" ({'; '.join(view.next_step.reasons)})" if view.next_step.reasons else "")
-            )
-        if view.waiting_for:
-            console.print(f"waiting for: {view.waiting_for}")
-        rows = [
-            (
-                r.at,
-                r.step_id,
-                r.outcome.value,
-                r.channel.value if r.channel else "-",
-                "; ".join(r.reasons),
-            )
-            for r in view.history
-        ]
-        rows += [
-            (
-                e.at,
-                e.kind,
-                "event",
-                "-",
-                " ".join(x for x in (e.detail, f"by {e.by}" if e.by else "") if x),
-            )
-            for e in account_state.events
-        ]
-        table = Table("when", "what", "outcome", "channel", "why / detail")
-        for at, what, outcome, channel, why in sorted(rows, key=lambda r: r[0]):
-            table.add_row(at.isoformat(timespec="minutes"), what, outcome, channel, why)
-        console.print(table)
-
-    asyncio.run(go())
+        return
+    console.print(
+        f"[bold]{account}[/bold]  {view.state.value}  balance "
+        f"{format_cents(view.balance_cents)}  (paid {format_cents(view.paid_cents)})"
+        f"  policy {view.policy.name}@{view.policy.hash[:12]}"
+    )
+    if view.next_step:
+        console.print(
+            f"next: {view.next_step.step_id} by "
+            f"{'/'.join(c.value for c in view.next_step.channels)} at "
+            f"{view.next_step.at.isoformat()}"
+            + (f" ({'; '.join(view.next_step.reasons)})" if view.next_step.reasons else "")
+        )
+    if view.waiting_for:
+        console.print(f"waiting for: {view.waiting_for}")
+    rows = [
+        (
+            r.at,
+            r.step_id,
+            r.outcome.value,
+            r.channel.value if r.channel else "-",
+            "; ".join(r.reasons),
+        )
+        for r in view.history
+    ]
+    rows += [
+        (
+            e.at,
+            e.kind,
+            "event",
+            "-",
+            " ".join(x for x in (e.detail, f"by {e.by}" if e.by else "") if x),
+        )
+        for e in account_state.events
+    ]
+    table = Table("when", "what", "outcome", "channel", "why / detail")
+    for at, what, outcome, channel, why in sorted(rows, key=lambda r: r[0]):
+        table.add_row(at.isoformat(timespec="minutes"), what, outcome, channel, why)
+    console.print(table)
 
 
 @app.command()
 def aging() -> None:
     """Open receivables by age: 0-30, 31-60, 61-90, 91-120, 120+ days."""
-    cfg = settings()
-    with database(cfg) as db, db.session_factory() as session:
-        buckets = repo.aging(session, dt.datetime.now(dt.UTC))
+    actor = current_actor()
+    buckets = with_services(lambda svc: queries.aging(svc, actor), temporal=False)
     table = Table("bucket", "amount")
     for name, cents in buckets.items():
         table.add_row(name, format_cents(cents))

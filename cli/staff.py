@@ -1,91 +1,45 @@
 """Staff commands: the worklist, approvals, holds, plans, settlements, write-offs and referrals.
 
-Each command names who acts (``--as``, or ``DUNNING_USER``) and in which role (``--role``, or
-``DUNNING_ROLE``); the workflow checks the role against the policy's approvers and refuses anyone
-approving their own request.
+Thin adapters over ``services.staff`` and ``services.queries``: parse, call, render. Who acts is
+the authenticated user (``cli.common.current_actor``), never a name typed on the command line;
+the service picks the role among the user's roles that the task's approvers name.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
-from temporalio.client import Client
 
-from cli.common import console, database, fail, parse_id, settings
-from models.actions import (
-    HardshipRequest,
-    HoldReason,
-    HoldRequest,
-    Installment,
-    PlanRequest,
-    ReferralRequest,
-    ResumeRequest,
-    SettlementRequest,
-    WriteOffRequest,
-)
+from cli.common import console, current_actor, database, fail, parse_id, settings, with_services
+from models.actions import HoldReason, Installment
 from models.money import format_cents, parse_cents
-from models.orm import Account, StaffTask, TaskStatus
-from models.payloads import CallResult, Decision, StepDecision
-from starter import (
-    ActionRejected,
-    Intake,
-    NotRunning,
-    connect,
-    decide_step,
-    grant_hardship,
-    hold,
-    propose_settlement,
-    request_referral,
-    request_write_off,
-    resume,
-    set_payment_plan,
-)
+from models.payloads import CallResult, Decision
+from services import facts, queries, staff
+from services.context import Services
 
-T = TypeVar("T")
-
-User = Annotated[str, typer.Option("--as", envvar="DUNNING_USER", help="your staff id")]
-Role = Annotated[str, typer.Option("--role", envvar="DUNNING_ROLE", help="your role")]
 AccountArg = Annotated[str, typer.Argument(help="account number")]
-
-
-def _act(account: str, action: Callable[[Client, str], Awaitable[T]]) -> T:
-    """Resolve the account, connect, run the action; print a rejection as a clear error."""
-    cfg = settings()
-
-    async def go() -> T:
-        with database(cfg) as db:
-            try:
-                account_id = Intake(db.session_factory, None, cfg).account_id(account)
-            except LookupError as exc:
-                fail(str(exc))
-        try:
-            client = await connect(cfg)
-        except NotRunning as exc:
-            fail(str(exc))
-        try:
-            return await action(client, account_id)
-        except ActionRejected as exc:
-            fail(f"refused ({exc.kind}): {exc}")
-
-    return asyncio.run(go())
+Note = Annotated[str, typer.Option(help="a note for the audit trail (kept in PostgreSQL only)")]
 
 
 def _cents(field: str, text: str) -> int:
     try:
         cents = parse_cents(text)
     except ValueError as exc:
-        fail(f"{field}: {exc}")
+        fail(f"{field}: {exc}", 2)
     if cents <= 0:
-        fail(f"{field}: must be more than zero")
+        fail(f"{field}: must be more than zero", 2)
     return cents
+
+
+def _date(field: str, text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        fail(f"{field}: {text!r} is not a date (YYYY-MM-DD)", 2)
 
 
 def register(app: typer.Typer) -> None:
@@ -160,214 +114,165 @@ def letters_show(
 def call_outcome(
     task: Annotated[str, typer.Argument(help="call task id (see `dunning worklist`)")],
     result: Annotated[CallResult, typer.Option(help="what the call came to")],
-    user: User,
     promised_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD, promise_to_pay")] = None,
     promised_amount: Annotated[str | None, typer.Option(help="dollars, promise_to_pay")] = None,
     note: Annotated[str, typer.Option(help="kept in the ledger only")] = "",
 ) -> None:
     """Record a call task's outcome: reached, voicemail, no answer, wrong number, promise to pay."""
-    from activities.calls import CallTaskError
-
-    cfg = settings()
-    try:
-        promised = dt.date.fromisoformat(promised_date) if promised_date else None
-        task_id = str(uuid.UUID(task))
-    except ValueError:
-        fail("task or promised-date: not a task id, or not a date (YYYY-MM-DD)")
+    actor = current_actor()
+    promised = _date("promised-date", promised_date) if promised_date else None
     cents = _cents("promised-amount", promised_amount) if promised_amount else None
 
-    async def go() -> None:
-        with database(cfg) as db:
-            try:
-                client = await connect(cfg)
-            except NotRunning as exc:
-                fail(str(exc))
-            try:
-                await Intake(db.session_factory, client, cfg).record_call_outcome(
-                    task_id,
-                    result,
-                    recorded_by=user,
-                    promised_date=promised,
-                    promised_cents=cents,
-                    note=note,
-                )
-            except (LookupError, CallTaskError) as exc:
-                fail(str(exc))
-        console.print(f"recorded {result.value} for task {task_id}")
+    async def go(svc: Services) -> None:
+        await facts.call_outcome(
+            svc,
+            actor,
+            task,
+            result,
+            promised_date=promised,
+            promised_cents=cents,
+            note=note,
+        )
+        console.print(f"recorded {result.value} for task {task}")
 
-    asyncio.run(go())
+    with_services(go)
 
 
 def worklist(
     all_tasks: Annotated[bool, typer.Option("--all", help="decided tasks too")] = False,
 ) -> None:
-    """Open approval and call tasks, oldest first."""
-    cfg = settings()
-    with database(cfg) as db, db.session_factory() as session:
-        query = (
-            select(StaffTask, Account.account_number).join(Account).order_by(StaffTask.created_at)
-        )
-        if not all_tasks:
-            query = query.where(StaffTask.status == TaskStatus.OPEN)
-        rows = session.execute(query).all()
-    table = Table("task", "account", "kind", "what", "approvers", "due", "status")
-    for task, number in rows:
+    """Open approval, call and estate tasks, oldest first."""
+    actor = current_actor()
+    rows = with_services(
+        lambda svc: queries.worklist(svc, actor, all_tasks=all_tasks), temporal=False
+    )
+    table = Table("task", "account", "kind", "what", "approvers", "due", "status", "notes")
+    for task in rows:
         table.add_row(
-            str(task.id),
-            number,
-            task.kind.value,
+            task.task_id,
+            task.account_number,
+            task.kind,
             task.title,
             ", ".join(task.approvers),
             task.due_at.isoformat(timespec="minutes") if task.due_at else "-",
-            task.status.value,
+            task.status,
+            "; ".join(f"{n.author}: {n.body}" for n in task.notes),
         )
     console.print(table)
     if not rows:
         console.print("nothing to do")
 
 
-def _decide(task: str, decision: Decision, user: str, role: str, reason: str) -> None:
-    cfg = settings()
-    task_uuid = parse_id("task", task, " (see `dunning worklist`)")
-    with database(cfg) as db, db.session_factory() as session:
-        row = session.execute(
-            select(StaffTask, Account.account_number).join(Account).where(StaffTask.id == task_uuid)
-        ).first()
-    if row is None:
-        fail(f"task: no task {task}")
-    number = row[1]
-    answer = _act(
-        number,
-        lambda c, a: decide_step(
-            c,
-            a,
-            StepDecision(
-                task_id=task, decision=decision, decided_by=user, role=role, reason=reason
-            ),
-        ),
-    )
-    console.print(f"{number}: {answer}")
+def _decide(task: str, decision: Decision, reason: str) -> None:
+    actor = current_actor()
+    answer = with_services(lambda svc: staff.decide(svc, actor, task, decision, reason))
+    verb = "approved" if answer.decision is Decision.APPROVE else "denied"
+    console.print(f"{verb} {answer.subject} (task {answer.task_id})")
 
 
 def approve(
     task: Annotated[str, typer.Argument(help="task id")],
-    user: User,
-    role: Role,
-    reason: Annotated[str, typer.Option(help="a short note")] = "",
+    reason: Note = "",
 ) -> None:
     """Approve a task: a gated step, a write-off, a referral or a large settlement discount."""
-    _decide(task, Decision.APPROVE, user, role, reason)
+    _decide(task, Decision.APPROVE, reason)
 
 
 def deny(
     task: Annotated[str, typer.Argument(help="task id")],
-    user: User,
-    role: Role,
-    reason: Annotated[str, typer.Option(help="why, for the audit trail")],
+    reason: Annotated[str, typer.Option(help="why, for the audit trail (kept in PostgreSQL)")],
 ) -> None:
     """Deny a task, with a reason."""
-    _decide(task, Decision.DENY, user, role, reason)
+    _decide(task, Decision.DENY, reason)
 
 
 def hold_cmd(
     account: AccountArg,
     reason: Annotated[HoldReason, typer.Option(help="why")],
-    user: User,
     until: Annotated[str | None, typer.Option(help="YYYY-MM-DD: ends by itself")] = None,
+    note: Note = "",
 ) -> None:
     """Hold the ladder: a dispute, an itemised-bill request, insurance pending, an application."""
-    end = None
-    if until:
-        try:
-            end = dt.datetime.combine(dt.date.fromisoformat(until), dt.time(), dt.UTC)
-        except ValueError:
-            fail(f"until: {until!r} is not a date (YYYY-MM-DD)")
+    actor = current_actor()
+    end = dt.datetime.combine(_date("until", until), dt.time(), dt.UTC) if until else None
+    result = with_services(
+        lambda svc: staff.hold(svc, actor, account, reason, until=end, note=note)
+    )
     console.print(
-        _act(
-            account,
-            lambda c, a: hold(c, a, HoldRequest(reason=reason, until=end, requested_by=user)),
-        )
+        f"{account}: on hold"
+        + (f" until {result.until.date().isoformat()}" if result.until else "")
     )
 
 
-def resume_cmd(account: AccountArg, user: User) -> None:
+def resume_cmd(account: AccountArg) -> None:
     """Lift a hold; the later steps move by the time held."""
-    console.print(_act(account, lambda c, a: resume(c, a, ResumeRequest(requested_by=user))))
+    actor = current_actor()
+    result = with_services(lambda svc: staff.resume(svc, actor, account))
+    console.print(f"{account}: resumed after {result.held_days} days on hold")
 
 
 def hardship(
     account: AccountArg,
     percent: Annotated[int, typer.Option(min=1, max=100)],
-    user: User,
     program: Annotated[str, typer.Option()] = "financial-assistance",
 ) -> None:
     """Grant financial assistance: a discount, or 100 for a full write-off."""
-    left = _act(
-        account,
-        lambda c, a: grant_hardship(
-            c, a, HardshipRequest(program=program, discount_percent=percent, granted_by=user)
-        ),
+    actor = current_actor()
+    result = with_services(
+        lambda svc: staff.hardship(svc, actor, account, percent, program=program)
     )
-    console.print(f"{account}: balance now {format_cents(left)}")
+    console.print(f"{account}: balance now {format_cents(result.balance_cents)}")
 
 
 def plan(
     account: AccountArg,
-    user: User,
     installment: Annotated[list[str], typer.Option(help="YYYY-MM-DD=AMOUNT, repeatable")],
 ) -> None:
     """Agree a payment plan; the installments must add up to the balance."""
+    actor = current_actor()
     items = []
     for text in installment:
         day, _, amount = text.partition("=")
         try:
             due = dt.date.fromisoformat(day)
         except ValueError:
-            fail(f"installment: {text!r}: expected YYYY-MM-DD=AMOUNT")
+            fail(f"installment: {text!r}: expected YYYY-MM-DD=AMOUNT", 2)
         items.append(Installment(due_on=due, amount_cents=_cents("installment", amount)))
-    console.print(
-        _act(
-            account,
-            lambda c, a: set_payment_plan(c, a, PlanRequest(installments=items, agreed_by=user)),
-        )
-    )
+    result = with_services(lambda svc: staff.plan(svc, actor, account, items))
+    console.print(f"{account}: payment plan of {result.installments} installments agreed")
 
 
 def settle(
     account: AccountArg,
     amount: Annotated[str, typer.Argument(help="dollars")],
-    user: User,
     days: Annotated[int, typer.Option(min=1, max=90, help="offer valid for")] = 14,
 ) -> None:
     """Offer to close the balance for less; above the staff limit it needs approval."""
-    request = SettlementRequest(
-        amount_cents=_cents("amount", amount),
-        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=days),
-        proposed_by=user,
-    )
-    console.print(_act(account, lambda c, a: propose_settlement(c, a, request)))
+    actor = current_actor()
+    cents = _cents("amount", amount)
+    result = with_services(lambda svc: staff.settle(svc, actor, account, cents, days=days))
+    if result.offered:
+        console.print(f"{account}: settlement of {format_cents(cents)} offered")
+    else:
+        console.print(f"{account}: settlement needs approval: task {result.task_id}")
 
 
 def write_off(
     account: AccountArg,
-    user: User,
-    reason: Annotated[str, typer.Option()],
+    reason: Annotated[str, typer.Option(help="why (kept in PostgreSQL only)")],
     amount: Annotated[str | None, typer.Option(help="dollars; default the whole balance")] = None,
 ) -> None:
     """Request a write-off; the policy's approvers decide (nobody approves their own)."""
+    actor = current_actor()
     cents = _cents("amount", amount) if amount else None
-    task = _act(
-        account,
-        lambda c, a: request_write_off(
-            c, a, WriteOffRequest(amount_cents=cents, reason=reason, requested_by=user)
-        ),
+    opened = with_services(
+        lambda svc: staff.write_off(svc, actor, account, reason, amount_cents=cents)
     )
-    console.print(f"write-off requested: task {task}")
+    console.print(f"write-off requested: task {opened.task_id}")
 
 
-def refer(account: AccountArg, user: User, note: Annotated[str, typer.Option()] = "") -> None:
+def refer(account: AccountArg, note: Note = "") -> None:
     """Request a collection-agency referral (refused inside a 501(r) waiting period)."""
-    task = _act(
-        account, lambda c, a: request_referral(c, a, ReferralRequest(requested_by=user, note=note))
-    )
-    console.print(f"referral requested: task {task}")
+    actor = current_actor()
+    opened = with_services(lambda svc: staff.refer(svc, actor, account, note))
+    console.print(f"referral requested: task {opened.task_id}")

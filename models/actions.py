@@ -19,6 +19,11 @@ from models.policy import Channel
 STAFF_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
 ROLE = Field(min_length=1, max_length=32, pattern=r"^[a-z_-]+$")
 NOTE = Field(default="", max_length=300)
+NOTE_ID = Field(
+    default=None,
+    max_length=64,
+    description="a staff note kept in PostgreSQL (services.notes); its text never enters history",
+)
 
 
 # -- facts ---------------------------------------------------------------------------------
@@ -86,6 +91,12 @@ class ChannelEventSignal(BaseModel):
 class LifeEventKind(StrEnum):
     DECEASED = "deceased"  # the account goes to the estate queue
     BANKRUPTCY = "bankruptcy"  # automatic stay: stop at once, whoever reports it
+    ATTORNEY = "attorney"  # Reg F 1006.6(b)(2): contact only the attorney, never the patient
+    CEASE_COMMUNICATION = "cease_communication"  # Reg F 1006.6(c): the ladder stops for good
+
+
+ENDING_EVENTS = frozenset({LifeEventKind.DECEASED, LifeEventKind.BANKRUPTCY})
+"""Life events that end the balance's follow-up; the others stop contact and keep the balance."""
 
 
 class LifeEventSignal(BaseModel):
@@ -109,7 +120,8 @@ class HoldReason(StrEnum):
 class HoldRequest(BaseModel):
     reason: HoldReason
     until: dt.datetime | None = Field(default=None, description="ends by itself then")
-    note: str = NOTE
+    note: str = NOTE  # histories before notes moved to PostgreSQL; callers now send note_id
+    note_id: str | None = NOTE_ID
     requested_by: str = STAFF_ID
 
 
@@ -175,13 +187,15 @@ class Settlement(BaseModel):
 
 class WriteOffRequest(BaseModel):
     amount_cents: int | None = Field(default=None, gt=0, description="None: the whole balance")
-    reason: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=200)  # old histories; callers now send note_id
+    note_id: str | None = NOTE_ID
     requested_by: str = STAFF_ID
 
 
 class ReferralRequest(BaseModel):
     requested_by: str = STAFF_ID
-    note: str = NOTE
+    note: str = NOTE  # old histories; callers now send note_id
+    note_id: str | None = NOTE_ID
 
 
 class ApprovalKind(StrEnum):
@@ -229,6 +243,9 @@ class AccountState(BaseModel):
     tasks: list[ApprovalTask] = Field(default_factory=list)
     written_off_cents: int = 0
     ended: str = Field(default="", description="why all contact ended (bankruptcy, deceased, ...)")
+    contact_stopped: str = Field(
+        default="", description="attorney or cease_communication: no contact with the patient"
+    )
     settled: bool = False
     plans_agreed: int = 0
     approved_steps: list[str] = Field(default_factory=list)

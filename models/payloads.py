@@ -95,7 +95,8 @@ class StepDecision(BaseModel):
     decision: Decision
     decided_by: str = Field(min_length=1, max_length=64)
     role: str = Field(min_length=1, max_length=32)
-    reason: str = Field(default="", max_length=500)
+    reason: str = Field(default="", max_length=500)  # old histories; callers now send note_id
+    note_id: str | None = Field(default=None, max_length=64)
 
 
 class OpenApprovalInput(BaseModel):
@@ -129,6 +130,7 @@ class BalanceState(StrEnum):
     PLACED = "placed"  # referred to a collection agency
     STOPPED = "stopped"  # bankruptcy: automatic stay
     DECEASED = "deceased"  # estate queue
+    CONTACT_STOPPED = "contact_stopped"  # attorney representation or cease communication
 
 
 class EscalationInput(BaseModel):

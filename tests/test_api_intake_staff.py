@@ -195,7 +195,7 @@ async def test_staff_actions_like_the_cli(api: Api) -> None:
         f"/accounts/{number}/write-off", json={"reason": "uncollectable"}, headers=staff
     )
     assert r.status_code == 200, r.text
-    task_id = r.json()["result"]
+    task_id = r.json()["task_id"]
     r = await api.http.get("/worklist", headers=staff)
     assert task_id in [t["task_id"] for t in r.json()]
     # A staff token may not decide; a supervisor may, and the workflow checks the policy.

@@ -128,7 +128,7 @@ async def test_120_day_ladder_walked_by_skipping_time(
                 role="supervisor",
             ),
         )
-        assert answer == "approved agency-referral"
+        assert answer.decision is Decision.APPROVE and answer.subject == "agency-referral"
         await ts_env.sleep(dt.timedelta(days=1))
         status = await get_status(client, account_id)
         assert status.history[-1].step_id == "agency-referral"

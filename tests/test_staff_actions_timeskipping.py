@@ -77,6 +77,7 @@ from starter import (
 from tests.conftest import RecordHistory
 from tests.factories import balance_row, patient_day, write_csv
 from worker import build_worker
+from workflows.contract import DecisionResult
 
 pytestmark = pytest.mark.timeskipping
 POLICIES = Path(__file__).parent / "policies"
@@ -116,7 +117,7 @@ class Case:
             workflow_id(self.account_id), result_type=EscalationResult
         )
 
-    async def decide(self, task_id: str, decision: Decision, by: str, role: str) -> str:
+    async def decide(self, task_id: str, decision: Decision, by: str, role: str) -> DecisionResult:
         return await decide_step(
             self.client,
             self.account_id,
@@ -179,7 +180,7 @@ async def test_hardship_granted_mid_ladder(
         left = await grant_hardship(
             c.client, c.account_id, HardshipRequest(discount_percent=60, granted_by="fa-officer")
         )
-        assert left == 12000
+        assert left.balance_cents == 12000
         # The hold is lifted; the later steps moved by the 30 days held.
         await c.at_day(62)
         sent = await c.sent()
@@ -191,8 +192,7 @@ async def test_hardship_granted_mid_ladder(
                 c.account_id,
                 HardshipRequest(discount_percent=100, granted_by="fa-officer"),
             )
-            == 0
-        )
+        ).balance_cents == 0
         result = await c.handle().result()
         assert result.state is BalanceState.WRITTEN_OFF and result.balance_cents == 0
         assert c.account().status is AccountStatus.WRITTEN_OFF
@@ -264,8 +264,9 @@ async def test_settlement_approved_paid_and_closed(
             c.account_id,
             SettlementRequest(amount_cents=24000, expires_at=expires, proposed_by="clerk-1"),
         )
-        assert answer.startswith("pending approval: ")  # 20% discount, above the 10% staff limit
-        task_id = answer.removeprefix("pending approval: ")
+        # A 20% discount, above the 10% staff limit: not offered yet, a task waits for approval.
+        assert not answer.offered and answer.task_id is not None
+        task_id = answer.task_id
         with pytest.raises(ActionRejected):
             await c.decide(task_id, Decision.APPROVE, "clerk-1", "supervisor")  # four eyes
         with pytest.raises(ActionRejected):
@@ -298,7 +299,7 @@ async def test_settlement_expires_and_the_ladder_goes_on(
                 amount_cents=28000, expires_at=c.start + dt.timedelta(days=8), proposed_by="clerk-1"
             ),
         )
-        assert answer == "offered"  # a 6.7% discount is within the staff limit
+        assert answer.offered and answer.task_id is None  # 6.7% is within the staff limit
         await c.at_day(6)
         assert "notice-1" not in await c.sent()  # no pressure while the offer stands
         await c.at_day(12)
@@ -329,9 +330,13 @@ async def test_write_off_denied_then_approved_by_a_second_person(
                 c.account_id,
                 WriteOffRequest(amount_cents=99999, reason="uncollectable", requested_by="clerk-1"),
             )
-        first = await request_write_off(
-            c.client, c.account_id, WriteOffRequest(reason="uncollectable", requested_by="clerk-1")
-        )
+        first = (
+            await request_write_off(
+                c.client,
+                c.account_id,
+                WriteOffRequest(reason="uncollectable", requested_by="clerk-1"),
+            )
+        ).task_id
         with pytest.raises(ActionRejected, match="already open"):
             await request_write_off(
                 c.client, c.account_id, WriteOffRequest(reason="again", requested_by="clerk-2")
@@ -339,11 +344,13 @@ async def test_write_off_denied_then_approved_by_a_second_person(
         await c.decide(first, Decision.DENY, "sup-1", "supervisor")
         await c.at_day(6)
         assert (await c.status()).balance_cents == 30000
-        second = await request_write_off(
-            c.client,
-            c.account_id,
-            WriteOffRequest(reason="patient moved abroad", requested_by="clerk-1"),
-        )
+        second = (
+            await request_write_off(
+                c.client,
+                c.account_id,
+                WriteOffRequest(reason="patient moved abroad", requested_by="clerk-1"),
+            )
+        ).task_id
         with pytest.raises(ActionRejected, match="four eyes"):
             await c.decide(second, Decision.APPROVE, "clerk-1", "supervisor")
         with pytest.raises(ActionRejected, match="may not decide"):
@@ -379,9 +386,9 @@ async def test_agency_referral_blocked_by_501r_then_allowed(
         with pytest.raises(ActionRejected, match="501"):
             await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
         await c.at_day(125)
-        task_id = await request_referral(
-            c.client, c.account_id, ReferralRequest(requested_by="clerk-1")
-        )
+        task_id = (
+            await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
+        ).task_id
         await c.decide(task_id, Decision.APPROVE, "sup-1", "supervisor")
         result = await c.handle().result()
         assert result.state is BalanceState.PLACED
@@ -643,9 +650,13 @@ async def test_paying_closes_open_requests_in_the_worklist(
 ) -> None:
     async with case(ts_env, settings, session_factory, tmp_path) as c:
         await c.at_day(3)
-        task_id = await request_write_off(
-            c.client, c.account_id, WriteOffRequest(reason="uncollectable", requested_by="clerk-1")
-        )
+        task_id = (
+            await request_write_off(
+                c.client,
+                c.account_id,
+                WriteOffRequest(reason="uncollectable", requested_by="clerk-1"),
+            )
+        ).task_id
         await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
         assert (await c.handle().result()).state is BalanceState.PAID
         with session_factory() as session:

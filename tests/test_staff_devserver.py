@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from models.payloads import BalanceState, Decision, EscalationResult, StepDecisi
 from starter import ActionRejected, Intake, decide_step, request_write_off, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from worker import build_worker
+from workflows.contract import DecisionResult, Rejection, TaskOpened
 
 pytestmark = pytest.mark.devserver
 DUNNING = str(Path(sys.executable).parent / "dunning")
@@ -43,7 +45,7 @@ async def test_concurrent_staff_updates_one_wins(
         rows = await _import(intake, tmp_path, 10)
         ids = [intake.account_id(r["account_number"]) for r in rows]
 
-        async def attempt(account_id: str, who: str) -> str | ActionRejected:
+        async def attempt(account_id: str, who: str) -> TaskOpened | ActionRejected:
             try:
                 return await request_write_off(
                     client, account_id, WriteOffRequest(reason="uncollectable", requested_by=who)
@@ -55,13 +57,15 @@ async def test_concurrent_staff_updates_one_wins(
         outcomes = await asyncio.gather(
             *(attempt(i, who) for i in ids for who in ("clerk-1", "clerk-2"))
         )
-        tasks = [o for o in outcomes if isinstance(o, str)]
+        tasks = [o.task_id for o in outcomes if isinstance(o, TaskOpened)]
         refused = [o for o in outcomes if isinstance(o, ActionRejected)]
         assert len(tasks) == 10 and len(refused) == 10
         assert {r.kind for r in refused} == {"TaskOpen"}
 
         # Two supervisors decide each task at once: exactly one decision counts.
-        async def decide(account_id: str, task_id: str, who: str) -> str | ActionRejected:
+        async def decide(
+            account_id: str, task_id: str, who: str
+        ) -> DecisionResult | ActionRejected:
             try:
                 return await decide_step(
                     client,
@@ -80,7 +84,10 @@ async def test_concurrent_staff_updates_one_wins(
         answers = await asyncio.gather(
             *(decide(i, t, who) for i, t in pairs for who in ("sup-1", "sup-2"))
         )
-        assert sum(isinstance(a, str) for a in answers) == 10
+        assert sum(isinstance(a, DecisionResult) for a in answers) == 10
+        # The loser finds the task decided (or, once the winner's decision ran, gone).
+        losers = {a.kind for a in answers if isinstance(a, ActionRejected)}
+        assert losers and losers <= {Rejection.ALREADY_DECIDED, Rejection.UNKNOWN_TASK}
         results = await asyncio.gather(
             *(
                 client.get_workflow_handle(workflow_id(i), result_type=EscalationResult).result()
@@ -90,7 +97,10 @@ async def test_concurrent_staff_updates_one_wins(
         assert {r.state for r in results} == {BalanceState.WRITTEN_OFF}
 
 
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+async def _cli(
+    env: dict[str, str], *args: str, user: str = "clerk-1", role: str = "clerk"
+) -> tuple[int, str]:
+    env = dict(env, DUNNING_USER=user, DUNNING_ROLE=role)
     proc = await asyncio.create_subprocess_exec(
         DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -118,20 +128,22 @@ async def test_cli_write_off_with_four_eyes(
     async with build_worker(client, settings, session_factory):
         (row,) = await _import(intake, tmp_path, 1)
         number = row["account_number"]
-        code, out = await _cli(
-            env, "write-off", number, "--as", "clerk-1", "--reason", "uncollectable"
-        )
+        code, out = await _cli(env, "write-off", number, "--reason", "uncollectable")
         assert code == 0, out
         task_id = out.strip().rsplit(" ", 1)[-1]
         code, out = await _cli(env, "worklist")
-        assert code == 0 and task_id in out and number in out
-        code, out = await _cli(env, "approve", task_id, "--as", "clerk-1", "--role", "supervisor")
-        assert code == 1 and "FourEyes" in out and "own request" in out
-        code, out = await _cli(
-            env, "approve", "not-a-task", "--as", "sup-1", "--role", "supervisor"
-        )
-        assert code == 1 and "task:" in out
-        code, out = await _cli(env, "approve", task_id, "--as", "sup-1", "--role", "supervisor")
+        assert code == 0 and task_id in out and number in out and "uncollectable" in out
+        # The clerk holds the approver's role too, yet never approves their own request.
+        code, out = await _cli(env, "approve", task_id, role="supervisor")
+        assert code == 4 and "FourEyes" in out and "own request" in out
+        assert "Traceback" not in out
+        code, out = await _cli(env, "approve", task_id, user="clerk-2", role="clerk")
+        assert code == 4 and "NotAnApprover" in out
+        code, out = await _cli(env, "approve", "not-a-task", user="sup-1", role="supervisor")
+        assert code == 2 and "task:" in out
+        code, out = await _cli(env, "approve", str(uuid.uuid4()), user="sup-1", role="supervisor")
+        assert code == 3 and "no task" in out
+        code, out = await _cli(env, "approve", task_id, user="sup-1", role="supervisor")
         assert code == 0, out
         result = await client.get_workflow_handle(
             workflow_id(intake.account_id(number)), result_type=EscalationResult

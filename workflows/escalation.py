@@ -23,6 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.actions import (
+        ENDING_EVENTS,
         AccountEvent,
         AccountState,
         AdjustmentSignal,
@@ -70,6 +71,17 @@ with workflow.unsafe.imports_passed_through():
     from models.policy import Channel, PolicyRef, Step, StepKind, TimeoutAction
     from workflows import account_rules as rules
     from workflows import decisions
+    from workflows.contract import (
+        ActivityName,
+        DecisionResult,
+        HardshipResult,
+        HoldResult,
+        PlanResult,
+        Rejection,
+        ResumeResult,
+        SettlementResult,
+        TaskOpened,
+    )
     from workflows.decisions import Done, Planned, SendNow, Skip, WaitForChange, WaitUntil
 
 WORKFLOW_NAME = "balance-escalation"
@@ -141,7 +153,7 @@ class BalanceEscalationWorkflow:
             await self._close_task_record(task, None, "", "balance closed")
         final = self._final_state()
         await workflow.execute_activity(
-            "close_balance",
+            ActivityName.CLOSE_BALANCE,
             CloseBalanceInput(
                 account_id=inp.account_id, state=final, balance_cents=state.balance_cents
             ),
@@ -188,10 +200,19 @@ class BalanceEscalationWorkflow:
 
     @workflow.signal(name="life_event")
     def life_event(self, event: LifeEventSignal) -> None:
-        """Bankruptcy (automatic stay) or death: all contact ends immediately."""
-        if self._first_time(f"life:{event.reference}") and not self._account.ended:
+        """Bankruptcy (automatic stay) or death: all contact ends immediately.
+
+        Attorney representation or a cease-communication request: the patient is contacted no
+        more, and the balance stays open for the attorney or the practice's other remedies.
+        """
+        if not self._first_time(f"life:{event.reference}") or self._account.ended:
+            return
+        if event.kind in ENDING_EVENTS:
             self._account.ended = event.kind.value
             self._event(event.kind.value, "all contact ended")
+        elif not self._account.contact_stopped:
+            self._account.contact_stopped = event.kind.value
+            self._event(event.kind.value, "no more contact with the patient")
 
     @workflow.signal(name="record_call_outcome")
     def record_call_outcome(self, outcome: CallOutcomeSignal) -> None:
@@ -222,33 +243,41 @@ class BalanceEscalationWorkflow:
     # -- staff actions: updates --
 
     @workflow.update(name="decide_step")
-    def decide_step(self, answer: StepDecision) -> str:
+    def decide_step(self, answer: StepDecision) -> DecisionResult:
         """A person approves or denies an open approval task (a gated step or a staff request)."""
         task = self._task(answer.task_id)
         assert task is not None  # guaranteed by the validator
         self._decisions[task.task_id] = answer
         self._changed = True
-        return f"{answer.decision.value}d {task.step_id or task.kind.value}"
+        return DecisionResult(
+            task_id=task.task_id,
+            decision=answer.decision,
+            subject=task.step_id or task.kind.value,
+        )
 
     @decide_step.validator
     def _validate_decision(self, answer: StepDecision) -> None:
         self._require_open()
         task = self._task(answer.task_id)
         if task is None:
-            raise ApplicationError(f"no open approval task {answer.task_id}", type="UnknownTask")
+            raise ApplicationError(
+                f"no open approval task {answer.task_id}", type=Rejection.UNKNOWN_TASK
+            )
         if task.task_id in self._decisions:
-            raise ApplicationError("this task is already decided", type="AlreadyDecided")
+            raise ApplicationError("this task is already decided", type=Rejection.ALREADY_DECIDED)
         if answer.role not in task.roles:
             raise ApplicationError(
                 f"role {answer.role!r} may not decide this task now; approvers: "
                 + ", ".join(task.roles),
-                type="NotAnApprover",
+                type=Rejection.NOT_AN_APPROVER,
             )
         if answer.decided_by == task.requested_by:
-            raise ApplicationError("nobody approves their own request (four eyes)", type="FourEyes")
+            raise ApplicationError(
+                "nobody approves their own request (four eyes)", type=Rejection.FOUR_EYES
+            )
 
     @workflow.update(name="hold")
-    def hold(self, request: HoldRequest) -> str:
+    def hold(self, request: HoldRequest) -> HoldResult:
         """Pause the ladder: dispute, itemised-bill request, insurance pending, FA application."""
         self._account.hold = Hold(
             reason=request.reason,
@@ -259,30 +288,32 @@ class BalanceEscalationWorkflow:
         if request.reason is HoldReason.FINANCIAL_ASSISTANCE:
             self._state.fa_application_pending = True
         self._event("hold", request.reason.value, request.requested_by)
-        return "on hold" + (f" until {request.until.isoformat()}" if request.until else "")
+        return HoldResult(until=request.until)
 
     @hold.validator
     def _validate_hold(self, request: HoldRequest) -> None:
         self._require_open()
         if self._account.hold is not None:
-            raise ApplicationError("already on hold; resume it first", type="AlreadyOnHold")
+            raise ApplicationError(
+                "already on hold; resume it first", type=Rejection.ALREADY_ON_HOLD
+            )
         if request.until is not None and request.until <= workflow.now():
-            raise ApplicationError("until: must be in the future", type="InvalidRequest")
+            raise ApplicationError("until: must be in the future", type=Rejection.INVALID_REQUEST)
 
     @workflow.update(name="resume")
-    def resume(self, request: ResumeRequest) -> str:
+    def resume(self, request: ResumeRequest) -> ResumeResult:
         days = rules.end_hold(self._state, self._account, workflow.now())
         self._event("resume", f"held {days} days", request.requested_by)
-        return f"resumed after {days} days"
+        return ResumeResult(held_days=days)
 
     @resume.validator
     def _validate_resume(self, request: ResumeRequest) -> None:
         self._require_open()
         if self._account.hold is None:
-            raise ApplicationError("not on hold", type="NotOnHold")
+            raise ApplicationError("not on hold", type=Rejection.NOT_ON_HOLD)
 
     @workflow.update(name="grant_hardship")
-    def grant_hardship(self, request: HardshipRequest) -> int:
+    def grant_hardship(self, request: HardshipRequest) -> HardshipResult:
         """Financial assistance: write off a share (100% ends it). Returns the cents left."""
         state = self._state
         amount = state.balance_cents * request.discount_percent // 100
@@ -295,14 +326,14 @@ class BalanceEscalationWorkflow:
             and self._account.hold.reason is HoldReason.FINANCIAL_ASSISTANCE
         ):
             rules.end_hold(state, self._account, workflow.now())
-        return state.balance_cents
+        return HardshipResult(balance_cents=state.balance_cents)
 
     @grant_hardship.validator
     def _validate_hardship(self, request: HardshipRequest) -> None:
         self._require_open()
 
     @workflow.update(name="set_payment_plan")
-    def set_payment_plan(self, request: PlanRequest) -> str:
+    def set_payment_plan(self, request: PlanRequest) -> PlanResult:
         self._account.plan = Plan(
             installments=request.installments,
             agreed_at=workflow.now(),
@@ -311,31 +342,31 @@ class BalanceEscalationWorkflow:
         self._account.plans_agreed += 1
         self._state.plan_active = True
         self._event("plan_agreed", f"{len(request.installments)} installments", request.agreed_by)
-        return f"plan of {len(request.installments)} installments"
+        return PlanResult(installments=len(request.installments))
 
     @set_payment_plan.validator
     def _validate_plan(self, request: PlanRequest) -> None:
         self._require_open()
         limit = self._input.policy.staff.plans.max_installments
         if self._account.plan is not None:
-            raise ApplicationError("a payment plan is already active", type="PlanActive")
+            raise ApplicationError("a payment plan is already active", type=Rejection.PLAN_ACTIVE)
         if len(request.installments) > limit:
             raise ApplicationError(
-                f"installments: at most {limit} under this policy", type="InvalidRequest"
+                f"installments: at most {limit} under this policy", type=Rejection.INVALID_REQUEST
             )
         if request.total_cents != self._state.balance_cents:
             raise ApplicationError(
                 f"installments: must add up to the balance of {self._state.balance_cents} cents,"
                 f" not {request.total_cents}",
-                type="InvalidRequest",
+                type=Rejection.INVALID_REQUEST,
             )
         if request.installments[0].due_on < workflow.now().date():
             raise ApplicationError(
-                "installments: the first due date is in the past", type="InvalidRequest"
+                "installments: the first due date is in the past", type=Rejection.INVALID_REQUEST
             )
 
     @workflow.update(name="propose_settlement")
-    async def propose_settlement(self, request: SettlementRequest) -> str:
+    async def propose_settlement(self, request: SettlementRequest) -> SettlementResult:
         """Offer to close the balance for less; above the staff limit a second person approves."""
         state, policy = self._state, self._input.policy
         discount = rules.discount_percent(state.balance_cents, request.amount_cents)
@@ -348,24 +379,29 @@ class BalanceEscalationWorkflow:
                 f"Approve a settlement at {discount:.0f}% discount",
                 settlement=request,
             )
-            return f"pending approval: {task.task_id}"
+            return SettlementResult(offered=False, task_id=task.task_id)
         self._offer(request)
-        return "offered"
+        return SettlementResult(offered=True)
 
     @propose_settlement.validator
     def _validate_settlement(self, request: SettlementRequest) -> None:
         self._require_open()
         if request.amount_cents >= self._state.balance_cents:
             raise ApplicationError(
-                "amount_cents: a settlement must be less than the balance", type="InvalidRequest"
+                "amount_cents: a settlement must be less than the balance",
+                type=Rejection.INVALID_REQUEST,
             )
         if request.expires_at <= workflow.now():
-            raise ApplicationError("expires_at: must be in the future", type="InvalidRequest")
+            raise ApplicationError(
+                "expires_at: must be in the future", type=Rejection.INVALID_REQUEST
+            )
         if self._account.settlement is not None or self._request_open(ApprovalKind.SETTLEMENT):
-            raise ApplicationError("a settlement offer is already open", type="SettlementOpen")
+            raise ApplicationError(
+                "a settlement offer is already open", type=Rejection.SETTLEMENT_OPEN
+            )
 
     @workflow.update(name="request_write_off")
-    async def request_write_off(self, request: WriteOffRequest) -> str:
+    async def request_write_off(self, request: WriteOffRequest) -> TaskOpened:
         """Ask for a write-off; the policy's approvers decide. Returns the task id."""
         approval = self._input.policy.staff.write_off
         task = await self._open_task(
@@ -373,22 +409,24 @@ class BalanceEscalationWorkflow:
             approval.approvers,
             approval.wait_days,
             request.requested_by,
-            f"Approve a write-off: {request.reason}",
+            "Approve a write-off" + (f": {request.reason}" if request.reason else ""),
             amount_cents=request.amount_cents,
             reason=request.reason,
         )
-        return task.task_id
+        return TaskOpened(task_id=task.task_id)
 
     @request_write_off.validator
     def _validate_write_off(self, request: WriteOffRequest) -> None:
         self._require_open()
         if request.amount_cents is not None and request.amount_cents > self._state.balance_cents:
-            raise ApplicationError("amount_cents: more than the balance", type="InvalidRequest")
+            raise ApplicationError(
+                "amount_cents: more than the balance", type=Rejection.INVALID_REQUEST
+            )
         if self._request_open(ApprovalKind.WRITE_OFF):
-            raise ApplicationError("a write-off request is already open", type="TaskOpen")
+            raise ApplicationError("a write-off request is already open", type=Rejection.TASK_OPEN)
 
     @workflow.update(name="request_referral")
-    async def request_referral(self, request: ReferralRequest) -> str:
+    async def request_referral(self, request: ReferralRequest) -> TaskOpened:
         """Ask to place the account with a collection agency. Returns the task id."""
         approval = self._input.policy.staff.agency_referral
         task = await self._open_task(
@@ -399,14 +437,14 @@ class BalanceEscalationWorkflow:
             "Approve an agency referral",
             reason=request.note,
         )
-        return task.task_id
+        return TaskOpened(task_id=task.task_id)
 
     @request_referral.validator
     def _validate_referral(self, request: ReferralRequest) -> None:
         self._require_open()
         self._require_referral_allowed()
         if self._request_open(ApprovalKind.AGENCY_REFERRAL):
-            raise ApplicationError("a referral request is already open", type="TaskOpen")
+            raise ApplicationError("a referral request is already open", type=Rejection.TASK_OPEN)
 
     @workflow.update(name="migrate_policy")
     def migrate_policy(self, migration: PolicyMigration) -> PolicyRef:
@@ -422,10 +460,11 @@ class BalanceEscalationWorkflow:
         self._require_open()
         if self._open_tasks(ApprovalKind.STEP):
             raise ApplicationError(
-                "a step is waiting for approval; decide it before migrating", type="ApprovalPending"
+                "a step is waiting for approval; decide it before migrating",
+                type=Rejection.APPROVAL_PENDING,
             )
         if migration.policy_hash == self._input.policy_hash:
-            raise ApplicationError("already on this policy version", type="SameVersion")
+            raise ApplicationError("already on this policy version", type=Rejection.SAME_VERSION)
 
     @workflow.query(name="get_status")
     def get_status(self) -> StatusView:
@@ -512,7 +551,7 @@ class BalanceEscalationWorkflow:
                 template=policy.staff.plans.reminder_template,
             )
             channels, _ = decisions.allowed_channels(policy, step, self._input.profile)
-            if channels:
+            if channels and not self._account.contact_stopped:
                 await self._send_extra(step, channels, installment.amount_cents)
             return True
         self._account.plan = None
@@ -545,6 +584,8 @@ class BalanceEscalationWorkflow:
     def _blocked_by(self) -> str:
         """Why the ladder may not move now, or an empty string."""
         account = self._account
+        if account.contact_stopped:
+            return f"contact stopped: {account.contact_stopped}"
         if account.hold is not None:
             return f"on hold: {account.hold.reason.value}"
         if account.plan is not None:
@@ -625,7 +666,7 @@ class BalanceEscalationWorkflow:
     ) -> SendStepResult:
         inp = self._input
         result: SendStepResult = await workflow.execute_activity(
-            "send_step",
+            ActivityName.SEND_STEP,
             SendStepInput(
                 account_id=inp.account_id,
                 idempotency_key=f"{inp.account_id}/{inp.episode_id}/{step.id}",
@@ -693,7 +734,7 @@ class BalanceEscalationWorkflow:
         due: dt.datetime,
     ) -> str:
         task_id: str = await workflow.execute_activity(
-            "open_approval",
+            ActivityName.OPEN_APPROVAL,
             OpenApprovalInput(
                 account_id=self._input.account_id,
                 step_id=step_id or kind.value,
@@ -712,7 +753,7 @@ class BalanceEscalationWorkflow:
             task.level += 1
             task.level_started_at = workflow.now()
             await workflow.execute_activity(
-                "escalate_approval",
+                ActivityName.ESCALATE_APPROVAL,
                 TaskRecordInput(
                     account_id=self._input.account_id,
                     task_id=task.task_id,
@@ -751,7 +792,7 @@ class BalanceEscalationWorkflow:
         self, task: ApprovalTask, approved: bool | None, decided_by: str, reason: str
     ) -> None:
         await workflow.execute_activity(
-            "close_approval",
+            ActivityName.CLOSE_APPROVAL,
             CloseApprovalInput(
                 task_id=task.task_id, approved=approved, decided_by=decided_by, reason=reason
             ),
@@ -795,7 +836,7 @@ class BalanceEscalationWorkflow:
 
     async def _place_with_agency(self, approved_by: str) -> None:
         await workflow.execute_activity(
-            "place_with_agency",
+            ActivityName.PLACE_WITH_AGENCY,
             ExportInput(
                 account_id=self._input.account_id,
                 balance_cents=self._state.balance_cents,
@@ -851,13 +892,13 @@ class BalanceEscalationWorkflow:
 
     def _require_open(self) -> None:
         if self._finished():
-            raise ApplicationError("the balance is closed", type="BalanceClosed")
+            raise ApplicationError("the balance is closed", type=Rejection.BALANCE_CLOSED)
 
     def _require_referral_allowed(self) -> None:
         if self._state.fa_application_pending:
             raise ApplicationError(
                 "IRS 501(r): suspended while a financial-assistance application is pending",
-                type="Eca501r",
+                type=Rejection.ECA_501R,
             )
         earliest = rules.referral_earliest(self._input.policy, self._state)
         if earliest is not None and workflow.now() < earliest:
@@ -866,7 +907,9 @@ class BalanceEscalationWorkflow:
                 if earliest.year == dt.MAXYEAR
                 else earliest.date().isoformat()
             )
-            raise ApplicationError(f"IRS 501(r): no referral before {when}", type="Eca501r")
+            raise ApplicationError(
+                f"IRS 501(r): no referral before {when}", type=Rejection.ECA_501R
+            )
 
     def _finished(self) -> bool:
         return bool(self._account.ended) or self._state.balance_cents <= 0
@@ -889,6 +932,8 @@ class BalanceEscalationWorkflow:
         state, account = self._state, self._account
         if self._finished():
             return self._final_state()
+        if account.contact_stopped:
+            return BalanceState.CONTACT_STOPPED
         if self._open_tasks(ApprovalKind.STEP):
             return BalanceState.AWAITING_APPROVAL
         if account.hold is not None:

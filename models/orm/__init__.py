@@ -13,6 +13,7 @@ from models.orm.audit import AuditEvent
 from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
+from models.orm.note import LegalFact, StaffNote
 from models.orm.policy_version import PolicyVersion
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
@@ -31,8 +32,10 @@ __all__ = [
     "Deliverability",
     "Guarantor",
     "IdempotencyKey",
+    "LegalFact",
     "Payment",
     "PolicyVersion",
+    "StaffNote",
     "StaffTask",
     "TaskKind",
     "TaskStatus",

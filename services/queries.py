@@ -1,0 +1,116 @@
+"""Read-only use cases: the worklist, one account's status and actions, aging.
+
+The database is read in a worker thread (never on the event loop ``dunning run`` shares with the
+worker); the workflow by typed queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.service import RPCError
+
+import starter
+from models.actions import AccountState
+from models.orm import Account, StaffNote, StaffTask, TaskStatus
+from models.orm import repositories as repo
+from models.payloads import StatusView
+from services.context import Services
+from services.errors import Refused
+from services.identity import Actor
+from services.staff import rpc_refusal
+from workflows.contract import Rejection
+
+
+class NoteView(BaseModel):
+    kind: str
+    body: str
+    author: str
+    at: dt.datetime
+
+
+class TaskView(BaseModel):
+    """One line of the worklist."""
+
+    task_id: str
+    account_number: str
+    kind: str
+    title: str
+    approvers: list[str]
+    due_at: dt.datetime | None = None
+    status: str
+    requested_by: str
+    notes: list[NoteView] = []
+
+
+class AccountView(BaseModel):
+    """Where a balance stands and what staff and facts did to it."""
+
+    account_number: str
+    status: StatusView
+    actions: AccountState
+
+
+async def worklist(svc: Services, actor: Actor, *, all_tasks: bool = False) -> list[TaskView]:
+    """Open approval, call and estate tasks, oldest first (``all_tasks``: decided ones too)."""
+
+    def load(session: Session) -> list[TaskView]:
+        query = (
+            select(StaffTask, Account.account_number).join(Account).order_by(StaffTask.created_at)
+        )
+        if not all_tasks:
+            query = query.where(StaffTask.status == TaskStatus.OPEN)
+        rows = session.execute(query).all()
+        ids = [t.id for t, _ in rows]
+        by_task: dict[object, list[NoteView]] = defaultdict(list)
+        if ids:
+            for note in session.scalars(
+                select(StaffNote).where(StaffNote.task_id.in_(ids)).order_by(StaffNote.created_at)
+            ):
+                by_task[note.task_id].append(
+                    NoteView(kind=note.kind, body=note.body, author=note.author, at=note.created_at)
+                )
+        return [
+            TaskView(
+                task_id=str(t.id),
+                account_number=n,
+                kind=t.kind.value,
+                title=t.title,
+                approvers=list(t.approvers),
+                due_at=t.due_at,
+                status=t.status.value,
+                requested_by=t.requested_by,
+                notes=by_task.get(t.id, []),
+            )
+            for t, n in rows
+        ]
+
+    return await svc.db(load)
+
+
+async def account_status(svc: Services, actor: Actor, account_number: str) -> AccountView:
+    """The workflow's view of a balance; NO_WORKFLOW when none ever ran or it has ended."""
+    account = await svc.account(account_number)
+    client = svc.temporal
+    try:
+        status = await starter.get_status(client, account.workflow_account_id)
+        actions = await starter.get_account(client, account.workflow_account_id)
+    except RPCError as exc:
+        refusal = rpc_refusal(exc)
+        if refusal is None:
+            raise
+        if refusal.kind is Rejection.NO_WORKFLOW:
+            refusal = Refused(
+                Rejection.NO_WORKFLOW, f"account {account_number}: no workflow follows it up"
+            )
+        raise refusal from None
+    return AccountView(account_number=account.number, status=status, actions=actions)
+
+
+async def aging(svc: Services, actor: Actor) -> dict[str, int]:
+    """Open receivables in cents by age: 0-30, 31-60, 61-90, 91-120, 120+ days."""
+    return await svc.db(lambda s: repo.aging(s, dt.datetime.now(dt.UTC)))

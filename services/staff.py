@@ -1,0 +1,407 @@
+"""Staff actions, each owned once: hold, resume, hardship, plan, settlement, write-off, referral,
+approve and deny.
+
+Every action: resolve the account, store the note (its text stays in PostgreSQL), call the
+workflow by method reference, then write the audit row, done or refused. Refusals are
+:class:`~services.errors.Refused` with a :class:`~workflows.contract.Rejection`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+import starter
+from models.actions import (
+    HardshipRequest,
+    HoldReason,
+    HoldRequest,
+    Installment,
+    PlanRequest,
+    ReferralRequest,
+    ResumeRequest,
+    SettlementRequest,
+    WriteOffRequest,
+)
+from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
+from models.payloads import Decision, StepDecision
+from services import audit, notes
+from services.audit import Outcome
+from services.context import AccountRef, Services
+from services.errors import Refused
+from services.identity import Actor
+from workflows.contract import (
+    DecisionResult,
+    HardshipResult,
+    HoldResult,
+    PlanResult,
+    Rejection,
+    ResumeResult,
+    SettlementResult,
+    TaskOpened,
+)
+
+T = TypeVar("T")
+
+NOT_FOLLOWED = "the balance is no longer followed up (paid, closed or not started)"
+
+
+def rpc_refusal(exc: RPCError) -> Refused | None:
+    """The catalogue entry of an RPC failure that is an expected condition, else None."""
+    if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+        return Refused(Rejection.NO_WORKFLOW, NOT_FOLLOWED)
+    if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        return Refused(Rejection.TEMPORAL_UNREACHABLE, "Temporal did not answer; try again")
+    return None
+
+
+async def refuse(
+    svc: Services,
+    actor: Actor,
+    action: str,
+    account_id: uuid.UUID | None,
+    refusal: Refused,
+    detail: dict[str, Any] | None = None,
+) -> Refused:
+    """Audit a refusal and hand it back for the caller to raise."""
+    await svc.db(
+        lambda s: audit.record(
+            s,
+            actor,
+            action,
+            account_id,
+            Outcome.REFUSED,
+            {**(detail or {}), "kind": refusal.kind.value},
+        )
+    )
+    return refusal
+
+
+async def call_workflow(
+    svc: Services,
+    actor: Actor,
+    action: str,
+    account: AccountRef,
+    call: Callable[[Client, str], Awaitable[T]],
+    detail: dict[str, Any] | None = None,
+) -> T:
+    """Run one workflow call for an action; audit it done or refused."""
+    try:
+        try:
+            result = await call(svc.temporal, account.workflow_account_id)
+        except starter.ActionRejected as exc:
+            raise Refused(exc.kind, str(exc)) from None
+        except RPCError as exc:
+            refusal = rpc_refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+    except Refused as exc:
+        raise await refuse(svc, actor, action, account.id, exc, detail) from None
+    await svc.db(lambda s: audit.record(s, actor, action, account.id, Outcome.DONE, detail))
+    return result
+
+
+async def _account(svc: Services, actor: Actor, action: str, number: str) -> AccountRef:
+    try:
+        return await svc.account(number)
+    except Refused as exc:
+        raise await refuse(svc, actor, action, None, exc, {"account_number": number}) from None
+
+
+async def _note(
+    svc: Services, actor: Actor, kind: str, body: str, account: AccountRef
+) -> uuid.UUID | None:
+    try:
+        return await svc.db(lambda s: notes.add(s, actor, kind, body, account_id=account.id))
+    except ValueError as exc:
+        raise await refuse(
+            svc, actor, kind, account.id, Refused(Rejection.INVALID_REQUEST, str(exc))
+        ) from None
+
+
+def _note_detail(note_id: uuid.UUID | None) -> dict[str, Any]:
+    return {"note_id": str(note_id)} if note_id else {}
+
+
+async def hold(
+    svc: Services,
+    actor: Actor,
+    account_number: str,
+    reason: HoldReason,
+    *,
+    until: dt.datetime | None = None,
+    note: str = "",
+) -> HoldResult:
+    """Pause the ladder: a dispute, an itemised-bill request, insurance pending, an application."""
+    account = await _account(svc, actor, "hold", account_number)
+    note_id = await _note(svc, actor, "hold", note, account)
+    request = HoldRequest(
+        reason=reason,
+        until=until,
+        note_id=str(note_id) if note_id else None,
+        requested_by=actor.id,
+    )
+    return await call_workflow(
+        svc,
+        actor,
+        "hold",
+        account,
+        lambda c, a: starter.hold(c, a, request),
+        {"reason": reason.value, **_note_detail(note_id)},
+    )
+
+
+async def resume(svc: Services, actor: Actor, account_number: str) -> ResumeResult:
+    """Lift a hold; the later steps move by the time held."""
+    account = await _account(svc, actor, "resume", account_number)
+    request = ResumeRequest(requested_by=actor.id)
+    return await call_workflow(
+        svc, actor, "resume", account, lambda c, a: starter.resume(c, a, request)
+    )
+
+
+async def hardship(
+    svc: Services,
+    actor: Actor,
+    account_number: str,
+    discount_percent: int,
+    *,
+    program: str = "financial-assistance",
+) -> HardshipResult:
+    """Grant financial assistance: a discount, or 100 for a full write-off."""
+    account = await _account(svc, actor, "hardship", account_number)
+    request = HardshipRequest(
+        program=program, discount_percent=discount_percent, granted_by=actor.id
+    )
+    return await call_workflow(
+        svc,
+        actor,
+        "hardship",
+        account,
+        lambda c, a: starter.grant_hardship(c, a, request),
+        {"discount_percent": discount_percent, "program": program},
+    )
+
+
+async def plan(
+    svc: Services, actor: Actor, account_number: str, installments: list[Installment]
+) -> PlanResult:
+    """Agree a payment plan; the installments must add up to the balance."""
+    account = await _account(svc, actor, "plan", account_number)
+    try:
+        request = PlanRequest(installments=installments, agreed_by=actor.id)
+    except ValueError:
+        raise await refuse(
+            svc,
+            actor,
+            "plan",
+            account.id,
+            Refused(
+                Rejection.INVALID_REQUEST, "installments: due dates must be distinct and in order"
+            ),
+        ) from None
+    return await call_workflow(
+        svc,
+        actor,
+        "plan",
+        account,
+        lambda c, a: starter.set_payment_plan(c, a, request),
+        {"installments": len(installments)},
+    )
+
+
+async def settle(
+    svc: Services, actor: Actor, account_number: str, amount_cents: int, *, days: int = 14
+) -> SettlementResult:
+    """Offer to close the balance for less; above the staff limit a second person approves."""
+    account = await _account(svc, actor, "settle", account_number)
+    request = SettlementRequest(
+        amount_cents=amount_cents,
+        expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=days),
+        proposed_by=actor.id,
+    )
+    return await call_workflow(
+        svc,
+        actor,
+        "settle",
+        account,
+        lambda c, a: starter.propose_settlement(c, a, request),
+        {"amount_cents": amount_cents, "days": days},
+    )
+
+
+async def write_off(
+    svc: Services,
+    actor: Actor,
+    account_number: str,
+    reason: str,
+    *,
+    amount_cents: int | None = None,
+) -> TaskOpened:
+    """Request a write-off (its reason is a note); the policy's approvers decide."""
+    account = await _account(svc, actor, "write_off_requested", account_number)
+    if not reason.strip():
+        raise await refuse(
+            svc,
+            actor,
+            "write_off_requested",
+            account.id,
+            Refused(Rejection.INVALID_REQUEST, "reason: required for a write-off"),
+        )
+    note_id = await _note(svc, actor, "write_off", reason, account)
+    request = WriteOffRequest(
+        amount_cents=amount_cents, note_id=str(note_id) if note_id else None, requested_by=actor.id
+    )
+    opened = await call_workflow(
+        svc,
+        actor,
+        "write_off_requested",
+        account,
+        lambda c, a: starter.request_write_off(c, a, request),
+        {"amount_cents": amount_cents, **_note_detail(note_id)},
+    )
+    await svc.db(lambda s: notes.link_task(s, note_id, opened.task_id))
+    return opened
+
+
+async def refer(svc: Services, actor: Actor, account_number: str, note: str = "") -> TaskOpened:
+    """Request an agency referral (refused inside a 501(r) waiting period)."""
+    account = await _account(svc, actor, "referral_requested", account_number)
+    note_id = await _note(svc, actor, "referral", note, account)
+    request = ReferralRequest(requested_by=actor.id, note_id=str(note_id) if note_id else None)
+    opened = await call_workflow(
+        svc,
+        actor,
+        "referral_requested",
+        account,
+        lambda c, a: starter.request_referral(c, a, request),
+        _note_detail(note_id),
+    )
+    await svc.db(lambda s: notes.link_task(s, note_id, opened.task_id))
+    return opened
+
+
+class TaskRow:
+    """What deciding needs of a task, read in one query."""
+
+    def __init__(self, task: StaffTask, account: Account) -> None:
+        self.id = task.id
+        self.kind = task.kind
+        self.status = task.status
+        self.approvers = list(task.approvers)
+        self.account = AccountRef(
+            account.id, account.account_number, account.status is AccountStatus.OPEN
+        )
+
+
+async def find_task(svc: Services, actor: Actor, action: str, task_id: str) -> TaskRow:
+    """The task with this id, or :class:`Refused` (TASK_UNKNOWN), audited."""
+    try:
+        key = uuid.UUID(task_id)
+    except ValueError:
+        raise await refuse(
+            svc,
+            actor,
+            action,
+            None,
+            Refused(Rejection.INVALID_REQUEST, f"task: {task_id!r} is not a task id"),
+        ) from None
+
+    def load(session: Session) -> TaskRow | None:
+        row = session.execute(
+            select(StaffTask, Account).join(Account).where(StaffTask.id == key)
+        ).first()
+        return None if row is None else TaskRow(row[0], row[1])
+
+    found = await svc.db(load)
+    if found is None:
+        raise await refuse(
+            svc,
+            actor,
+            action,
+            None,
+            Refused(Rejection.TASK_UNKNOWN, f"task: no task {task_id}"),
+            {"task_id": task_id},
+        )
+    return found
+
+
+async def decide(
+    svc: Services, actor: Actor, task_id: str, decision: Decision, reason: str = ""
+) -> DecisionResult:
+    """Approve or deny an approval task as the actor, in the role the task's approvers name.
+
+    Four eyes compares the actor's id with the requester's (in the workflow); the reason is a
+    note, so its text stays out of workflow history.
+    """
+    action = decision.value
+    task = await find_task(svc, actor, action, task_id)
+    detail: dict[str, Any] = {"task_id": str(task.id)}
+    if task.kind is not TaskKind.APPROVAL:
+        raise await refuse(
+            svc,
+            actor,
+            action,
+            task.account.id,
+            Refused(Rejection.INVALID_REQUEST, f"task: {task_id} is a {task.kind.value} task"),
+            detail,
+        )
+    if task.status is not TaskStatus.OPEN:
+        raise await refuse(
+            svc,
+            actor,
+            action,
+            task.account.id,
+            Refused(Rejection.TASK_DECIDED, f"task: already {task.status.value}"),
+            detail,
+        )
+    role = next((r for r in task.approvers if r in actor.roles), None)
+    if role is None:
+        raise await refuse(
+            svc,
+            actor,
+            action,
+            task.account.id,
+            Refused(
+                Rejection.NOT_AN_APPROVER,
+                "you hold none of the roles that may decide this task: "
+                + ", ".join(task.approvers),
+            ),
+            detail,
+        )
+    if decision is Decision.DENY and not reason.strip():
+        raise await refuse(
+            svc,
+            actor,
+            action,
+            task.account.id,
+            Refused(Rejection.INVALID_REQUEST, "reason: required to deny"),
+            detail,
+        )
+    account = task.account
+    note_id = await svc.db(
+        lambda s: notes.add(s, actor, action, reason, account_id=account.id, task_id=task.id)
+    )
+    answer = StepDecision(
+        task_id=str(task.id),
+        decision=decision,
+        decided_by=actor.id,
+        role=role,
+        note_id=str(note_id) if note_id else None,
+    )
+    return await call_workflow(
+        svc,
+        actor,
+        action,
+        account,
+        lambda c, a: starter.decide_step(c, a, answer),
+        {**detail, "role": role, **_note_detail(note_id)},
+    )
