@@ -1,0 +1,133 @@
+"""``dunning report`` and clear CLI errors, as staff use them, on the dev server.
+
+Facts go in through the command line, the workflow reacts, the audit row names the user; every
+expected failure is one line and a documented exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from models.orm import AuditEvent, LegalFact
+from models.payloads import BalanceState, EscalationResult
+from starter import Intake, get_account, workflow_id
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from worker import build_worker
+
+pytestmark = pytest.mark.devserver
+DUNNING = str(Path(sys.executable).parent / "dunning")
+
+
+async def _cli(env: dict[str, str], *args: str, user: str = "clerk-7") -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        DUNNING,
+        *args,
+        env=dict(env, DUNNING_USER=user, DUNNING_ROLE="clerk"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_report_facts_and_clear_errors(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    client = dev_env.client
+    intake = Intake(session_factory, client, settings)
+    env = dict(
+        os.environ,
+        DUNNING_DATABASE__URL=database_url,
+        DUNNING_DATA_DIR=str(settings.data_dir),
+        DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
+        DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
+        COLUMNS="200",
+    )
+    zone = midday_zone()
+    policy = str(instant_policy(tmp_path, zone))
+    owing = [balance_row(time_zone=zone, policy=policy) for _ in range(2)]
+    # Insurance paid it all: the ledger knows the account, no workflow follows it.
+    settled = balance_row(time_zone=zone, policy=policy, insurance_paid="145.00")
+    async with build_worker(client, settings, session_factory):
+        await intake.import_balances(write_csv(tmp_path / "rows.csv", [*owing, settled]))
+        first, second = (r["account_number"] for r in owing)
+
+        code, out = await _cli(
+            env, "report", "bankruptcy", first, "--filed", "2026-11-02", "--chapter", "13"
+        )
+        assert code == 0, out
+        result = await client.get_workflow_handle(
+            workflow_id(intake.account_id(first)), result_type=EscalationResult
+        ).result()
+        assert result.state is BalanceState.STOPPED
+        with session_factory() as session:
+            actors = session.scalars(
+                select(AuditEvent.actor).where(AuditEvent.action == "report_bankruptcy")
+            ).all()
+            assert "clerk-7" in actors
+            chapters = session.scalars(select(LegalFact.detail)).all()
+            assert {"filed_on": "2026-11-02", "chapter": 13} in chapters
+
+        code, out = await _cli(
+            env, "report", "consent", second, "--channel", "sms", "--via", "front_desk",
+            "--withdrawn",
+        )  # fmt: skip
+        assert code == 0, out
+        account = await get_account(client, intake.account_id(second))
+        assert "opted_out" in [e.kind for e in account.events]
+
+        # Bad input names the field; exit 2.
+        code, out = await _cli(env, "report", "attorney", second, "--name", "X", "--phone", "no")
+        assert code == 2 and "phone" in out and "Traceback" not in out
+        code, out = await _cli(
+            env, "report", "bankruptcy", second, "--filed", "2026-11-02", "--chapter", "8"
+        )
+        assert code == 2 and "chapter" in out
+        # Unknown account, and an account no workflow follows: exit 3, one line.
+        code, out = await _cli(env, "status", f"NOPE-{uuid.uuid4().hex[:6]}")
+        assert code == 3 and "no account" in out and "Traceback" not in out
+        code, out = await _cli(env, "status", settled["account_number"])
+        assert code == 3 and "no workflow" in out and "Traceback" not in out
+        code, out = await _cli(env, "hold", first, "--reason", "dispute")
+        assert code == 3 and "no longer followed up" in out and "Traceback" not in out
+
+        # Approving a request after the balance was paid: the task is closed, exit 4.
+        code, out = await _cli(env, "write-off", second, "--reason", "moved abroad")
+        assert code == 0, out
+        task_id = out.strip().rsplit(" ", 1)[-1]
+        code, out = await _cli(env, "pay", second, "145.00", "--ref", f"PAY-{second}")
+        assert code == 0, out
+        await client.get_workflow_handle(
+            workflow_id(intake.account_id(second)), result_type=EscalationResult
+        ).result()
+        code, out = await _cli(env, "approve", task_id, user="sup-7")
+        assert code == 4 and "TaskDecided" in out and "Traceback" not in out
+
+    # Temporal unreachable: exit 5, one line (the worklist needs only the database).
+    down = dict(env, DUNNING_TEMPORAL__ADDRESS=f"127.0.0.1:{_free_port()}")
+    code, out = await _cli(down, "status", second)
+    assert code == 5 and "Traceback" not in out, out
+    code, out = await _cli(down, "worklist", "--all")
+    assert code == 0 and task_id in out
