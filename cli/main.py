@@ -19,6 +19,7 @@ from cli import api as api_cli
 from cli import policy as policy_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
+from cli import users as users_cli
 from cli.common import console, database, fail, settings
 from config.settings import Settings
 from models.imports import CsvImportError
@@ -37,6 +38,7 @@ app.add_typer(policy_cli.app, name="policy")
 app.command()(simulate_cli.simulate)
 staff_cli.register(app)
 api_cli.register(app)
+users_cli.register(app)
 
 log = logging.getLogger("dunning")
 

@@ -1,8 +1,8 @@
 """Staff commands: the worklist, approvals, holds, plans, settlements, write-offs and referrals.
 
-Each command names who acts (``--as``, or ``DUNNING_USER``) and in which role (``--role``, or
-``DUNNING_ROLE``); the workflow checks the role against the policy's approvers and refuses anyone
-approving their own request.
+Each command acts as the logged-in user (``dunning login`` or ``DUNNING_TOKEN``), never a name
+typed on the command line; a decision is taken in the user's role that the task's approvers name,
+within that role's approval limit, and the workflow refuses anyone approving their own request.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from rich.table import Table
 from sqlalchemy import select
 from temporalio.client import Client
 
-from cli.common import console, database, fail, parse_id, settings
+from cli.common import console, current_actor, database, fail, parse_id, settings
+from config.roles import Permission
 from models.actions import (
     HardshipRequest,
     HoldReason,
@@ -33,13 +34,13 @@ from models.actions import (
 )
 from models.money import format_cents, parse_cents
 from models.orm import Account, StaffTask, TaskStatus
-from models.payloads import CallResult, Decision, StepDecision
+from models.payloads import CallResult, Decision
+from services import approvals
 from starter import (
     ActionRejected,
     Intake,
     NotRunning,
     connect,
-    decide_step,
     grant_hardship,
     hold,
     propose_settlement,
@@ -51,8 +52,6 @@ from starter import (
 
 T = TypeVar("T")
 
-User = Annotated[str, typer.Option("--as", envvar="DUNNING_USER", help="your staff id")]
-Role = Annotated[str, typer.Option("--role", envvar="DUNNING_ROLE", help="your role")]
 AccountArg = Annotated[str, typer.Argument(help="account number")]
 
 
@@ -160,12 +159,12 @@ def letters_show(
 def call_outcome(
     task: Annotated[str, typer.Argument(help="call task id (see `dunning worklist`)")],
     result: Annotated[CallResult, typer.Option(help="what the call came to")],
-    user: User,
     promised_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD, promise_to_pay")] = None,
     promised_amount: Annotated[str | None, typer.Option(help="dollars, promise_to_pay")] = None,
     note: Annotated[str, typer.Option(help="kept in the ledger only")] = "",
 ) -> None:
     """Record a call task's outcome: reached, voicemail, no answer, wrong number, promise to pay."""
+    user = current_actor(Permission.ACT).id
     from activities.calls import CallTaskError
 
     cfg = settings()
@@ -226,7 +225,8 @@ def worklist(
         console.print("nothing to do")
 
 
-def _decide(task: str, decision: Decision, user: str, role: str, reason: str) -> None:
+def _decide(task: str, decision: Decision, reason: str) -> None:
+    actor = current_actor(Permission.DECIDE)
     cfg = settings()
     task_uuid = parse_id("task", task, " (see `dunning worklist`)")
     with database(cfg) as db, db.session_factory() as session:
@@ -237,45 +237,34 @@ def _decide(task: str, decision: Decision, user: str, role: str, reason: str) ->
         fail(f"task: no task {task}")
     number = row[1]
     answer = _act(
-        number,
-        lambda c, a: decide_step(
-            c,
-            a,
-            StepDecision(
-                task_id=task, decision=decision, decided_by=user, role=role, reason=reason
-            ),
-        ),
+        number, lambda c, a: approvals.decide(c, a, actor, str(task_uuid), decision, reason)
     )
     console.print(f"{number}: {answer}")
 
 
 def approve(
     task: Annotated[str, typer.Argument(help="task id")],
-    user: User,
-    role: Role,
     reason: Annotated[str, typer.Option(help="a short note")] = "",
 ) -> None:
     """Approve a task: a gated step, a write-off, a referral or a large settlement discount."""
-    _decide(task, Decision.APPROVE, user, role, reason)
+    _decide(task, Decision.APPROVE, reason)
 
 
 def deny(
     task: Annotated[str, typer.Argument(help="task id")],
-    user: User,
-    role: Role,
     reason: Annotated[str, typer.Option(help="why, for the audit trail")],
 ) -> None:
     """Deny a task, with a reason."""
-    _decide(task, Decision.DENY, user, role, reason)
+    _decide(task, Decision.DENY, reason)
 
 
 def hold_cmd(
     account: AccountArg,
     reason: Annotated[HoldReason, typer.Option(help="why")],
-    user: User,
     until: Annotated[str | None, typer.Option(help="YYYY-MM-DD: ends by itself")] = None,
 ) -> None:
     """Hold the ladder: a dispute, an itemised-bill request, insurance pending, an application."""
+    user = current_actor(Permission.ACT).id
     end = None
     if until:
         try:
@@ -290,18 +279,19 @@ def hold_cmd(
     )
 
 
-def resume_cmd(account: AccountArg, user: User) -> None:
+def resume_cmd(account: AccountArg) -> None:
     """Lift a hold; the later steps move by the time held."""
+    user = current_actor(Permission.ACT).id
     console.print(_act(account, lambda c, a: resume(c, a, ResumeRequest(requested_by=user))))
 
 
 def hardship(
     account: AccountArg,
     percent: Annotated[int, typer.Option(min=1, max=100)],
-    user: User,
     program: Annotated[str, typer.Option()] = "financial-assistance",
 ) -> None:
     """Grant financial assistance: a discount, or 100 for a full write-off."""
+    user = current_actor(Permission.ACT).id
     left = _act(
         account,
         lambda c, a: grant_hardship(
@@ -313,10 +303,10 @@ def hardship(
 
 def plan(
     account: AccountArg,
-    user: User,
     installment: Annotated[list[str], typer.Option(help="YYYY-MM-DD=AMOUNT, repeatable")],
 ) -> None:
     """Agree a payment plan; the installments must add up to the balance."""
+    user = current_actor(Permission.ACT).id
     items = []
     for text in installment:
         day, _, amount = text.partition("=")
@@ -336,10 +326,10 @@ def plan(
 def settle(
     account: AccountArg,
     amount: Annotated[str, typer.Argument(help="dollars")],
-    user: User,
     days: Annotated[int, typer.Option(min=1, max=90, help="offer valid for")] = 14,
 ) -> None:
     """Offer to close the balance for less; above the staff limit it needs approval."""
+    user = current_actor(Permission.ACT).id
     request = SettlementRequest(
         amount_cents=_cents("amount", amount),
         expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=days),
@@ -350,11 +340,11 @@ def settle(
 
 def write_off(
     account: AccountArg,
-    user: User,
     reason: Annotated[str, typer.Option()],
     amount: Annotated[str | None, typer.Option(help="dollars; default the whole balance")] = None,
 ) -> None:
     """Request a write-off; the policy's approvers decide (nobody approves their own)."""
+    user = current_actor(Permission.ACT).id
     cents = _cents("amount", amount) if amount else None
     task = _act(
         account,
@@ -365,8 +355,9 @@ def write_off(
     console.print(f"write-off requested: task {task}")
 
 
-def refer(account: AccountArg, user: User, note: Annotated[str, typer.Option()] = "") -> None:
+def refer(account: AccountArg, note: Annotated[str, typer.Option()] = "") -> None:
     """Request a collection-agency referral (refused inside a 501(r) waiting period)."""
+    user = current_actor(Permission.ACT).id
     task = _act(
         account, lambda c, a: request_referral(c, a, ReferralRequest(requested_by=user, note=note))
     )

@@ -50,7 +50,8 @@ from models.actions import (
 )
 from models.orm import Account, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.orm import repositories as repo
-from models.payloads import Decision, StatusView, StepDecision
+from models.payloads import Decision, StatusView
+from services import approvals
 
 router = APIRouter(tags=["staff"])
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
@@ -82,7 +83,7 @@ def _audit(
                 actor=who.name,
                 action=action,
                 account_id=uuid.UUID(account_id),
-                detail={"role": who.role.value, **detail},
+                detail={"actor_id": who.id, "roles": sorted(who.roles), **detail},
             )
         )
 
@@ -182,9 +183,7 @@ def aging(state: State, who: Reader) -> dict[str, int]:
 @router.post("/accounts/{account_number}/hold", response_model=ActionOut, responses=ERRORS)
 async def hold(account_number: AccountNumber, body: HoldIn, state: State, who: Actor) -> Any:
     """Hold the ladder: a dispute, an itemised-bill request, insurance pending, an application."""
-    request = HoldRequest(
-        reason=body.reason, until=body.until, note=body.note, requested_by=who.name
-    )
+    request = HoldRequest(reason=body.reason, until=body.until, note=body.note, requested_by=who.id)
     return await _act(
         state,
         who,
@@ -198,7 +197,7 @@ async def hold(account_number: AccountNumber, body: HoldIn, state: State, who: A
 @router.post("/accounts/{account_number}/resume", response_model=ActionOut, responses=ERRORS)
 async def resume(account_number: AccountNumber, state: State, who: Actor) -> Any:
     """Lift a hold; the later steps move by the time held."""
-    request = ResumeRequest(requested_by=who.name)
+    request = ResumeRequest(requested_by=who.id)
     return await _act(
         state, who, "resume", account_number, lambda a: starter.resume(state.client, a, request)
     )
@@ -210,7 +209,7 @@ async def hardship(
 ) -> Any:
     """Grant financial assistance: a discount, or 100 for a full write-off. Result: balance."""
     request = HardshipRequest(
-        program=body.program, discount_percent=body.discount_percent, granted_by=who.name
+        program=body.program, discount_percent=body.discount_percent, granted_by=who.id
     )
     return await _act(
         state,
@@ -230,7 +229,7 @@ async def plan(account_number: AccountNumber, body: PlanIn, state: State, who: A
             installments=[
                 Installment(due_on=i.due_on, amount_cents=i.amount_cents) for i in body.installments
             ],
-            agreed_by=who.name,
+            agreed_by=who.id,
         )
     except ValueError as exc:
         raise HTTPException(422, "installments: due dates must be distinct and in order") from exc
@@ -252,7 +251,7 @@ async def settle(
     request = SettlementRequest(
         amount_cents=body.amount_cents,
         expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=body.days),
-        proposed_by=who.name,
+        proposed_by=who.id,
     )
     return await _act(
         state,
@@ -270,7 +269,7 @@ async def write_off(
 ) -> Any:
     """Request a write-off; the policy's approvers decide. Result: the task id."""
     request = WriteOffRequest(
-        amount_cents=body.amount_cents, reason=body.reason, requested_by=who.name
+        amount_cents=body.amount_cents, reason=body.reason, requested_by=who.id
     )
     return await _act(
         state,
@@ -285,7 +284,7 @@ async def write_off(
 @router.post("/accounts/{account_number}/referral", response_model=ActionOut, responses=ERRORS)
 async def refer(account_number: AccountNumber, body: ReferralIn, state: State, who: Actor) -> Any:
     """Request an agency referral (refused inside a 501(r) waiting period). Result: task id."""
-    request = ReferralRequest(requested_by=who.name, note=body.note)
+    request = ReferralRequest(requested_by=who.id, note=body.note)
     return await _act(
         state,
         who,
@@ -309,19 +308,12 @@ async def _decide(
     state: AppState, who: Principal, task_id: uuid.UUID, decision: Decision, reason: str
 ) -> Any:
     task, number = _task(state, task_id)
-    answer = StepDecision(
-        task_id=str(task.id),
-        decision=decision,
-        decided_by=who.name,
-        role=who.role.value,
-        reason=reason,
-    )
     return await _act(
         state,
         who,
         decision.value,
         number,
-        lambda a: starter.decide_step(state.client, a, answer),
+        lambda a: approvals.decide(state.client, a, who.actor(), str(task.id), decision, reason),
         {"task_id": str(task.id)},
     )
 
@@ -348,7 +340,7 @@ async def call_outcome(task_id: uuid.UUID, body: CallOutcomeIn, state: State, wh
         await state.intake.record_call_outcome(
             str(task.id),
             body.result,
-            recorded_by=who.name,
+            recorded_by=who.id,
             promised_date=body.promised_date,
             promised_cents=body.promised_cents,
         )

@@ -14,6 +14,7 @@ from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
+from models.orm.user import User
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
 __all__ = [
@@ -36,5 +37,6 @@ __all__ = [
     "StaffTask",
     "TaskKind",
     "TaskStatus",
+    "User",
     "WebhookEvent",
 ]
