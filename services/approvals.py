@@ -28,6 +28,9 @@ async def decide(
     task = next((t for t in account.tasks if t.task_id == task_id), None)
     if task is None:
         raise starter.ActionRejected("UnknownTask", f"no open approval task {task_id}")
+    if task.requested_by == actor.id:
+        # The workflow refuses this too; said first here, so that no limit hides it.
+        raise starter.ActionRejected("FourEyes", "nobody approves their own request (four eyes)")
     role = decision_role(actor, task.roles)
     if role is None:
         held = ", ".join(sorted(actor.roles)) or "no role"
