@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
 from api.routes import facts, intake, staff, webhooks
 from api.state import AppState
@@ -23,17 +26,31 @@ from starter import Intake
 DESCRIPTION = """\
 Balances, payments and adjustments from billing systems; staff actions; provider webhooks.
 
-Authenticate with `Authorization: Bearer <token>` (`dunning token create NAME --role ROLE`).
-Roles: **integration** (intake), **staff** (status, worklist, hold, resume, hardship, plan,
-settle, write-off and referral requests), **supervisor** (staff, and approve or deny),
-**billing_lead** (everything). Webhooks authenticate by the provider's signature instead.
+Authenticate with `Authorization: Bearer <token>`: a user's token (`dunning user add NAME --role
+R`, `dunning token create --user NAME`) acts with that user's roles, whose permissions (read, act,
+decide, intake, admin) and approval limits are in the roles catalogue `config/roles.yaml`; an
+integration's token (`dunning token create NAME --integration`) may only post balances, payments
+and adjustments. Webhooks authenticate by the provider's signature instead.
+
+Amounts are JSON integers of cents and flags JSON booleans (`"100"` or `true` is not an amount);
+bodies above the configured size are refused (413); repeated failed authentications from one
+client are refused for a while (429 with Retry-After).
 """
+DOCS_ASSETS = "/docs-assets"
 
 
 def create_app(
     settings: Settings, session_factory: sessionmaker[Session], client: Client
 ) -> FastAPI:
-    app = FastAPI(title="dunning", version="0.2.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="dunning", version="0.2.0", description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.state.auth_throttle = AuthThrottle(
+        settings.api.auth_failures, settings.api.auth_window_seconds
+    )
+    app.state.audit_limiter = AuditLimiter(settings.api.audit_refusal_window_seconds)
+    _offline_docs(app)
     ledger = Intake(session_factory, client, settings)
     app.state.dunning = AppState(
         settings,
@@ -59,3 +76,20 @@ def create_app(
     app.include_router(facts.router)
     app.include_router(webhooks.router)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` with Swagger UI served from the ``swagger-ui-bundle`` wheel: no CDN, no fetch."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="dunning API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )

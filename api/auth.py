@@ -1,146 +1,178 @@
-"""Bearer tokens: stored as SHA-256 hashes, each with one role; a route names the permission.
+"""Bearer tokens: each acts for its user (with the user's roles) or for an integration.
 
-A token is 32 random bytes (``secrets.token_urlsafe``) shown once at creation. Because it is
-random rather than chosen by a person, a single SHA-256 is enough to keep the stored hash useless
-to a thief, and a request is checked with one indexed lookup.
+A route names the permission it needs; the caller's permissions are those of its user's roles in
+the catalogue (``config/roles.yaml``); an integration may only post intake. Tokens are issued by
+``dunning user add`` / ``dunning token create`` (see ``services.users``).
+
+Repeated failures from one client are throttled (429 with Retry-After) before any lookup, and
+refusals reach the audit trail at most once per client (or actor) and window, with a count.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.orm import ApiRole, ApiToken, AuditEvent
-from services.identity import Actor, ActorKind
+from api.edge import AuditLimiter, AuthThrottle
+from config.roles import Permission
+from models.orm import ApiRole, AuditEvent
+from services.identity import Actor, permissions
+from services.users import NAME_RE, TOKEN_PREFIX, add_user, find_user, hash_token, issue_token
+from services.users import resolve_token as _resolve
+from services.users import revoke_token as _revoke_token
 
-TOKEN_PREFIX = "dun_"
-NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-"""Token names act as staff ids in the workflow (``requested_by``), so they follow that pattern."""
-
-
-class Permission(StrEnum):
-    INTAKE = "intake"  # balances, payments, adjustments
-    READ = "read"  # status, account, worklist, aging
-    ACT = "act"  # hold, resume, hardship, plan, settle, request write-off or referral, calls
-    DECIDE = "decide"  # approve or deny a task (the workflow still checks the policy's approvers)
-
-
-PERMISSIONS: dict[ApiRole, frozenset[Permission]] = {
-    ApiRole.INTEGRATION: frozenset({Permission.INTAKE}),
-    ApiRole.STAFF: frozenset({Permission.READ, Permission.ACT}),
-    ApiRole.SUPERVISOR: frozenset({Permission.READ, Permission.ACT, Permission.DECIDE}),
-    ApiRole.BILLING_LEAD: frozenset(Permission),
-}
+__all__ = [
+    "NAME_RE",
+    "TOKEN_PREFIX",
+    "Permission",
+    "Principal",
+    "create_token",
+    "find_principal",
+    "hash_token",
+    "require",
+    "revoke_token",
+]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who calls: the token's name (the actor in the audit trail) and its role."""
+    """Who calls: the token's name, and the identity (user or integration) it acts for."""
 
-    name: str
-    role: ApiRole
+    token_name: str
+    identity: Actor
+    granted: frozenset[Permission]
+
+    @property
+    def id(self) -> str:
+        """The stable identity: what four eyes compares (``requested_by``, ``decided_by``)."""
+        return self.identity.id
+
+    @property
+    def name(self) -> str:
+        """Shown in the audit trail: the user's name, or the integration token's name."""
+        return self.identity.name
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.identity.roles
 
     def actor(self) -> Actor:
-        """The identity services act for (interim: the token's name and its one role)."""
-        kind = ActorKind.INTEGRATION if self.role is ApiRole.INTEGRATION else ActorKind.USER
-        return Actor(id=self.name, name=self.name, kind=kind, roles=frozenset({self.role.value}))
+        """The identity services act for."""
+        return self.identity
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+def find_principal(session: Session, token: str) -> Principal | None:
+    found = _resolve(session, token)
+    if found is None:
+        return None
+    row, actor = found
+    return Principal(row.name, actor, permissions(actor))
 
 
 def create_token(session: Session, name: str, role: ApiRole) -> str:
-    """Store a new token's hash under ``name``; return the token (it is never stored).
+    """A token named ``name`` with one of the 0003 roles: an integration's, or a new user of the
+    same name holding ``role`` (for scripts and tests; people get theirs from ``dunning user``).
 
     Raises:
-        ValueError: the name is not a valid staff id, or is already taken.
+        ValueError: a bad or taken name.
     """
-    if not NAME_RE.match(name):
-        raise ValueError("name: letters, digits and . _ @ - only, at most 64")
-    if session.scalars(select(ApiToken).where(ApiToken.name == name)).first() is not None:
-        raise ValueError(f"name: a token named {name!r} already exists")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
-    session.add(
-        AuditEvent(actor="cli", action="token_created", detail={"name": name, "role": role.value})
-    )
+    from services.identity import SYSTEM
+
+    if role is ApiRole.INTEGRATION:
+        token, _ = issue_token(session, SYSTEM, name=name)
+        return token
+    if find_user(session, name) is None:
+        add_user(session, name, [role.value], SYSTEM)
+    token, _ = issue_token(session, SYSTEM, user=name, name=name)
     return token
 
 
 def revoke_token(session: Session, name: str) -> bool:
     """Revoke the token named ``name``; False if there is none that is active."""
-    row = session.scalars(
-        select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
-    ).first()
-    if row is None:
-        return False
-    row.revoked_at = dt.datetime.now(dt.UTC)
-    session.add(AuditEvent(actor="cli", action="token_revoked", detail={"name": name}))
-    return True
+    from services.identity import SYSTEM
+
+    return _revoke_token(session, name, SYSTEM)
 
 
-def find_principal(session: Session, token: str) -> Principal | None:
-    row = session.scalars(
-        select(ApiToken).where(
-            ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
-        )
-    ).first()
-    return Principal(row.name, row.role) if row is not None else None
+bearer = HTTPBearer(
+    auto_error=False, description="a token from `dunning user add` or `token create`"
+)
 
 
-bearer = HTTPBearer(auto_error=False, description="an API token from `dunning token create`")
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def require(permission: Permission) -> Callable[..., Principal]:
-    """A dependency: the caller's principal, if its role grants ``permission``.
+    """A dependency: the caller's principal, if its roles grant ``permission``.
 
-    401 without a valid token; 403 (written to the audit trail) when the role does not allow it.
+    401 without a valid token; 429 after too many failures from the same client; 403 (audited,
+    at most once per window for the same actor and permission) when the roles do not allow it.
     """
 
     def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        unauthorized = HTTPException(
-            401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-        )
-        if credentials is None or not credentials.credentials.isascii():
-            raise unauthorized
-        session_factory = request.app.state.dunning.session_factory
-        with session_factory.begin() as session:
-            principal = find_principal(session, credentials.credentials)
-            if principal is None:
-                raise unauthorized
-            if permission not in PERMISSIONS[principal.role]:
-                session.add(
-                    AuditEvent(
-                        actor=principal.name,
-                        action="forbidden",
-                        detail={
-                            "permission": permission.value,
-                            "role": principal.role.value,
-                            "route": request.scope.get("route").path  # type: ignore[union-attr]
-                            if request.scope.get("route")
-                            else "",
-                        },
-                    )
-                )
-        if permission not in PERMISSIONS[principal.role]:
+        throttle: AuthThrottle = request.app.state.auth_throttle
+        limiter: AuditLimiter = request.app.state.audit_limiter
+        client = _client(request)
+        wait = throttle.retry_after(client)
+        if wait:
             raise HTTPException(
-                403, f"role {principal.role.value!r} may not do this ({permission.value})"
+                429,
+                "too many failed authentications; try again later",
+                headers={"Retry-After": str(wait)},
             )
+        session_factory = request.app.state.dunning.session_factory
+        principal = None
+        if credentials is not None:
+            with session_factory() as session:
+                principal = find_principal(session, credentials.credentials)
+        if principal is None:
+            failures = throttle.failed(client)
+            suppressed = limiter.admit(f"auth_failed:{client}")
+            if suppressed is not None:
+                with session_factory.begin() as session:
+                    session.add(
+                        AuditEvent(
+                            actor="unknown",
+                            action="auth_failed",
+                            detail={
+                                "client": client,
+                                "failures": failures,
+                                "suppressed": suppressed,
+                            },
+                        )
+                    )
+            raise HTTPException(
+                401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if permission not in principal.granted:
+            route = request.scope.get("route")
+            suppressed = limiter.admit(f"forbidden:{principal.id}:{permission.value}")
+            if suppressed is not None:
+                with session_factory.begin() as session:
+                    session.add(
+                        AuditEvent(
+                            actor=principal.name,
+                            action="forbidden",
+                            detail={
+                                "actor_id": principal.id,
+                                "permission": permission.value,
+                                "roles": sorted(principal.roles),
+                                "route": getattr(route, "path", ""),
+                                "suppressed": suppressed,
+                            },
+                        )
+                    )
+            held = ", ".join(sorted(principal.roles)) or principal.identity.kind.value
+            raise HTTPException(403, f"{held} may not do this ({permission.value})")
         return principal
 
     return dependency

@@ -32,6 +32,9 @@ AccountNumber = Annotated[
 
 
 class Strict(BaseModel):
+    """A request body: no unknown fields; amounts, counts and flags are strict JSON types
+    (``"100"``, ``100.0`` or ``true`` is not an amount, ``1`` or ``"yes"`` not a flag)."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -46,7 +49,7 @@ class GuarantorIn(Strict):
     last_name: Text = Field(min_length=1, max_length=100)
     email: Text | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: Text | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{7,20}$")
-    sms_consent: bool = False
+    sms_consent: bool = Field(default=False, strict=True)
     address_line1: Text | None = Field(default=None, max_length=200)
     address_line2: Text | None = Field(default=None, max_length=200)
     city: Text | None = Field(default=None, max_length=100)
@@ -62,10 +65,10 @@ class ChargeIn(Strict):
     reference: str = REFERENCE_FIELD
     service_date: dt.date
     description: Text = Field(min_length=1, max_length=200)
-    charges_cents: int = Field(ge=0, le=MAX_CENTS)
-    insurance_paid_cents: int = Field(default=0, ge=0, le=MAX_CENTS)
-    insurance_adjustment_cents: int = Field(default=0, ge=0, le=MAX_CENTS)
-    patient_paid_cents: int = Field(default=0, ge=0, le=MAX_CENTS)
+    charges_cents: int = Field(strict=True, ge=0, le=MAX_CENTS)
+    insurance_paid_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
+    insurance_adjustment_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
+    patient_paid_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
 
 
 class AccountIn(Strict):
@@ -87,7 +90,7 @@ class AccountOut(BaseModel):
 
 class PaymentIn(Strict):
     reference: str = REFERENCE_FIELD
-    amount_cents: int = Field(gt=0, le=MAX_CENTS)
+    amount_cents: int = Field(strict=True, gt=0, le=MAX_CENTS)
     received_at: dt.datetime | None = None
     method: str = Field(default="other", pattern=r"^[a-z_-]{1,32}$")
 
@@ -103,7 +106,7 @@ class AdjustmentIn(Strict):
 
     reference: str = REFERENCE_FIELD
     kind: AdjustmentKind
-    amount_cents: int = Field(ge=-MAX_CENTS, le=MAX_CENTS)
+    amount_cents: int = Field(strict=True, ge=-MAX_CENTS, le=MAX_CENTS)
 
 
 class AdjustmentOut(BaseModel):
@@ -121,13 +124,13 @@ class HoldIn(Strict):
 
 
 class HardshipIn(Strict):
-    discount_percent: int = Field(ge=1, le=100)
+    discount_percent: int = Field(strict=True, ge=1, le=100)
     program: str = Field(default="financial-assistance", pattern=r"^[a-z0-9-]{1,64}$")
 
 
 class InstallmentIn(Strict):
     due_on: dt.date
-    amount_cents: int = Field(gt=0, le=MAX_CENTS)
+    amount_cents: int = Field(strict=True, gt=0, le=MAX_CENTS)
 
 
 class PlanIn(Strict):
@@ -135,14 +138,14 @@ class PlanIn(Strict):
 
 
 class SettlementIn(Strict):
-    amount_cents: int = Field(gt=0, le=MAX_CENTS)
-    days: int = Field(default=14, ge=1, le=90, description="the offer is valid for")
+    amount_cents: int = Field(strict=True, gt=0, le=MAX_CENTS)
+    days: int = Field(strict=True, default=14, ge=1, le=90, description="the offer is valid for")
 
 
 class WriteOffIn(Strict):
     reason: Text = Field(min_length=1, max_length=200)
     amount_cents: int | None = Field(
-        default=None, gt=0, le=MAX_CENTS, description="default the whole balance"
+        strict=True, default=None, gt=0, le=MAX_CENTS, description="default the whole balance"
     )
 
 
@@ -161,7 +164,7 @@ class DenyIn(Strict):
 class CallOutcomeIn(Strict):
     result: CallResult
     promised_date: dt.date | None = None
-    promised_cents: int | None = Field(default=None, gt=0, le=MAX_CENTS)
+    promised_cents: int | None = Field(strict=True, default=None, gt=0, le=MAX_CENTS)
 
 
 class ActionOut(BaseModel):

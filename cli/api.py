@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from cli.common import console, database, fail, settings
-from models.orm import ApiRole, ApiToken
+from models.orm import ApiToken, User
 
 token_app = typer.Typer(help="Bearer tokens of the HTTP API.", no_args_is_help=True)
 
@@ -56,33 +56,52 @@ def api(
 
 @token_app.command("create")
 def create(
-    name: Annotated[str, typer.Argument(help="who uses it: a person's staff id or a system")],
-    role: Annotated[ApiRole, typer.Option(help="what it may do")],
+    name: Annotated[
+        str | None, typer.Argument(help="the token's name (default: the user's, and a suffix)")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="the user it acts for, with their roles")
+    ] = None,
+    integration: Annotated[
+        bool, typer.Option("--integration", help="a billing system's: intake only, no staff role")
+    ] = False,
 ) -> None:
-    """Create a token and print it once; only its hash is stored."""
-    from api.auth import create_token
+    """Create a token for a user or an integration and print it once; only its hash is stored."""
+    from cli.users import administrator
+    from services.users import IdentityError, issue_token
 
+    if (user is None) == (not integration):
+        fail("token: give --user NAME or --integration (one of them)")
+    if integration and name is None:
+        fail("name: an integration's token needs a name")
+    by = administrator()
     cfg = settings()
     with database(cfg) as db, db.session_factory.begin() as session:
         try:
-            token = create_token(session, name, role)
-        except ValueError as exc:
+            token, row = issue_token(session, by, user=user, name=name)
+        except IdentityError as exc:
             fail(str(exc))
-    console.print(f"token for {name} ({role.value}); shown once, keep it secret:")
+        token_name = row.name
+    owner = f"user {user}" if user else "integration"
+    console.print(f"token {token_name} ({owner}); shown once, keep it secret:", highlight=False)
     print(token)
 
 
 @token_app.command("list")
 def list_tokens() -> None:
-    """Tokens by name and role; never the tokens themselves."""
+    """Tokens by name and owner; never the tokens themselves."""
     cfg = settings()
     with database(cfg) as db, db.session_factory() as session:
-        rows = session.scalars(select(ApiToken).order_by(ApiToken.created_at)).all()
-    table = Table("name", "role", "created", "revoked")
-    for row in rows:
+        rows = session.execute(
+            select(ApiToken, User.name)
+            .outerjoin(User, User.id == ApiToken.user_id)
+            .order_by(ApiToken.created_at)
+        ).all()
+    table = Table("name", "acts for", "created", "revoked")
+    for row, owner in rows:
         table.add_row(
             row.name,
-            row.role.value,
+            f"user {owner}" if owner else "integration",
             row.created_at.isoformat(timespec="minutes"),
             row.revoked_at.isoformat(timespec="minutes") if row.revoked_at else "-",
         )
@@ -92,10 +111,12 @@ def list_tokens() -> None:
 @token_app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="the token's name")]) -> None:
     """Revoke a token at once."""
-    from api.auth import revoke_token
+    from cli.users import administrator
+    from services.users import revoke_token
 
+    by = administrator()
     cfg = settings()
     with database(cfg) as db, db.session_factory.begin() as session:
-        if not revoke_token(session, name):
+        if not revoke_token(session, name, by):
             fail(f"token: no active token named {name!r}")
     console.print(f"revoked {name}")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
+from config.roles import Permission
 from config.settings import Settings, load_settings
 from embedded.stack import Database
 from services.context import Services
@@ -55,17 +58,96 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(factory())  # type: ignore[arg-type]
 
 
-def current_actor() -> Actor:
-    """Who runs this command.
+TOKEN_ENV = "DUNNING_TOKEN"
+LOGIN_FILE_ENV = "DUNNING_LOGIN_FILE"
+NOT_LOGGED_IN = 6
+"""Exit code when nobody is logged in, the login is no longer valid, or its roles do not allow
+the command."""
 
-    Interim: the staff id and role from ``DUNNING_USER`` and ``DUNNING_ROLE``. To be replaced by
-    the authenticated user of ``dunning login`` (or ``DUNNING_TOKEN``), never a typed name.
+
+def login_file(cfg: Settings) -> Path:
+    """Where ``dunning login`` keeps the token: ``DUNNING_LOGIN_FILE``, or ``login.token`` in the
+    data folder (whoever may read that folder may read the embedded database anyway)."""
+    override = os.environ.get(LOGIN_FILE_ENV, "").strip()
+    return Path(override) if override else Path(cfg.data_dir) / "login.token"
+
+
+def write_login(path: Path, token: str) -> None:
+    """Keep ``token`` in ``path``, readable and writable by its owner only (0600), from the first
+    byte: the file is created with that mode, never widened, and replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (token + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+def read_login(cfg: Settings) -> tuple[str, str] | None:
+    """The token the CLI acts with and where it came from: ``DUNNING_TOKEN``, else the login
+    file; None when there is neither. A login file others may read is refused, like ssh does."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token, TOKEN_ENV
+    path = login_file(cfg)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        fail(
+            f"login: {path} may be read by others (mode {stat.S_IMODE(mode):o}); "
+            "run `dunning logout` and `dunning login` again",
+            code=NOT_LOGGED_IN,
+        )
+    text = path.read_text(encoding="ascii", errors="replace").strip()
+    return (text, str(path)) if text else None
+
+
+def current_actor(permission: Permission | None = None) -> Actor:
+    """Who runs this command: the user of the token from ``dunning login`` (or ``DUNNING_TOKEN``),
+    resolved against the database; never a name typed on the command line.
+
+    Exits with code 2 and a clear message when nobody is logged in, when the token is revoked or
+    its user disabled, or (given ``permission``) when the user's roles do not grant it.
     """
-    name = os.environ.get("DUNNING_USER", "").strip()
-    role = os.environ.get("DUNNING_ROLE", "").strip()
-    if not name:
-        fail("who are you? set DUNNING_USER (and DUNNING_ROLE)", code=2)
-    return Actor(id=name, name=name, roles=frozenset({role} if role else ()))
+    from services.identity import ActorKind, permissions
+    from services.users import resolve_token
+
+    cfg = settings()
+    found = read_login(cfg)
+    if found is None:
+        fail(
+            f"not logged in: run `dunning login` with the token your administrator gave you "
+            f"(or set {TOKEN_ENV})",
+            code=NOT_LOGGED_IN,
+        )
+    token, source = found
+    with database(cfg) as db, db.session_factory() as session:
+        resolved = resolve_token(session, token)
+    if resolved is None:
+        fail(
+            f"login: the token from {source} is not valid (revoked, or its user disabled); "
+            "run `dunning login` again",
+            code=NOT_LOGGED_IN,
+        )
+    actor = resolved[1]
+    if actor.kind is not ActorKind.USER:
+        fail(
+            f"login: the token from {source} is an integration's; staff commands need a user's",
+            code=NOT_LOGGED_IN,
+        )
+    if permission is not None and permission not in permissions(actor):
+        held = ", ".join(sorted(actor.roles)) or "no role"
+        fail(
+            f"{actor.name} ({held}) may not do this: it needs the {permission.value} permission",
+            code=NOT_LOGGED_IN,
+        )
+    return actor
 
 
 # -- exit codes: one per family of refusal (documented in the README) ----------------------------

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from cli.common import EXIT_INVALID, console, current_actor, fail, with_services
+from config.roles import Permission
 from models.policy import Channel
 from services import facts
 from services.facts import Address, AttorneyContact, ConsentSource, FactRecorded
@@ -52,7 +53,7 @@ def bankruptcy(
     case: Annotated[str | None, typer.Option(help="the court's case number")] = None,
 ) -> None:
     """A bankruptcy filing: the automatic stay stops all collection at once."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     filed_on = _date("filed", filed)
     assert filed_on is not None
     _done(
@@ -71,7 +72,7 @@ def death(
     on: Annotated[str | None, typer.Option(help="date of death, YYYY-MM-DD")] = None,
 ) -> None:
     """The guarantor died: contact ends; the account goes to the estate queue."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     died_on = _date("on", on)
     _done(
         with_services(lambda svc: facts.death(svc, actor, account, died_on=died_on)),
@@ -89,7 +90,7 @@ def attorney(
     address: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Attorney representation: contact only the attorney, never the patient again."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     try:
         contact = AttorneyContact(name=name, firm=firm, phone=phone, email=email, address=address)
     except ValidationError as exc:
@@ -107,7 +108,7 @@ def cease_communication(
     received: Annotated[str | None, typer.Option(help="date received, YYYY-MM-DD")] = None,
 ) -> None:
     """A written request to cease communication: the ladder stops (Reg F 1006.6(c))."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     received_on = _date("received", received)
     _done(
         with_services(
@@ -120,7 +121,7 @@ def cease_communication(
 @report_app.command("letter-returned")
 def letter_returned(account: AccountArg) -> None:
     """The post office returned a letter: letters stop until the address is corrected."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     _done(
         with_services(lambda svc: facts.letter_returned(svc, actor, account)),
         "recorded: letters paused",
@@ -137,7 +138,7 @@ def address(
     line2: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """A corrected postal address: stored, and letters may go again."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     try:
         corrected = Address(
             line1=line1, line2=line2, city=city, state=state, postal_code=postal_code
@@ -154,7 +155,7 @@ def address(
 @report_app.command("email")
 def email(account: AccountArg, address: Annotated[str, typer.Argument()]) -> None:
     """A corrected email address: stored, and email may go again."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     _done(
         with_services(lambda svc: facts.email_corrected(svc, actor, account, address)),
         "recorded: email may go again",
@@ -164,7 +165,7 @@ def email(account: AccountArg, address: Annotated[str, typer.Argument()]) -> Non
 @report_app.command("phone")
 def phone(account: AccountArg, number: Annotated[str, typer.Argument()]) -> None:
     """A corrected phone number: stored; calls (and texts, with consent) may go again."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     _done(
         with_services(lambda svc: facts.phone_corrected(svc, actor, account, number)),
         "recorded: calls and texts may go again",
@@ -181,7 +182,7 @@ def consent(
     ] = False,
 ) -> None:
     """Consent given or withdrawn by phone, at the front desk or in writing: effective today."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     _done(
         with_services(
             lambda svc: facts.consent(svc, actor, account, channel, given=not withdrawn, via=via)

@@ -19,6 +19,7 @@ from cli import facts as facts_cli
 from cli import policy as policy_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
+from cli import users as users_cli
 from cli.common import (
     EXIT_INVALID,
     console,
@@ -28,6 +29,7 @@ from cli.common import (
     settings,
     with_services,
 )
+from config.roles import Permission
 from config.settings import Settings
 from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
@@ -46,6 +48,7 @@ app.command()(simulate_cli.simulate)
 staff_cli.register(app)
 api_cli.register(app)
 facts_cli.register(app)
+users_cli.register(app)
 
 log = logging.getLogger("dunning")
 
@@ -202,7 +205,7 @@ def pay(
         fail(f"amount: {exc}", EXIT_INVALID)
     if cents <= 0:
         fail("amount: must be more than zero", EXIT_INVALID)
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     posted = with_services(lambda svc: facts.pay(svc, actor, account, cents, ref, method=method))
     if posted.new:
         console.print(
@@ -219,7 +222,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """Where a balance stands: state, balance, next step and when, and what was sent."""
-    actor = current_actor()
+    actor = current_actor(Permission.READ)
     found = with_services(lambda svc: queries.account_status(svc, actor, account))
     view, account_state = found.status, found.actions
     if as_json:
@@ -277,7 +280,7 @@ def status(
 @app.command()
 def aging() -> None:
     """Open receivables by age: 0-30, 31-60, 61-90, 91-120, 120+ days."""
-    actor = current_actor()
+    actor = current_actor(Permission.READ)
     buckets = with_services(lambda svc: queries.aging(svc, actor), temporal=False)
     table = Table("bucket", "amount")
     for name, cents in buckets.items():

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from cli.common import console, current_actor, database, fail, parse_id, settings, with_services
+from config.roles import Permission
 from models.actions import HoldReason, Installment
 from models.money import format_cents, parse_cents
 from models.payloads import CallResult, Decision
@@ -119,7 +120,7 @@ def call_outcome(
     note: Annotated[str, typer.Option(help="kept in the ledger only")] = "",
 ) -> None:
     """Record a call task's outcome: reached, voicemail, no answer, wrong number, promise to pay."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     promised = _date("promised-date", promised_date) if promised_date else None
     cents = _cents("promised-amount", promised_amount) if promised_amount else None
 
@@ -142,7 +143,7 @@ def worklist(
     all_tasks: Annotated[bool, typer.Option("--all", help="decided tasks too")] = False,
 ) -> None:
     """Open approval, call and estate tasks, oldest first."""
-    actor = current_actor()
+    actor = current_actor(Permission.READ)
     rows = with_services(
         lambda svc: queries.worklist(svc, actor, all_tasks=all_tasks), temporal=False
     )
@@ -164,7 +165,7 @@ def worklist(
 
 
 def _decide(task: str, decision: Decision, reason: str) -> None:
-    actor = current_actor()
+    actor = current_actor(Permission.DECIDE)
     answer = with_services(lambda svc: staff.decide(svc, actor, task, decision, reason))
     verb = "approved" if answer.decision is Decision.APPROVE else "denied"
     console.print(f"{verb} {answer.subject} (task {answer.task_id})")
@@ -193,7 +194,7 @@ def hold_cmd(
     note: Note = "",
 ) -> None:
     """Hold the ladder: a dispute, an itemised-bill request, insurance pending, an application."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     end = dt.datetime.combine(_date("until", until), dt.time(), dt.UTC) if until else None
     result = with_services(
         lambda svc: staff.hold(svc, actor, account, reason, until=end, note=note)
@@ -206,7 +207,7 @@ def hold_cmd(
 
 def resume_cmd(account: AccountArg) -> None:
     """Lift a hold; the later steps move by the time held."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     result = with_services(lambda svc: staff.resume(svc, actor, account))
     console.print(f"{account}: resumed after {result.held_days} days on hold")
 
@@ -217,7 +218,7 @@ def hardship(
     program: Annotated[str, typer.Option()] = "financial-assistance",
 ) -> None:
     """Grant financial assistance: a discount, or 100 for a full write-off."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     result = with_services(
         lambda svc: staff.hardship(svc, actor, account, percent, program=program)
     )
@@ -229,7 +230,7 @@ def plan(
     installment: Annotated[list[str], typer.Option(help="YYYY-MM-DD=AMOUNT, repeatable")],
 ) -> None:
     """Agree a payment plan; the installments must add up to the balance."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     items = []
     for text in installment:
         day, _, amount = text.partition("=")
@@ -248,7 +249,7 @@ def settle(
     days: Annotated[int, typer.Option(min=1, max=90, help="offer valid for")] = 14,
 ) -> None:
     """Offer to close the balance for less; above the staff limit it needs approval."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     cents = _cents("amount", amount)
     result = with_services(lambda svc: staff.settle(svc, actor, account, cents, days=days))
     if result.offered:
@@ -263,7 +264,7 @@ def write_off(
     amount: Annotated[str | None, typer.Option(help="dollars; default the whole balance")] = None,
 ) -> None:
     """Request a write-off; the policy's approvers decide (nobody approves their own)."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     cents = _cents("amount", amount) if amount else None
     opened = with_services(
         lambda svc: staff.write_off(svc, actor, account, reason, amount_cents=cents)
@@ -273,6 +274,6 @@ def write_off(
 
 def refer(account: AccountArg, note: Note = "") -> None:
     """Request a collection-agency referral (refused inside a 501(r) waiting period)."""
-    actor = current_actor()
+    actor = current_actor(Permission.ACT)
     opened = with_services(lambda svc: staff.refer(svc, actor, account, note))
     console.print(f"referral requested: task {opened.task_id}")

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from config.roles import RolesFileError, load_catalogue
 from config.settings import POLICY_DIR, TEMPLATE_DIR
 from models.policy import Channel, Policy
 
@@ -132,6 +133,7 @@ def load_policy(name_or_path: str | Path) -> PolicyBundle:
         raise PolicyFileError(_locate(shown, root, exc)) from exc
 
     templates, errors = _collect_templates(policy, path, root, shown)
+    errors += _check_approvers(policy, root, shown)
     if errors:
         raise PolicyFileError(errors)
     return PolicyBundle(policy, templates, shown, content_hash(policy, templates))
@@ -179,6 +181,40 @@ def _collect_templates(
                     continue
                 templates[key] = found.read_text(encoding="utf-8")
     return dict(sorted(templates.items())), errors
+
+
+def _check_approvers(policy: Policy, root: yaml.Node | None, shown: str) -> list[PolicyError]:
+    """Every approver a policy names must be a role of the catalogue (``config/roles.yaml``)."""
+    try:
+        catalogue = load_catalogue()
+    except RolesFileError as exc:
+        return [PolicyError(shown, None, "", f"roles catalogue: {exc}")]
+    named: list[tuple[tuple[Any, ...], list[str]]] = [
+        (("steps", i, "approval", "approvers"), step.approval.approvers)
+        for i, step in enumerate(policy.steps)
+        if step.approval is not None
+    ]
+    staff = policy.staff
+    for key, approval in (
+        ("settlement", staff.settlement),
+        ("write_off", staff.write_off),
+        ("agency_referral", staff.agency_referral),
+    ):
+        named.append((("staff", key, "approvers"), approval.approvers))
+    errors = []
+    for loc, approvers in named:
+        for j, role in enumerate(approvers):
+            if role not in catalogue:
+                errors.append(
+                    PolicyError(
+                        shown,
+                        _line_of(root, (*loc, j)),
+                        _dotted((*loc, j)),
+                        f"unknown role {role!r}; the roles catalogue has "
+                        + ", ".join(sorted(catalogue.roles)),
+                    )
+                )
+    return errors
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -99,6 +99,18 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, description="a free one if taken")
     public_url: str = Field(default="", description="URL providers call back, behind a proxy")
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="larger request bodies are refused (413)"
+    )
+    auth_failures: int = Field(
+        default=10, ge=1, description="failed authentications per client before 429"
+    )
+    auth_window_seconds: int = Field(
+        default=300, ge=1, description="the window those failures are counted in"
+    )
+    audit_refusal_window_seconds: int = Field(
+        default=60, ge=0, description="one audit row per refused client or actor in this window"
+    )
 
 
 class PracticeSettings(BaseModel):

@@ -38,6 +38,7 @@ def record(
             detail={
                 "outcome": outcome.value,
                 "actor_kind": actor.kind.value,
+                "actor_name": actor.name,
                 "roles": sorted(actor.roles),
                 **(detail or {}),
             },

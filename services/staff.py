@@ -36,7 +36,7 @@ from services import audit, notes
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
-from services.identity import Actor
+from services.identity import Actor, OverLimit, check_approval_limit, decision_role
 from workflows.contract import (
     DecisionResult,
     HardshipResult,
@@ -297,6 +297,7 @@ class TaskRow:
         self.kind = task.kind
         self.status = task.status
         self.approvers = list(task.approvers)
+        self.requested_by = task.requested_by
         self.account = AccountRef(
             account.id, account.account_number, account.status is AccountStatus.OPEN
         )
@@ -363,7 +364,17 @@ async def decide(
             Refused(Rejection.TASK_DECIDED, f"task: already {task.status.value}"),
             detail,
         )
-    role = next((r for r in task.approvers if r in actor.roles), None)
+    if task.requested_by == actor.id:
+        # The workflow refuses this too; said first here, so that no role or limit hides it.
+        raise await refuse(
+            svc,
+            actor,
+            action,
+            task.account.id,
+            Refused(Rejection.FOUR_EYES, "nobody approves their own request (four eyes)"),
+            detail,
+        )
+    role = decision_role(actor, task.approvers)
     if role is None:
         raise await refuse(
             svc,
@@ -397,11 +408,25 @@ async def decide(
         role=role,
         note_id=str(note_id) if note_id else None,
     )
+
+    async def within_limit(client: Client, account_id: str) -> DecisionResult:
+        """Approvals above the role's limit are refused (the roles catalogue's limits)."""
+        if decision is Decision.APPROVE:
+            state = await starter.get_account(client, account_id)
+            open_task = next((t for t in state.tasks if t.task_id == answer.task_id), None)
+            if open_task is not None:
+                status = await starter.get_status(client, account_id)
+                try:
+                    check_approval_limit(actor, open_task, status.balance_cents)
+                except OverLimit as exc:
+                    raise Refused(Rejection.OVER_LIMIT, str(exc)) from None
+        return await starter.decide_step(client, account_id, answer)
+
     return await call_workflow(
         svc,
         actor,
         action,
         account,
-        lambda c, a: starter.decide_step(c, a, answer),
+        within_limit,
         {**detail, "role": role, **_note_detail(note_id)},
     )

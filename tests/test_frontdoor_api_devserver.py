@@ -227,7 +227,7 @@ def _names(api: Api, role: ApiRole) -> set[str]:
 
     with api.session_factory() as session:
         principal = find_principal(session, api.tokens[role])
-        return {principal.name} if principal else set()
+        return {principal.id} if principal else set()
 
 
 async def test_staff_notes_never_reach_workflow_history(api: Api) -> None:

@@ -21,6 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import Settings
 from models.orm import AuditEvent, LegalFact
 from models.payloads import BalanceState, EscalationResult
+from services.identity import SYSTEM
+from services.users import add_user, issue_token
 from starter import Intake, get_account, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from worker import build_worker
@@ -29,11 +31,25 @@ pytestmark = pytest.mark.devserver
 DUNNING = str(Path(sys.executable).parent / "dunning")
 
 
+_TOKENS: dict[str, str] = {}
+"""Login tokens of this module's users, by name (as `dunning user add` prints them, once)."""
+_IDS: dict[str, str] = {}
+
+
+def _users(session_factory: sessionmaker[Session]) -> None:
+    tag = uuid.uuid4().hex[:6]
+    with session_factory.begin() as session:
+        for name, role in (("clerk-7", "staff"), ("sup-7", "supervisor")):
+            user = add_user(session, f"{name}-{tag}", [role], SYSTEM)
+            _IDS[name] = str(user.id)
+            _TOKENS[name] = issue_token(session, SYSTEM, user=f"{name}-{tag}")[0]
+
+
 async def _cli(env: dict[str, str], *args: str, user: str = "clerk-7") -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         DUNNING,
         *args,
-        env=dict(env, DUNNING_USER=user, DUNNING_ROLE="clerk"),
+        env=dict(env, DUNNING_TOKEN=_TOKENS[user]),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -65,6 +81,7 @@ async def test_report_facts_and_clear_errors(
         DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
         COLUMNS="200",
     )
+    _users(session_factory)
     zone = midday_zone()
     policy = str(instant_policy(tmp_path, zone))
     owing = [balance_row(time_zone=zone, policy=policy) for _ in range(2)]
@@ -86,7 +103,7 @@ async def test_report_facts_and_clear_errors(
             actors = session.scalars(
                 select(AuditEvent.actor).where(AuditEvent.action == "report_bankruptcy")
             ).all()
-            assert "clerk-7" in actors
+            assert _IDS["clerk-7"] in actors
             chapters = session.scalars(select(LegalFact.detail)).all()
             assert {"filed_on": "2026-11-02", "chapter": 13} in chapters
 

@@ -16,6 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import Settings
 from models.actions import WriteOffRequest
 from models.payloads import BalanceState, Decision, EscalationResult, StepDecision
+from services.identity import SYSTEM
+from services.users import add_user, issue_token
 from starter import ActionRejected, Intake, decide_step, request_write_off, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from worker import build_worker
@@ -97,10 +99,7 @@ async def test_concurrent_staff_updates_one_wins(
         assert {r.state for r in results} == {BalanceState.WRITTEN_OFF}
 
 
-async def _cli(
-    env: dict[str, str], *args: str, user: str = "clerk-1", role: str = "clerk"
-) -> tuple[int, str]:
-    env = dict(env, DUNNING_USER=user, DUNNING_ROLE=role)
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -125,31 +124,47 @@ async def test_cli_write_off_with_four_eyes(
         DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
         COLUMNS="200",
     )
+    tag = uuid.uuid4().hex[:6]
+    # Users and their login tokens, as `dunning user add` makes them (printed once).
+    tokens: dict[str, str] = {}
+    with session_factory.begin() as session:
+        for name, role in (("clerk", "staff"), ("sup1", "supervisor"), ("sup2", "supervisor")):
+            add_user(session, f"{name}-{tag}", [role], SYSTEM)
+            tokens[name] = issue_token(session, SYSTEM, user=f"{name}-{tag}")[0]
+
+    def as_(who: str) -> dict[str, str]:
+        return dict(env, DUNNING_TOKEN=tokens[who])
+
     async with build_worker(client, settings, session_factory):
         (row,) = await _import(intake, tmp_path, 1)
         number = row["account_number"]
         code, out = await _cli(env, "write-off", number, "--reason", "uncollectable")
+        assert code == 6 and "not logged in" in out
+        # A typed name is no identity any more: the option is gone.
+        code, out = await _cli(as_("clerk"), "write-off", number, "--as", "sup2", "--reason", "x")
+        assert code == 2 and "No such option: --as" in out
+        code, out = await _cli(as_("sup1"), "write-off", number, "--reason", "uncollectable")
         assert code == 0, out
         task_id = out.strip().rsplit(" ", 1)[-1]
-        code, out = await _cli(env, "worklist")
+        code, out = await _cli(as_("clerk"), "worklist")
         assert code == 0 and task_id in out and number in out and "uncollectable" in out
-        # The clerk holds the approver's role too, yet never approves their own request.
-        code, out = await _cli(env, "approve", task_id, role="supervisor")
+        # staff may not decide; the requester may not approve their own request (by identity)
+        code, out = await _cli(as_("clerk"), "approve", task_id)
+        assert code == 6 and "decide permission" in out
+        code, out = await _cli(as_("sup1"), "approve", task_id)
         assert code == 4 and "FourEyes" in out and "own request" in out
         assert "Traceback" not in out
-        code, out = await _cli(env, "approve", task_id, user="clerk-2", role="clerk")
-        assert code == 4 and "NotAnApprover" in out
-        code, out = await _cli(env, "approve", "not-a-task", user="sup-1", role="supervisor")
+        code, out = await _cli(as_("sup2"), "approve", "not-a-task")
         assert code == 2 and "task:" in out
-        code, out = await _cli(env, "approve", str(uuid.uuid4()), user="sup-1", role="supervisor")
+        code, out = await _cli(as_("sup2"), "approve", str(uuid.uuid4()))
         assert code == 3 and "no task" in out
-        code, out = await _cli(env, "approve", task_id, user="sup-1", role="supervisor")
+        code, out = await _cli(as_("sup2"), "approve", task_id)
         assert code == 0, out
         result = await client.get_workflow_handle(
             workflow_id(intake.account_id(number)), result_type=EscalationResult
         ).result()
         assert result.state is BalanceState.WRITTEN_OFF
-        code, out = await _cli(env, "status", number, "--json")
+        code, out = await _cli(as_("sup2"), "status", number, "--json")
         assert code == 0, out
         status = json.loads(out[out.index("{") :])
         assert status["state"] == "written_off"

@@ -59,6 +59,7 @@ class Rejection(StrEnum):
     CALL_TASK = "CallTask"
     POLICY_UNUSABLE = "PolicyUnusable"
     REFERENCE_CONFLICT = "ReferenceConflict"
+    OVER_LIMIT = "OverLimit"
     TEMPORAL_UNREACHABLE = "TemporalUnreachable"
 
     @classmethod

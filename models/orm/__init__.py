@@ -15,6 +15,7 @@ from models.orm.communication import Communication, CommunicationStatus
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.note import LegalFact, StaffNote
 from models.orm.policy_version import PolicyVersion
+from models.orm.user import User
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "StaffTask",
     "TaskKind",
     "TaskStatus",
+    "User",
     "WebhookEvent",
 ]
