@@ -177,7 +177,7 @@ async def test_a_shipped_gate_is_approved_by_its_role_only(
     code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["clerk"]), "approve", task_id)
     assert code == 6 and "decide permission" in out, out
     code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["other"]), "approve", task_id)
-    assert code == 1 and "NotAnApprover" in out, out
+    assert code == 4 and "NotAnApprover" in out, out
     code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["approver"]), "approve", task_id)
     assert code == 0 and number in out, out
     assert await _decided(api, task_id) is TaskStatus.APPROVED
