@@ -7,6 +7,7 @@ from ``api/services.py`` (which re-exports it for the webhooks).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterable
@@ -51,22 +52,25 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
     except PolicyFileError as exc:
         raise PolicyUnusable(f"policy: {name!r} is not usable") from exc
     number = rows[0].account_number
-    charges: list[ChargeSignal]
-    inp: EscalationInput
-    with intake.session_factory.begin() as session:
-        inp, charges = intake.post_account(session, number, rows)
-        session.add(
-            AuditEvent(
-                actor=actor,
-                action="api_account_posted",
-                account_id=uuid.UUID(inp.account_id),
-                detail={"new_charges": len(charges)},
+
+    def post() -> tuple[EscalationInput, list[ChargeSignal], int]:
+        # Blocking database work: in a thread, never on the event loop shared with the worker.
+        with intake.session_factory.begin() as session:
+            inp, charges = intake.post_account(session, number, rows)
+            session.add(
+                AuditEvent(
+                    actor=actor,
+                    action="api_account_posted",
+                    account_id=uuid.UUID(inp.account_id),
+                    detail={"new_charges": len(charges)},
+                )
             )
-        )
-        session.flush()
-        account = repo.account_by_number(session, number)
-        assert account is not None
-        balance = account.balance_cents
+            session.flush()
+            account = repo.account_by_number(session, number)
+            assert account is not None
+            return inp, charges, account.balance_cents
+
+    inp, charges, balance = await asyncio.to_thread(post)
     for charge in charges:
         await start_or_join(intake.client, settings.temporal.task_queue, inp, charge)
     return AccountPosted(number, len(charges), balance)
@@ -105,33 +109,38 @@ async def channel_event_for_guarantors(
     ids = list(dict.fromkeys(guarantor_ids))
     if not ids:
         return 0
-    numbers: list[str] = []
-    with intake.session_factory.begin() as session:
-        rows = session.execute(
-            select(Account.guarantor_id, Account.account_number).where(
-                Account.guarantor_id.in_(ids), Account.status == AccountStatus.OPEN
-            )
-        ).all()
-        with_open = {g for g, _ in rows}
-        numbers = [n for _, n in rows]
-        quiet = [g for g in ids if g not in with_open]
-        for guarantor in session.scalars(
-            select(Guarantor)
-            .where(Guarantor.id.in_(quiet))
-            .options(selectinload(Guarantor.channels))
-        ):
-            record_channel_event(session, guarantor, event)
-            session.add(
-                AuditEvent(
-                    actor=actor,
-                    action=event.kind.value,
-                    detail={
-                        "guarantor_id": str(guarantor.id),
-                        "reference": event.reference,
-                        "channel": event.channel.value if event.channel else None,
-                    },
+
+    def record_quiet() -> list[str]:
+        # Blocking database work: in a thread, never on the event loop shared with the worker.
+        with intake.session_factory.begin() as session:
+            rows = session.execute(
+                select(Account.guarantor_id, Account.account_number).where(
+                    Account.guarantor_id.in_(ids), Account.status == AccountStatus.OPEN
                 )
-            )
+            ).all()
+            with_open = {g for g, _ in rows}
+            numbers = [n for _, n in rows]
+            quiet = [g for g in ids if g not in with_open]
+            for guarantor in session.scalars(
+                select(Guarantor)
+                .where(Guarantor.id.in_(quiet))
+                .options(selectinload(Guarantor.channels))
+            ):
+                record_channel_event(session, guarantor, event)
+                session.add(
+                    AuditEvent(
+                        actor=actor,
+                        action=event.kind.value,
+                        detail={
+                            "guarantor_id": str(guarantor.id),
+                            "reference": event.reference,
+                            "channel": event.channel.value if event.channel else None,
+                        },
+                    )
+                )
+        return numbers
+
+    numbers = await asyncio.to_thread(record_quiet)
     for number in numbers:
         await intake.channel_event(number, event, actor=actor)
     return len(numbers)
