@@ -34,7 +34,7 @@ from config.settings import Settings
 from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
 from services import facts, queries
-from starter import Intake, NotRunning, connect
+from services.context import Services
 
 app = typer.Typer(
     help="dunning: polite, lawful follow-up of unpaid patient balances.",
@@ -140,23 +140,21 @@ def import_payments(
 def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
     from cli.imports import run_import
 
-    cfg = settings()
-
-    async def go() -> None:
-        with database(cfg) as db:
-            client = None if dry_run else await _client(cfg)
-            intake = Intake(db.session_factory, client, cfg)
-            method = intake.import_balances if kind == "balances" else intake.import_payments
-            try:
-                report, rejected, rejects = await run_import(
-                    file,
-                    kind,
-                    lambda p, d: method(p, dry_run=d),
-                    dry_run=dry_run,
-                    skip_bad=skip_bad,
-                )
-            except CsvImportError as exc:
-                fail(f"{file}: nothing imported.\n{exc}")
+    async def go(svc: Services) -> None:
+        if not dry_run:
+            svc.temporal  # noqa: B018  # refuse (exit 5) before reading the file if unreachable
+        intake = svc.intake
+        method = intake.import_balances if kind == "balances" else intake.import_payments
+        try:
+            report, rejected, rejects = await run_import(
+                file,
+                kind,
+                lambda p, d: method(p, dry_run=d),
+                dry_run=dry_run,
+                skip_bad=skip_bad,
+            )
+        except CsvImportError as exc:
+            fail(f"{file}: nothing imported.\n{exc}")
         if rejects is not None:
             rows = len({e.row for e in rejected})
             console.print(f"skipped {rows} bad rows, written to {rejects}:")
@@ -179,16 +177,7 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
                 + ("" if dry_run else f" ({report.new_charges} new)")
             )
 
-    asyncio.run(go())
-
-
-async def _client(cfg: Settings):  # type: ignore[no-untyped-def]
-    try:
-        return await connect(cfg)
-    except NotRunning as exc:
-        fail(str(exc))
-    except RuntimeError as exc:
-        fail(f"cannot reach Temporal: {exc}")
+    with_services(go, temporal=not dry_run)
 
 
 @app.command()

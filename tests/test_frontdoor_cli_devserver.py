@@ -11,11 +11,13 @@ import os
 import socket
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
@@ -23,7 +25,7 @@ from models.orm import AuditEvent, LegalFact
 from models.payloads import BalanceState, EscalationResult
 from services.identity import SYSTEM
 from services.users import add_user, issue_token
-from starter import Intake, get_account, workflow_id
+from starter import Intake, get_account, get_status, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from worker import build_worker
 
@@ -53,8 +55,25 @@ async def _cli(env: dict[str, str], *args: str, user: str = "clerk-7") -> tuple[
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+    except TimeoutError:
+        proc.kill()  # never leave a command behind to hold the worker's shutdown
+        await proc.wait()
+        raise AssertionError(f"dunning {' '.join(args)}: no answer in 180 s") from None
     return proc.returncode or 0, out.decode()
+
+
+async def _state(client: Client, account_id: str) -> BalanceState:
+    return (await get_status(client, account_id)).state
+
+
+async def _wait(probe: Callable[[], Awaitable[BalanceState]], wanted: BalanceState) -> None:
+    deadline = asyncio.get_running_loop().time() + 60
+    while (state := await probe()) is not wanted:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {state}, not {wanted}")
+        await asyncio.sleep(0.2)
 
 
 def _free_port() -> int:
@@ -84,12 +103,12 @@ async def test_report_facts_and_clear_errors(
     _users(session_factory)
     zone = midday_zone()
     policy = str(instant_policy(tmp_path, zone))
-    owing = [balance_row(time_zone=zone, policy=policy) for _ in range(2)]
+    owing = [balance_row(time_zone=zone, policy=policy) for _ in range(6)]
     # Insurance paid it all: the ledger knows the account, no workflow follows it.
     settled = balance_row(time_zone=zone, policy=policy, insurance_paid="145.00")
     async with build_worker(client, settings, session_factory):
         await intake.import_balances(write_csv(tmp_path / "rows.csv", [*owing, settled]))
-        first, second = (r["account_number"] for r in owing)
+        first, second, third, fourth, fifth, sixth = (r["account_number"] for r in owing)
 
         code, out = await _cli(
             env, "report", "bankruptcy", first, "--filed", "2026-11-02", "--chapter", "13"
@@ -114,6 +133,50 @@ async def test_report_facts_and_clear_errors(
         assert code == 0, out
         account = await get_account(client, intake.account_id(second))
         assert "opted_out" in [e.kind for e in account.events]
+
+        code, out = await _cli(env, "report", "death", third, "--on", "2026-11-20")
+        assert code == 0, out
+        result = await client.get_workflow_handle(
+            workflow_id(intake.account_id(third)), result_type=EscalationResult
+        ).result()
+        assert result.state is BalanceState.DECEASED
+
+        for number, args in (
+            (fourth, ["attorney", fourth, "--name", "A. Counsel", "--phone", "+1 555 010 0142"]),
+            (fifth, ["cease-communication", fifth, "--received", "2026-11-20"]),
+        ):
+            code, out = await _cli(env, "report", *args)
+            assert code == 0, out
+            await _wait(
+                lambda n=number: _state(client, intake.account_id(n)),  # type: ignore[misc]
+                BalanceState.CONTACT_STOPPED,
+            )
+
+        for args in (
+            ["letter-returned", sixth],
+            ["address", sixth, "--line1", "2 Other Road", "--city", "Albany", "--state", "NY",
+             "--postal-code", "12207"],
+            ["email", sixth, "corrected@example.test"],
+            ["phone", sixth, "+1 555 010 0177"],
+        ):  # fmt: skip
+            code, out = await _cli(env, "report", *args)
+            assert code == 0, out
+        kinds = [e.kind for e in (await get_account(client, intake.account_id(sixth))).events]
+        assert "letter_returned" in kinds and kinds.count("address_corrected") >= 3
+        with session_factory() as session:
+            reported = set(
+                session.scalars(
+                    select(AuditEvent.action).where(AuditEvent.actor == "clerk-7")
+                ).all()
+            )
+        assert {
+            "report_deceased",
+            "report_attorney",
+            "report_cease_communication",
+            "report_letter_returned",
+            "report_address_corrected",
+            "report_opted_out",
+        } <= reported
 
         # Bad input names the field; exit 2.
         code, out = await _cli(env, "report", "attorney", second, "--name", "X", "--phone", "no")

@@ -67,6 +67,8 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
     monkeypatch.setenv("DUNNING_TEMPORAL__NAMESPACE", dev_env.client.namespace)
     monkeypatch.setenv("DUNNING_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DUNNING_USER", "lead-1")
+    monkeypatch.setenv("DUNNING_ROLE", "billing_lead")
 
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
@@ -113,7 +115,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
 
         # Again: already on this version, so nothing to do and a non-zero exit.
         again = await _cli("policy", "migrate", str(v2), "--account", number, "--yes")
-        assert again.exit_code == 1
+        assert again.exit_code == 4  # refused by a rule: nothing to migrate
         assert "already on this version" in again.output
 
     with session_factory() as session:
@@ -124,6 +126,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
                 AuditEvent.account_id == account.id, AuditEvent.action == "policy_migrated"
             )
         ).one()
+        assert audit.actor == "lead-1" and audit.detail["outcome"] == "done"
         assert audit.detail["to"] == f"instant@{new_hash}"
         assert audit.detail["resumes_at"] == "notice-2"
 
@@ -140,6 +143,8 @@ async def test_migrate_names_an_unknown_account(
         "DUNNING_TEMPORAL__ADDRESS", dev_env.client.service_client.config.target_host
     )
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DUNNING_USER", "lead-1")
+    monkeypatch.setenv("DUNNING_ROLE", "billing_lead")
     result = await _cli("policy", "migrate", "physician", "--account", "NO-SUCH-ACCOUNT", "--yes")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # not found
     assert "no account 'NO-SUCH-ACCOUNT'" in result.output

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api import idempotency, services
+from api import idempotency
 from api.auth import Permission, Principal, require
 from api.schemas import (
     AccountIn,
@@ -28,6 +28,8 @@ from api.state import State
 from models.actions import AdjustmentSignal
 from models.imports import BalanceRow
 from models.money import dollars_text
+from services import facts
+from services import intake as services
 
 router = APIRouter(tags=["intake"])
 Integration = Annotated[Principal, Depends(require(Permission.INTAKE))]
@@ -127,19 +129,16 @@ async def post_payment(
     digest = idempotency.request_hash(account_number, body.model_dump(mode="json"))
     if (first := idempotency.replay(state.session_factory, key, digest)) is not None:
         return first
-    try:
-        new, balance = await state.intake.post_payment(
-            account_number,
-            body.amount_cents,
-            body.reference,
-            received_at=body.received_at,
-            method=body.method,
-            posted_by=who.name,
-        )
-    except LookupError as exc:
-        raise HTTPException(404, str(exc)) from None
-    except ValueError as exc:
-        raise HTTPException(409, str(exc)) from None
+    posted = await facts.pay(
+        state.services,
+        who.actor(),
+        account_number,
+        body.amount_cents,
+        body.reference,
+        method=body.method,
+        received_at=body.received_at,
+    )
+    new, balance = posted.new, posted.balance_cents
     out = PaymentOut(reference=body.reference, new=new, balance_cents=balance)
     return idempotency.remember(
         state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
@@ -166,12 +165,9 @@ async def post_adjustment(
     digest = idempotency.request_hash(account_number, body.model_dump(mode="json"))
     if (first := idempotency.replay(state.session_factory, key, digest)) is not None:
         return first
-    try:
-        _, balance = await state.intake.post_adjustment(account_number, signal, who.name)
-    except LookupError as exc:
-        raise HTTPException(404, str(exc)) from None
-    except ValueError as exc:
-        raise HTTPException(409, str(exc)) from None
+    balance = (
+        await facts.adjust(state.services, who.actor(), account_number, signal)
+    ).balance_cents
     out = AdjustmentOut(reference=body.reference, balance_cents=balance)
     return idempotency.remember(
         state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
