@@ -203,5 +203,7 @@ def test_migration_0006_turns_staff_tokens_into_users(fresh_url: str) -> None:
     # and back: each token gets the closest of the old roles
     alembic.downgrade(alembic_config(fresh_url), "0005")
     with psycopg.connect(plain.render_as_string(hide_password=False)) as conn:
-        rows = dict(conn.execute("SELECT name, role::text FROM api_tokens").fetchall())
+        rows: dict[str, str] = dict(
+            conn.execute("SELECT name, role::text FROM api_tokens").fetchall()
+        )
     assert rows == {"pms": "integration", "sam": "supervisor", "cleo": "staff"}
