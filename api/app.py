@@ -49,7 +49,11 @@ def create_app(
     app.state.audit_limiter = AuditLimiter(settings.api.audit_refusal_window_seconds)
     _offline_docs(app)
     app.state.dunning = AppState(
-        settings, session_factory, client, Intake(session_factory, client, settings)
+        settings,
+        session_factory,
+        client,
+        Intake(session_factory, client, settings),
+        audit_limiter=app.state.audit_limiter,
     )
     app.state.sendgrid_verifier = Verifier(settings.sendgrid.webhook_public_key)
 

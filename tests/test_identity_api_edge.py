@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.edge import AuditLimiter, AuthThrottle
 from config.settings import Settings
-from models.orm import ApiRole, AuditEvent
+from models.orm import Account, ApiRole, AuditEvent
 from tests.api_support import Api, account_body, api_settings, ec_key_pair, running_api
 
 pytestmark = pytest.mark.devserver
@@ -175,3 +175,27 @@ def test_throttle_window_and_audit_counts() -> None:
     assert limiter.admit("other") == 0
     now[0] += 60
     assert limiter.admit("k") == 3  # the next row says how many were left out
+
+
+async def test_a_repeated_refused_action_is_one_audit_row(api: Api) -> None:
+    number = f"H-{uuid.uuid4().hex[:8].upper()}"
+    r = await api.http.put(
+        f"/accounts/{number}", json=account_body(), headers=api.auth(ApiRole.INTEGRATION)
+    )
+    assert r.status_code == 200, r.text
+    staff = api.auth(ApiRole.STAFF)
+    r = await api.http.post(f"/accounts/{number}/hold", json={"reason": "dispute"}, headers=staff)
+    assert r.status_code == 200, r.text
+    for _ in range(8):
+        r = await api.http.post(
+            f"/accounts/{number}/hold", json={"reason": "dispute"}, headers=staff
+        )
+        assert r.status_code == 409 and r.json()["kind"] == "AlreadyOnHold"
+    with api.session_factory() as session:
+        rows = session.execute(
+            select(AuditEvent.detail)
+            .join(Account, Account.id == AuditEvent.account_id)
+            .where(Account.account_number == number, AuditEvent.action == "hold")
+        ).scalars()
+        outcomes = sorted(d["outcome"] for d in rows)
+    assert outcomes == ["done", "refused"]

@@ -101,13 +101,12 @@ async def _act(
     try:
         result = await call(account_id)
     except starter.ActionRejected as exc:
-        _audit(
-            state,
-            who,
-            action,
-            account_id,
-            {**(detail or {}), "outcome": "refused", "kind": exc.kind},
-        )
+        # The same refusal over and over is one row, then a count: no flood of the audit trail.
+        key = f"refused:{who.id}:{action}:{account_id}:{exc.kind}"
+        suppressed = state.audit_limiter.admit(key)
+        if suppressed is not None:
+            refused = {"outcome": "refused", "kind": exc.kind, "suppressed": suppressed}
+            _audit(state, who, action, account_id, {**(detail or {}), **refused})
         code = 422 if exc.kind in INVALID_KINDS else 409
         return JSONResponse({"detail": str(exc), "kind": exc.kind}, status_code=code)
     except RPCError as exc:
