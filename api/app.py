@@ -57,7 +57,14 @@ def create_app(
         session_factory,
         client,
         ledger,
-        Services(settings, session_factory, client, _intake=ledger),
+        Services(
+            settings,
+            session_factory,
+            client,
+            audit_limiter=app.state.audit_limiter,
+            _intake=ledger,
+        ),
+        audit_limiter=app.state.audit_limiter,
     )
     app.add_exception_handler(Refused, refused_handler)
     app.state.sendgrid_verifier = Verifier(settings.sendgrid.webhook_public_key)

@@ -30,7 +30,6 @@ from cli.common import (
     with_services,
 )
 from config.roles import Permission
-from config.settings import Settings
 from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
 from services import facts, queries

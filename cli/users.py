@@ -22,7 +22,6 @@ from cli.common import (
     database,
     fail,
     login_file,
-    read_login,
     settings,
     write_login,
 )
@@ -176,12 +175,12 @@ def logout(
     cfg = settings()
     path = login_file(cfg)
     if revoke and path.exists():
-        found = read_login(cfg)
-        if found is not None:
-            with database(cfg) as db, db.session_factory.begin() as session:
-                resolved = resolve_token(session, found[0])
-                if resolved is not None:
-                    revoke_token(session, resolved[0].name, resolved[1])
+        # The file's token, not DUNNING_TOKEN: logging out is about this login.
+        secret = path.read_text(encoding="ascii", errors="replace").strip()
+        with database(cfg) as db, db.session_factory.begin() as session:
+            resolved = resolve_token(session, secret)
+            if resolved is not None:
+                revoke_token(session, resolved[0].name, resolved[1])
     if path.exists():
         path.unlink()
         console.print(f"logged out ({path} removed)", highlight=False)

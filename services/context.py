@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -19,6 +19,11 @@ from starter import Intake
 from workflows.contract import Rejection
 
 T = TypeVar("T")
+
+
+class RefusalLimiter(Protocol):
+    def admit(self, key: str) -> int | None:
+        """None: do not write this refusal (counted); else write it, with how many were left out."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class Services:
     session_factory: sessionmaker[Session]
     client: Client | None = None
     unreachable: str = "no Temporal server: start `dunning run` first"
+    audit_limiter: RefusalLimiter | None = None
+    """Refusals repeated within a window reach the audit trail once, then with a count (the API's
+    guard against a flood of refused requests); None: every refusal is a row."""
     _intake: Intake | None = field(default=None, repr=False)
 
     @property

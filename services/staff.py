@@ -70,7 +70,18 @@ async def refuse(
     refusal: Refused,
     detail: dict[str, Any] | None = None,
 ) -> Refused:
-    """Audit a refusal and hand it back for the caller to raise."""
+    """Audit a refusal and hand it back for the caller to raise.
+
+    With an audit limiter (the API), the same refusal repeated by the same actor within its
+    window is one row, then a row with the count of those left out.
+    """
+    if svc.audit_limiter is not None:
+        key = f"refused:{actor.id}:{action}:{account_id}:{refusal.kind.value}"
+        suppressed = svc.audit_limiter.admit(key)
+        if suppressed is None:
+            return refusal
+        if suppressed:
+            detail = {**(detail or {}), "suppressed": suppressed}
     await svc.db(
         lambda s: audit.record(
             s,

@@ -207,3 +207,26 @@ def test_migration_0006_turns_staff_tokens_into_users(fresh_url: str) -> None:
             conn.execute("SELECT name, role::text FROM api_tokens").fetchall()
         )
     assert rows == {"pms": "integration", "sam": "supervisor", "cleo": "staff"}
+
+
+def test_the_first_administrator_closes_the_open_door(
+    fresh_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(fresh_url)
+    monkeypatch.setenv("DUNNING_DATABASE__URL", fresh_url)
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DUNNING_TOKEN", raising=False)
+    # No administrator yet: whoever holds the database adds users.
+    code, out = _run("user", "add", "cleo", "--role", "staff")
+    assert code == 0, out
+    code, out = _run("user", "add", "lee", "--role", "billing_lead")
+    assert code == 0, out
+    lee = out.strip().splitlines()[-1]
+    # From now on only an administrator may.
+    code, out = _run("user", "add", "mallory", "--role", "billing_lead")
+    assert code == 2 and "not logged in" in out
+    code, out = _run("user", "add", "sam", "--role", "office-manager", token=lee)
+    assert code == 0, out
+    code, out = _run("user", "list", token=lee)
+    assert code == 0 and all(name in out for name in ("cleo", "lee", "sam"))
+    assert "mallory" not in out

@@ -158,9 +158,9 @@ async def test_a_shipped_gate_is_approved_by_its_role_only(
         task = session.get(StaffTask, uuid.UUID(task_id))
         assert task is not None and task.decided_by is not None
         approved = session.scalars(
-            select(AuditEvent).where(
-                AuditEvent.action == "approve", AuditEvent.detail["task_id"].astext == task_id
-            )
+            select(AuditEvent)
+            .where(AuditEvent.action == "approve", AuditEvent.detail["task_id"].astext == task_id)
+            .order_by(AuditEvent.id)
         ).all()
         assert [e.detail["outcome"] for e in approved] == ["refused", "done"]
 
