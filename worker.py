@@ -26,6 +26,7 @@ from activities.messaging import MessagingActivities, PolicyStore
 from activities.sms import TwilioSender, make_client
 from config.settings import Settings
 from models.policy import Channel
+from services.signal_outbox import Dispatcher
 from workflows.escalation import BalanceEscalationWorkflow
 
 WORKFLOWS = [BalanceEscalationWorkflow]
@@ -156,8 +157,15 @@ def tune_gc() -> None:
 async def run_worker(
     client: Client, settings: Settings, session_factory: sessionmaker[Session], stop: asyncio.Event
 ) -> None:
-    """Run until ``stop`` is set, then shut down gracefully (running activities finish)."""
+    """Run until ``stop`` is set, then shut down gracefully (running activities finish).
+
+    Beside the worker, the signal outbox's dispatcher delivers ledger facts that were committed
+    while Temporal did not answer.
+    """
     worker = build_worker(client, settings, session_factory)
+    dispatcher = Dispatcher(client, session_factory, settings.temporal.task_queue)
     tune_gc()
     async with worker:
+        dispatching = asyncio.create_task(dispatcher.run(stop))
         await stop.wait()
+        await dispatching

@@ -83,6 +83,11 @@ class AccountOut(BaseModel):
     account_number: str
     new_charges: int
     balance_cents: int
+    queued: bool = Field(
+        default=False,
+        description="true (HTTP 202) when the ledger holds the fact and its workflow signal waits "
+        "in the outbox for Temporal",
+    )
 
 
 class PaymentIn(Strict):
@@ -96,6 +101,12 @@ class PaymentOut(BaseModel):
     reference: str
     new: bool
     balance_cents: int
+    credit_cents: int = Field(default=0, description="owed to the patient (balance below zero)")
+    queued: bool = Field(
+        default=False,
+        description="true (HTTP 202) when the ledger holds the fact and its workflow signal waits "
+        "in the outbox for Temporal",
+    )
 
 
 class AdjustmentIn(Strict):
@@ -109,6 +120,11 @@ class AdjustmentIn(Strict):
 class AdjustmentOut(BaseModel):
     reference: str
     balance_cents: int
+    queued: bool = Field(
+        default=False,
+        description="true (HTTP 202) when the ledger holds the fact and its workflow signal waits "
+        "in the outbox for Temporal",
+    )
 
 
 # -- staff --------------------------------------------------------------------------------------

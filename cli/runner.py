@@ -17,6 +17,7 @@ from config.settings import PACKAGE_DIR, Settings
 from embedded.stack import Stack
 from embedded.temporal import free_port
 from models.orm import Account
+from services.signal_outbox import Dispatcher
 from starter import Intake
 from worker import build_worker, tune_gc
 
@@ -53,8 +54,13 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
     async with Stack(settings) as stack:
         assert stack.db is not None and stack.client is not None
         worker = build_worker(stack.client, settings, stack.db.session_factory)
+        dispatcher = Dispatcher(
+            stack.client, stack.db.session_factory, settings.temporal.task_queue
+        )
         tune_gc()
         async with worker:
+            # Ledger facts committed while Temporal did not answer reach their workflows now.
+            dispatching = asyncio.create_task(dispatcher.run(stop))
             api_url = ""
             server = None
             if with_api:
@@ -84,6 +90,7 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
             if server and serve:
                 server.should_exit = True
                 await serve
+            await dispatching
 
 
 async def _seed_if_empty(settings: Settings, stack: Stack) -> None:

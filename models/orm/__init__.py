@@ -13,6 +13,7 @@ from models.orm.audit import AuditEvent
 from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
+from models.orm.ledger import DriftRecord, SignalOutbox
 from models.orm.policy_version import PolicyVersion
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
@@ -29,10 +30,12 @@ __all__ = [
     "Communication",
     "CommunicationStatus",
     "Deliverability",
+    "DriftRecord",
     "Guarantor",
     "IdempotencyKey",
     "Payment",
     "PolicyVersion",
+    "SignalOutbox",
     "StaffTask",
     "TaskKind",
     "TaskStatus",
