@@ -69,7 +69,7 @@ from models.payloads import (
 )
 from models.policy import Channel, PolicyRef
 from services import credits
-from services.signal_outbox import Dispatcher, enqueue
+from services.signal_outbox import INTAKE_RPC_TIMEOUT, Dispatcher, enqueue
 from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
 
 R = TypeVar("R")
@@ -318,7 +318,9 @@ class Intake:
         self._client = client
         self.settings = settings
         self._policies: dict[str, PolicyBundle] = {}
-        self.dispatcher = Dispatcher(client, session_factory, settings.temporal.task_queue)
+        self.dispatcher = Dispatcher(
+            client, session_factory, settings.temporal.task_queue, INTAKE_RPC_TIMEOUT
+        )
 
     @property
     def client(self) -> Client:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -43,9 +44,16 @@ SIGNAL_TYPES: dict[str, type[BaseModel]] = {
 """Payload model of each message the ledger sends; other names are delivered as plain JSON."""
 
 RPC_TIMEOUT = dt.timedelta(seconds=10)
+"""The worker's dispatcher: Temporal may be busy, it is not answering a person."""
+INTAKE_RPC_TIMEOUT = dt.timedelta(seconds=2)
+"""A request that posts a fact tries once, briefly; what Temporal does not take stays queued."""
 DISPATCH_INTERVAL = dt.timedelta(seconds=1)
 DISPATCH_CONCURRENCY = 8
 BATCH_ACCOUNTS = 200
+QUIET_AFTER_FAILURE = dt.timedelta(seconds=5)
+UNREACHABLE = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED}
+)
 
 DELIVERED = "delivered"
 NO_WORKFLOW = "no_workflow"  # the account has no running workflow: the ledger is the answer
@@ -91,17 +99,23 @@ class Dispatcher:
     """Delivers pending messages, in order per account, and marks them delivered."""
 
     def __init__(
-        self, client: Client | None, session_factory: sessionmaker[Session], task_queue: str
+        self,
+        client: Client | None,
+        session_factory: sessionmaker[Session],
+        task_queue: str,
+        rpc_timeout: dt.timedelta = RPC_TIMEOUT,
     ) -> None:
         self.client = client
         self.session_factory = session_factory
         self.task_queue = task_queue
+        self.rpc_timeout = rpc_timeout
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._quiet_until = 0.0  # after a failed delivery, messages queue without a new attempt
 
     async def deliver_account(self, account_id: str | uuid.UUID) -> bool:
         """Send the account's pending messages in order. True when none is left pending."""
         key = uuid.UUID(str(account_id))
-        if self.client is None:
+        if self.client is None or time.monotonic() < self._quiet_until:
             return False
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
@@ -128,8 +142,11 @@ class Dispatcher:
         for row_id, name, payload, start_input in rows:
             try:
                 outcome = await self._send(client, account_id, name, payload, start_input)
-            except Exception as exc:
+            except Exception as exc:  # any failure leaves this and later messages pending
                 failed = (row_id, _error_text(exc))
+                if not isinstance(exc, RPCError) or exc.status in UNREACHABLE:
+                    # Temporal is away: the next facts queue at once instead of waiting too.
+                    self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE.total_seconds()
                 break
             done.append((row_id, outcome))
         self._mark(done, failed)
@@ -149,7 +166,8 @@ class Dispatcher:
             if not self._still_owed(account_id):
                 # A start redelivered after the balance was paid must not open a new ladder.
                 return SKIPPED
-            await client.start_workflow(
+            await asyncio.wait_for(
+                client.start_workflow(
                 WORKFLOW_NAME,
                 EscalationInput.model_validate(start_input),
                 id=workflow_id(account_id),
@@ -158,12 +176,18 @@ class Dispatcher:
                 start_signal_args=[arg],
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                rpc_timeout=RPC_TIMEOUT,
+                rpc_timeout=self.rpc_timeout,
+                ),
+                # The client retries an unreachable server for longer than its rpc_timeout.
+                self.rpc_timeout.total_seconds(),
             )
             return DELIVERED
         try:
-            await client.get_workflow_handle(workflow_id(account_id)).signal(
-                name, arg, rpc_timeout=RPC_TIMEOUT
+            await asyncio.wait_for(
+                client.get_workflow_handle(workflow_id(account_id)).signal(
+                    name, arg, rpc_timeout=self.rpc_timeout
+                ),
+                self.rpc_timeout.total_seconds(),
             )
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:
@@ -239,7 +263,7 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 await self.dispatch_pending()
-            except Exception as exc:
+            except Exception as exc:  # the database may be away too: try again next time
                 log.warning("signal outbox: dispatch failed (%s)", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval.total_seconds())
