@@ -21,10 +21,13 @@ from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli.common import console, database, fail, settings
 from config.settings import Settings
+from models.actions import AccountState
 from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
 from models.orm import repositories as repo
-from starter import Intake, NotRunning, connect, get_account, get_status
+from models.payloads import BalanceState
+from services.ledger_status import account_status, credits_total
+from starter import Intake, NotRunning, connect, get_account
 
 app = typer.Typer(
     help="dunning: polite, lawful follow-up of unpaid patient balances.",
@@ -179,6 +182,13 @@ async def _client(cfg: Settings):  # type: ignore[no-untyped-def]
         fail(f"cannot reach Temporal: {exc}")
 
 
+async def _client_or_none(cfg: Settings):  # type: ignore[no-untyped-def]
+    try:
+        return await connect(cfg)
+    except RuntimeError:  # NotRunning, or Temporal unreachable
+        return None
+
+
 @app.command()
 def pay(
     account: Annotated[str, typer.Argument(help="account number")],
@@ -197,17 +207,31 @@ def pay(
 
     async def go() -> None:
         with database(cfg) as db:
-            intake = Intake(db.session_factory, await _client(cfg), cfg)
+            # Temporal away is no reason to refuse a payment: the ledger takes it and its signal
+            # waits in the outbox for the worker's dispatcher.
+            intake = Intake(db.session_factory, await _client_or_none(cfg), cfg)
             try:
-                new, balance = await intake.post_payment(account, cents, ref, method=method)
+                posted = await intake.post_payment_fact(account, cents, ref, method=method)
             except (LookupError, ValueError) as exc:
                 fail(str(exc))
-        if new:
+        if posted.new:
             console.print(
-                f"posted {format_cents(cents)} to {account}; balance {format_cents(balance)}"
+                f"posted {format_cents(cents)} to {account}; "
+                f"balance {format_cents(posted.balance_cents)}"
             )
         else:
             console.print(f"payment {ref} was already posted; nothing changed")
+        if posted.credit_cents:
+            console.print(
+                f"[yellow]paid past the balance:[/yellow] the account is in credit, "
+                f"{format_cents(posted.credit_cents)} is owed to the patient (a refund task opens "
+                f"after {cfg.ledger.refund_after_days} days)"
+            )
+        if not posted.delivered:
+            console.print(
+                "Temporal did not answer: the payment is recorded and queued; its workflow "
+                "hears of it when Temporal is back"
+            )
 
     asyncio.run(go())
 
@@ -221,15 +245,16 @@ def status(
     cfg = settings()
 
     async def go() -> None:
+        client = await _client(cfg)
         with database(cfg) as db:
-            intake = Intake(db.session_factory, None, cfg)
             try:
-                account_id = intake.account_id(account)
+                view = await account_status(db.session_factory, client, account)
             except LookupError as exc:
                 fail(str(exc))
-        client = await _client(cfg)
-        view = await get_status(client, account_id)
-        account_state = await get_account(client, account_id)
+        if view.state is BalanceState.IN_CREDIT and not view.history:
+            account_state = AccountState()
+        else:
+            account_state = await get_account(client, view.account_id)
         if as_json:
             print(
                 json.dumps(
@@ -247,6 +272,8 @@ def status(
             f"{format_cents(view.balance_cents)}  (paid {format_cents(view.paid_cents)})"
             f"  policy {view.policy.name}@{view.policy.hash[:12]}"
         )
+        if view.credit_cents:
+            console.print(f"credit: {format_cents(view.credit_cents)} owed to the patient")
         if view.next_step:
             console.print(
                 f"next: {view.next_step.step_id} by "
@@ -290,8 +317,11 @@ def aging() -> None:
     cfg = settings()
     with database(cfg) as db, db.session_factory() as session:
         buckets = repo.aging(session, dt.datetime.now(dt.UTC))
+        credit_accounts, credit = credits_total(session)
     table = Table("bucket", "amount")
     for name, cents in buckets.items():
         table.add_row(name, format_cents(cents))
     table.add_row("total", format_cents(sum(buckets.values())))
+    # Credits are owed to patients: shown apart, never netted into what is receivable.
+    table.add_row(f"credits ({credit_accounts} accounts)", format_cents(-credit))
     console.print(table)

@@ -129,6 +129,7 @@ class BalanceState(StrEnum):
     PLACED = "placed"  # referred to a collection agency
     STOPPED = "stopped"  # bankruptcy: automatic stay
     DECEASED = "deceased"  # estate queue
+    IN_CREDIT = "in_credit"  # the ledger owes the patient: no ladder runs (never a workflow's)
 
 
 class EscalationInput(BaseModel):
@@ -191,6 +192,7 @@ class StatusView(BaseModel):
     history: list[StepRecord] = Field(default_factory=list)
     anchor_at: dt.datetime | None = Field(default=None, description="the first statement")
     plan_active: bool = False
+    credit_cents: int = Field(default=0, description="owed to the patient: the balance below zero")
 
 
 class SendStepInput(BaseModel):

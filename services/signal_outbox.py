@@ -168,15 +168,15 @@ class Dispatcher:
                 return SKIPPED
             await asyncio.wait_for(
                 client.start_workflow(
-                WORKFLOW_NAME,
-                EscalationInput.model_validate(start_input),
-                id=workflow_id(account_id),
-                task_queue=self.task_queue,
-                start_signal=name,
-                start_signal_args=[arg],
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                rpc_timeout=self.rpc_timeout,
+                    WORKFLOW_NAME,
+                    EscalationInput.model_validate(start_input),
+                    id=workflow_id(account_id),
+                    task_queue=self.task_queue,
+                    start_signal=name,
+                    start_signal_args=[arg],
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    rpc_timeout=self.rpc_timeout,
                 ),
                 # The client retries an unreachable server for longer than its rpc_timeout.
                 self.rpc_timeout.total_seconds(),

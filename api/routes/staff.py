@@ -51,6 +51,7 @@ from models.actions import (
 from models.orm import Account, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.orm import repositories as repo
 from models.payloads import Decision, StatusView, StepDecision
+from services import ledger_status
 
 router = APIRouter(tags=["staff"])
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
@@ -136,7 +137,12 @@ async def _query(state: AppState, account_number: str, call: Callable[[str], Awa
 @router.get("/accounts/{account_number}/status", response_model=StatusView, responses=ERRORS)
 async def account_status(account_number: AccountNumber, state: State, who: Reader) -> StatusView:
     """State, balance, next step and when, and what was sent."""
-    return await _query(state, account_number, lambda a: starter.get_status(state.client, a))
+    try:
+        return await ledger_status.account_status(
+            state.session_factory, state.client, account_number
+        )
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
 
 
 @router.get("/accounts/{account_number}/actions", response_model=AccountState, responses=ERRORS)
