@@ -57,9 +57,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_drift_records")),
     )
     op.execute("ALTER TYPE task_kind ADD VALUE IF NOT EXISTS 'refund'")
+    # Webhook events are claimed (inserted) before they are applied, then marked applied.
+    op.add_column(
+        "webhook_events", sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.execute("UPDATE webhook_events SET applied_at = received_at")
 
 
 def downgrade() -> None:
+    op.drop_column("webhook_events", "applied_at")
     op.drop_table("drift_records")
     op.drop_index("ix_signal_outbox_pending", table_name="signal_outbox")
     op.drop_table("signal_outbox")
