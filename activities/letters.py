@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from activities.channels import LetterContent
 from activities.rendering import StatementLine
+from config.private_files import private_dir, private_file
 from models.money import format_cents
 from models.orm import Account, AccountStatus, AuditEvent, Communication, CommunicationStatus
 from models.policy import Channel
@@ -578,7 +579,7 @@ def build_print_batch(
         )
         .order_by(Communication.sent_at, Communication.created_at, Communication.id)
     ).all()
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     writer = PdfWriter()
     manifest: list[dict[str, Any]] = []
     page = 1
@@ -629,7 +630,7 @@ def build_print_batch(
     pdf_path = directory / f"{stem}.pdf"
     manifest_path = directory / f"{stem}.csv"
     writer.add_metadata({"/Title": f"Print batch {day.isoformat()}", "/Producer": "dunning"})
-    tmp = pdf_path.with_suffix(".pdf.tmp")
+    tmp = private_file(pdf_path.with_suffix(".pdf.tmp"))
     with tmp.open("wb") as fh:
         writer.write(fh)
     tmp.replace(pdf_path)
@@ -642,6 +643,6 @@ def _write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = private_file(path.with_suffix(".csv.tmp"))
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     tmp.replace(path)

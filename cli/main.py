@@ -20,6 +20,7 @@ from cli import policy as policy_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli.common import console, database, fail, settings
+from config.private_files import restrict_umask
 from config.settings import Settings
 from models.actions import AccountState
 from models.imports import CsvImportError
@@ -45,6 +46,7 @@ log = logging.getLogger("dunning")
 
 
 def main() -> None:
+    restrict_umask()  # every file the CLI or its servers write may hold patient data
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -79,8 +81,12 @@ def _leave(code: int | str | None) -> NoReturn:
 def run() -> None:
     """Start everything on its embedded defaults: database, Temporal, worker and HTTP API."""
     from cli.runner import run_engine
+    from embedded.runlock import DataDirBusy
 
-    asyncio.run(run_engine(settings(), with_api=True))
+    try:
+        asyncio.run(run_engine(settings(), with_api=True))
+    except DataDirBusy as exc:
+        fail(str(exc))
 
 
 @app.command()
