@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api.routes import intake, staff, webhooks
+from api.routes import health, intake, staff, webhooks
 from api.state import AppState
 from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
@@ -37,7 +37,8 @@ def create_app(
     app.state.sendgrid_verifier = Verifier(settings.sendgrid.webhook_public_key)
 
     @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
+    async def live() -> dict[str, str]:
+        """Liveness: the process answers. Readiness is ``/health/ready``."""
         return {"status": "ok"}
 
     @app.exception_handler(DataError)
@@ -45,6 +46,7 @@ def create_app(
         # A value the schema let through but PostgreSQL cannot hold (out of range).
         return JSONResponse({"detail": "a value is out of range"}, status_code=422)
 
+    app.include_router(health.router)
     app.include_router(intake.router)
     app.include_router(staff.router)
     app.include_router(webhooks.router)

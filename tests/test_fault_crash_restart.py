@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,13 @@ def test_kill_9_then_restart_leaves_one_temporal_server(tmp_path: Path, database
         _wait_running(data_dir, second)
         servers = [p.pid for p in temporal_servers(db_file)]
         assert len(servers) == 1 and orphan not in servers  # stopped, then one new server
+        api_url = json.loads((data_dir / "runtime.json").read_text())["api_url"]
+        with urllib.request.urlopen(f"{api_url}/health/ready", timeout=10) as answer:
+            checks = json.loads(answer.read())
+        assert checks == {
+            "status": "ready",
+            "checks": {"postgresql": "ok", "temporal": "ok", "worker": "ok"},
+        }
 
         # A second run on the same folder is refused while the first holds it.
         third = _start(data_dir, database_url)

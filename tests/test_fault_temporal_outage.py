@@ -67,6 +67,10 @@ async def test_payments_posted_while_temporal_is_down_reach_their_workflows(
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as http:
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["temporal"].startswith("unavailable")
+        assert (await http.get("/health")).status_code == 200  # alive, not ready
         answer = await http.post(
             f"/accounts/{rows[0]['account_number']}/payments",
             json={"reference": f"API-{uuid.uuid4().hex[:8]}", "amount_cents": 2000},

@@ -17,6 +17,7 @@ from api.webhooks.common import claim, mark_seen, release
 from config.settings import Settings
 from models.orm import AuditEvent, WebhookEvent
 from models.orm import repositories as repo
+from services import readiness
 from tests.api_support import Api, api_settings, running_api
 from tests.test_webhooks_providers import PUBLIC_KEY, _account, _events, _sendgrid
 
@@ -79,3 +80,14 @@ def test_claim_is_atomic_across_threads_and_released_on_failure(
     # Applied: released claims no longer drop it, and no copy takes it again.
     release(session_factory, "test", event_id)
     assert claim(session_factory, "test", event_id, "x") is False
+
+
+async def test_ready_needs_a_polling_worker(
+    api: Api, dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    answer = await api.http.get("/health/ready")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["checks"] == {"postgresql": "ok", "temporal": "ok", "worker": "ok"}
+    # Another task queue, which no worker polls: alive but not ready.
+    result = await readiness.check(api.session_factory, dev_env.client, f"idle-{uuid.uuid4().hex}")
+    assert not result.ready and result.checks["worker"] == "no worker polling the task queue"
