@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cli import api as api_cli
 from cli import policy as policy_cli
+from cli import reconcile as reconcile_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli.common import console, database, fail, settings
@@ -41,6 +42,7 @@ app.add_typer(policy_cli.app, name="policy")
 app.command()(simulate_cli.simulate)
 staff_cli.register(app)
 api_cli.register(app)
+reconcile_cli.register(app)
 
 log = logging.getLogger("dunning")
 

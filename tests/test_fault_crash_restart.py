@@ -54,6 +54,19 @@ def _wait_running(data_dir: Path, proc: subprocess.Popen[bytes], timeout: float 
     raise AssertionError("dunning run did not start in time")
 
 
+def _ready(url: str, timeout: float = 60) -> object:
+    """The readiness answer once the API serves it (it starts after the runtime file)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return json.loads(answer.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 def test_kill_9_then_restart_leaves_one_temporal_server(tmp_path: Path, database_url: str) -> None:
     data_dir = (tmp_path / "data").resolve()
     db_file = data_dir / "temporal.db"
@@ -73,8 +86,7 @@ def test_kill_9_then_restart_leaves_one_temporal_server(tmp_path: Path, database
         servers = [p.pid for p in temporal_servers(db_file)]
         assert len(servers) == 1 and orphan not in servers  # stopped, then one new server
         api_url = json.loads((data_dir / "runtime.json").read_text())["api_url"]
-        with urllib.request.urlopen(f"{api_url}/health/ready", timeout=10) as answer:
-            checks = json.loads(answer.read())
+        checks = _ready(f"{api_url}/health/ready")
         assert checks == {
             "status": "ready",
             "checks": {"postgresql": "ok", "temporal": "ok", "worker": "ok"},
