@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import func, select
 
+from activities.reconcile import ensure_schedule
 from cli.common import console
 from config.settings import PACKAGE_DIR, Settings
 from embedded.stack import Stack
@@ -62,6 +63,8 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
         async with worker:
             # Ledger facts committed while Temporal did not answer reach their workflows now.
             dispatching = asyncio.create_task(dispatcher.run(stop))
+            # Reconciliation: daily, and once now.
+            await ensure_schedule(stack.client, settings)
             api_url = ""
             server = None
             if with_api:

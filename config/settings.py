@@ -117,7 +117,10 @@ class LedgerSettings(BaseModel):
         default=30, ge=0, description="days an account stays in credit before a refund task opens"
     )
     reconcile_every_hours: int = Field(
-        default=24, ge=1, description="the reconciliation schedule's interval (and once at start)"
+        default=24, ge=1, description="the reconciliation schedule's interval"
+    )
+    reconcile_at_start: bool = Field(
+        default=True, description="run the reconciliation once when a worker starts"
     )
 
 

@@ -260,3 +260,13 @@ class CallOutcomeSignal(BaseModel):
     def conversation(self) -> bool:
         """A right-party conversation: no call for 7 days after it (12 CFR 1006.14(b)(2)(ii))."""
         return self.result in (CallResult.REACHED, CallResult.PROMISE_TO_PAY)
+
+
+class ReconcileResult(BaseModel):
+    """What a scheduled reconciliation found and repaired: counts only, no patient data."""
+
+    checked_accounts: int = 0
+    checked_workflows: int = 0
+    drifts: int = 0
+    repaired: int = 0
+    refund_tasks: int = 0

@@ -31,6 +31,8 @@ def _start(data_dir: Path, database_url: str) -> subprocess.Popen[bytes]:
         DUNNING_API__PORT=str(free_port()),
         DUNNING_TEMPORAL__DEV_SERVER_PORT=str(free_port()),
         DUNNING_TEMPORAL__DEV_SERVER_UI_PORT=str(free_port()),
+        # The session's database holds other tests' accounts: no repairs of theirs here.
+        DUNNING_LEDGER__RECONCILE_AT_START="false",
     )
     env.pop("DUNNING_TEMPORAL__ADDRESS", None)
     return subprocess.Popen(

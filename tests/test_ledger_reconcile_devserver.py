@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import ScheduleActionStartWorkflow, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from activities.reconcile import ensure_schedule
 from config.settings import Settings
 from models.orm import Account, AccountStatus, DriftRecord, SignalOutbox
 from models.orm import repositories as repo
@@ -110,3 +111,17 @@ async def test_each_drift_is_found_and_repaired(
                 select(DriftRecord.kind).where(DriftRecord.account_id.in_(list(ids.values())))
             ).all()
         assert sorted(recorded).count("balance") == 2  # found, then found and repaired
+
+
+async def test_the_reconcile_schedule_runs_daily(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    await ensure_schedule(dev_env.client, settings, run_now=False)
+    await ensure_schedule(dev_env.client, settings, run_now=False)  # idempotent
+    handle = dev_env.client.get_schedule_handle(f"dunning-reconcile-{settings.temporal.task_queue}")
+    described = await handle.describe()
+    action = described.schedule.action
+    assert isinstance(action, ScheduleActionStartWorkflow)
+    assert action.workflow == "ledger-reconcile"
+    assert [i.every for i in described.schedule.spec.intervals] == [dt.timedelta(hours=24)]
+    await handle.delete()
