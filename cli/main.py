@@ -143,7 +143,8 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
 
     async def go() -> None:
         with database(cfg) as db:
-            client = None if dry_run else await _client(cfg)
+            # Temporal away: the ledger takes the rows and the outbox keeps their messages.
+            client = None if dry_run else await _client_or_none(cfg)
             intake = Intake(db.session_factory, client, cfg)
             method = intake.import_balances if kind == "balances" else intake.import_payments
             try:
@@ -176,6 +177,11 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
             console.print(
                 f"{'checked' if dry_run else 'posted'} {report.rows} payments"
                 + ("" if dry_run else f" ({report.new_charges} new)")
+            )
+        if report.queued:
+            console.print(
+                f"{report.queued} account(s) queued: Temporal did not answer; the worker delivers"
+                " their messages when it is back"
             )
 
     asyncio.run(go())
@@ -253,13 +259,15 @@ def status(
     cfg = settings()
 
     async def go() -> None:
-        client = await _client(cfg)
+        client = await _client_or_none(cfg)
         with database(cfg) as db:
             try:
                 view = await account_status(db.session_factory, client, account)
             except LookupError as exc:
                 fail(str(exc))
-        if view.state is BalanceState.IN_CREDIT and not view.history:
+        if client is None:
+            console.print("[yellow]Temporal is not reachable: the ledger's view only[/yellow]")
+        if client is None or (view.state is BalanceState.IN_CREDIT and not view.history):
             account_state = AccountState()
         else:
             account_state = await get_account(client, view.account_id)
