@@ -20,7 +20,7 @@ from models.imports import BalanceRow
 from models.orm import Account, AccountStatus, AuditEvent, Guarantor
 from models.orm import repositories as repo
 from models.payloads import ChargeSignal, EscalationInput
-from starter import Intake, record_channel_event, start_or_join
+from starter import Intake, record_channel_event
 
 
 class PolicyUnusable(ValueError):
@@ -32,6 +32,7 @@ class AccountPosted:
     account_number: str
     new_charges: int
     balance_cents: int
+    delivered: bool = True
 
 
 async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> AccountPosted:
@@ -66,9 +67,10 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
         account = repo.account_by_number(session, number)
         assert account is not None
         balance = account.balance_cents
-    for charge in charges:
-        await start_or_join(intake.client, settings.temporal.task_queue, inp, charge)
-    return AccountPosted(number, len(charges), balance)
+    # The charges' messages were queued with the ledger rows; deliver them now if Temporal answers,
+    # else the worker's dispatcher does.
+    delivered = await intake.deliver(inp.account_id)
+    return AccountPosted(number, len(charges), balance, delivered)
 
 
 def _phone_digits(phone: str) -> str:
