@@ -1,13 +1,15 @@
 """Typed functions that start and message workflows; used by the CLI, the HTTP API and the tests.
 
 Ledger first, workflow second: a payment or charge is committed in PostgreSQL (idempotent by its
-external reference) before its signal is sent, and the workflow deduplicates signals by the same
-reference. Repeating any call after a failure is therefore always safe.
+external reference) in the same transaction as the message that tells its workflow (the signal
+outbox, ``services.signal_outbox``). The message is then delivered at once when Temporal answers,
+or later by the worker's dispatcher when it does not; the workflow deduplicates every message by
+the same reference. Repeating any call after a failure is therefore always safe, and no fact is
+lost while Temporal is away.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
@@ -32,6 +34,7 @@ from config.loader import PolicyBundle, PolicyFileError, load_policy
 from config.settings import Settings
 from models.actions import (
     AccountState,
+    AdjustmentKind,
     AdjustmentSignal,
     ChannelEventKind,
     ChannelEventSignal,
@@ -52,6 +55,7 @@ from models.orm import (
     ChargeLine,
     Deliverability,
     Guarantor,
+    Payment,
     StaffTask,
 )
 from models.orm import repositories as repo
@@ -66,6 +70,8 @@ from models.payloads import (
     StepDecision,
 )
 from models.policy import Channel, PolicyRef
+from services import credits
+from services.signal_outbox import INTAKE_RPC_TIMEOUT, Dispatcher, enqueue
 from workflows.contract import (
     DecisionResult,
     HardshipResult,
@@ -317,6 +323,25 @@ class ImportReport:
     new_charges: int = 0
     started_or_joined: int = 0
     errors: list[str] = field(default_factory=list)
+    queued: int = 0
+    """Accounts whose messages wait in the signal outbox (Temporal did not answer)."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The ledger's answer to a posted fact, and whether its workflow has heard of it yet.
+
+    ``delivered`` is False when the message is only queued in the signal outbox (Temporal away):
+    the ledger holds the fact and the worker's dispatcher delivers it when Temporal returns.
+    """
+
+    new: bool
+    balance_cents: int
+    delivered: bool
+
+    @property
+    def credit_cents(self) -> int:
+        return credits.credit_cents(self.balance_cents)
 
 
 class Intake:
@@ -329,12 +354,19 @@ class Intake:
         self._client = client
         self.settings = settings
         self._policies: dict[str, PolicyBundle] = {}
+        self.dispatcher = Dispatcher(
+            client, session_factory, settings.temporal.task_queue, INTAKE_RPC_TIMEOUT
+        )
 
     @property
     def client(self) -> Client:
         if self._client is None:
             raise NotRunning("no Temporal client")
         return self._client
+
+    async def deliver(self, account_id: str | uuid.UUID) -> bool:
+        """Deliver the account's queued messages now. False when some stay queued."""
+        return await self.dispatcher.deliver_account(account_id)
 
     def policy(self, name: str) -> PolicyBundle:
         if name not in self._policies:
@@ -361,25 +393,19 @@ class Intake:
         report.accounts = len(by_account)
         if dry_run:
             return report
-        pending: list[tuple[EscalationInput, list[ChargeSignal]]] = []
+        pending: list[str] = []
         with self.session_factory.begin() as session:
             for number, account_rows in by_account.items():
                 inp, charges = self.post_account(session, number, account_rows)
                 report.new_charges += len(charges)
                 if charges:
-                    pending.append((inp, charges))
-        # The ledger is committed; now the workflows, several accounts at a time (each account's
-        # charges in order). A failure here is repaired by re-running the import: the ledger
-        # ignores known references, the workflows too.
-        gate = asyncio.Semaphore(START_CONCURRENCY)
-
-        async def route(inp: EscalationInput, charges: list[ChargeSignal]) -> None:
-            async with gate:
-                for charge in charges:
-                    await start_or_join(self.client, self.settings.temporal.task_queue, inp, charge)
-
-        await asyncio.gather(*(route(inp, charges) for inp, charges in pending))
-        report.started_or_joined = len(pending)
+                    pending.append(inp.account_id)
+        # The ledger and its messages are committed together; now the workflows, several
+        # accounts at a time (each account's messages in order). What Temporal does not take now
+        # stays in the outbox for the worker's dispatcher.
+        delivered = await self.dispatcher.deliver_many(pending)
+        report.started_or_joined = delivered
+        report.queued = len(pending) - delivered
         return report
 
     def post_account(
@@ -408,21 +434,20 @@ class Intake:
         repo.set_channel_consent(session, guarantor, Channel.SMS, first.sms_consent)
         account = repo.account_by_number(session, number)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
-        if account is None or account.status is not AccountStatus.OPEN:
-            if account is None:
-                account = Account(
-                    account_number=number,
-                    guarantor=guarantor,
-                    policy_name=bundle.policy.name,
-                    opened_at=opened,
-                )
-                session.add(account)
-            else:
-                account.status = AccountStatus.OPEN
-                account.closed_at = None
-                account.opened_at = opened
+        if account is None:
+            account = Account(
+                account_number=number,
+                guarantor=guarantor,
+                policy_name=bundle.policy.name,
+                opened_at=opened,
+            )
+            session.add(account)
             session.flush()
-        charges: list[ChargeSignal] = []
+        before = account.balance_cents
+        # A workflow follows the account while it is open and owes something; otherwise the new
+        # lines net against any credit first and only the rest starts a ladder.
+        running = account.status is AccountStatus.OPEN and before > 0
+        new_lines: list[tuple[str, int]] = []
         for row in rows:
             line = ChargeLine(
                 external_ref=row.charge_ref,
@@ -433,14 +458,18 @@ class Intake:
                 insurance_adjustment_cents=row.insurance_adjustment,
                 patient_paid_cents=row.patient_paid,
             )
-            if repo.add_charge_line(session, account, line) and line.balance_cents > 0:
-                charges.append(
-                    ChargeSignal(
-                        reference=row.charge_ref,
-                        amount_cents=line.balance_cents,
-                        posted_at=dt.datetime.now(dt.UTC),
-                    )
-                )
+            if repo.add_charge_line(session, account, line):
+                new_lines.append((row.charge_ref, line.balance_cents))
+        routing = credits.route_new_lines(before, running, new_lines)
+        now = dt.datetime.now(dt.UTC)
+        charges = [
+            ChargeSignal(reference=ref, amount_cents=cents, posted_at=now)
+            for ref, cents in routing.charges
+        ]
+        if charges and account.status is not AccountStatus.OPEN:
+            account.status = AccountStatus.OPEN
+            account.closed_at = None
+            account.opened_at = opened
         session.flush()
         session.add(
             AuditEvent(
@@ -456,8 +485,19 @@ class Intake:
             policy=bundle.policy,
             policy_hash=bundle.hash,
             profile=profile,
-            opened_at=opened,
+            opened_at=account.opened_at,
         )
+        for charge in charges:
+            enqueue(session, account.id, "add_charge", charge, start=inp)
+        for ref, cents in routing.adjustments:
+            enqueue(
+                session,
+                account.id,
+                "post_adjustment",
+                AdjustmentSignal(
+                    reference=f"line:{ref}", kind=AdjustmentKind.ADJUSTMENT, amount_cents=cents
+                ),
+            )
         return inp, charges
 
     async def post_payment(
@@ -471,6 +511,32 @@ class Intake:
         posted_by: str = "staff",
     ) -> tuple[bool, int]:
         """Record a payment once and tell the workflow. Returns (new, balance after, in cents)."""
+        posted = await self.post_payment_fact(
+            account_number,
+            amount_cents,
+            reference,
+            received_at=received_at,
+            method=method,
+            posted_by=posted_by,
+        )
+        return posted.new, posted.balance_cents
+
+    async def post_payment_fact(
+        self,
+        account_number: str,
+        amount_cents: int,
+        reference: str,
+        *,
+        received_at: dt.datetime | None = None,
+        method: str = "other",
+        posted_by: str = "staff",
+    ) -> Posted:
+        """Record a payment once, queue its signal in the same transaction, then deliver it.
+
+        Raises:
+            LookupError: no such account.
+            repo.ReferenceConflict: the reference was posted with another amount or account.
+        """
         payment = PaymentSignal(
             reference=reference,
             amount_cents=amount_cents,
@@ -498,11 +564,10 @@ class Intake:
                         detail={"reference": reference, "amount_cents": amount_cents},
                     )
                 )
+                if account.status is AccountStatus.OPEN:
+                    enqueue(session, account.id, "record_payment", payment)
             account_id, balance = str(account.id), account.balance_cents
-            was_open = account.status is AccountStatus.OPEN
-        if was_open:
-            await notify(self.client, account_id, "record_payment", payment)
-        return new, balance
+        return Posted(new, balance, await self.deliver(account_id))
 
     async def import_payments(self, path: Path, *, dry_run: bool = False) -> ImportReport:
         rows, errors = parse_rows(path, PaymentRow)
@@ -517,6 +582,9 @@ class Intake:
             ]
         if unknown:
             raise CsvImportError(unknown)
+        conflicts = self._payment_conflicts(rows)
+        if conflicts:
+            raise CsvImportError(conflicts)
         if dry_run:
             return report
         for _, row in rows:
@@ -525,7 +593,7 @@ class Intake:
                 if row.received_on
                 else None
             )
-            new, _ = await self.post_payment(
+            posted = await self.post_payment_fact(
                 row.account_number,
                 row.amount,
                 row.reference,
@@ -533,8 +601,51 @@ class Intake:
                 method=row.method,
                 posted_by="import",
             )
-            report.new_charges += int(new)
+            report.new_charges += int(posted.new)
+            report.queued += int(not posted.delivered)
         return report
+
+    def _payment_conflicts(self, rows: list[tuple[int, PaymentRow]]) -> list[RowError]:
+        """References reused with another amount or account, in the file or in the ledger."""
+        errors: list[RowError] = []
+        seen: dict[str, tuple[int, str, int]] = {}
+        for line, row in rows:
+            first = seen.setdefault(row.reference, (line, row.account_number, row.amount))
+            if first[1:] != (row.account_number, row.amount):
+                errors.append(
+                    RowError(
+                        line,
+                        "reference",
+                        f"{row.reference!r} is also on row {first[0]} with another amount"
+                        " or account",
+                    )
+                )
+        with self.session_factory() as session:
+            stored = {
+                p.reference: p
+                for p in session.scalars(
+                    select(Payment).where(Payment.reference.in_(list(seen)))
+                ).all()
+            }
+            numbers = {
+                a.id: a.account_number
+                for a in session.scalars(
+                    select(Account).where(Account.id.in_({p.account_id for p in stored.values()}))
+                ).all()
+            }
+        for line, row in rows:
+            known = stored.get(row.reference)
+            if known is not None and (
+                known.amount_cents != row.amount or numbers[known.account_id] != row.account_number
+            ):
+                errors.append(
+                    RowError(
+                        line,
+                        "reference",
+                        f"{row.reference!r} was already posted with another amount or account",
+                    )
+                )
+        return sorted(errors, key=lambda e: e.row)
 
     def account_id(self, account_number: str) -> str:
         with self.session_factory() as session:
@@ -557,6 +668,18 @@ class Intake:
         self, account_number: str, adjustment: AdjustmentSignal, posted_by: str = "system"
     ) -> tuple[bool, int]:
         """Record an adjustment once in the ledger, then tell the workflow. (new, balance)"""
+        posted = await self.post_adjustment_fact(account_number, adjustment, posted_by)
+        return posted.new, posted.balance_cents
+
+    async def post_adjustment_fact(
+        self, account_number: str, adjustment: AdjustmentSignal, posted_by: str = "system"
+    ) -> Posted:
+        """Record an adjustment once with its queued signal, then deliver it.
+
+        Raises:
+            LookupError: no such account.
+            repo.ReferenceConflict: the reference was posted with another amount, kind or account.
+        """
         with self.session_factory.begin() as session:
             account = repo.account_by_number(session, account_number)
             if account is None:
@@ -582,11 +705,10 @@ class Intake:
                         },
                     )
                 )
+                if account.status is AccountStatus.OPEN:
+                    enqueue(session, account.id, "post_adjustment", adjustment)
             account_id, balance = str(account.id), account.balance_cents
-            was_open = account.status is AccountStatus.OPEN
-        if was_open:
-            await notify(self.client, account_id, "post_adjustment", adjustment)
-        return new, balance
+        return Posted(new, balance, await self.deliver(account_id))
 
     async def channel_event(
         self, account_number: str, event: ChannelEventSignal, actor: str = "system"
@@ -613,9 +735,10 @@ class Intake:
                     },
                 )
             )
-            account_id, was_open = str(account.id), account.status is AccountStatus.OPEN
-        if was_open:
-            await notify(self.client, account_id, "channel_event", event)
+            if account.status is AccountStatus.OPEN:
+                enqueue(session, account.id, "channel_event", event)
+            account_id = str(account.id)
+        await self.deliver(account_id)
 
     async def record_call_outcome(
         self,
@@ -645,7 +768,8 @@ class Intake:
             )
             account = session.get(Account, task.account_id)
             assert account is not None
-            account_id, was_open = str(account.id), account.status is AccountStatus.OPEN
-        if was_open:
-            await notify(self.client, account_id, "record_call_outcome", outcome)
+            if account.status is AccountStatus.OPEN:
+                enqueue(session, account.id, "record_call_outcome", outcome)
+            account_id = str(account.id)
+        await self.deliver(account_id)
         return outcome

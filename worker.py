@@ -23,12 +23,15 @@ from activities.channels import OutboxSender, Sender
 from activities.email import SendGridSender
 from activities.ledger import LedgerActivities
 from activities.messaging import MessagingActivities, PolicyStore
+from activities.reconcile import ReconcileActivities, ensure_schedule
 from activities.sms import TwilioSender, make_client
 from config.settings import Settings
 from models.policy import Channel
+from services.signal_outbox import Dispatcher
 from workflows.escalation import BalanceEscalationWorkflow
+from workflows.reconcile import LedgerReconcileWorkflow
 
-WORKFLOWS = [BalanceEscalationWorkflow]
+WORKFLOWS = [BalanceEscalationWorkflow, LedgerReconcileWorkflow]
 
 # The decision core, the account rules and their data models are pure and deterministic: pass
 # them through the sandbox instead of re-importing them for every workflow run. zoneinfo reads the
@@ -120,6 +123,7 @@ def build_worker(
         linger=dt.timedelta(milliseconds=temporal.send_batch_linger_ms),
     )
     ledger = LedgerActivities(session_factory, Path(settings.data_dir) / "agency")
+    reconcile = ReconcileActivities(session_factory, client, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
@@ -132,6 +136,7 @@ def build_worker(
             ledger.close_approval,
             ledger.escalate_approval,
             ledger.place_with_agency,
+            reconcile.reconcile_ledger,
         ],
         activity_executor=ThreadPoolExecutor(
             max_workers=temporal.max_concurrent_activities, thread_name_prefix="activity"
@@ -156,8 +161,16 @@ def tune_gc() -> None:
 async def run_worker(
     client: Client, settings: Settings, session_factory: sessionmaker[Session], stop: asyncio.Event
 ) -> None:
-    """Run until ``stop`` is set, then shut down gracefully (running activities finish)."""
+    """Run until ``stop`` is set, then shut down gracefully (running activities finish).
+
+    Beside the worker, the signal outbox's dispatcher delivers ledger facts that were committed
+    while Temporal did not answer.
+    """
     worker = build_worker(client, settings, session_factory)
+    dispatcher = Dispatcher(client, session_factory, settings.temporal.task_queue)
     tune_gc()
     async with worker:
+        await ensure_schedule(client, settings)
+        dispatching = asyncio.create_task(dispatcher.run(stop))
         await stop.wait()
+        await dispatching

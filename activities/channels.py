@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from activities.rendering import StatementLine
+from config.private_files import private_dir, private_file
 from models.policy import Channel
 
 # -- what a sender is given -----------------------------------------------------------------
@@ -202,7 +203,8 @@ class OutboxSender:
         body = _FROM_LINE.sub(r">\1", message.body)
         record = "\n".join(header) + "\n\n" + body.rstrip("\n") + "\n\n"
         with self._lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            private_file(path)  # patient data: owner only
             with path.open("a", encoding="utf-8") as fh:
                 fh.write(record)  # one append: a reader sees whole messages
         return Delivery(self.name, message.communication_id, str(path))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio import activity
 
 from activities.messaging import contact_point
+from config.private_files import private_dir, private_file
 from models.actions import ExportInput, TaskRecordInput
 from models.orm import Account, AccountStatus, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.payloads import BalanceState, CloseApprovalInput, CloseBalanceInput, OpenApprovalInput
@@ -201,8 +202,9 @@ class LedgerActivities:
                 "placed_on": today.isoformat(),
                 "approved_by": inp.approved_by,
             }
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             new_file = not path.exists()
+            private_file(path)  # names and addresses: owner only
             with path.open("a", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=PLACEMENT_COLUMNS)
                 if new_file:

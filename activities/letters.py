@@ -19,6 +19,7 @@ requires it, and a remittance stub. Envelopes and stubs name no service (HIPAA m
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -48,11 +49,13 @@ from reportlab.platypus import (
     TableStyle,
 )
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from activities.channels import LetterContent
+from activities.rendering import StatementLine
+from config.private_files import private_dir, private_file
 from models.money import format_cents
-from models.orm import Communication, CommunicationStatus
+from models.orm import Account, AccountStatus, AuditEvent, Communication, CommunicationStatus
 from models.policy import Channel
 
 PAGE_WIDTH, PAGE_HEIGHT = LETTER
@@ -476,6 +479,8 @@ class PrintBatch:
     manifest_path: Path
     letters: int
     pages: int
+    dropped: int = 0
+    """Letters queued that day but not printed: the account was paid, closed, held or ended."""
 
 
 MANIFEST_FIELDS = [
@@ -486,7 +491,67 @@ MANIFEST_FIELDS = [
     "first_page",
     "pages",
     "sha256",
+    "action",
+    "reason",
 ]
+
+
+def _held_since(session: Session, account_id: Any, since: dt.datetime) -> bool:
+    """A hold recorded after the letter was queued and not resumed since (the staff audit)."""
+    actions = session.scalars(
+        select(AuditEvent.action)
+        .where(
+            AuditEvent.account_id == account_id,
+            AuditEvent.action.in_(("hold", "resume")),
+            AuditEvent.at >= since,
+            AuditEvent.detail["outcome"].astext.is_distinct_from("refused"),
+        )
+        .order_by(AuditEvent.at.desc())
+    ).all()
+    return bool(actions) and actions[0] == "hold"
+
+
+def letter_now(session: Session, row: Communication) -> tuple[LetterContent | None, str]:
+    """The letter as the ledger stands now, or None and why it must not be printed.
+
+    A queued letter is printed with the ledger's balance, visits and aging at composition time;
+    the letter of an account paid, closed, ended or held since it was queued is dropped.
+    """
+    account = session.scalars(
+        select(Account).where(Account.id == row.account_id).options(selectinload(Account.charges))
+    ).one()
+    if account.status is not AccountStatus.OPEN:
+        return None, f"account {account.status.value} since queued"
+    if account.balance_cents <= 0:
+        return None, "nothing owed (paid or in credit)"
+    if _held_since(session, account.id, row.created_at):
+        return None, "account on hold since queued"
+    if row.letter is None:
+        return None, ""
+    from activities.messaging import aging_of  # messaging imports this module
+
+    stored = letter_from_json(row.letter)
+    lines = tuple(
+        StatementLine(
+            service_date=c.service_date,
+            description=c.description,
+            charges_cents=c.charges_cents,
+            insurance_paid_cents=c.insurance_paid_cents,
+            insurance_adjustment_cents=c.insurance_adjustment_cents,
+            patient_paid_cents=c.patient_paid_cents,
+        )
+        for c in account.charges
+    )
+    balance = account.balance_cents
+    return (
+        dataclasses.replace(
+            stored,
+            amount_due_cents=balance,
+            lines=lines,
+            aging_cents=aging_of(lines, balance, stored.statement_date),
+        ),
+        "",
+    )
 
 
 def build_print_batch(
@@ -514,12 +579,35 @@ def build_print_batch(
         )
         .order_by(Communication.sent_at, Communication.created_at, Communication.id)
     ).all()
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     writer = PdfWriter()
     manifest: list[dict[str, Any]] = []
     page = 1
+    printed = dropped = 0
     for seq, row in enumerate(rows, start=1):
-        data = letter_pdf(row)
+        letter, reason = letter_now(session, row)
+        if letter is None and reason:
+            dropped += 1
+            manifest.append(
+                {
+                    "sequence": seq,
+                    "communication_id": str(row.id),
+                    "account_id": str(row.account_id),
+                    "step_id": row.step_id,
+                    "first_page": "",
+                    "pages": 0,
+                    "sha256": "",
+                    "action": "dropped",
+                    "reason": reason,
+                }
+            )
+            continue
+        data = (
+            render_letter(letter, row.body or "", str(row.id))
+            if letter is not None
+            else letter_pdf(row)
+        )
+        printed += 1
         reader = PdfReader(io.BytesIO(data))
         for p in reader.pages:
             writer.add_page(p)
@@ -533,6 +621,8 @@ def build_print_batch(
                 "first_page": page,
                 "pages": count,
                 "sha256": hashlib.sha256(data).hexdigest(),
+                "action": "print",
+                "reason": "",
             }
         )
         page += count
@@ -540,12 +630,12 @@ def build_print_batch(
     pdf_path = directory / f"{stem}.pdf"
     manifest_path = directory / f"{stem}.csv"
     writer.add_metadata({"/Title": f"Print batch {day.isoformat()}", "/Producer": "dunning"})
-    tmp = pdf_path.with_suffix(".pdf.tmp")
+    tmp = private_file(pdf_path.with_suffix(".pdf.tmp"))
     with tmp.open("wb") as fh:
         writer.write(fh)
     tmp.replace(pdf_path)
     _write_manifest(manifest_path, manifest)
-    return PrintBatch(day, pdf_path, manifest_path, len(rows), page - 1)
+    return PrintBatch(day, pdf_path, manifest_path, printed, page - 1, dropped)
 
 
 def _write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -553,6 +643,6 @@ def _write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = private_file(path.with_suffix(".csv.tmp"))
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     tmp.replace(path)

@@ -63,6 +63,7 @@ from activities.rendering import (
     context,
     render,
 )
+from activities.statement_cycle import statement_due
 from config.loader import PolicyBundle
 from models.orm import (
     Account,
@@ -290,6 +291,8 @@ class _Work:
     """The claim was inserted (not raced by another attempt of the step)."""
     tasks: list[StaffTask] = field(default_factory=list)
     """Committed with the claim when it is won: a call task."""
+    last_due: dt.date | None = None
+    """The due date of the latest letter sent to the account: the statement cycle's."""
     audits: list[dict[str, Any]] = field(default_factory=list)
     """Committed with the claim when it is won: the audit of a message queued with it."""
     outcome: SendStepResult | BaseException | None = None
@@ -421,12 +424,30 @@ class MessagingActivities:
                 )
             ).unique()
         }
+        last_due = self._last_due_dates(session, ids)
         for work in active:
             work.account = accounts.get(uuid.UUID(work.step.account_id))
+            work.last_due = last_due.get(uuid.UUID(work.step.account_id))
             if work.account is None:
                 work.outcome = ApplicationError(
                     "the step's account is not in the ledger", type="AccountMissing"
                 )
+
+    @staticmethod
+    def _last_due_dates(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, dt.date]:
+        """The due date of each account's latest letter, in the same batch's round trips."""
+        rows = session.execute(
+            select(Communication.account_id, Communication.letter["due_date"].astext)
+            .where(
+                Communication.account_id == any_(_array(list(ids), Uuid)),
+                Communication.channel == Channel.LETTER,
+                Communication.status == CommunicationStatus.SENT,
+                Communication.letter.is_not(None),
+            )
+            .order_by(Communication.sent_at.asc())
+        ).all()
+        # Oldest first: each account's latest letter is the one left in the dict.
+        return {a: dt.date.fromisoformat(d) for a, d in rows if d}
 
     # -- choosing a channel and rendering ------------------------------------------------------
 
@@ -481,7 +502,9 @@ class MessagingActivities:
         """Render ``channel``'s message into the claim, and what commits with it."""
         account = work.account
         assert account is not None
-        subject, body = self._render(bundle, work.step, account, channel, work.now)
+        today = work.now.astimezone(zone(account.guarantor.time_zone)).date()
+        due = statement_due(work.last_due, today, opens_cycle=channel is Channel.LETTER)
+        subject, body = self._render(bundle, work.step, account, channel, work.now, due)
         claim = self._row(work, channel, CommunicationStatus.PENDING)
         claim.update(
             recipient=contact_point(account.guarantor, channel),
@@ -491,7 +514,7 @@ class MessagingActivities:
         )
         if channel is Channel.LETTER:
             # Queued for the print batch with its statement: the letter is sent when this commits.
-            letter = self._letter(bundle, work.step, account, body, work.now)
+            letter = self._letter(bundle, work.step, account, body, work.now, due[0])
             claim.update(letter=letter_json(letter))
             self._sent_with_claim(work, claim, PRINT_QUEUE)
         elif channel is Channel.CALL:
@@ -831,6 +854,7 @@ class MessagingActivities:
         account: Account,
         channel: Channel,
         now: dt.datetime,
+        due: tuple[dt.date, bool] | None = None,
     ) -> tuple[str | None, str]:
         guarantor = account.guarantor
         recipient = Recipient(
@@ -840,7 +864,17 @@ class MessagingActivities:
             lines=tuple(_statement_line(c) for c in account.charges),
         )
         today = now.astimezone(zone(guarantor.time_zone)).date()
-        variables = context(bundle.policy, channel, recipient, step.balance_cents, step.tone, today)
+        due_date, past_due = due or (None, False)
+        variables = context(
+            bundle.policy,
+            channel,
+            recipient,
+            step.balance_cents,
+            step.tone,
+            today,
+            due_date=due_date,
+            past_due=past_due,
+        )
         try:
             rendered = render(bundle, step.template, guarantor.language, channel, variables)
         except RenderError as exc:
@@ -854,6 +888,7 @@ class MessagingActivities:
         account: Account,
         body: str,
         now: dt.datetime,
+        due_date: dt.date | None = None,
     ) -> LetterContent:
         policy = bundle.policy
         guarantor = account.guarantor
@@ -868,7 +903,7 @@ class MessagingActivities:
             address_lines=tuple(address_lines(guarantor)),
             account_number=account.account_number,
             statement_date=today,
-            due_date=today + dt.timedelta(days=PAYMENT_TERMS_DAYS),
+            due_date=due_date or today + dt.timedelta(days=PAYMENT_TERMS_DAYS),
             amount_due_cents=step.balance_cents,
             currency=policy.currency,
             lines=rows,

@@ -82,8 +82,14 @@ def context(
     balance_cents: int,
     tone: Tone,
     today: dt.date,
+    due_date: dt.date | None = None,
+    past_due: bool = False,
 ) -> dict[str, Any]:
-    """The variables a template of ``channel`` may use."""
+    """The variables a template of ``channel`` may use.
+
+    ``due_date`` is the statement cycle's (``activities.statement_cycle``); ``past_due`` is true
+    only once a due date already quoted to the patient has passed.
+    """
     practice = policy.practice
 
     def money(cents: int) -> str:
@@ -105,7 +111,8 @@ def context(
         "balance": money(balance_cents),
         "balance_cents": balance_cents,
         "today": today.isoformat(),
-        "due_date": (today + dt.timedelta(days=PAYMENT_TERMS_DAYS)).isoformat(),
+        "due_date": (due_date or today + dt.timedelta(days=PAYMENT_TERMS_DAYS)).isoformat(),
+        "past_due": past_due,
         "lines": [
             {
                 "service_date": line.service_date.isoformat(),

@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
-from api.routes import facts, intake, staff, webhooks
+from api.routes import facts, health, intake, staff, webhooks
 from api.state import AppState
 from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
@@ -70,7 +70,8 @@ def create_app(
     app.state.sendgrid_verifier = Verifier(settings.sendgrid.webhook_public_key)
 
     @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
+    async def live() -> dict[str, str]:
+        """Liveness: the process answers. Readiness is ``/health/ready``."""
         return {"status": "ok"}
 
     @app.exception_handler(DataError)
@@ -78,6 +79,7 @@ def create_app(
         # A value the schema let through but PostgreSQL cannot hold (out of range).
         return JSONResponse({"detail": "a value is out of range"}, status_code=422)
 
+    app.include_router(health.router)
     app.include_router(intake.router)
     app.include_router(staff.router)
     app.include_router(facts.router)

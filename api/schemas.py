@@ -86,6 +86,11 @@ class AccountOut(BaseModel):
     account_number: str
     new_charges: int
     balance_cents: int
+    queued: bool = Field(
+        default=False,
+        description="true (HTTP 202) when the ledger holds the fact and its workflow signal waits "
+        "in the outbox for Temporal",
+    )
 
 
 class PaymentIn(Strict):
@@ -99,6 +104,12 @@ class PaymentOut(BaseModel):
     reference: str
     new: bool
     balance_cents: int
+    credit_cents: int = Field(default=0, description="owed to the patient (balance below zero)")
+    queued: bool = Field(
+        default=False,
+        description="true (HTTP 202) when the ledger holds the fact and its workflow signal waits "
+        "in the outbox for Temporal",
+    )
 
 
 class AdjustmentIn(Strict):
@@ -112,6 +123,11 @@ class AdjustmentIn(Strict):
 class AdjustmentOut(BaseModel):
     reference: str
     balance_cents: int
+    queued: bool = Field(
+        default=False,
+        description="true (HTTP 202) when the ledger holds the fact and its workflow signal waits "
+        "in the outbox for Temporal",
+    )
 
 
 # -- staff --------------------------------------------------------------------------------------

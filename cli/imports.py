@@ -115,6 +115,7 @@ async def run_import(
                 report.accounts += part.accounts
                 report.new_charges += part.new_charges
                 report.started_or_joined += part.started_or_joined
+                report.queued += part.queued
                 progress.advance(task, len(chunk))
     return report, [e for es in rejected.values() for e in es], rejects
 

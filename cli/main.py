@@ -17,6 +17,7 @@ from rich.table import Table
 from cli import api as api_cli
 from cli import facts as facts_cli
 from cli import policy as policy_cli
+from cli import reconcile as reconcile_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli import users as users_cli
@@ -29,6 +30,7 @@ from cli.common import (
     settings,
     with_services,
 )
+from config.private_files import restrict_umask
 from config.roles import Permission
 from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
@@ -48,11 +50,13 @@ staff_cli.register(app)
 api_cli.register(app)
 facts_cli.register(app)
 users_cli.register(app)
+reconcile_cli.register(app)
 
 log = logging.getLogger("dunning")
 
 
 def main() -> None:
+    restrict_umask()  # every file the CLI or its servers write may hold patient data
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -87,8 +91,12 @@ def _leave(code: int | str | None) -> NoReturn:
 def run() -> None:
     """Start everything on its embedded defaults: database, Temporal, worker and HTTP API."""
     from cli.runner import run_engine
+    from embedded.runlock import DataDirBusy
 
-    asyncio.run(run_engine(settings(), with_api=True))
+    try:
+        asyncio.run(run_engine(settings(), with_api=True))
+    except DataDirBusy as exc:
+        fail(str(exc))
 
 
 @app.command()
@@ -140,8 +148,7 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
     from cli.imports import run_import
 
     async def go(svc: Services) -> None:
-        if not dry_run:
-            svc.temporal  # noqa: B018  # refuse (exit 5) before reading the file if unreachable
+        # Temporal away: the ledger takes the rows and the signal outbox keeps their messages.
         intake = svc.intake
         method = intake.import_balances if kind == "balances" else intake.import_payments
         try:
@@ -175,6 +182,11 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
                 f"{'checked' if dry_run else 'posted'} {report.rows} payments"
                 + ("" if dry_run else f" ({report.new_charges} new)")
             )
+        if report.queued:
+            console.print(
+                f"{report.queued} account(s) queued: Temporal did not answer; the worker delivers"
+                " their messages when it is back"
+            )
 
     with_services(go, temporal=not dry_run)
 
@@ -202,6 +214,17 @@ def pay(
         )
     else:
         console.print(f"payment {ref} was already posted; nothing changed")
+    if posted.credit_cents:
+        console.print(
+            f"[yellow]paid past the balance:[/yellow] the account is in credit, "
+            f"{format_cents(posted.credit_cents)} is owed to the patient (a refund task opens "
+            f"after {settings().ledger.refund_after_days} days)"
+        )
+    if not posted.delivered:
+        console.print(
+            "Temporal did not answer: the payment is recorded and queued; its workflow "
+            "hears of it when Temporal is back"
+        )
 
 
 @app.command()
@@ -230,6 +253,8 @@ def status(
         f"{format_cents(view.balance_cents)}  (paid {format_cents(view.paid_cents)})"
         f"  policy {view.policy.name}@{view.policy.hash[:12]}"
     )
+    if view.credit_cents:
+        console.print(f"credit: {format_cents(view.credit_cents)} owed to the patient")
     if view.next_step:
         console.print(
             f"next: {view.next_step.step_id} by "
@@ -270,8 +295,11 @@ def aging() -> None:
     """Open receivables by age: 0-30, 31-60, 61-90, 91-120, 120+ days."""
     actor = current_actor(Permission.READ)
     buckets = with_services(lambda svc: queries.aging(svc, actor), temporal=False)
+    credit_accounts, credit = with_services(lambda svc: queries.credits(svc, actor), temporal=False)
     table = Table("bucket", "amount")
     for name, cents in buckets.items():
         table.add_row(name, format_cents(cents))
     table.add_row("total", format_cents(sum(buckets.values())))
+    # Credits are owed to patients: shown apart, never netted into what is receivable.
+    table.add_row(f"credits ({credit_accounts} accounts)", format_cents(-credit))
     console.print(table)

@@ -12,11 +12,14 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy import func, select
 
+from activities.reconcile import ensure_schedule
 from cli.common import console
 from config.settings import PACKAGE_DIR, Settings
 from embedded.stack import Stack
 from embedded.temporal import free_port
 from models.orm import Account
+from services import readiness
+from services.signal_outbox import Dispatcher
 from starter import Intake
 from worker import build_worker, tune_gc
 
@@ -53,8 +56,15 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
     async with Stack(settings) as stack:
         assert stack.db is not None and stack.client is not None
         worker = build_worker(stack.client, settings, stack.db.session_factory)
+        dispatcher = Dispatcher(
+            stack.client, stack.db.session_factory, settings.temporal.task_queue
+        )
         tune_gc()
         async with worker:
+            # Ledger facts committed while Temporal did not answer reach their workflows now.
+            dispatching = asyncio.create_task(dispatcher.run(stop))
+            # Reconciliation: daily, and once now.
+            await ensure_schedule(stack.client, settings)
             api_url = ""
             server = None
             if with_api:
@@ -70,6 +80,7 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
                 )
             stack.write_runtime(api_url)
             await _seed_if_empty(settings, stack)
+            await _wait_ready(settings, stack)
             console.print("[bold green]dunning is running[/bold green]")
             if stack.ui_url:
                 console.print(f"  Temporal web UI  {stack.ui_url}")
@@ -84,6 +95,25 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
             if server and serve:
                 server.should_exit = True
                 await serve
+            await dispatching
+
+
+async def _wait_ready(settings: Settings, stack: Stack, timeout: float = 30.0) -> None:
+    """Wait until PostgreSQL, Temporal and the worker's polling all check out (/health/ready)."""
+    assert stack.db is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await readiness.check(
+            stack.db.session_factory, stack.client, settings.temporal.task_queue
+        )
+        if result.ready:
+            return
+        if loop.time() > deadline:
+            failing = ", ".join(f"{k}: {v}" for k, v in result.checks.items() if v != "ok")
+            console.print(f"[yellow]not ready yet[/yellow] ({failing})")
+            return
+        await asyncio.sleep(0.25)
 
 
 async def _seed_if_empty(settings: Settings, stack: Stack) -> None:

@@ -86,6 +86,11 @@ def letters_batch(
         except LetterError as exc:
             fail(str(exc))
     console.print(f"{batch.letters} letters, {batch.pages} pages for {batch.day.isoformat()}:")
+    if batch.dropped:
+        console.print(
+            f"  {batch.dropped} queued letter(s) dropped: the account was paid, closed, held or"
+            " ended since (see the manifest)"
+        )
     console.print(f"  {batch.pdf_path}\n  {batch.manifest_path}")
 
 

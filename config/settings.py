@@ -122,6 +122,20 @@ class PracticeSettings(BaseModel):
     default_policy: str = "physician"
 
 
+class LedgerSettings(BaseModel):
+    """Credits, reconciliation and the signal outbox."""
+
+    refund_after_days: int = Field(
+        default=30, ge=0, description="days an account stays in credit before a refund task opens"
+    )
+    reconcile_every_hours: int = Field(
+        default=24, ge=1, description="the reconciliation schedule's interval"
+    )
+    reconcile_at_start: bool = Field(
+        default=True, description="run the reconciliation once when a worker starts"
+    )
+
+
 class Settings(BaseSettings):
     """All settings of one deployment."""
 
@@ -139,6 +153,7 @@ class Settings(BaseSettings):
     sendgrid: SendGridSettings = SendGridSettings()
     api: ApiSettings = ApiSettings()
     practice: PracticeSettings = PracticeSettings()
+    ledger: LedgerSettings = LedgerSettings()
 
     @cached_property
     def outbox_dir(self) -> Path:

@@ -7,6 +7,7 @@ persisted in ``<data_dir>/temporal.db`` so that open workflows resume on the nex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.private_files import private_dir, private_file
 from config.settings import Settings
 from embedded.postgres import EmbeddedPostgres
+from embedded.runlock import clear_pidfile, run_lock, stop_left_servers, write_pidfile
 from embedded.temporal import dev_server_path, free_port
 from models.orm.database import make_engine, make_session_factory, migrate
 
@@ -64,10 +67,25 @@ class Stack:
         self.ui_url = ""
         self.temporal_address = ""
         self._env: WorkflowEnvironment | None = None
+        self._lock: contextlib.ExitStack | None = None
 
     async def __aenter__(self) -> Stack:
         settings = self.settings
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        data_dir = Path(settings.data_dir).resolve()
+        private_dir(data_dir)  # the databases, outbox and print batches hold patient data
+        if not settings.temporal.address:
+            # This run owns the data folder: one run at a time, and whatever a killed run left.
+            self._lock = contextlib.ExitStack()
+            self._lock.enter_context(run_lock(data_dir))
+            stop_left_servers(data_dir, data_dir / "temporal.db")
+        try:
+            await self._start(settings, data_dir)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _start(self, settings: Settings, data_dir: Path) -> None:
         self.db = Database.open(settings, run_migrations=True)
         if settings.temporal.address:
             from starter import connect
@@ -79,7 +97,7 @@ class Stack:
             ui_port = free_port(settings.temporal.dev_server_ui_port)
             self._env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=dev_server_path(),
-                dev_server_database_filename=str(Path(settings.data_dir).resolve() / "temporal.db"),
+                dev_server_database_filename=str(data_dir / "temporal.db"),
                 port=port,
                 ui=True,
                 ui_port=ui_port,
@@ -90,7 +108,9 @@ class Stack:
             self.client = self._env.client
             self.temporal_address = f"127.0.0.1:{port}"
             self.ui_url = f"http://127.0.0.1:{ui_port}"
-        return self
+            db_file = data_dir / "temporal.db"
+            write_pidfile(data_dir, db_file, self.temporal_address)
+            private_file(db_file)
 
     def write_runtime(self, api_url: str) -> None:
         """Tell the other ``dunning`` commands where this run's servers listen."""
@@ -99,7 +119,9 @@ class Stack:
             "ui_url": self.ui_url,
             "api_url": api_url,
         }
-        Path(self.settings.runtime_file).write_text(json.dumps(data, indent=2))
+        path = Path(self.settings.runtime_file)
+        path.write_text(json.dumps(data, indent=2))
+        private_file(path)
 
     async def __aexit__(
         self,
@@ -110,7 +132,13 @@ class Stack:
         Path(self.settings.runtime_file).unlink(missing_ok=True)
         if self._env is not None:
             await self._env.shutdown()
+            self._env = None
+            clear_pidfile(Path(self.settings.data_dir).resolve())
         if self.db is not None:
             self.db.close()
             if self.db.embedded is not None:
                 self.db.embedded.stop()
+            self.db = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None

@@ -131,6 +131,7 @@ class BalanceState(StrEnum):
     STOPPED = "stopped"  # bankruptcy: automatic stay
     DECEASED = "deceased"  # estate queue
     CONTACT_STOPPED = "contact_stopped"  # attorney representation or cease communication
+    IN_CREDIT = "in_credit"  # the ledger owes the patient: no ladder runs (never a workflow's)
 
 
 class EscalationInput(BaseModel):
@@ -193,6 +194,7 @@ class StatusView(BaseModel):
     history: list[StepRecord] = Field(default_factory=list)
     anchor_at: dt.datetime | None = Field(default=None, description="the first statement")
     plan_active: bool = False
+    credit_cents: int = Field(default=0, description="owed to the patient: the balance below zero")
 
 
 class SendStepInput(BaseModel):
@@ -260,3 +262,13 @@ class CallOutcomeSignal(BaseModel):
     def conversation(self) -> bool:
         """A right-party conversation: no call for 7 days after it (12 CFR 1006.14(b)(2)(ii))."""
         return self.result in (CallResult.REACHED, CallResult.PROMISE_TO_PAY)
+
+
+class ReconcileResult(BaseModel):
+    """What a scheduled reconciliation found and repaired: counts only, no patient data."""
+
+    checked_accounts: int = 0
+    checked_workflows: int = 0
+    drifts: int = 0
+    repaired: int = 0
+    refund_tasks: int = 0

@@ -77,6 +77,10 @@ class AttorneyContact(BaseModel):
 class PaymentPosted(BaseModel):
     new: bool
     balance_cents: int
+    credit_cents: int = 0
+    """Owed to the patient: the payment went past the balance."""
+    delivered: bool = True
+    """False when the workflow has not heard yet: the payment waits in the signal outbox."""
 
 
 class FactRecorded(BaseModel):
@@ -150,11 +154,12 @@ async def pay(
             None,
             Refused(Rejection.INVALID_REQUEST, "amount: must be more than zero"),
         )
-    svc.temporal  # noqa: B018  # refuse before the ledger changes if Temporal is unreachable
+    # Temporal away is no reason to refuse a payment: the ledger takes it, and its signal waits
+    # in the outbox for the worker's dispatcher.
 
     async def work() -> PaymentPosted:
         try:
-            new, balance = await svc.intake.post_payment(
+            posted = await svc.intake.post_payment_fact(
                 account_number,
                 amount_cents,
                 reference,
@@ -164,7 +169,12 @@ async def pay(
             )
         except ValueError as exc:  # the reference is known with other facts
             raise Refused(Rejection.REFERENCE_CONFLICT, str(exc)) from None
-        return PaymentPosted(new=new, balance_cents=balance)
+        return PaymentPosted(
+            new=posted.new,
+            balance_cents=posted.balance_cents,
+            credit_cents=posted.credit_cents,
+            delivered=posted.delivered,
+        )
 
     return await _guard(
         svc, actor, "payment_posted", None, work, {"account_number": account_number}
@@ -175,16 +185,21 @@ async def adjust(
     svc: Services, actor: Actor, account_number: str, adjustment: AdjustmentSignal
 ) -> PaymentPosted:
     """Post an adjustment, insurance payment or denial once, and tell the workflow."""
-    svc.temporal  # noqa: B018
+    # Temporal away: the ledger takes it and the outbox keeps its message (as for payments).
 
     async def work() -> PaymentPosted:
         try:
-            new, balance = await svc.intake.post_adjustment(
+            posted = await svc.intake.post_adjustment_fact(
                 account_number, adjustment, posted_by=actor.id
             )
         except ValueError as exc:
             raise Refused(Rejection.REFERENCE_CONFLICT, str(exc)) from None
-        return PaymentPosted(new=new, balance_cents=balance)
+        return PaymentPosted(
+            new=posted.new,
+            balance_cents=posted.balance_cents,
+            credit_cents=posted.credit_cents,
+            delivered=posted.delivered,
+        )
 
     return await _guard(
         svc, actor, "adjustment_posted", None, work, {"account_number": account_number}

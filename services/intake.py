@@ -22,7 +22,7 @@ from models.imports import BalanceRow
 from models.orm import Account, AccountStatus, AuditEvent, Guarantor
 from models.orm import repositories as repo
 from models.payloads import ChargeSignal, EscalationInput
-from starter import Intake, record_channel_event, start_or_join
+from starter import Intake, record_channel_event
 
 
 class PolicyUnusable(ValueError):
@@ -34,6 +34,8 @@ class AccountPosted:
     account_number: str
     new_charges: int
     balance_cents: int
+    delivered: bool = True
+    """False when the workflow has not heard yet: its messages wait in the signal outbox."""
 
 
 async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> AccountPosted:
@@ -71,9 +73,10 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
             return inp, charges, account.balance_cents
 
     inp, charges, balance = await asyncio.to_thread(post)
-    for charge in charges:
-        await start_or_join(intake.client, settings.temporal.task_queue, inp, charge)
-    return AccountPosted(number, len(charges), balance)
+    # The charges' messages were queued with the ledger rows; deliver them now if Temporal
+    # answers, else the worker's dispatcher does.
+    delivered = await intake.deliver(inp.account_id)
+    return AccountPosted(number, len(charges), balance, delivered)
 
 
 def _phone_digits(phone: str) -> str:

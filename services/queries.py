@@ -12,13 +12,15 @@ from collections import defaultdict
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.service import RPCError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 import starter
 from models.actions import AccountState
 from models.orm import Account, StaffNote, StaffTask, TaskStatus
 from models.orm import repositories as repo
 from models.payloads import StatusView
+from services import ledger_status
 from services.context import Services
 from services.errors import Refused
 from services.identity import Actor
@@ -93,22 +95,39 @@ async def worklist(svc: Services, actor: Actor, *, all_tasks: bool = False) -> l
 
 
 async def account_status(svc: Services, actor: Actor, account_number: str) -> AccountView:
-    """The workflow's view of a balance; NO_WORKFLOW when none ever ran or it has ended."""
+    """Where a balance stands: the workflow's view with the ledger's balance and credit.
+
+    An account no workflow follows (in credit, paid, never billed) is answered by the ledger
+    alone, with no next step.
+    """
     account = await svc.account(account_number)
     client = svc.temporal
     try:
-        status = await starter.get_status(client, account.workflow_account_id)
-        actions = await starter.get_account(client, account.workflow_account_id)
+        status = await ledger_status.account_status(svc.session_factory, client, account_number)
+        actions = await _actions_if_any(client, account.workflow_account_id)
+    except LookupError as exc:
+        raise Refused(Rejection.ACCOUNT_UNKNOWN, str(exc)) from None
     except RPCError as exc:
         refusal = rpc_refusal(exc)
         if refusal is None:
             raise
-        if refusal.kind is Rejection.NO_WORKFLOW:
-            refusal = Refused(
-                Rejection.NO_WORKFLOW, f"account {account_number}: no workflow follows it up"
-            )
         raise refusal from None
     return AccountView(account_number=account.number, status=status, actions=actions)
+
+
+async def _actions_if_any(client: Client, account_id: str) -> AccountState:
+    """The workflow's events of a finished or never-started balance; none when it never ran."""
+    try:
+        return await starter.get_account(client, account_id)
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            return AccountState()
+        raise
+
+
+async def credits(svc: Services, actor: Actor) -> tuple[int, int]:
+    """Accounts in credit and what they are owed in total (cents, positive): never receivable."""
+    return await svc.db(ledger_status.credits_total)
 
 
 async def aging(svc: Services, actor: Actor) -> dict[str, int]:

@@ -53,7 +53,12 @@ async def test_account_intake_is_idempotent_by_reference(api: Api) -> None:
     auth = api.auth(ApiRole.INTEGRATION)
     first = await api.http.put(f"/accounts/{number}", json=body, headers=auth)
     assert first.status_code == 200, first.text
-    assert first.json() == {"account_number": number, "new_charges": 1, "balance_cents": 5500}
+    assert first.json() == {
+        "account_number": number,
+        "new_charges": 1,
+        "balance_cents": 5500,
+        "queued": False,
+    }
     again = await api.http.put(f"/accounts/{number}", json=body, headers=auth)
     assert again.status_code == 200 and again.json() == first.json()
     assert again.headers.get("Idempotent-Replayed") == "true"
@@ -85,7 +90,13 @@ async def test_payment_and_adjustment_are_idempotent_and_reach_the_workflow(api:
         f"/accounts/{number}/payments", json={"reference": ref, "amount_cents": 2000}, headers=auth
     )
     assert first.status_code == 200, first.text
-    assert first.json() == {"reference": ref, "new": True, "balance_cents": 3500}
+    assert first.json() == {
+        "reference": ref,
+        "new": True,
+        "balance_cents": 3500,
+        "credit_cents": 0,
+        "queued": False,
+    }
     again = await api.http.post(
         f"/accounts/{number}/payments", json={"reference": ref, "amount_cents": 2000}, headers=auth
     )

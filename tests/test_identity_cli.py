@@ -224,7 +224,7 @@ def test_the_first_administrator_closes_the_open_door(
     lee = out.strip().splitlines()[-1]
     # From now on only an administrator may.
     code, out = _run("user", "add", "mallory", "--role", "billing_lead")
-    assert code == 2 and "not logged in" in out
+    assert code == 6 and "not logged in" in out
     code, out = _run("user", "add", "sam", "--role", "office-manager", token=lee)
     assert code == 0, out
     code, out = _run("user", "list", token=lee)

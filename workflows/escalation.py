@@ -469,11 +469,14 @@ class BalanceEscalationWorkflow:
     @workflow.query(name="get_status")
     def get_status(self) -> StatusView:
         state, inp = self._state, self._input
-        nxt = self._next
+        finished = self._finished()
+        # A finished balance has no next step, whatever the last wake-up had planned.
+        nxt = None if finished else self._next
         return StatusView(
             account_id=inp.account_id,
             state=self._balance_state(),
             balance_cents=state.balance_cents,
+            credit_cents=max(0, -state.balance_cents),
             paid_cents=state.paid_cents,
             policy=PolicyRef(name=inp.policy.name, hash=inp.policy_hash),
             next_step=NextStepView(
@@ -484,7 +487,7 @@ class BalanceEscalationWorkflow:
             )
             if nxt
             else None,
-            waiting_for=self._waiting_for,
+            waiting_for="" if finished else self._waiting_for,
             history=list(state.history),
             anchor_at=state.anchor_at,
             plan_active=state.plan_active,

@@ -39,6 +39,16 @@ ERRORS: dict[int | str, dict[str, object]] = {
     404: {"model": Problem},
     409: {"model": Problem},
 }
+ACCEPTED: dict[int | str, dict[str, object]] = {
+    **ERRORS,
+    202: {"description": "recorded in the ledger; the workflow's signal is queued"},
+}
+
+
+def _status(delivered: bool) -> int:
+    """200 when the workflow has the fact; 202 when the ledger has it and its signal is queued
+    (Temporal away): the worker's dispatcher delivers it when Temporal returns."""
+    return 200 if delivered else 202
 
 
 def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
@@ -85,7 +95,7 @@ def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
 @router.put(
     "/accounts/{account_number}",
     response_model=AccountOut,
-    responses=ERRORS,
+    responses=ACCEPTED,
     summary="Create or update an account's balance and charge lines",
 )
 async def put_account(
@@ -109,16 +119,22 @@ async def put_account(
         account_number=posted.account_number,
         new_charges=posted.new_charges,
         balance_cents=posted.balance_cents,
+        queued=not posted.delivered,
     )
     return idempotency.remember(
-        state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
+        state.session_factory,
+        key,
+        digest,
+        _status(posted.delivered),
+        out.model_dump(mode="json"),
+        who.name,
     )
 
 
 @router.post(
     "/accounts/{account_number}/payments",
     response_model=PaymentOut,
-    responses=ERRORS,
+    responses=ACCEPTED,
     summary="Post a payment (once per reference)",
 )
 async def post_payment(
@@ -138,17 +154,27 @@ async def post_payment(
         method=body.method,
         received_at=body.received_at,
     )
-    new, balance = posted.new, posted.balance_cents
-    out = PaymentOut(reference=body.reference, new=new, balance_cents=balance)
+    out = PaymentOut(
+        reference=body.reference,
+        new=posted.new,
+        balance_cents=posted.balance_cents,
+        credit_cents=posted.credit_cents,
+        queued=not posted.delivered,
+    )
     return idempotency.remember(
-        state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
+        state.session_factory,
+        key,
+        digest,
+        _status(posted.delivered),
+        out.model_dump(mode="json"),
+        who.name,
     )
 
 
 @router.post(
     "/accounts/{account_number}/adjustments",
     response_model=AdjustmentOut,
-    responses=ERRORS,
+    responses=ACCEPTED,
     summary="Post an adjustment, insurance payment (negative) or denial (positive)",
 )
 async def post_adjustment(
@@ -165,10 +191,15 @@ async def post_adjustment(
     digest = idempotency.request_hash(account_number, body.model_dump(mode="json"))
     if (first := idempotency.replay(state.session_factory, key, digest)) is not None:
         return first
-    balance = (
-        await facts.adjust(state.services, who.actor(), account_number, signal)
-    ).balance_cents
-    out = AdjustmentOut(reference=body.reference, balance_cents=balance)
+    posted = await facts.adjust(state.services, who.actor(), account_number, signal)
+    out = AdjustmentOut(
+        reference=body.reference, balance_cents=posted.balance_cents, queued=not posted.delivered
+    )
     return idempotency.remember(
-        state.session_factory, key, digest, 200, out.model_dump(mode="json"), who.name
+        state.session_factory,
+        key,
+        digest,
+        _status(posted.delivered),
+        out.model_dump(mode="json"),
+        who.name,
     )

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sendgrid.helpers.eventwebhook import EventWebhook
 
 from api import services
-from api.webhooks.common import already_seen, mark_seen
+from api.webhooks.common import claim, mark_seen, release
 from api.webhooks.twilio import Refused
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, Communication, CommunicationStatus
@@ -129,42 +129,49 @@ async def handle_batch(intake: Intake, events: list[SendGridEvent]) -> BatchOutc
     session_factory = intake.session_factory
     outcome = BatchOutcome()
     for event in events:
-        if already_seen(session_factory, PROVIDER, event.sg_event_id):
+        if not claim(session_factory, PROVIDER, event.sg_event_id, event.event):
             outcome.duplicates += 1
             continue
-        kind = EVENT_KINDS.get(event.event)
-        guarantors: list[uuid.UUID] = []
-        with session_factory.begin() as session:
-            outbox = _outbox_id(event)
-            row = session.get(Communication, outbox) if outbox else None
-            if row is not None:
-                outcome.matched.append(str(row.id))
-                account = session.get(Account, row.account_id)
-                assert account is not None
-                guarantors = [account.guarantor_id]
-                if kind is ChannelEventKind.EMAIL_BOUNCED:
-                    row.status = CommunicationStatus.FAILED
-                    row.reasons = "; ".join(
-                        x for x in (row.reasons, f"sendgrid {event.event}") if x
-                    )
-            elif kind is not None and event.email:
-                # An unsubscribe from SendGrid's own page may carry no custom argument.
-                guarantors = services.guarantors_by_email(session, event.email)
-            if (
-                event.event == "delivered"
-                and row is not None
-                and row.status in (CommunicationStatus.PENDING, CommunicationStatus.UNCONFIRMED)
-            ):
-                row.status = CommunicationStatus.SENT
-        if kind is not None and guarantors:
-            signal = ChannelEventSignal(
-                reference=_reference(event.sg_event_id), kind=kind, channel=Channel.EMAIL
-            )
-            await services.channel_event_for_guarantors(intake, guarantors, signal, "sendgrid")
-            outcome.accepted += 1
-        elif event.event == "delivered" and row is not None:
-            outcome.accepted += 1
-        else:
-            outcome.ignored += 1
+        try:
+            await _apply(intake, event, outcome)
+        except BaseException:
+            release(session_factory, PROVIDER, event.sg_event_id)
+            raise
         mark_seen(session_factory, PROVIDER, event.sg_event_id, event.event)
     return outcome
+
+
+async def _apply(intake: Intake, event: SendGridEvent, outcome: BatchOutcome) -> None:
+    session_factory = intake.session_factory
+    kind = EVENT_KINDS.get(event.event)
+    guarantors: list[uuid.UUID] = []
+    with session_factory.begin() as session:
+        outbox = _outbox_id(event)
+        row = session.get(Communication, outbox) if outbox else None
+        if row is not None:
+            outcome.matched.append(str(row.id))
+            account = session.get(Account, row.account_id)
+            assert account is not None
+            guarantors = [account.guarantor_id]
+            if kind is ChannelEventKind.EMAIL_BOUNCED:
+                row.status = CommunicationStatus.FAILED
+                row.reasons = "; ".join(x for x in (row.reasons, f"sendgrid {event.event}") if x)
+        elif kind is not None and event.email:
+            # An unsubscribe from SendGrid's own page may carry no custom argument.
+            guarantors = services.guarantors_by_email(session, event.email)
+        if (
+            event.event == "delivered"
+            and row is not None
+            and row.status in (CommunicationStatus.PENDING, CommunicationStatus.UNCONFIRMED)
+        ):
+            row.status = CommunicationStatus.SENT
+    if kind is not None and guarantors:
+        signal = ChannelEventSignal(
+            reference=_reference(event.sg_event_id), kind=kind, channel=Channel.EMAIL
+        )
+        await services.channel_event_for_guarantors(intake, guarantors, signal, "sendgrid")
+        outcome.accepted += 1
+    elif event.event == "delivered" and row is not None:
+        outcome.accepted += 1
+    else:
+        outcome.ignored += 1

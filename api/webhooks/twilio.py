@@ -28,7 +28,7 @@ from activities.sms import (
     reply_text,
 )
 from api import services
-from api.webhooks.common import already_seen, mark_seen
+from api.webhooks.common import claim, mark_seen, release
 from config.settings import Settings
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, AuditEvent, Communication, CommunicationStatus
@@ -105,8 +105,21 @@ async def handle_status(
     error_code = params.get("ErrorCode", "")
     event_id = f"{sid}:{status}"
     session_factory = intake.session_factory
-    if already_seen(session_factory, PROVIDER, event_id):
+    if not claim(session_factory, PROVIDER, event_id, status):
         return StatusOutcome(True, None, None)
+    try:
+        outcome = await _apply_status(intake, sid, status, error_code, outbox_id)
+    except BaseException:
+        release(session_factory, PROVIDER, event_id)
+        raise
+    mark_seen(session_factory, PROVIDER, event_id, status)
+    return outcome
+
+
+async def _apply_status(
+    intake: Intake, sid: str, status: str, error_code: str, outbox_id: str | None
+) -> StatusOutcome:
+    session_factory = intake.session_factory
     kind = _channel_event_for(status, error_code)
     guarantor_id = None
     communication_id = None
@@ -153,7 +166,6 @@ async def handle_status(
     if kind is not None and guarantor_id is not None:
         event = ChannelEventSignal(reference=f"tw:{sid}", kind=kind, channel=Channel.SMS)
         await services.channel_event_for_guarantors(intake, [guarantor_id], event, "twilio")
-    mark_seen(session_factory, PROVIDER, event_id, status)
     return StatusOutcome(False, communication_id, kind if guarantor_id else None)
 
 
@@ -166,8 +178,23 @@ async def handle_inbound(intake: Intake, params: dict[str, str], settings: Setti
     keyword = classify_reply(params.get("Body", ""))
     session_factory = intake.session_factory
     answer = MessagingResponse()
-    if already_seen(session_factory, PROVIDER, sid):
+    if not claim(session_factory, PROVIDER, sid, f"inbound_{keyword.value}"):
         return str(answer)
+    try:
+        reply = await _apply_inbound(intake, keyword, sender, sid, settings)
+    except BaseException:
+        release(session_factory, PROVIDER, sid)
+        raise
+    if reply:
+        answer.message(reply)
+    mark_seen(session_factory, PROVIDER, sid, f"inbound_{keyword.value}")
+    return str(answer)
+
+
+async def _apply_inbound(
+    intake: Intake, keyword: Keyword, sender: str, sid: str, settings: Settings
+) -> str:
+    session_factory = intake.session_factory
     practice, phone = settings.practice.name, settings.practice.phone
     if keyword in (Keyword.STOP, Keyword.START):
         with session_factory() as session:
@@ -179,8 +206,4 @@ async def handle_inbound(intake: Intake, params: dict[str, str], settings: Setti
         )
         event = ChannelEventSignal(reference=f"tw:{sid}", kind=kind, channel=Channel.SMS)
         await services.channel_event_for_guarantors(intake, guarantors, event, "twilio")
-    reply = reply_text(keyword, practice, phone)
-    if reply:
-        answer.message(reply)
-    mark_seen(session_factory, PROVIDER, sid, f"inbound_{keyword.value}")
-    return str(answer)
+    return reply_text(keyword, practice, phone)

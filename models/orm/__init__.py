@@ -13,6 +13,7 @@ from models.orm.audit import AuditEvent
 from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
+from models.orm.ledger import DriftRecord, SignalOutbox
 from models.orm.note import LegalFact, StaffNote
 from models.orm.policy_version import PolicyVersion
 from models.orm.user import User
@@ -31,11 +32,13 @@ __all__ = [
     "Communication",
     "CommunicationStatus",
     "Deliverability",
+    "DriftRecord",
     "Guarantor",
     "IdempotencyKey",
     "LegalFact",
     "Payment",
     "PolicyVersion",
+    "SignalOutbox",
     "StaffNote",
     "StaffTask",
     "TaskKind",

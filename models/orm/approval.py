@@ -18,6 +18,7 @@ class TaskKind(StrEnum):
     APPROVAL = "approval"
     CALL = "call"
     ESTATE = "estate"  # a deceased guarantor's account, for the estate queue
+    REFUND = "refund"  # an account in credit past the refund period
 
 
 class TaskStatus(StrEnum):

@@ -121,6 +121,10 @@ def add_charge_line(session: Session, account: Account, line: ChargeLine) -> boo
     return True
 
 
+class ReferenceConflict(ValueError):
+    """A reference already posted with another amount, kind or account: never a silent duplicate."""
+
+
 def record_payment(
     session: Session,
     account: Account,
@@ -133,7 +137,7 @@ def record_payment(
     """Insert a payment once per reference and lower the balance. Returns (payment, is_new).
 
     Raises:
-        ValueError: the reference was already used for another account.
+        ReferenceConflict: the reference was already used for another account or amount.
     """
     inserted = session.execute(
         insert(Payment)
@@ -151,7 +155,12 @@ def record_payment(
     ).scalar()
     payment = session.scalars(select(Payment).where(Payment.reference == reference)).one()
     if payment.account_id != account.id:
-        raise ValueError(f"reference: {reference!r} is already used by another account")
+        raise ReferenceConflict(f"reference: {reference!r} is already used by another account")
+    if inserted is None and payment.amount_cents != amount_cents:
+        raise ReferenceConflict(
+            f"reference: {reference!r} was already posted for {payment.amount_cents} cents,"
+            f" not {amount_cents}; use a new reference for a new payment"
+        )
     if inserted is not None:
         account.balance_cents -= amount_cents
     return payment, inserted is not None
@@ -168,7 +177,7 @@ def record_adjustment(
     """Insert an adjustment once per reference and change the balance. True if new.
 
     Raises:
-        ValueError: the reference was already used for another account.
+        ReferenceConflict: the reference was already used for another account, kind or amount.
     """
     inserted = session.execute(
         insert(Adjustment)
@@ -183,9 +192,18 @@ def record_adjustment(
         .on_conflict_do_nothing(index_elements=["reference"])
         .returning(Adjustment.id)
     ).scalar()
-    owner = session.scalar(select(Adjustment.account_id).where(Adjustment.reference == reference))
-    if owner != account.id:
-        raise ValueError(f"reference: {reference!r} is already used by another account")
+    stored = session.execute(
+        select(Adjustment.account_id, Adjustment.kind, Adjustment.amount_cents).where(
+            Adjustment.reference == reference
+        )
+    ).one()
+    if stored[0] != account.id:
+        raise ReferenceConflict(f"reference: {reference!r} is already used by another account")
+    if inserted is None and (stored[1].value != kind or stored[2] != amount_cents):
+        raise ReferenceConflict(
+            f"reference: {reference!r} was already posted as {stored[1].value}"
+            f" {stored[2]:+d} cents; use a new reference for a new adjustment"
+        )
     if inserted is not None:
         account.balance_cents += amount_cents
     return inserted is not None

@@ -37,3 +37,5 @@ class WebhookEvent(Base):
     event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     received_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    applied_at: Mapped[dt.datetime | None]
+    """None while the request that claimed the event is applying it."""
