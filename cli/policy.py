@@ -148,7 +148,9 @@ def _profile(
     }
     if not sms_consent:
         channels[Channel.SMS] = ChannelStatus(
-            reachable=Channel.SMS not in unreachable, consent=False, reason="no recorded consent"
+            reachable=Channel.SMS not in unreachable,
+            consent=False,
+            reason="no recorded consent (TCPA)",
         )
     return ContactProfile(time_zone=name, language=language, channels=channels)
 

@@ -29,12 +29,22 @@ class ChannelStatus(BaseModel):
     reason: str = Field(default="", description="why not reachable or no consent")
 
 
+class PatientLocation(BaseModel):
+    """A place the patient may be, reduced to its time zone: never the address or the number."""
+
+    time_zone: str = Field(max_length=64)
+    source: str = Field(max_length=16, description="address, phone or record")
+
+
 class ContactProfile(BaseModel):
     """A guarantor's contact situation, free of protected health information."""
 
-    time_zone: str = "America/New_York"
+    time_zone: str = Field(default="", description="the zone on record; empty when unknown")
     language: str = "en"
     channels: dict[Channel, ChannelStatus] = Field(default_factory=dict)
+    locations: list[PatientLocation] = Field(
+        default_factory=list, description="zones of the address and the phone's area code"
+    )
 
     def status(self, channel: Channel) -> ChannelStatus:
         return self.channels.get(channel, ChannelStatus(reachable=False, reason="no contact point"))

@@ -18,6 +18,9 @@ class TaskKind(StrEnum):
     APPROVAL = "approval"
     CALL = "call"
     ESTATE = "estate"  # a deceased guarantor's account, for the estate queue
+    ADDRESS = "address"  # a letter came back: find the corrected address
+    LOCATE = "locate"  # no usable channel at all: find the patient
+    UNCONFIRMED = "unconfirmed"  # a send cut off mid-request: check whether it went out
 
 
 class TaskStatus(StrEnum):

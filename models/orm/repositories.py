@@ -25,6 +25,7 @@ from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
 from models.payloads import ChannelStatus, ContactProfile
 from models.policy import Channel
+from services.locations import patient_locations
 
 
 def store_policy_version(session: Session, bundle: PolicyBundle) -> None:
@@ -84,7 +85,7 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
     """What the workflow may know of a guarantor's channels: flags only, never addresses."""
     prefs = {p.channel: p for p in guarantor.channels}
     points = {
-        Channel.LETTER: bool(guarantor.address_line1 and guarantor.postal_code),
+        Channel.LETTER: bool(guarantor.address_line1 and guarantor.city and guarantor.postal_code),
         Channel.EMAIL: bool(guarantor.email),
         Channel.SMS: bool(guarantor.phone),
         Channel.CALL: bool(guarantor.phone),
@@ -99,10 +100,13 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
         if pref is not None and pref.opted_out_at is not None:
             consent, reason = False, "opted out"
         elif channel is Channel.SMS and sms_requires_consent and not (pref and pref.consent):
-            consent, reason = False, "no recorded consent"
+            consent, reason = False, "no recorded consent (TCPA)"
         channels[channel] = ChannelStatus(reachable=reachable, consent=consent, reason=reason)
     return ContactProfile(
-        time_zone=guarantor.time_zone, language=guarantor.language, channels=channels
+        time_zone=guarantor.time_zone or "",
+        language=guarantor.language,
+        channels=channels,
+        locations=patient_locations(guarantor.postal_code, guarantor.phone),
     )
 
 
