@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.batching import StepBatcher
 from activities.channels import OutboxSender, Sender
+from activities.contact_tasks import ContactTaskActivities
 from activities.email import SendGridSender
 from activities.ledger import LedgerActivities
 from activities.messaging import MessagingActivities, PolicyStore
@@ -120,6 +121,7 @@ def build_worker(
         linger=dt.timedelta(milliseconds=temporal.send_batch_linger_ms),
     )
     ledger = LedgerActivities(session_factory, Path(settings.data_dir) / "agency")
+    contact_tasks = ContactTaskActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
@@ -132,6 +134,7 @@ def build_worker(
             ledger.close_approval,
             ledger.escalate_approval,
             ledger.place_with_agency,
+            contact_tasks.sync_contact_task,
         ],
         activity_executor=ThreadPoolExecutor(
             max_workers=temporal.max_concurrent_activities, thread_name_prefix="activity"

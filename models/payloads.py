@@ -139,6 +139,7 @@ class BalanceState(StrEnum):
     PLACED = "placed"  # referred to a collection agency
     STOPPED = "stopped"  # bankruptcy: automatic stay
     DECEASED = "deceased"  # estate queue
+    UNREACHABLE = "unreachable"  # no usable channel at all: parked, a locate task is open
 
 
 class EscalationInput(BaseModel):
@@ -201,6 +202,9 @@ class StatusView(BaseModel):
     history: list[StepRecord] = Field(default_factory=list)
     anchor_at: dt.datetime | None = Field(default=None, description="the first statement")
     plan_active: bool = False
+    contact_window: str = Field(
+        default="", description="which locations set the allowed hours, and the window left"
+    )
 
 
 class SendStepInput(BaseModel):
@@ -268,3 +272,13 @@ class CallOutcomeSignal(BaseModel):
     def conversation(self) -> bool:
         """A right-party conversation: no call for 7 days after it (12 CFR 1006.14(b)(2)(ii))."""
         return self.result in (CallResult.REACHED, CallResult.PROMISE_TO_PAY)
+
+
+class ContactTaskInput(BaseModel):
+    """Open (``open=True``) or close the account's ``address`` or ``locate`` worklist task."""
+
+    account_id: str
+    kind: str = Field(pattern=r"^(address|locate)$")
+    open: bool = True
+    step_id: str = Field(default="", max_length=48)
+    reason: str = Field(default="", max_length=300)

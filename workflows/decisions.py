@@ -32,7 +32,7 @@ from models.payloads import (
     StepOutcome,
     StepRecord,
 )
-from models.policy import Anchor, Channel, Policy, Step, StepKind
+from models.policy import Anchor, Channel, NoChannelAction, Policy, Step, StepKind
 
 UTC = dt.UTC
 ON_TIME = dt.timedelta(minutes=1)
@@ -97,12 +97,18 @@ Decision = SendNow | WaitUntil | Skip | WaitForChange | Done
 
 
 def decide(
-    policy: Policy, state: LadderState, profile: ContactProfile, now: dt.datetime
+    policy: Policy,
+    state: LadderState,
+    profile: ContactProfile,
+    now: dt.datetime,
+    *,
+    no_channel_rule: bool = True,
 ) -> Decision:
     """Decide what the ladder does next at ``now`` (timezone-aware).
 
     Conditions of a step are evaluated only once it is due, so that a payment or a plan agreed in
-    the meantime counts.
+    the meantime counts. ``no_channel_rule``: a step without a usable channel follows the
+    policy's ``on_no_channel`` (False only for workflows recorded before it existed: they skip).
     """
     if state.balance_cents <= 0:
         return Done(
@@ -161,8 +167,53 @@ def decide(
     if skip_reason:
         return Skip(index, step, skip_reason)
     if not channels:
-        return Skip(index, step, "no allowed channel: " + "; ".join(blocked))
+        reason = "no allowed channel: " + "; ".join(blocked)
+        if not no_channel_rule:
+            return Skip(index, step, reason)
+        return no_channel(policy, index, state, profile, now, reason)
     return SendNow(planned)
+
+
+UNREACHABLE = "unreachable: no usable address, phone or email; a locate task asks staff to find"
+WAITING_FOR_CHANNEL = "waiting for a usable contact point"
+
+
+def unreachable(policy: Policy, profile: ContactProfile) -> bool:
+    """No channel at all may reach the patient: the account is parked for a person to locate."""
+    return all(channel_block(policy, channel, profile) for channel in Channel)
+
+
+def no_channel(
+    policy: Policy,
+    index: int,
+    state: LadderState,
+    profile: ContactProfile,
+    now: dt.datetime,
+    reason: str,
+) -> Decision:
+    """A due step none of whose channels is usable.
+
+    An unreachable patient parks the ladder (never "complete", never escalated without a
+    person). Otherwise a step with a letter in its chain waits, up to the policy's
+    ``on_no_channel.wait_days`` after it fell due, for a corrected contact point (a returned
+    letter's new address); then it follows ``on_no_channel.then``: wait on, skip, or wait with a
+    staff task. Optional notices by email or text are skipped as before.
+    """
+    step = policy.steps[index]
+    if unreachable(policy, profile):
+        return WaitForChange(f"{UNREACHABLE} ({reason})", index)
+    if Channel.LETTER not in step.channels:
+        return Skip(index, step, reason)  # an optional notice: the letters carry the ladder
+    rule = policy.contact.on_no_channel
+    limit = nominal_time(policy, index, state, profile, now) + dt.timedelta(days=rule.wait_days)
+    if now < limit:
+        why = f"{WAITING_FOR_CHANNEL} until {limit.date().isoformat()} ({reason})"
+        return WaitUntil(Planned(index, step, limit, (), (why,)))
+    if rule.then is NoChannelAction.SKIP:
+        return Skip(index, step, reason)
+    if rule.then is NoChannelAction.TASK:
+        return WaitForChange(f"{WAITING_FOR_CHANNEL}; a staff task asks for one ({reason})", index)
+    return WaitForChange(f"{WAITING_FOR_CHANNEL} ({reason})", index)
 
 
 def allowed_channels(
