@@ -256,6 +256,8 @@ def status(
             )
         if view.waiting_for:
             console.print(f"waiting for: {view.waiting_for}")
+        if view.contact_window:
+            console.print(f"window: {view.contact_window}", markup=False)
         rows = [
             (
                 r.at,
