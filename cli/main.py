@@ -292,8 +292,14 @@ def aging() -> None:
     cfg = settings()
     with database(cfg) as db, db.session_factory() as session:
         buckets = repo.aging(session, dt.datetime.now(dt.UTC))
+        unreachable, unreachable_cents = repo.unreachable_receivables(session)
     table = Table("bucket", "amount")
     for name, cents in buckets.items():
         table.add_row(name, format_cents(cents))
     table.add_row("total", format_cents(sum(buckets.values())))
+    if unreachable:
+        table.add_row(
+            f"of which unreachable ({unreachable} accounts, locate task open)",
+            format_cents(unreachable_cents),
+        )
     console.print(table)

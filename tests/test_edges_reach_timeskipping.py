@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import Settings
 from models.actions import ChannelEventKind, ChannelEventSignal, Installment, PlanRequest
 from models.orm import StaffTask, TaskKind, TaskStatus
+from models.orm import repositories as repo
 from models.payloads import BalanceState, StepOutcome
 from models.policy import Channel
 from starter import get_account, set_payment_plan
@@ -133,6 +134,8 @@ async def test_an_unreachable_patient_is_parked_with_a_locate_task(
         assert task.status is TaskStatus.OPEN and "Locate" in task.title
         account = await get_account(c.client, c.account_id)
         assert "locate_task_opened" in [e.kind for e in account.events]
+        with c.session_factory() as session:  # aging shows it beside the buckets
+            assert repo.unreachable_receivables(session) == (1, 30000)
         await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
         await c.handle().result()
 

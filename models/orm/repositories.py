@@ -20,6 +20,7 @@ from models.orm.account import (
     ChargeLine,
     Payment,
 )
+from models.orm.approval import StaffTask, TaskKind, TaskStatus
 from models.orm.communication import Communication
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
@@ -231,3 +232,20 @@ def aging(session: Session, as_of: dt.datetime) -> dict[str, int]:
                 totals[name] += cents
                 break
     return totals
+
+
+def unreachable_receivables(session: Session) -> tuple[int, int]:
+    """Open accounts parked because no channel reaches the patient (a locate task is open):
+    how many, and their balance in cents. Part of the aging buckets, shown beside them."""
+    row = session.execute(
+        select(func.count(Account.id), func.coalesce(func.sum(Account.balance_cents), 0)).where(
+            Account.status == AccountStatus.OPEN,
+            Account.balance_cents > 0,
+            Account.id.in_(
+                select(StaffTask.account_id).where(
+                    StaffTask.kind == TaskKind.LOCATE, StaffTask.status == TaskStatus.OPEN
+                )
+            ),
+        )
+    ).one()
+    return int(row[0]), int(row[1])
