@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.batching import StepBatcher
 from activities.channels import OutboxSender, Sender
+from activities.contact_tasks import ContactTaskActivities
 from activities.email import SendGridSender
 from activities.ledger import LedgerActivities
 from activities.messaging import MessagingActivities, PolicyStore
@@ -124,6 +125,7 @@ def build_worker(
     )
     ledger = LedgerActivities(session_factory, Path(settings.data_dir) / "agency")
     reconcile = ReconcileActivities(session_factory, client, settings)
+    contact_tasks = ContactTaskActivities(session_factory)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
@@ -137,6 +139,7 @@ def build_worker(
             ledger.escalate_approval,
             ledger.place_with_agency,
             reconcile.reconcile_ledger,
+            contact_tasks.sync_contact_task,
         ],
         activity_executor=ThreadPoolExecutor(
             max_workers=temporal.max_concurrent_activities, thread_name_prefix="activity"

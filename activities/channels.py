@@ -178,6 +178,7 @@ class OutboxSender:
     """
 
     name = "outbox"
+    network = False  # a file on this machine: it holds the message or it does not, never "maybe"
 
     def __init__(self, directory: Path, clock: Callable[[], dt.datetime] | None = None) -> None:
         self.directory = directory

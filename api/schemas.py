@@ -55,7 +55,7 @@ class GuarantorIn(Strict):
     city: Text | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     postal_code: str | None = Field(default=None, pattern=r"^\d{5}(-\d{4})?$")
-    time_zone: Text = Field(default="America/New_York", max_length=64)
+    time_zone: Text = Field(default="", max_length=64)
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
 
 

@@ -264,6 +264,8 @@ def status(
         )
     if view.waiting_for:
         console.print(f"waiting for: {view.waiting_for}")
+    if view.contact_window:
+        console.print(f"window: {view.contact_window}", markup=False)
     rows = [
         (
             r.at,
@@ -296,10 +298,18 @@ def aging() -> None:
     actor = current_actor(Permission.READ)
     buckets = with_services(lambda svc: queries.aging(svc, actor), temporal=False)
     credit_accounts, credit = with_services(lambda svc: queries.credits(svc, actor), temporal=False)
+    unreachable, unreachable_cents = with_services(
+        lambda svc: queries.unreachable(svc, actor), temporal=False
+    )
     table = Table("bucket", "amount")
     for name, cents in buckets.items():
         table.add_row(name, format_cents(cents))
     table.add_row("total", format_cents(sum(buckets.values())))
     # Credits are owed to patients: shown apart, never netted into what is receivable.
     table.add_row(f"credits ({credit_accounts} accounts)", format_cents(-credit))
+    if unreachable:
+        table.add_row(
+            f"of which unreachable ({unreachable} accounts, locate task open)",
+            format_cents(unreachable_cents),
+        )
     console.print(table)

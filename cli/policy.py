@@ -25,13 +25,14 @@ from models.money import format_cents, parse_cents
 from models.payloads import (
     ChannelStatus,
     ContactProfile,
+    PatientLocation,
 )
 from models.policy import Channel, Policy
 from services import policy as policy_ops
 from services.context import Services
 from services.policy import MigrationOutcome, MigrationPlan, PreviewOptions, preview_entries
 from services.policy import diff as policy_diff
-from workflows.decisions import zone
+from workflows.decisions import window_note, zone
 
 
 def _out(text: str) -> None:
@@ -131,7 +132,9 @@ def _profile(
     }
     if not sms_consent:
         channels[Channel.SMS] = ChannelStatus(
-            reachable=Channel.SMS not in unreachable, consent=False, reason="no recorded consent"
+            reachable=Channel.SMS not in unreachable,
+            consent=False,
+            reason="no recorded consent (TCPA)",
         )
     return ContactProfile(time_zone=name, language=language, channels=channels)
 
@@ -159,6 +162,14 @@ def preview(
     ] = False,
     plan_active: Annotated[bool, typer.Option("--plan-active", help="on a payment plan")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    also_tz: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--also-tz",
+            help="another zone the patient may be in (the phone's area code, a second address);"
+            " the allowed hours must hold in every one",
+        ),
+    ] = None,
 ) -> None:
     """Print the full timeline of a balance that never pays: dates, channels, messages, reasons."""
     bundle = _load(file)
@@ -172,6 +183,7 @@ def preview(
         unreachable or [],
         no_sms_consent,
         plan_active,
+        also_tz or [],
     )
     try:
         objects = preview_entries(bundle, options)
@@ -188,6 +200,7 @@ def preview(
         f" statement {options.first_statement.astimezone(zone(options.profile.time_zone))}"
         f" ({options.profile.time_zone})",
     )
+    _out(window_note(policy, options.profile, options.first_statement))
     for obj in objects:
         head = (
             f"day {obj.day:>4}  {obj.local_time}  {obj.step or 'write-off':<22}"
@@ -213,6 +226,7 @@ def _options(
     unreachable: list[Channel],
     no_sms_consent: bool,
     plan_active: bool,
+    also_tz: list[str] | None = None,
 ) -> PreviewOptions:
     try:
         cents = parse_cents(balance)
@@ -223,6 +237,12 @@ def _options(
     if language not in policy.languages:
         fail(f"--language: policy {policy.name} has {', '.join(policy.languages)}, not {language}")
     profile = _profile(policy, tz, language, unreachable, not no_sms_consent)
+    for name in also_tz or []:
+        try:
+            zone(name)
+        except Exception:  # zoneinfo raises several kinds for a bad name
+            fail(f"--also-tz: unknown time zone {name!r}; use an IANA name such as America/Chicago")
+        profile.locations.append(PatientLocation(time_zone=name, source="other"))
     return PreviewOptions(cents, first, profile, opened_at, plan_active)
 
 

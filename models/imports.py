@@ -57,6 +57,8 @@ def _blank_to_none(value: object) -> object:
 
 
 def _zone(name: str) -> str:
+    if not name.strip():
+        return ""  # unknown: the address's and the phone's zones, else the policy's default
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -107,7 +109,7 @@ class BalanceRow(BaseModel):
     city: Optional = None
     state: Optional = Field(default=None, pattern=r"^[A-Z]{2}$")
     postal_code: Optional = Field(default=None, pattern=r"^\d{5}(-\d{4})?$")
-    time_zone: Annotated[str, AfterValidator(_zone)] = "America/New_York"
+    time_zone: Annotated[str, AfterValidator(_zone)] = ""
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
     charge_ref: str = REFERENCE_FIELD
     service_date: ExportDate

@@ -29,12 +29,22 @@ class ChannelStatus(BaseModel):
     reason: str = Field(default="", description="why not reachable or no consent")
 
 
+class PatientLocation(BaseModel):
+    """A place the patient may be, reduced to its time zone: never the address or the number."""
+
+    time_zone: str = Field(max_length=64)
+    source: str = Field(max_length=16, description="address, phone or record")
+
+
 class ContactProfile(BaseModel):
     """A guarantor's contact situation, free of protected health information."""
 
-    time_zone: str = "America/New_York"
+    time_zone: str = Field(default="", description="the zone on record; empty when unknown")
     language: str = "en"
     channels: dict[Channel, ChannelStatus] = Field(default_factory=dict)
+    locations: list[PatientLocation] = Field(
+        default_factory=list, description="zones of the address and the phone's area code"
+    )
 
     def status(self, channel: Channel) -> ChannelStatus:
         return self.channels.get(channel, ChannelStatus(reachable=False, reason="no contact point"))
@@ -132,6 +142,7 @@ class BalanceState(StrEnum):
     DECEASED = "deceased"  # estate queue
     CONTACT_STOPPED = "contact_stopped"  # attorney representation or cease communication
     IN_CREDIT = "in_credit"  # the ledger owes the patient: no ladder runs (never a workflow's)
+    UNREACHABLE = "unreachable"  # no usable channel at all: parked, a locate task is open
 
 
 class EscalationInput(BaseModel):
@@ -195,6 +206,9 @@ class StatusView(BaseModel):
     anchor_at: dt.datetime | None = Field(default=None, description="the first statement")
     plan_active: bool = False
     credit_cents: int = Field(default=0, description="owed to the patient: the balance below zero")
+    contact_window: str = Field(
+        default="", description="which locations set the allowed hours, and the window left"
+    )
 
 
 class SendStepInput(BaseModel):
@@ -272,3 +286,13 @@ class ReconcileResult(BaseModel):
     drifts: int = 0
     repaired: int = 0
     refund_tasks: int = 0
+
+
+class ContactTaskInput(BaseModel):
+    """Open (``open=True``) or close the account's ``address`` or ``locate`` worklist task."""
+
+    account_id: str
+    kind: str = Field(pattern=r"^(address|locate)$")
+    open: bool = True
+    step_id: str = Field(default="", max_length=48)
+    reason: str = Field(default="", max_length=300)

@@ -94,6 +94,21 @@ class TimeoutAction(StrEnum):
     HOLD = "hold"  # the ladder stops here until a person decides
 
 
+class NoChannelAction(StrEnum):
+    """What a step does once it has waited its limit for a usable channel."""
+
+    WAIT = "wait"  # the ladder stays on the step until a new contact point arrives
+    SKIP = "skip"  # the step does not run; the ladder goes on
+    TASK = "task"  # the ladder stays on the step and a staff task asks to find the patient
+
+
+class ReentryMode(StrEnum):
+    """What happens to the steps that came due while the ladder was paused."""
+
+    COLLAPSE = "collapse"  # only the last of them runs, at the next allowed moment
+    RESUME = "resume"  # each runs in turn (spaced only by the contact rules)
+
+
 class CollectorKind(StrEnum):
     """Regulation F binds third parties in full; first parties adopt its limits as defaults."""
 
@@ -116,6 +131,15 @@ TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoChannelRule(_Frozen):
+    """A step none of whose channels is usable (a returned letter, no address, no consent)."""
+
+    wait_days: int = Field(
+        default=30, ge=0, le=365, description="days to wait for a corrected contact point"
+    )
+    then: NoChannelAction = NoChannelAction.TASK
 
 
 class Conditions(_Frozen):
@@ -224,6 +248,14 @@ class ContactRules(_Frozen):
     min_spacing_hours: int = Field(default=48, ge=0, le=24 * 60)
     caps: list[Cap] = Field(default_factory=_default_caps)
     sms_requires_consent: bool = True
+    on_no_channel: NoChannelRule = Field(
+        default_factory=NoChannelRule,
+        description="a step with no usable channel: wait for a corrected contact point, then",
+    )
+    reentry: ReentryMode = Field(
+        default=ReentryMode.COLLAPSE,
+        description="after a broken plan, a lifted hold or a lapsed settlement",
+    )
 
     @model_validator(mode="after")
     def _send_time_allowed(self) -> Self:

@@ -45,7 +45,7 @@ from services.context import Services
 from services.errors import Refused
 from services.identity import Actor
 from workflows.contract import Rejection
-from workflows.decisions import TimelineEntry, resume_index, timeline, zone
+from workflows.decisions import TimelineEntry, resume_index, timeline, window_note, zone
 
 # -- preview ---------------------------------------------------------------------------------
 
@@ -67,6 +67,8 @@ class PreviewEntry(BaseModel):
     subject: str | None
     message: str | None
     reasons: list[str]
+    window: str = ""
+    """Which locations set the allowed hours at this moment, and the window left."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ def _entry_object(
         subject=subject,
         message=message,
         reasons=reasons,
+        window=window_note(bundle.policy, options.profile, entry.at),
     )
 
 

@@ -125,6 +125,11 @@ async def _actions_if_any(client: Client, account_id: str) -> AccountState:
         raise
 
 
+async def unreachable(svc: Services, actor: Actor) -> tuple[int, int]:
+    """Open accounts parked as unreachable (a locate task open) and what they owe (cents)."""
+    return await svc.db(repo.unreachable_receivables)
+
+
 async def credits(svc: Services, actor: Actor) -> tuple[int, int]:
     """Accounts in credit and what they are owed in total (cents, positive): never receivable."""
     return await svc.db(ledger_status.credits_total)

@@ -78,6 +78,7 @@ class ProfileBook:
                 email="sim@example.test" if email else None,
                 phone="+15550100000" if phone else None,
                 address_line1="1 Example Way" if address else None,
+                city="Springfield" if address else None,
                 postal_code="10001" if address else None,
                 time_zone=time_zone,
                 language=language,
@@ -95,7 +96,7 @@ class ProfileBook:
         return self.get(
             row.time_zone,
             row.language,
-            address=bool(row.address_line1 and row.postal_code),
+            address=bool(row.address_line1 and row.city and row.postal_code),
             email=bool(row.email),
             phone=bool(row.phone),
             sms_consent=row.sms_consent,

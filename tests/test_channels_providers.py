@@ -345,12 +345,12 @@ def test_sms_cap_per_rolling_window(
         clock.at = MORNING - dt.timedelta(days=days_ago)
         assert (
             messaging.send_step(
-                step_input(physician, account_id, "notice-1", episode=f"e{i}")
+                step_input(physician, account_id, "notice-1", episode=f"e{i}", due_at=clock.at)
             ).channel
             is Channel.SMS
         )
     clock.at = MORNING
-    capped = step_input(physician, account_id, "reminder-1")
+    capped = step_input(physician, account_id, "reminder-1", due_at=clock.at)
     with pytest.raises(ApplicationError) as err:
         messaging.send_step(capped)
     assert err.value.type == "ContactCapReached"
@@ -362,7 +362,14 @@ def test_sms_cap_per_rolling_window(
     for i, days_ago in enumerate((5, 1)):
         clock.at = MORNING - dt.timedelta(days=days_ago)
         messaging.send_step(
-            step_input(physician, with_email, "notice-1", episode=f"w{i}", channels=[Channel.SMS])
+            step_input(
+                physician,
+                with_email,
+                "notice-1",
+                episode=f"w{i}",
+                channels=[Channel.SMS],
+                due_at=clock.at,
+            )
         )
     clock.at = MORNING
     result = messaging.send_step(

@@ -172,7 +172,8 @@ def test_hospital_in_spanish() -> None:
 def test_dental_personalised_statement_returned_mail_and_small_balances() -> None:
     dental = str(POLICY_DIR / "dental.yaml")
     # A balance already five months old gets the personalised statement; returned mail means
-    # no letter: statements go by email, letter-only steps are skipped with the reason.
+    # no letter: statements go by email, a letter-only step waits for a corrected address (the
+    # policy's on_no_channel: 30 days, then a staff task) instead of being skipped.
     entries = _preview(
         dental,
         "--balance",
@@ -191,7 +192,8 @@ def test_dental_personalised_statement_returned_mail_and_small_balances() -> Non
     assert over["outcome"] == "sent" and over["channel"] == "email"
     assert "For balances over 90 days" in over["message"]
     assert all(e["channel"] != "letter" for e in entries)
-    assert by["final-notice"]["outcome"] == "skipped"
+    assert by["final-notice"]["outcome"] == "waiting"
+    assert "waiting for a usable contact point" in by["final-notice"]["reasons"][0]
     assert "letter: returned" in by["final-notice"]["reasons"][0]
     # A new balance gets the usual statement, by letter.
     by = _by_step(_preview(dental, "--balance", "120", "--first-statement", "2026-11-02"))

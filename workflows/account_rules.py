@@ -18,10 +18,18 @@ from models.actions import (
     Settlement,
 )
 from models.payloads import ChannelStatus, ContactProfile, LadderState
-from models.policy import Channel, Policy, StepKind
-from workflows.decisions import eca_earliest_at, zone
+from models.policy import Channel, Policy, ReentryMode, StepKind
+from workflows.decisions import (
+    UNREACHABLE,
+    Skip,
+    eca_earliest_at,
+    nominal_time,
+    unreachable,
+    zone,
+)
 
 UTC = dt.UTC
+LETTER_RETURNED = "letter returned by the post office"
 
 
 def end_hold(state: LadderState, account: AccountState, now: dt.datetime) -> int:
@@ -59,7 +67,7 @@ def apply_channel_event(profile: ContactProfile, event: ChannelEventSignal) -> N
             reason = {
                 ChannelEventKind.EMAIL_BOUNCED: "email bounced",
                 ChannelEventKind.SMS_UNDELIVERABLE: "number undeliverable",
-                ChannelEventKind.LETTER_RETURNED: "letter returned by the post office",
+                ChannelEventKind.LETTER_RETURNED: LETTER_RETURNED,
             }[event.kind]
             mark_unreachable(profile, event.channel, reason)
             return
@@ -157,3 +165,52 @@ def reentry_index(policy: Policy, state: LadderState) -> int:
     """Where a broken plan re-enters the ladder: the step the policy names, else where it was."""
     name = policy.staff.plans.reentry_step
     return policy.step_index(name) if name else state.next_index
+
+
+def collapse_overdue(
+    policy: Policy, state: LadderState, profile: ContactProfile, now: dt.datetime, why: str
+) -> list[Skip]:
+    """The steps to skip on re-entering the ladder, so that only the last one due runs.
+
+    After a broken plan, a lifted hold or a lapsed settlement, the steps whose day passed while
+    the ladder was paused would otherwise go out back to back, spaced only by the minimum
+    spacing. With ``contact.reentry: collapse`` (the default) they collapse into the last of
+    them. A final notice, an approval-gated step or an extraordinary collection action is never
+    skipped this way: each is a precondition or a decision of its own (IRS 501(r)).
+    """
+    if policy.contact.reentry is ReentryMode.RESUME:
+        return []
+    skips: list[Skip] = []
+    index = state.next_index
+    while index + 1 < len(policy.steps):
+        step = policy.steps[index]
+        if step.kind is StepKind.FINAL_NOTICE or step.approval is not None or step.is_eca:
+            break
+        if nominal_time(policy, index + 1, state, profile, now) > now:
+            break
+        skips.append(
+            Skip(
+                index,
+                step,
+                f"re-entry after {why}: collapsed into the next step due"
+                " (no contacts back to back)",
+            )
+        )
+        index += 1
+    return skips
+
+
+def contact_tasks(policy: Policy, profile: ContactProfile, waiting_for: str) -> dict[str, str]:
+    """The worklist tasks the contact situation calls for, by kind, with their reason.
+
+    ``address``: a letter came back, or a letter step waited its limit for a usable channel and
+    the policy's ``on_no_channel`` asks for a task. ``locate``: no channel at all.
+    """
+    wanted: dict[str, str] = {}
+    if unreachable(policy, profile):
+        wanted["locate"] = UNREACHABLE
+    elif profile.status(Channel.LETTER).reason == LETTER_RETURNED:
+        wanted["address"] = LETTER_RETURNED
+    elif "a staff task asks for one" in waiting_for:
+        wanted["address"] = waiting_for
+    return wanted

@@ -20,6 +20,7 @@ Rules and their sources:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -31,7 +32,7 @@ from models.payloads import (
     StepOutcome,
     StepRecord,
 )
-from models.policy import Anchor, Channel, Policy, Step, StepKind
+from models.policy import Anchor, Channel, NoChannelAction, Policy, Step, StepKind
 
 UTC = dt.UTC
 ON_TIME = dt.timedelta(minutes=1)
@@ -39,6 +40,8 @@ ON_TIME = dt.timedelta(minutes=1)
 the reasons it was planned with."""
 _MAX_ADJUSTMENTS = 16
 _MAX_SEARCH_DAYS = 3 * 366  # a calendar with no open moment in three years is unsatisfiable
+OPTED_OUT = "opted out"
+"""The reason a channel's consent flag carries once the patient asked us not to use it."""
 
 
 @lru_cache(maxsize=512)
@@ -94,12 +97,18 @@ Decision = SendNow | WaitUntil | Skip | WaitForChange | Done
 
 
 def decide(
-    policy: Policy, state: LadderState, profile: ContactProfile, now: dt.datetime
+    policy: Policy,
+    state: LadderState,
+    profile: ContactProfile,
+    now: dt.datetime,
+    *,
+    no_channel_rule: bool = True,
 ) -> Decision:
     """Decide what the ladder does next at ``now`` (timezone-aware).
 
     Conditions of a step are evaluated only once it is due, so that a payment or a plan agreed in
-    the meantime counts.
+    the meantime counts. ``no_channel_rule``: a step without a usable channel follows the
+    policy's ``on_no_channel`` (False only for workflows recorded before it existed: they skip).
     """
     if state.balance_cents <= 0:
         return Done(
@@ -158,8 +167,53 @@ def decide(
     if skip_reason:
         return Skip(index, step, skip_reason)
     if not channels:
-        return Skip(index, step, "no allowed channel: " + "; ".join(blocked))
+        reason = "no allowed channel: " + "; ".join(blocked)
+        if not no_channel_rule:
+            return Skip(index, step, reason)
+        return no_channel(policy, index, state, profile, now, reason)
     return SendNow(planned)
+
+
+UNREACHABLE = "unreachable: no usable address, phone or email; a locate task asks staff to find"
+WAITING_FOR_CHANNEL = "waiting for a usable contact point"
+
+
+def unreachable(policy: Policy, profile: ContactProfile) -> bool:
+    """No channel at all may reach the patient: the account is parked for a person to locate."""
+    return all(channel_block(policy, channel, profile) for channel in Channel)
+
+
+def no_channel(
+    policy: Policy,
+    index: int,
+    state: LadderState,
+    profile: ContactProfile,
+    now: dt.datetime,
+    reason: str,
+) -> Decision:
+    """A due step none of whose channels is usable.
+
+    An unreachable patient parks the ladder (never "complete", never escalated without a
+    person). Otherwise a step with a letter in its chain waits, up to the policy's
+    ``on_no_channel.wait_days`` after it fell due, for a corrected contact point (a returned
+    letter's new address); then it follows ``on_no_channel.then``: wait on, skip, or wait with a
+    staff task. Optional notices by email or text are skipped as before.
+    """
+    step = policy.steps[index]
+    if unreachable(policy, profile):
+        return WaitForChange(f"{UNREACHABLE} ({reason})", index)
+    if Channel.LETTER not in step.channels:
+        return Skip(index, step, reason)  # an optional notice: the letters carry the ladder
+    rule = policy.contact.on_no_channel
+    limit = nominal_time(policy, index, state, profile, now) + dt.timedelta(days=rule.wait_days)
+    if now < limit:
+        why = f"{WAITING_FOR_CHANNEL} until {limit.date().isoformat()} ({reason})"
+        return WaitUntil(Planned(index, step, limit, (), (why,)))
+    if rule.then is NoChannelAction.SKIP:
+        return Skip(index, step, reason)
+    if rule.then is NoChannelAction.TASK:
+        return WaitForChange(f"{WAITING_FOR_CHANNEL}; a staff task asks for one ({reason})", index)
+    return WaitForChange(f"{WAITING_FOR_CHANNEL} ({reason})", index)
 
 
 def allowed_channels(
@@ -169,18 +223,33 @@ def allowed_channels(
     allowed: list[Channel] = []
     blocked: list[str] = []
     for channel in step.channels:
-        status = profile.status(channel)
-        if channel is Channel.CALL and status.reachable:
-            allowed.append(channel)
-        elif not status.reachable:
-            blocked.append(f"{channel.value}: {status.reason or 'not reachable'}")
-        elif not status.consent and (
-            channel is not Channel.SMS or policy.contact.sms_requires_consent
-        ):
-            blocked.append(f"{channel.value}: {status.reason or 'no consent'}")
+        problem = channel_block(policy, channel, profile)
+        if problem:
+            blocked.append(problem)
         else:
             allowed.append(channel)
     return tuple(allowed), blocked
+
+
+def channel_block(policy: Policy, channel: Channel, profile: ContactProfile) -> str:
+    """Why ``channel`` may not be used for this guarantor now, or an empty string.
+
+    The one rule for the schedule and for the check at the moment of sending: a contact point
+    that is deliverable, no opt-out of that medium (12 CFR 1006.14(h)), and for SMS the recorded
+    consent the policy requires (TCPA, 47 U.S.C. 227). A call needs no prior consent.
+    """
+    status = profile.status(channel)
+    if not status.reachable:
+        return f"{channel.value}: {status.reason or 'not reachable'}"
+    if status.consent or (
+        status.reason != OPTED_OUT
+        and (
+            channel is Channel.CALL
+            or (channel is Channel.SMS and not policy.contact.sms_requires_consent)
+        )
+    ):
+        return ""
+    return f"{channel.value}: {status.reason or 'no consent'}"
 
 
 def unmet_condition(step: Step, state: LadderState, now: dt.datetime) -> str:
@@ -210,7 +279,7 @@ def nominal_time(
         base = state.contacts()[-1].at
     else:
         base = state.anchor_at or now
-    tz = zone(profile.time_zone or policy.contact.default_patient_time_zone)
+    tz = zone(home_zone(policy, profile))
     local_day = base.astimezone(tz).date() + dt.timedelta(days=step.day)
     if index == 0 and step.day == 0 and step.anchor is Anchor.FIRST_STATEMENT:
         # The first statement goes out when the balance enters the ladder, not at 10:00 that day.
@@ -234,19 +303,9 @@ def schedule(
     """
     step = policy.steps[index]
     rules = policy.contact
-    patient_tz = zone(profile.time_zone or rules.default_patient_time_zone)
-    practice_tz = zone(rules.practice_time_zone)
     contacts = state.contacts()
     primary = channels[0] if channels else step.channels[0]
-    calendar = _Calendar(
-        patient_tz,
-        practice_tz,
-        rules.allowed_hours.start,
-        rules.allowed_hours.end,
-        rules.send_time,
-        frozenset(d.number for d in rules.business_days),
-        frozenset(rules.holidays),
-    )
+    calendar = calendar_of(policy, profile)
     eca_earliest = eca_earliest_at(policy, state, index) if under_eca_limits(policy, step) else None
 
     def settle(at: dt.datetime) -> tuple[dt.datetime, list[str]]:
@@ -291,9 +350,9 @@ def schedule(
 
 @dataclass(frozen=True, slots=True)
 class _Calendar:
-    """Allowed local hours of the patient and open days of the practice."""
+    """Allowed local hours in every location of the patient, and open days of the practice."""
 
-    patient_tz: ZoneInfo
+    patient_tzs: tuple[ZoneInfo, ...]
     practice_tz: ZoneInfo
     start: dt.time
     end: dt.time
@@ -304,28 +363,39 @@ class _Calendar:
     def is_open(self, day: dt.date) -> bool:
         return day.weekday() in self.open_weekdays and day not in self.holidays
 
+    def in_hours(self, at: dt.datetime) -> bool:
+        """Inside the allowed hours at every known location (12 CFR 1006.6(b)(1)(i))."""
+        return all(self.start <= at.astimezone(tz).time() < self.end for tz in self.patient_tzs)
+
     def allows(self, at: dt.datetime) -> bool:
-        local = at.astimezone(self.patient_tz).time()
-        return self.start <= local < self.end and self.is_open(
-            at.astimezone(self.practice_tz).date()
-        )
+        return self.in_hours(at) and self.is_open(at.astimezone(self.practice_tz).date())
 
     def adjust(self, at: dt.datetime, reasons: list[str]) -> dt.datetime:
         """An allowed moment at or after ``at``, naming the rule that moved it.
 
-        Quiet hours move a contact to the start of the patient's next allowed window; a closed
-        practice day moves it to the next open day at the policy's send time. When the two
-        disagree (a patient many hours away from the practice), the earliest moment both allow.
+        Quiet hours move a contact to the start of the patient's next allowed window (in every
+        location); a closed practice day moves it to the next open day at the policy's send time.
+        When the two disagree (a patient many hours away from the practice), the earliest moment
+        both allow.
         """
         if self.allows(at):
             return at
-        local = at.astimezone(self.patient_tz)
-        if local.time() < self.start:
-            moved = self._at(local.date(), self.start, self.patient_tz)
-            why = "quiet hours (before allowed hours)"
-        elif local.time() >= self.end:
-            moved = self._at(local.date() + dt.timedelta(days=1), self.start, self.patient_tz)
-            why = "quiet hours (after allowed hours)"
+        quiet = next(
+            (
+                tz
+                for tz in self.patient_tzs
+                if not self.start <= at.astimezone(tz).time() < self.end
+            ),
+            None,
+        )
+        if quiet is not None:
+            moved = self.hours_from(at)
+            early = at.astimezone(quiet).time() < self.start
+            why = (
+                "quiet hours (before allowed hours)"
+                if early
+                else "quiet hours (after allowed hours)"
+            )
         else:
             day = at.astimezone(self.practice_tz).date()
             why = "practice holiday" if day in self.holidays else "practice closed that weekday"
@@ -346,22 +416,45 @@ class _Calendar:
                     )
         return _moved(moved, reasons, why)
 
+    def hours_from(self, at: dt.datetime) -> dt.datetime:
+        """The first moment from ``at`` inside the allowed hours of every location.
+
+        The common window opens when the last location's window opens, so the candidates are
+        ``at`` and each location's opening on the next few local days. When the locations share
+        no hour at all (possible with hours narrower than the policy's 08:00-21:00), the first
+        location's hours alone.
+        """
+        if self.in_hours(at):
+            return at
+        candidates = sorted(
+            opening
+            for tz in self.patient_tzs
+            for offset in range(-1, 3)
+            if (
+                opening := self._at(
+                    at.astimezone(tz).date() + dt.timedelta(days=offset), self.start, tz
+                )
+            )
+            > at
+        )
+        for candidate in candidates:
+            if self.in_hours(candidate):
+                return candidate
+        first = self.patient_tzs[0]
+        local = at.astimezone(first)
+        day = local.date() if local.time() < self.start else local.date() + dt.timedelta(days=1)
+        return self._at(day, self.start, first)
+
     def earliest_allowed(self, at: dt.datetime) -> dt.datetime:
         """The first moment from ``at`` inside the patient's hours on an open practice day."""
-        first = at.astimezone(self.patient_tz).date()
-        for offset in range(_MAX_SEARCH_DAYS):
-            day = first + dt.timedelta(days=offset)
-            lo = max(at, self._at(day, self.start, self.patient_tz))
-            hi = self._at(day, self.end, self.patient_tz)
-            if lo >= hi:
-                continue
-            if self.is_open(lo.astimezone(self.practice_tz).date()):
-                return lo
-            # The window spans at most two practice days (it is shorter than a day).
-            practice_day = lo.astimezone(self.practice_tz).date() + dt.timedelta(days=1)
-            midnight = self._at(practice_day, dt.time(0), self.practice_tz)
-            if midnight < hi and self.allows(midnight):
-                return midnight
+        moment = at
+        for _ in range(2 * _MAX_SEARCH_DAYS):
+            moment = self.hours_from(moment)
+            practice_day = moment.astimezone(self.practice_tz).date()
+            if self.is_open(practice_day) or not self.in_hours(moment):
+                return moment
+            # The practice is closed that day: the next practice midnight, then the hours again.
+            moment = self._at(practice_day + dt.timedelta(days=1), dt.time(0), self.practice_tz)
         raise ValueError("contact rules leave no allowed moment in three years")
 
     def _next_open(self, day: dt.date) -> dt.date:
@@ -374,6 +467,81 @@ class _Calendar:
     @staticmethod
     def _at(day: dt.date, time: dt.time, tz: ZoneInfo) -> dt.datetime:
         return dt.datetime.combine(day, time, tzinfo=tz).astimezone(UTC)
+
+
+def patient_zones(policy: Policy, profile: ContactProfile) -> tuple[tuple[str, str], ...]:
+    """Every location the collector knows of, as ``(zone, source)``, the home zone first.
+
+    The zone on record, then the address's and the phone's (Reg F 1006.6(b)(1)(i) and its
+    commentary: a time is convenient only if it is convenient in every location known). The
+    policy's default zone only when nothing is known.
+    """
+    found: dict[str, str] = {}
+    if profile.time_zone:
+        found[profile.time_zone] = "record"
+    for location in profile.locations:
+        found.setdefault(location.time_zone, location.source)
+    if not found:
+        found[policy.contact.default_patient_time_zone] = "policy default"
+    return tuple(found.items())
+
+
+def home_zone(policy: Policy, profile: ContactProfile) -> str:
+    """The zone a step's local day and send time are counted in: the first known location."""
+    return patient_zones(policy, profile)[0][0]
+
+
+def calendar_of(policy: Policy, profile: ContactProfile) -> _Calendar:
+    rules = policy.contact
+    return _Calendar(
+        tuple(zone(name) for name, _ in patient_zones(policy, profile)),
+        zone(rules.practice_time_zone),
+        rules.allowed_hours.start,
+        rules.allowed_hours.end,
+        rules.send_time,
+        frozenset(d.number for d in rules.business_days),
+        frozenset(rules.holidays),
+    )
+
+
+def quiet_hours_until(
+    policy: Policy, profile: ContactProfile, now: dt.datetime
+) -> dt.datetime | None:
+    """When the allowed hours of every location open again, or None if they are open at ``now``.
+
+    The check at the moment of sending: a late worker must not text at 23:00 anywhere the patient
+    may be. Practice days are the schedule's concern, not the send's.
+    """
+    calendar = calendar_of(policy, profile)
+    return None if calendar.in_hours(now) else calendar.hours_from(now)
+
+
+def window_note(policy: Policy, profile: ContactProfile, on: dt.datetime) -> str:
+    """Which locations set the allowed window, and the window they leave, for a timeline.
+
+    E.g. "allowed hours 08:00-21:00 in America/New_York (phone), America/Los_Angeles (address):
+    11:00-21:00 America/New_York on 2027-01-12".
+    """
+    zones = patient_zones(policy, profile)
+    hours = policy.contact.allowed_hours
+    span = f"{hours.start:%H:%M}-{hours.end:%H:%M}"
+    where = ", ".join(f"{name} ({source})" for name, source in zones)
+    if len(zones) == 1:
+        return f"allowed hours {span} in {where}"
+    home = zone(zones[0][0])
+    day = on.astimezone(home).date()
+    calendar = calendar_of(policy, profile)
+    opens = calendar.hours_from(dt.datetime.combine(day, dt.time(0), tzinfo=home))
+    closes = min(
+        dt.datetime.combine(opens.astimezone(zone(name)).date(), hours.end, tzinfo=zone(name))
+        for name, _ in zones
+    )
+    if not calendar.in_hours(opens) or closes <= opens:
+        return f"allowed hours {span} in {where}: no hour convenient in all; {zones[0][0]} used"
+    return (
+        f"allowed hours {span} in {where}: {opens.astimezone(home):%H:%M}-"
+        f"{closes.astimezone(home):%H:%M} {zones[0][0]} on {day.isoformat()}"
+    )
 
 
 def _final_notice_sent(policy: Policy, index: int, state: LadderState) -> bool:
@@ -413,11 +581,35 @@ def _cap_free_at(
     contacts: list[StepRecord], channel: Channel, limit: int, per_days: int, at: dt.datetime
 ) -> dt.datetime:
     """The first moment from ``at`` when one more contact on ``channel`` stays within the cap."""
+    return cap_free_at([r.at for r in contacts if r.channel is channel], limit, per_days, at)
+
+
+def cap_free_at(
+    times: Sequence[dt.datetime], limit: int, per_days: int, at: dt.datetime
+) -> dt.datetime:
+    """The first moment from ``at`` when one more contact stays within ``limit`` in ``per_days``.
+
+    A contact counts at the moment it was due (the schedule's), never at the moment a retry got
+    it out: the schedule and the send-time check then agree on the window's boundary.
+    """
     window = dt.timedelta(days=per_days)
-    times = sorted(r.at for r in contacts if r.channel is channel and r.at > at - window)
-    if len(times) < limit:
+    recent = sorted(t for t in times if t > at - window)
+    if len(recent) < limit:
         return at
-    return times[len(times) - limit] + window
+    return recent[len(recent) - limit] + window
+
+
+def cap_block(
+    policy: Policy, channel: Channel, times: Sequence[dt.datetime], at: dt.datetime
+) -> tuple[str, dt.datetime] | None:
+    """The cap ``channel`` would break at ``at`` given its contacts' times, and when it frees."""
+    for cap in policy.contact.caps:
+        if cap.channel is not channel:
+            continue
+        free = cap_free_at(times, cap.max, cap.per_days, at)
+        if free > at:
+            return f"{channel.value}: cap of {cap.max} in {cap.per_days} days reached", free
+    return None
 
 
 def _not_before(

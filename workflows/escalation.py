@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         ChargeSignal,
         CloseApprovalInput,
         CloseBalanceInput,
+        ContactTaskInput,
         Decision,
         EscalationInput,
         EscalationResult,
@@ -95,6 +96,10 @@ ACTIVITY_RETRY = RetryPolicy(
     non_retryable_error_types=["TemplateError", "PolicyVersionMissing"],
 )
 PROMISE_GRACE_DAYS = 3
+# Changes of the command sequence since histories were recorded (tests/histories/*.json).
+PATCH_NO_CHANNEL = "edges2-no-channel"  # a step with no usable channel waits, then on_no_channel
+PATCH_CONTACT_TASKS = "edges2-contact-tasks"  # returned mail / unreachable open worklist tasks
+PATCH_REENTRY = "edges2-reentry-collapse"  # steps due while paused collapse into the last one
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -111,6 +116,7 @@ class BalanceEscalationWorkflow:
         self._waiting_for = ""
         self._decisions: dict[str, StepDecision] = {}
         self._opening: set[ApprovalKind] = set()  # staff requests whose task is being opened
+        self._contact_tasks: set[str] = set()  # address / locate tasks this run has open
 
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationResult:
@@ -130,7 +136,13 @@ class BalanceEscalationWorkflow:
             deadline = self._next_deadline()
             self._next, self._waiting_for = None, self._blocked_by()
             if not self._waiting_for:
-                decision = decisions.decide(inp.policy, state, inp.profile, workflow.now())
+                decision = decisions.decide(
+                    inp.policy,
+                    state,
+                    inp.profile,
+                    workflow.now(),
+                    no_channel_rule=workflow.patched(PATCH_NO_CHANNEL),
+                )
                 match decision:
                     case Done(reason, write_off=True):
                         self._write_off(state.balance_cents, reason, "policy")
@@ -146,6 +158,8 @@ class BalanceEscalationWorkflow:
                     case SendNow(planned):
                         await self._run_step(planned)
                         continue
+            if workflow.patched(PATCH_CONTACT_TASKS) and await self._sync_contact_tasks():
+                continue
             await self._wait_for_change(deadline)
         await workflow.wait_condition(workflow.all_handlers_finished)
         for task in self._account.tasks:
@@ -304,6 +318,7 @@ class BalanceEscalationWorkflow:
     def resume(self, request: ResumeRequest) -> ResumeResult:
         days = rules.end_hold(self._state, self._account, workflow.now())
         self._event("resume", f"held {days} days", request.requested_by)
+        self._reenter("hold lifted")
         return ResumeResult(held_days=days)
 
     @resume.validator
@@ -491,6 +506,7 @@ class BalanceEscalationWorkflow:
             history=list(state.history),
             anchor_at=state.anchor_at,
             plan_active=state.plan_active,
+            contact_window=decisions.window_note(inp.policy, inp.profile, workflow.now()),
         )
 
     @workflow.query(name="get_account")
@@ -524,6 +540,7 @@ class BalanceEscalationWorkflow:
         ):
             days = rules.end_hold(state, account, now)
             self._event("hold_ended", f"after {days} days")
+            self._reenter("hold lifted")
             return True
         if account.settlement is not None:
             if rules.settlement_met(state, account.settlement):
@@ -533,6 +550,7 @@ class BalanceEscalationWorkflow:
             if now >= account.settlement.expires_at:
                 account.settlement = None
                 self._event("settlement_expired", "the ladder goes on")
+                self._reenter("settlement lapsed")
                 return True
         if account.plan is not None:
             return await self._plan_due(now)
@@ -561,6 +579,7 @@ class BalanceEscalationWorkflow:
         state.plan_active = False
         state.next_index = rules.reentry_index(policy, state)
         self._event("plan_broken", f"installment {event.index + 1} missed; ladder re-entered")
+        self._reenter("plan broken")
         return True
 
     def _next_deadline(self) -> dt.datetime | None:
@@ -871,6 +890,51 @@ class BalanceEscalationWorkflow:
         self._event("written_off", f"{amount} cents: {reason}", by)
         self._changed = True
 
+    def _reenter(self, why: str) -> None:
+        """Back on the ladder after a pause: the steps that came due meanwhile are collapsed into
+        the last of them (the policy's ``contact.reentry``), never sent back to back."""
+        if not workflow.patched(PATCH_REENTRY):
+            return
+        now = workflow.now()
+        for skip in rules.collapse_overdue(
+            self._input.policy, self._state, self._input.profile, now, why
+        ):
+            decisions.record_skip(self._state, skip, now)
+
+    async def _sync_contact_tasks(self) -> bool:
+        """Open or close the address and locate tasks the contact situation calls for.
+
+        True if a task was opened or closed (the loop decides again).
+        """
+        wanted = rules.contact_tasks(self._input.policy, self._input.profile, self._waiting_for)
+        step_id = ""
+        if self._state.next_index < len(self._input.policy.steps):
+            step_id = self._input.policy.steps[self._state.next_index].id
+        changed = False
+        for kind in ("address", "locate"):
+            if (kind in wanted) == (kind in self._contact_tasks):
+                continue
+            await workflow.execute_activity(
+                "sync_contact_task",
+                ContactTaskInput(
+                    account_id=self._input.account_id,
+                    kind=kind,
+                    open=kind in wanted,
+                    step_id=step_id,
+                    reason=wanted.get(kind, "")[:300],
+                ),
+                start_to_close_timeout=LEDGER_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            if kind in wanted:
+                self._contact_tasks.add(kind)
+                self._event(f"{kind}_task_opened", wanted[kind][:200])
+            else:
+                self._contact_tasks.discard(kind)
+                self._event(f"{kind}_task_closed")
+            changed = True
+        return changed
+
     def _event(self, kind: str, detail: str = "", by: str = "") -> None:
         self._account.events.append(
             AccountEvent(at=workflow.now(), kind=kind, detail=detail, by=by)
@@ -945,6 +1009,8 @@ class BalanceEscalationWorkflow:
             return BalanceState.ON_PLAN
         if account.settlement is not None:
             return BalanceState.SETTLEMENT_OFFERED
+        if self._waiting_for.startswith(decisions.UNREACHABLE):
+            return BalanceState.UNREACHABLE
         if state.next_index >= len(self._input.policy.steps):
             return BalanceState.LADDER_COMPLETE
         if state.balance_cents < self._input.policy.thresholds.minimum_balance:

@@ -19,6 +19,9 @@ class TaskKind(StrEnum):
     CALL = "call"
     ESTATE = "estate"  # a deceased guarantor's account, for the estate queue
     REFUND = "refund"  # an account in credit past the refund period
+    ADDRESS = "address"  # a letter came back: find the corrected address
+    LOCATE = "locate"  # no usable channel at all: find the patient
+    UNCONFIRMED = "unconfirmed"  # a send cut off mid-request: check whether it went out
 
 
 class TaskStatus(StrEnum):

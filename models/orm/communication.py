@@ -59,3 +59,5 @@ class Communication(Timestamped, Base):
     """Letters: the statement the printed letter lays out, composed by the print batch."""
     reasons: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
+    due_at: Mapped[dt.datetime | None]
+    """When the step was due: rolling caps count the contact from here, as the schedule does."""

@@ -34,7 +34,7 @@ class Guarantor(Timestamped, Base):
     city: Mapped[str | None] = mapped_column(String(100))
     region: Mapped[str | None] = mapped_column(String(2))
     postal_code: Mapped[str | None] = mapped_column(String(10))
-    time_zone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
     language: Mapped[str] = mapped_column(String(8), default="en")
 
     channels: Mapped[list[ChannelPreference]] = relationship(

@@ -20,11 +20,13 @@ from models.orm.account import (
     ChargeLine,
     Payment,
 )
+from models.orm.approval import StaffTask, TaskKind, TaskStatus
 from models.orm.communication import Communication
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
 from models.payloads import ChannelStatus, ContactProfile
 from models.policy import Channel
+from services.locations import patient_locations
 
 
 def store_policy_version(session: Session, bundle: PolicyBundle) -> None:
@@ -84,7 +86,7 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
     """What the workflow may know of a guarantor's channels: flags only, never addresses."""
     prefs = {p.channel: p for p in guarantor.channels}
     points = {
-        Channel.LETTER: bool(guarantor.address_line1 and guarantor.postal_code),
+        Channel.LETTER: bool(guarantor.address_line1 and guarantor.city and guarantor.postal_code),
         Channel.EMAIL: bool(guarantor.email),
         Channel.SMS: bool(guarantor.phone),
         Channel.CALL: bool(guarantor.phone),
@@ -99,10 +101,13 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
         if pref is not None and pref.opted_out_at is not None:
             consent, reason = False, "opted out"
         elif channel is Channel.SMS and sms_requires_consent and not (pref and pref.consent):
-            consent, reason = False, "no recorded consent"
+            consent, reason = False, "no recorded consent (TCPA)"
         channels[channel] = ChannelStatus(reachable=reachable, consent=consent, reason=reason)
     return ContactProfile(
-        time_zone=guarantor.time_zone, language=guarantor.language, channels=channels
+        time_zone=guarantor.time_zone or "",
+        language=guarantor.language,
+        channels=channels,
+        locations=patient_locations(guarantor.postal_code, guarantor.phone),
     )
 
 
@@ -245,3 +250,20 @@ def aging(session: Session, as_of: dt.datetime) -> dict[str, int]:
                 totals[name] += cents
                 break
     return totals
+
+
+def unreachable_receivables(session: Session) -> tuple[int, int]:
+    """Open accounts parked because no channel reaches the patient (a locate task is open):
+    how many, and their balance in cents. Part of the aging buckets, shown beside them."""
+    row = session.execute(
+        select(func.count(Account.id), func.coalesce(func.sum(Account.balance_cents), 0)).where(
+            Account.status == AccountStatus.OPEN,
+            Account.balance_cents > 0,
+            Account.id.in_(
+                select(StaffTask.account_id).where(
+                    StaffTask.kind == TaskKind.LOCATE, StaffTask.status == TaskStatus.OPEN
+                )
+            ),
+        )
+    ).one()
+    return int(row[0]), int(row[1])

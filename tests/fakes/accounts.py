@@ -84,8 +84,12 @@ def step_input(
     channels: list[Channel] | None = None,
     balance_cents: int = 5500,
     episode: str | None = None,
+    due_at: dt.datetime | None = None,
 ) -> SendStepInput:
-    """The ``send_step`` input the workflow would build for ``step_id`` of the policy."""
+    """The ``send_step`` input the workflow would build for ``step_id`` of the policy.
+
+    ``due_at``: when the schedule had the step due (rolling caps count a contact from it).
+    """
     step = bundle.policy.steps[bundle.policy.step_index(step_id)]
     return SendStepInput(
         account_id=account_id,
@@ -97,5 +101,5 @@ def step_input(
         template=step.template,
         tone=step.tone if step.tone else Tone.FRIENDLY,
         balance_cents=balance_cents,
-        due_at=dt.datetime.now(dt.UTC),
+        due_at=due_at or dt.datetime.now(dt.UTC),
     )

@@ -8,7 +8,9 @@ kill a worker in the middle of a send.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import uuid
 from collections import deque
@@ -47,6 +49,10 @@ class Answer:
     status: int
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+
+
+DROP = Answer(0)
+"""Read the request, then close the connection without an answer: a send cut off mid-request."""
 
 
 def twilio_error(status: int, code: int, retry_after: str | None = None) -> Answer:
@@ -147,6 +153,11 @@ class FakeProviders:
             answer = self._success(provider, recorded)
         if answer is None:
             answer = Answer(404, {"message": "not found"})
+        if answer.status == 0:
+            handler.close_connection = True
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            return
         payload = json.dumps(answer.body).encode() if answer.body else b""
         try:
             handler.send_response(answer.status)

@@ -1,4 +1,4 @@
-"""The one activity of an escalation step: check, render, record, send.
+"""The batch pipeline of the step activity: settle earlier attempts, check, claim, send, record.
 
 One activity per step, because on one machine the Temporal server's rate of actions, not the
 worker, limits throughput. Exactly-once towards the patient rests on the outbox rows: each attempt
@@ -6,13 +6,15 @@ on a channel claims the unique idempotency key ``<step key>:<channel>`` and comm
 the provider is called, so a retry, a replay or a killed worker finds the row and never sends twice.
 
 A step walks its fallback chain inside this one activity. Every check is made again at the moment
-of sending, not only when the workflow scheduled the step: the account is still open, the channel
-has a contact point, consent and no opt-out, is deliverable, the contact cap of its rolling window
-is not reached, and it is inside the patient's allowed hours. A recipient the provider refuses for
-good (an invalid or unsubscribed number, a landline for SMS, an invalid email) marks the channel
-and the next channel of the chain is tried, with its own row. At most one row of a step ever ends
-``sent`` (or ``unconfirmed``, when a worker died mid-send), because the chain stops at the first
-and every later attempt of the activity starts by looking for it.
+of sending, not only when the workflow scheduled the step, by the decision core's own functions on
+fresh data (``activities.messaging.eligibility``): the account is still open, the channel has a
+contact point, consent and no opt-out, is deliverable, the contact cap of its rolling window is
+not reached, and it is inside the patient's allowed hours in every known location. A recipient
+the provider refuses for good (an invalid or unsubscribed number, a landline for SMS, an invalid
+email) marks the channel and the next channel of the chain is tried, with its own row. At most one
+row of a step ever ends ``sent`` (or ``unconfirmed``, when a network provider's request was cut
+off: a staff task then asks a person to check; the local outbox is never unconfirmed), because the
+chain stops at the first and every later attempt of the activity starts by looking for it.
 
 Provider failures become ``ApplicationError`` types the workflow's retry policy understands:
 
@@ -26,7 +28,6 @@ Provider failures become ``ApplicationError`` types the workflow's retry policy 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
 from collections import defaultdict
@@ -36,8 +37,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BindParameter, String, Uuid, any_, bindparam, delete, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import String, Uuid, any_, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 from temporalio import activity
@@ -45,7 +45,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.channels import (
     Delivery,
-    LetterContent,
     OutgoingMessage,
     ProviderAuthFailed,
     ProviderBusy,
@@ -55,13 +54,14 @@ from activities.channels import (
     SendError,
 )
 from activities.letters import PRINT_QUEUE, letter_json
-from activities.rendering import (
-    PAYMENT_TERMS_DAYS,
-    Recipient,
-    RenderError,
-    StatementLine,
-    context,
-    render,
+from activities.messaging import claims
+from activities.messaging.composition import call_task, letter_of, local_today, render_step
+from activities.messaging.eligibility import (
+    check_channel,
+    check_quiet_hours,
+    contact_point,
+    mark_channel,
+    profile_now,
 )
 from activities.statement_cycle import statement_due
 from config.loader import PolicyBundle
@@ -69,8 +69,6 @@ from models.orm import (
     Account,
     AccountStatus,
     AuditEvent,
-    ChannelPreference,
-    ChargeLine,
     Communication,
     CommunicationStatus,
     Deliverability,
@@ -79,10 +77,8 @@ from models.orm import (
     StaffTask,
     TaskKind,
 )
-from models.orm.repositories import AGING_BUCKETS
-from models.payloads import SendStepInput, SendStepResult, StepOutcome
-from models.policy import Channel, Policy, StepKind
-from workflows.decisions import zone
+from models.payloads import SendStepInput, SendStepResult
+from models.policy import Channel
 
 Clock = Callable[[], dt.datetime]
 
@@ -94,81 +90,6 @@ BUSY_RETRY_DELAY = dt.timedelta(seconds=30)
 """A rate limit or server error without a Retry-After header."""
 MAX_RETRY_DELAY = dt.timedelta(hours=6)
 """A provider's Retry-After is honoured up to this; beyond it something else is wrong."""
-
-_COUNTED = (CommunicationStatus.SENT, CommunicationStatus.UNCONFIRMED)
-"""Rows that count as contacts: an unconfirmed send may have reached the patient."""
-
-# The hot path's statements take a whole batch as one JSON array of rows: one statement, one
-# round trip and the same SQL text whatever the batch's size, so that neither SQLAlchemy nor
-# psycopg prepares a new statement for each size (``IN (...)`` and multi-row VALUES would), and
-# encoding the rows is one call of the C JSON encoder.
-_CLAIM_COLUMNS = {
-    "id": "uuid",
-    "idempotency_key": "text",
-    "account_id": "uuid",
-    "step_id": "text",
-    "policy_hash": "text",
-    "channel": "channel",
-    "template": "text",
-    "language": "text",
-    "status": "communication_status",
-    "reasons": "text",
-    "recipient": "text",
-    "subject": "text",
-    "body": "text",
-    "provider": "text",
-    "provider_id": "text",
-    "sent_at": "timestamptz",
-    "letter": "jsonb",
-}
-_MARK_COLUMNS = {
-    "id": "uuid",
-    "provider": "text",
-    "provider_id": "text",
-    "file_path": "text",
-    "sent_at": "timestamptz",
-}
-_AUDIT_COLUMNS = {"actor": "text", "action": "text", "account_id": "uuid", "detail": "jsonb"}
-
-
-def _recordset(columns: Mapping[str, str]) -> str:
-    """``jsonb_to_recordset`` of the ``:rows`` parameter, typed by ``columns``."""
-    typed = ", ".join(f"{name} {kind}" for name, kind in columns.items())
-    return f"jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({typed})"
-
-
-_CLAIM = text(
-    f"INSERT INTO communications ({', '.join(_CLAIM_COLUMNS)}) "
-    f"SELECT {', '.join(_CLAIM_COLUMNS)} FROM {_recordset(_CLAIM_COLUMNS)} "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key"
-)
-_MARK_SENT = text(
-    "UPDATE communications AS c SET status = 'sent', provider = r.provider, "
-    "provider_id = r.provider_id, file_path = r.file_path, sent_at = r.sent_at "
-    f"FROM {_recordset(_MARK_COLUMNS)} WHERE c.id = r.id"
-)
-_AUDIT = text(
-    f"INSERT INTO audit_events ({', '.join(_AUDIT_COLUMNS)}) "
-    f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM {_recordset(_AUDIT_COLUMNS)}"
-)
-
-
-def _rows(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> dict[str, str]:
-    """The ``:rows`` parameter of a recordset statement: the rows' columns as a JSON array."""
-    return {"rows": json.dumps([{c: row[c] for c in columns} for row in rows], default=_json)}
-
-
-def _json(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} in an outbox row")
-
-
-def _array(values: list[Any], item: type[String] | type[Uuid[Any]]) -> BindParameter[Any]:
-    """A list as one array parameter (``= ANY(...)``): the same SQL for any number of values."""
-    return bindparam(None, values, type_=ARRAY(item()))
 
 
 def activity_now() -> dt.datetime:
@@ -203,75 +124,6 @@ class PolicyStore:
                     non_retryable=True,
                 )
             return PolicyBundle.from_document(row.document, row.source_path)
-
-
-def channel_problem(
-    policy: Policy,
-    channel: Channel,
-    guarantor: Guarantor,
-    prefs: Mapping[Channel, ChannelPreference],
-) -> str:
-    """Why ``channel`` may not be used for ``guarantor`` now, or an empty string."""
-    address = contact_point(guarantor, channel)
-    if not address:
-        return f"{channel.value}: no contact point"
-    pref = prefs.get(channel)
-    if pref is not None:
-        if pref.opted_out_at is not None:
-            return f"{channel.value}: opted out"
-        if pref.deliverability is not Deliverability.OK:
-            return f"{channel.value}: {pref.deliverability.value}"
-    consented = bool(pref and pref.consent)
-    if channel is Channel.SMS and policy.contact.sms_requires_consent and not consented:
-        return "sms: no recorded consent (TCPA)"
-    return ""
-
-
-def contact_point(guarantor: Guarantor, channel: Channel) -> str:
-    if channel is Channel.EMAIL:
-        return guarantor.email or ""
-    if channel in (Channel.SMS, Channel.CALL):
-        return guarantor.phone or ""
-    if not (guarantor.address_line1 and guarantor.city and guarantor.postal_code):
-        return ""
-    return f"{guarantor.first_name} {guarantor.last_name}, " + ", ".join(address_lines(guarantor))
-
-
-def address_lines(guarantor: Guarantor) -> list[str]:
-    city = f"{guarantor.city}, {guarantor.region or ''} {guarantor.postal_code}"
-    parts = [guarantor.address_line1 or "", guarantor.address_line2 or "", " ".join(city.split())]
-    return [p for p in parts if p.strip()]
-
-
-def attempt_key(step_key: str, channel: Channel) -> str:
-    """The outbox key of one channel's attempt at a step."""
-    return f"{step_key}:{channel.value}"
-
-
-def mark_channel(
-    session: Session,
-    guarantor: Guarantor,
-    channel: Channel,
-    at: dt.datetime,
-    *,
-    deliverability: Deliverability | None = None,
-    opted_out: bool = False,
-) -> None:
-    """Record that a channel of ``guarantor`` bounced, is undeliverable, or was opted out of.
-
-    Used by the send itself and by whatever learns it later (a provider's webhook, a returned
-    letter entered by staff). Needs ``guarantor.channels`` loaded. Never commits.
-    """
-    pref = next((p for p in guarantor.channels if p.channel is channel), None)
-    if pref is None:
-        pref = ChannelPreference(channel=channel, consent=False)
-        guarantor.channels.append(pref)
-    if deliverability is not None:
-        pref.deliverability = deliverability
-    if opted_out:
-        pref.opted_out_at = pref.opted_out_at or at
-        pref.consent = False
-    pref.updated_at = at
 
 
 @dataclass(eq=False)
@@ -392,10 +244,10 @@ class MessagingActivities:
             key = work.step.idempotency_key
             owner[key] = work
             for channel in Channel:
-                owner[attempt_key(key, channel)] = work
+                owner[claims.attempt_key(key, channel)] = work
         rows = session.scalars(
             select(Communication)
-            .where(Communication.idempotency_key == any_(_array(list(owner), String)))
+            .where(Communication.idempotency_key == any_(claims.array(list(owner), String)))
             .order_by(Communication.created_at)
         ).all()
         earlier: dict[_Work, list[Communication]] = defaultdict(list)
@@ -417,7 +269,7 @@ class MessagingActivities:
             a.id: a
             for a in session.scalars(
                 select(Account)
-                .where(Account.id == any_(_array(list(ids), Uuid)))
+                .where(Account.id == any_(claims.array(list(ids), Uuid)))
                 .options(
                     joinedload(Account.guarantor).joinedload(Guarantor.channels),
                     joinedload(Account.charges),
@@ -439,7 +291,7 @@ class MessagingActivities:
         rows = session.execute(
             select(Communication.account_id, Communication.letter["due_date"].astext)
             .where(
-                Communication.account_id == any_(_array(list(ids), Uuid)),
+                Communication.account_id == any_(claims.array(list(ids), Uuid)),
                 Communication.channel == Channel.LETTER,
                 Communication.status == CommunicationStatus.SENT,
                 Communication.letter.is_not(None),
@@ -462,7 +314,7 @@ class MessagingActivities:
                 work.outcome = exc
 
     def _choose_one(
-        self, work: _Work, caps: Mapping[tuple[uuid.UUID, Channel], list[dt.datetime]]
+        self, work: _Work, caps: Mapping[tuple[uuid.UUID, Channel], Sequence[dt.datetime]]
     ) -> None:
         account = work.account
         assert account is not None
@@ -471,22 +323,23 @@ class MessagingActivities:
             work.claim = self._row(work, None, CommunicationStatus.SUPPRESSED)
             work.claim["reasons"] = f"account is {account.status.value}"
             return
-        self._check_quiet_hours(bundle.policy, account.guarantor, work.now)
-        prefs = {p.channel: p for p in account.guarantor.channels}
+        policy = bundle.policy
+        # Fresh data, the decision core's rules: the same verdicts the schedule reached.
+        profile = profile_now(policy, account.guarantor)
+        check_quiet_hours(policy, profile, work.now)
         while work.channels:
             channel = work.channels.pop(0)
-            problem = channel_problem(bundle.policy, channel, account.guarantor, prefs)
-            if problem:
-                work.reasons.append(problem)
-                continue
-            capped = cap_problem(
-                bundle.policy, channel, caps.get((account.id, channel), []), work.now
+            check = check_channel(
+                policy, channel, profile, caps.get((account.id, channel), ()), work.now
             )
-            if capped is not None:
-                work.reasons.append(capped[0])
-                work.cap_free_in = min(capped[1], work.cap_free_in or capped[1])
+            if check.free_in is not None:
+                work.reasons.append(check.problem)
+                work.cap_free_in = min(check.free_in, work.cap_free_in or check.free_in)
                 continue
-            self._prepare(work, bundle, channel)
+            if check.problem:
+                work.reasons.append(check.problem)
+                continue
+            self._prepare(work, bundle, channel, local_today(policy, profile, work.now))
             return
         if work.cap_free_in is not None:
             # The chain is blocked only for now: the step waits, as the scheduler would have.
@@ -498,13 +351,12 @@ class MessagingActivities:
             return
         work.claim = self._row(work, None, CommunicationStatus.SUPPRESSED)
 
-    def _prepare(self, work: _Work, bundle: PolicyBundle, channel: Channel) -> None:
+    def _prepare(self, work: _Work, bundle: PolicyBundle, channel: Channel, today: dt.date) -> None:
         """Render ``channel``'s message into the claim, and what commits with it."""
         account = work.account
         assert account is not None
-        today = work.now.astimezone(zone(account.guarantor.time_zone)).date()
         due = statement_due(work.last_due, today, opens_cycle=channel is Channel.LETTER)
-        subject, body = self._render(bundle, work.step, account, channel, work.now, due)
+        subject, body = render_step(bundle, work.step, account, channel, today, due)
         claim = self._row(work, channel, CommunicationStatus.PENDING)
         claim.update(
             recipient=contact_point(account.guarantor, channel),
@@ -514,15 +366,13 @@ class MessagingActivities:
         )
         if channel is Channel.LETTER:
             # Queued for the print batch with its statement: the letter is sent when this commits.
-            letter = self._letter(bundle, work.step, account, body, work.now, due[0])
+            letter = letter_of(bundle, work.step, account, today, due[0])
             claim.update(letter=letter_json(letter))
             self._sent_with_claim(work, claim, PRINT_QUEUE)
         elif channel is Channel.CALL:
             # A call task lives in our own database: claim and task commit together.
             self._sent_with_claim(work, claim, "staff")
-            work.tasks.append(
-                self._call_task(bundle, work.step, account, claim["id"], body, work.now)
-            )
+            work.tasks.append(call_task(bundle, work.step, account, claim["id"], body, today))
         work.claim = claim
 
     def _sent_with_claim(self, work: _Work, claim: dict[str, Any], provider: str) -> None:
@@ -533,7 +383,7 @@ class MessagingActivities:
             sent_at=work.now,
         )
         work.audits.append(
-            _sent_audit(claim["account_id"], claim["id"], work.step.step_id, claim["channel"])
+            claims.sent_audit(claim["account_id"], claim["id"], work.step.step_id, claim["channel"])
         )
 
     def _row(
@@ -543,7 +393,7 @@ class MessagingActivities:
         step = work.step
         key = step.idempotency_key
         if channel is not None:
-            key = attempt_key(key, channel)
+            key = claims.attempt_key(key, channel)
         return {
             "id": uuid.uuid4(),
             "idempotency_key": key,
@@ -561,6 +411,7 @@ class MessagingActivities:
             "provider": None,
             "provider_id": None,
             "sent_at": None,
+            "due_at": min(step.due_at, work.now),
             "letter": None,
         }
 
@@ -583,13 +434,13 @@ class MessagingActivities:
                 earliest = since if earliest is None else min(earliest, since)
         if not accounts or earliest is None:
             return {}
-        when = func.coalesce(Communication.sent_at, Communication.created_at)
+        when = func.coalesce(Communication.due_at, Communication.sent_at, Communication.created_at)
         found: dict[tuple[uuid.UUID, Channel], list[dt.datetime]] = defaultdict(list)
         for account_id, channel, at in session.execute(
             select(Communication.account_id, Communication.channel, when).where(
-                Communication.account_id == any_(_array(list(accounts), Uuid)),
+                Communication.account_id == any_(claims.array(list(accounts), Uuid)),
                 Communication.channel.in_(list(windows)),
-                Communication.status.in_(_COUNTED),
+                Communication.status.in_(claims.COUNTED),
                 when > earliest,
             )
         ):
@@ -607,8 +458,8 @@ class MessagingActivities:
         """
         if not claiming:
             return
-        claims = [w.claim for w in claiming if w.claim is not None]
-        won = set(session.scalars(_CLAIM, _rows(claims, _CLAIM_COLUMNS)))
+        rows = [w.claim for w in claiming if w.claim is not None]
+        won = set(session.scalars(claims.CLAIM, claims.rows(rows, claims.CLAIM_COLUMNS)))
         raced: list[_Work] = []
         audits: list[dict[str, Any]] = []
         for work in claiming:
@@ -620,9 +471,9 @@ class MessagingActivities:
             session.add_all(work.tasks)
             audits += work.audits
             if work.claim["status"] is not CommunicationStatus.PENDING:  # suppressed, or sent
-                work.outcome = _claim_result(work.claim)
+                work.outcome = claims.claim_result(work.claim)
         if audits:
-            session.execute(_AUDIT, _rows(audits, _AUDIT_COLUMNS))
+            session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
         session.commit()
         for work in raced:
             try:
@@ -637,7 +488,7 @@ class MessagingActivities:
         raced = self._by_key(session, key)
         if channel is None:  # both attempts suppressed the step
             assert raced is not None
-            work.outcome = _result(raced)
+            work.outcome = claims.result(raced)
         elif raced is None or raced.status is CommunicationStatus.FAILED:
             return  # the channel refused the recipient (or the claim was released): next round
         else:
@@ -653,7 +504,7 @@ class MessagingActivities:
         """Hand each claimed message to its provider, then commit what each send came to."""
         if not sending:
             return
-        messages = [_outgoing(w.claim) for w in sending if w.claim is not None]
+        messages = [claims.outgoing(w.claim) for w in sending if w.claim is not None]
         remote = sum(getattr(self._senders[m.channel], "network", False) for m in messages)
         if remote > 1:  # providers answer in tens of milliseconds: ask them all at once
             sent = list(self._send_pool.map(self._deliver, messages))
@@ -676,12 +527,12 @@ class MessagingActivities:
                     }
                 )
                 audits.append(
-                    _sent_audit(
+                    claims.sent_audit(
                         claim["account_id"], claim["id"], claim["step_id"], claim["channel"]
                     )
                 )
                 claim.update(status=CommunicationStatus.SENT)
-                work.outcome = _claim_result(claim)
+                work.outcome = claims.claim_result(claim)
                 continue
             row = session.get(Communication, claim["id"])
             assert row is not None and row.channel is not None
@@ -692,12 +543,16 @@ class MessagingActivities:
                 work.reasons.append(
                     f"{row.channel.value}: {state} ({error.provider} {error.code or 'no code'})"
                 )  # and the next round tries the next channel of the chain
-            elif isinstance(error, ProviderUnreachable):
+            elif isinstance(error, ProviderUnreachable) and not self._local(row.channel):
                 # The request may have reached the provider: never send it again automatically.
-                row.status = CommunicationStatus.UNCONFIRMED
-                row.reasons = _join(work.reasons, f"{error.provider}: no answer during the send")
+                self._unconfirmed(
+                    session,
+                    row,
+                    claims.join(work.reasons, f"{error.provider}: no answer during the send"),
+                    error.provider,
+                )
                 log.warning("send of %s unconfirmed: %s", row.id, type(error).__name__)
-                work.outcome = _result(row)
+                work.outcome = claims.result(row)
             elif isinstance(error, SendError):
                 self._release(session, row, error)
                 work.outcome = _retryable(error)  # the provider's text may quote the recipient
@@ -712,8 +567,8 @@ class MessagingActivities:
             # marks UNCONFIRMED, never sends again.
             session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         if marks:
-            session.execute(_MARK_SENT, _rows(marks, _MARK_COLUMNS))
-            session.execute(_AUDIT, _rows(audits, _AUDIT_COLUMNS))
+            session.execute(claims.MARK_SENT, claims.rows(marks, claims.MARK_COLUMNS))
+            session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
         session.commit()
 
     def _deliver(self, message: OutgoingMessage) -> tuple[Delivery | None, Exception | None]:
@@ -785,8 +640,8 @@ class MessagingActivities:
     def _finished(self, session: Session, rows: Sequence[Communication]) -> SendStepResult | None:
         """The step's outcome if an earlier attempt settled it, finishing a half-done send."""
         for row in rows:
-            if row.status in _COUNTED:
-                return _result(row)
+            if row.status in claims.COUNTED:
+                return claims.result(row)
         for row in rows:
             if row.status is CommunicationStatus.PENDING:
                 resumed = self._resume(session, row)
@@ -794,7 +649,7 @@ class MessagingActivities:
                     return resumed
         for row in rows:
             if row.status is CommunicationStatus.SUPPRESSED:
-                return _result(row)
+                return claims.result(row)
         return None
 
     def _resume(self, session: Session, row: Communication) -> SendStepResult | None:
@@ -804,149 +659,81 @@ class MessagingActivities:
         released and the step goes on as if it had not been tried.
         """
         if row.status is not CommunicationStatus.PENDING:
-            return _result(row)
+            return claims.result(row)
         assert row.channel is not None
         sender = self._senders.get(row.channel)
         # Letters and call tasks commit sent with their claim: one still pending was claimed by
         # an older release that sent it later; nothing left the building without the mark.
-        delivery = None if sender is None else sender.confirm(_outgoing(_values(row)))
+        delivery = None if sender is None else sender.confirm(claims.outgoing(claims.values(row)))
         if delivery is not None:
             self._mark_sent(session, row, delivery, self._clock())
-        elif sender is None or getattr(sender, "local", False):
+        elif sender is None or self._local(row.channel):
             session.execute(delete(Communication).where(Communication.id == row.id))
             session.commit()
             return None
         else:
-            row.status = CommunicationStatus.UNCONFIRMED
-            row.reasons = _join(
-                row.reasons.split("; ") if row.reasons else [],
-                "worker stopped during the send; not re-sent automatically",
+            self._unconfirmed(
+                session,
+                row,
+                claims.join(
+                    row.reasons.split("; ") if row.reasons else [],
+                    "worker stopped during the send; not re-sent automatically",
+                ),
+                sender.name,
             )
         session.commit()
-        return _result(row)
+        return claims.result(row)
+
+    def _local(self, channel: Channel | None) -> bool:
+        """A sender on this machine (the outbox): it either wrote the message or did not.
+
+        It is never a network provider that may have taken a request without answering, so its
+        sends are never UNCONFIRMED: an unfinished one is released and sent again.
+        """
+        sender = self._senders.get(channel) if channel is not None else None
+        return sender is None or not getattr(sender, "network", False)
+
+    def _unconfirmed(
+        self, session: Session, row: Communication, reasons: str, provider: str
+    ) -> None:
+        """A send cut off mid-request: never re-sent automatically; a person checks.
+
+        The staff task says what is known (channel, provider, the step, when it was claimed and
+        the provider's id if any), never the recipient or the text.
+        """
+        row.status = CommunicationStatus.UNCONFIRMED
+        row.reasons = reasons
+        channel = row.channel.value if row.channel else "none"
+        session.add(
+            StaffTask(
+                account_id=row.account_id,
+                kind=TaskKind.UNCONFIRMED,
+                step_id=row.step_id,
+                title=f"Check whether the {channel} of step {row.step_id} went out",
+                detail={
+                    "communication_id": str(row.id),
+                    "channel": channel,
+                    "provider": provider,
+                    "provider_id": row.provider_id,
+                    "step": row.step_id,
+                    "claimed_at": row.created_at.isoformat() if row.created_at else None,
+                    "reasons": reasons,
+                    "outcomes": ["sent", "not_sent"],
+                },
+            )
+        )
+        session.add(
+            AuditEvent(
+                actor="system",
+                action="send_unconfirmed",
+                account_id=row.account_id,
+                detail={"communication_id": str(row.id), "channel": channel, "provider": provider},
+            )
+        )
 
     def _by_key(self, session: Session, key: str) -> Communication | None:
         query = select(Communication).where(Communication.idempotency_key == key)
         return session.scalars(query).first()
-
-    # -- checks at the moment of sending --------------------------------------------------
-
-    def _check_quiet_hours(self, policy: Policy, guarantor: Guarantor, now: dt.datetime) -> None:
-        """Checked again at the moment of sending: a late worker must not text at 23:00."""
-        local = now.astimezone(zone(guarantor.time_zone))
-        hours = policy.contact.allowed_hours
-        if hours.start <= local.time() < hours.end:
-            return
-        day = local.date() if local.time() < hours.start else local.date() + dt.timedelta(days=1)
-        opens = dt.datetime.combine(day, hours.start, tzinfo=local.tzinfo)
-        raise ApplicationError(
-            "outside the patient's allowed contact hours",
-            type="QuietHours",
-            next_retry_delay=opens - local,
-        )
-
-    # -- content ----------------------------------------------------------------------------
-
-    def _render(
-        self,
-        bundle: PolicyBundle,
-        step: SendStepInput,
-        account: Account,
-        channel: Channel,
-        now: dt.datetime,
-        due: tuple[dt.date, bool] | None = None,
-    ) -> tuple[str | None, str]:
-        guarantor = account.guarantor
-        recipient = Recipient(
-            first_name=guarantor.first_name,
-            last_name=guarantor.last_name,
-            account_number=account.account_number,
-            lines=tuple(_statement_line(c) for c in account.charges),
-        )
-        today = now.astimezone(zone(guarantor.time_zone)).date()
-        due_date, past_due = due or (None, False)
-        variables = context(
-            bundle.policy,
-            channel,
-            recipient,
-            step.balance_cents,
-            step.tone,
-            today,
-            due_date=due_date,
-            past_due=past_due,
-        )
-        try:
-            rendered = render(bundle, step.template, guarantor.language, channel, variables)
-        except RenderError as exc:
-            raise ApplicationError(str(exc), type="TemplateError", non_retryable=True) from exc
-        return rendered.subject, rendered.body
-
-    def _letter(
-        self,
-        bundle: PolicyBundle,
-        step: SendStepInput,
-        account: Account,
-        body: str,
-        now: dt.datetime,
-        due_date: dt.date | None = None,
-    ) -> LetterContent:
-        policy = bundle.policy
-        guarantor = account.guarantor
-        today = now.astimezone(zone(guarantor.time_zone)).date()
-        rows = tuple(_statement_line(c) for c in account.charges)
-        fap_required = policy.eca.enabled or step.kind is StepKind.FINAL_NOTICE
-        return LetterContent(
-            practice_name=policy.practice.name,
-            practice_phone=policy.practice.phone,
-            pay_url=policy.practice.pay_url,
-            recipient_name=f"{guarantor.first_name} {guarantor.last_name}",
-            address_lines=tuple(address_lines(guarantor)),
-            account_number=account.account_number,
-            statement_date=today,
-            due_date=due_date or today + dt.timedelta(days=PAYMENT_TERMS_DAYS),
-            amount_due_cents=step.balance_cents,
-            currency=policy.currency,
-            lines=rows,
-            aging_cents=aging_of(rows, step.balance_cents, today),
-            title=step.template.replace("-", " ").capitalize(),
-            financial_assistance=(
-                policy.practice.financial_assistance_summary if fap_required else ""
-            ),
-        )
-
-    def _call_task(
-        self,
-        bundle: PolicyBundle,
-        step: SendStepInput,
-        account: Account,
-        communication_id: uuid.UUID,
-        script: str,
-        now: dt.datetime,
-    ) -> StaffTask:
-        """A worklist entry: who to call, what to say, and what staff need to know first."""
-        today = now.astimezone(zone(account.guarantor.time_zone)).date()
-        rows = tuple(_statement_line(c) for c in account.charges)
-        summary = {
-            "balance_cents": step.balance_cents,
-            "currency": bundle.policy.currency,
-            "visits": len(rows),
-            "oldest_service_date": min((r.service_date for r in rows), default=today).isoformat(),
-            "aging_cents": dict(aging_of(rows, step.balance_cents, today)),
-            "step": step.step_id,
-            "tone": step.tone.value,
-        }
-        return StaffTask(
-            account_id=account.id,
-            kind=TaskKind.CALL,
-            step_id=step.step_id,
-            title=f"Call about account {account.account_number}",
-            detail={
-                "script": script,
-                "communication_id": str(communication_id),
-                "summary": summary,
-                "outcomes": ["reached", "voicemail", "no_answer", "wrong_number", "promise_to_pay"],
-            },
-        )
 
     def _mark_sent(
         self, session: Session, row: Communication, delivery: Delivery, at: dt.datetime
@@ -956,79 +743,9 @@ class MessagingActivities:
         row.provider_id = delivery.provider_id
         row.file_path = delivery.file_path
         row.sent_at = at
-        session.add(AuditEvent(**_sent_audit(row.account_id, row.id, row.step_id, row.channel)))
-
-
-def cap_problem(
-    policy: Policy, channel: Channel, contacted: Sequence[dt.datetime], now: dt.datetime
-) -> tuple[str, dt.timedelta] | None:
-    """The cap ``channel`` would break now, given its recent uses, and for how long."""
-    for cap in policy.contact.caps:
-        if cap.channel is not channel:
-            continue
-        window = dt.timedelta(days=cap.per_days)
-        times = sorted(t for t in contacted if t > now - window)
-        if len(times) >= cap.max:
-            free_at = times[len(times) - cap.max] + window
-            return (
-                f"{channel.value}: cap of {cap.max} in {cap.per_days} days reached",
-                max(free_at - now, dt.timedelta(seconds=1)),
-            )
-    return None
-
-
-def _sent_audit(
-    account_id: uuid.UUID, communication_id: uuid.UUID, step_id: str, channel: Channel | None
-) -> dict[str, Any]:
-    return {
-        "actor": "system",
-        "action": "message_sent",
-        "account_id": account_id,
-        "detail": {
-            "communication_id": str(communication_id),
-            "step": step_id,
-            "channel": channel.value if channel else None,
-        },
-    }
-
-
-def _values(row: Communication) -> dict[str, Any]:
-    """A stored outbox row as the values of a claim, for the helpers below."""
-    return {
-        "id": row.id,
-        "idempotency_key": row.idempotency_key,
-        "channel": row.channel,
-        "status": row.status,
-        "reasons": row.reasons,
-        "recipient": row.recipient,
-        "subject": row.subject,
-        "body": row.body,
-    }
-
-
-def _result(row: Communication) -> SendStepResult:
-    return _claim_result(_values(row))
-
-
-def _outgoing(claim: Mapping[str, Any]) -> OutgoingMessage:
-    return OutgoingMessage(
-        str(claim["id"]),
-        claim["idempotency_key"],
-        claim["channel"],
-        claim["recipient"] or "",
-        claim["subject"],
-        claim["body"] or "",
-    )
-
-
-def _claim_result(claim: Mapping[str, Any]) -> SendStepResult:
-    suppressed = claim["status"] is CommunicationStatus.SUPPRESSED
-    return SendStepResult(
-        communication_id=str(claim["id"]),
-        outcome=StepOutcome.SUPPRESSED if suppressed else StepOutcome.SENT,
-        channel=claim["channel"],
-        reasons=claim["reasons"].split("; ") if claim["reasons"] else [],
-    )
+        session.add(
+            AuditEvent(**claims.sent_audit(row.account_id, row.id, row.step_id, row.channel))
+        )
 
 
 def _reportable(
@@ -1053,26 +770,6 @@ def _lost() -> BaseException:
     return ApplicationError("the step was left without an outcome", type="BatchIncomplete")
 
 
-def aging_of(
-    rows: Sequence[StatementLine], balance_cents: int, today: dt.date
-) -> tuple[tuple[str, int], ...]:
-    """The balance by age of its visits; payments since the lines were posted age off the oldest."""
-    buckets = {name: 0 for name, _, _ in AGING_BUCKETS}
-    credit = max(sum(r.balance_cents for r in rows) - balance_cents, 0)
-    for row in sorted(rows, key=lambda r: r.service_date):
-        owed = max(row.balance_cents, 0)
-        taken = min(owed, credit)
-        credit -= taken
-        days = (today - row.service_date).days
-        for name, low, high in AGING_BUCKETS:
-            if days >= low and (high is None or days <= high):
-                buckets[name] += owed - taken
-                break
-        else:
-            buckets[AGING_BUCKETS[0][0]] += owed - taken  # a visit dated after the statement
-    return tuple(buckets.items())
-
-
 def _retryable(exc: SendError) -> ApplicationError:
     """A provider failure that did not send anything, as the error type the retry policy reads."""
     if isinstance(exc, ProviderBusy):
@@ -1089,19 +786,4 @@ def _retryable(exc: SendError) -> ApplicationError:
         " check the provider settings",
         type=kind,
         next_retry_delay=AUTH_RETRY_DELAY,
-    )
-
-
-def _join(reasons: list[str], extra: str) -> str:
-    return "; ".join([*reasons, extra])
-
-
-def _statement_line(charge: ChargeLine) -> StatementLine:
-    return StatementLine(
-        service_date=charge.service_date,
-        description=charge.description,
-        charges_cents=charge.charges_cents,
-        insurance_paid_cents=charge.insurance_paid_cents,
-        insurance_adjustment_cents=charge.insurance_adjustment_cents,
-        patient_paid_cents=charge.patient_paid_cents,
     )
