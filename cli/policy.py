@@ -27,6 +27,7 @@ from activities.rendering import (
 )
 from cli.common import console, err_console, fail
 from config.loader import PolicyBundle, PolicyFileError, load_policy
+from models.calendars import calendar_warnings
 from models.money import format_cents, parse_cents
 from models.payloads import (
     BalanceState,
@@ -37,7 +38,7 @@ from models.payloads import (
     StepOutcome,
 )
 from models.policy import Channel, Policy, Step
-from workflows.decisions import TimelineEntry, resume_index, timeline, zone
+from workflows.decisions import TimelineEntry, calendar_day, resume_index, timeline, zone
 
 
 def _out(text: str) -> None:
@@ -96,6 +97,8 @@ def check(files: Annotated[list[Path], typer.Argument(help="policy files (YAML)"
             f"{file}: ok ({bundle.policy.name}, {len(bundle.policy.steps)} steps, "
             f"version {bundle.hash[:12]})",
         )
+        for warning in calendar_warnings(bundle.policy.contact, dt.date.today()):
+            _out(f"{file}: warning: {warning}")
     if failed:
         raise typer.Exit(1)
 
@@ -235,7 +238,7 @@ def _entry_object(
         "date": local.date().isoformat(),
         "local_time": local.isoformat(timespec="minutes"),
         "utc": entry.at.astimezone(dt.UTC).isoformat(timespec="minutes"),
-        "day": (entry.at - options.first_statement).days,
+        "day": calendar_day(bundle.policy, options.first_statement, entry.at),
         "channel": entry.channel.value if entry.channel else None,
         "template": None if entry.written_off else step.template,
         "tone": step.tone.value,

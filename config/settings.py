@@ -99,6 +99,11 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, description="a free one if taken")
     public_url: str = Field(default="", description="URL providers call back, behind a proxy")
+    unsubscribe_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of the email unsubscribe links; empty keeps a random one in the "
+        "data folder (set it when the worker and the API run on different machines)",
+    )
 
 
 class PracticeSettings(BaseModel):

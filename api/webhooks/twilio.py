@@ -19,20 +19,14 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from activities.sms import (
-    ASYNC_UNDELIVERABLE_CODES,
-    OPTED_OUT_CODES,
-    UNDELIVERABLE_CODES,
-    Keyword,
-    classify_reply,
-    reply_text,
-)
+from activities.sms import ASYNC_UNDELIVERABLE_CODES, OPTED_OUT_CODES, UNDELIVERABLE_CODES
 from api import services
 from api.webhooks.common import already_seen, mark_seen
 from config.settings import Settings
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, AuditEvent, Communication, CommunicationStatus
 from models.policy import Channel
+from services import replies
 from starter import Intake
 
 PROVIDER = "twilio"
@@ -158,29 +152,29 @@ async def handle_status(
 
 
 async def handle_inbound(intake: Intake, params: dict[str, str], settings: Settings) -> str:
-    """An inbound text: STOP revokes SMS consent, START restores it, HELP gets the practice's
-    contact. Returns the TwiML answer (one confirmation text at most, no balance or service)."""
+    """An inbound text, understood by :mod:`services.replies`: a revocation however phrased (in
+    English or Spanish) opts SMS out, a wrong number stops texts and calls to it, START restores
+    consent, HELP gets the practice's contact, anything else opens a staff task. Returns the
+    TwiML answer: one text at most, in the account's language and signed by its policy practice,
+    with no balance or service."""
     sid, sender = params.get("MessageSid", ""), params.get("From", "")
     if not SID_RE.match(sid) or not sender:
         raise Refused(400, "MessageSid and From are required")
-    keyword = classify_reply(params.get("Body", ""))
     session_factory = intake.session_factory
     answer = MessagingResponse()
     if already_seen(session_factory, PROVIDER, sid):
         return str(answer)
-    practice, phone = settings.practice.name, settings.practice.phone
-    if keyword in (Keyword.STOP, Keyword.START):
-        with session_factory() as session:
-            guarantors = services.guarantors_by_phone(session, sender)
-        kind = (
-            ChannelEventKind.OPTED_OUT
-            if keyword is Keyword.STOP
-            else (ChannelEventKind.CONSENT_GIVEN)
-        )
-        event = ChannelEventSignal(reference=f"tw:{sid}", kind=kind, channel=Channel.SMS)
-        await services.channel_event_for_guarantors(intake, guarantors, event, "twilio")
-    reply = reply_text(keyword, practice, phone)
-    if reply:
-        answer.message(reply)
-    mark_seen(session_factory, PROVIDER, sid, f"inbound_{keyword.value}")
+    with session_factory() as session:
+        guarantors = services.guarantors_by_phone(session, sender)
+    outcome = await replies.handle_reply(
+        intake,
+        channel=Channel.SMS,
+        guarantor_ids=guarantors,
+        reference=f"tw:{sid}",
+        text=params.get("Body", ""),
+        actor="twilio",
+    )
+    if outcome.reply:
+        answer.message(outcome.reply)
+    mark_seen(session_factory, PROVIDER, sid, f"inbound_{outcome.intent.value}")
     return str(answer)

@@ -18,6 +18,7 @@ class TaskKind(StrEnum):
     APPROVAL = "approval"
     CALL = "call"
     ESTATE = "estate"  # a deceased guarantor's account, for the estate queue
+    REPLY = "reply"  # a patient's text or email nobody could classify: a person reads it
 
 
 class TaskStatus(StrEnum):
