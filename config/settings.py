@@ -87,6 +87,11 @@ class SendGridSettings(BaseModel):
     webhook_public_key: str = Field(
         default="", description="Event Webhook verification key (base64 ECDSA P-256 public key)"
     )
+    inbound_parse_key: SecretStr | None = Field(
+        default=None,
+        description="Inbound Parse (email replies): the key= of the URL SendGrid posts to "
+        "(SendGrid does not sign it); empty refuses inbound email",
+    )
 
     @property
     def configured(self) -> bool:

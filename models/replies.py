@@ -212,6 +212,38 @@ def _strong_revocation(words: str) -> bool:
     return bool(_STRONG.search(words))
 
 
+# -- email replies ------------------------------------------------------------------------------
+
+_QUOTE_START = re.compile(
+    r"^(?:on .{0,200} wrote:|el .{0,200} escribi[oó]:|-{2,} ?original message ?-{2,}"
+    r"|-{2,} ?mensaje original ?-{2,}|from: .*|de: .*|sent from my .*|enviado desde mi .*)\s*$",
+    re.IGNORECASE,
+)
+
+
+def reply_body(text: str) -> str:
+    """The patient's own words in an email reply: the text above the quoted message."""
+    own: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(">") or _QUOTE_START.match(stripped):
+            break
+        own.append(stripped)
+    return " ".join(w for w in own if w)
+
+
+def classify_email(subject: str, text: str) -> ReplyIntent:
+    """An email reply: its own words decide; a bare subject ("STOP", "Unsubscribe") when empty."""
+    bare = re.sub(r"^(?:\s*(?:re|aw|fw|fwd|rv)\s*:\s*)+", "", subject, flags=re.IGNORECASE)
+    body = reply_body(text)
+    intent = classify(body) if body else ReplyIntent.UNCLEAR
+    if intent is ReplyIntent.UNCLEAR:
+        by_subject = classify(bare)
+        if by_subject in (ReplyIntent.REVOKE, ReplyIntent.WRONG_NUMBER) or not body:
+            return by_subject
+    return intent
+
+
 # -- the one reply sent back ---------------------------------------------------------------------
 
 _REPLIES: dict[str, dict[ReplyIntent, str]] = {

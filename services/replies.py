@@ -95,13 +95,16 @@ async def handle_reply(
     reference: str,
     text: str,
     actor: str,
+    intent: ReplyIntent | None = None,
 ) -> ReplyOutcome:
     """Classify one inbound message and act on it; ``reference`` deduplicates the signals.
 
     ``channel`` is what the patient wrote through (SMS or EMAIL): a revocation opts that channel
-    out. A wrong number concerns the phone, whatever the channel it was said on.
+    out. A wrong number said by text marks the phone (texts and calls); by email, it opts the
+    address out. ``intent`` is given when the caller classified already (an email's subject and
+    body, :func:`models.replies.classify_email`).
     """
-    intent = classify(text)
+    intent = intent or classify(text)
     if intent is ReplyIntent.START and channel is not Channel.SMS:
         intent = ReplyIntent.UNCLEAR  # "yes" in an email is not consent to texts
     with intake.session_factory() as session:

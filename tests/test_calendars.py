@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
 from config.loader import PolicyFileError, load_policy, shipped_policies
 from config.settings import POLICY_DIR
 from models.calendars import calendar_warnings, closed_days, is_holiday
-from models.policy import Calendar, ContactRules
+from models.payloads import ChannelStatus, ContactProfile, StepOutcome
+from models.policy import Calendar, Channel, ContactRules
 from tests.test_policy_check import BASE
+from workflows.decisions import timeline, zone
 
 runner = CliRunner()
 SHIPPED = [p.stem for p in shipped_policies()]
@@ -163,3 +167,41 @@ def test_a_bad_calendar_is_an_error_naming_the_field(
     with pytest.raises(PolicyFileError) as info:
         load_policy(path)
     assert field in str(info.value), str(info.value)
+
+
+ZONES = [
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "America/Puerto_Rico",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(SHIPPED),
+    first=st.dates(dt.date(2026, 1, 1), dt.date(2040, 12, 31)),
+    patient_zone=st.sampled_from(ZONES),
+)
+def test_no_step_of_any_year_lands_on_a_practice_holiday(
+    name: str, first: dt.date, patient_zone: str
+) -> None:
+    policy = load_policy(name).policy
+    rules = policy.contact
+    practice = zone(rules.practice_time_zone)
+    start = dt.datetime.combine(first, rules.send_time, tzinfo=practice).astimezone(dt.UTC)
+    profile = ContactProfile(
+        time_zone=patient_zone,
+        channels={c: ChannelStatus(reachable=True, consent=True) for c in Channel},
+    )
+    open_days = {d.number for d in rules.business_days}
+    for entry in timeline(policy, 250_00, start, profile):
+        if entry.outcome is not StepOutcome.SENT:
+            continue
+        day = entry.at.astimezone(practice).date()
+        assert not is_holiday(rules, day), (name, entry.step.id, day)
+        assert day.weekday() in open_days, (name, entry.step.id, day)
