@@ -133,7 +133,8 @@ REVOKE = _words(
     r"no more (?:text|texts|message|messages|msgs|calls|call|emails|email|contact|reminders)",
     r"(?:unsubscribe|unsubscribed|unsub|opt out|opting out|opted out|optout|opt me out"
     r"|revoke|revoking|revoked|revocation|withdraw my consent|withdraw consent"
-    r"|cease and desist|cease all|remove me|remove my (?:number|email|phone|info)|take me off"
+    r"|cease and desist|cease all|remove me|take me off"
+    r"|remove (?:my|this) (?:number|email|phone|info)"
     r"|take my (?:number|email) off|leave me alone|delete my (?:number|email|phone)"
     r"|lose my number|off (?:your|the) (?:list|mailing list)|do not contact list"
     r"|dnc list|no longer (?:wish|want) to (?:receive|be contacted|get))",
@@ -147,6 +148,8 @@ REVOKE = _words(
     r"|escriban|escribas|llame|llamen|llames|contacte|contacten|contactes|moleste|molesten"
     r"|molestes|textee|texteen|mensajee)",
     r"no (?:mande|manden|mandes|envie|envien|envies) (?:mas )?(?:mensajes|textos|correos)",
+    r"(?:favor de |por favor )?no (?:llamar|enviar|mandar|escribir|contactar|textear)(?:me|nos)?"
+    r" (?:mas|a este|a mi|aqui|nunca)",
     r"no mas (?:mensajes|textos|llamadas|correos|sms)",
     r"no mas",
     r"(?:dejen|deja|dejar|deje|dejan) de (?:mandar|enviar|escribir|llamar|molestar|contactar"
