@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import holidays
+from temporalio import workflow
 
 if TYPE_CHECKING:
     from models.policy import Calendar, ContactRules
@@ -28,9 +29,14 @@ if TYPE_CHECKING:
 def _library(
     country: str, subdivision: str | None, observed: bool, year: int
 ) -> dict[dt.date, str]:
-    days = holidays.country_holidays(
-        country, subdiv=subdivision, years=year, observed=observed, language="en_US"
-    )
+    # The library names holidays through gettext, which reads the library's own bundled catalogue
+    # and calls locale.normalize on the fixed language asked for: the same answer on every run of
+    # a deployment, like zoneinfo's database. The Temporal sandbox forbids locale to workflow code
+    # in general, so this one call is let through, and nothing else.
+    with workflow.unsafe.sandbox_unrestricted():
+        days = holidays.country_holidays(
+            country, subdiv=subdivision, years=year, observed=observed, language="en_US"
+        )
     return {day: str(name) for day, name in sorted(days.items())}
 
 
