@@ -303,6 +303,14 @@ def record_channel_event(session: Session, guarantor: Guarantor, event: ChannelE
         pref = ChannelPreference(channel=event.channel)
         guarantor.channels.append(pref)
     now = dt.datetime.now(dt.UTC)
+    if event.kind is ChannelEventKind.WRONG_NUMBER:
+        for channel in (Channel.CALL, Channel.SMS):
+            other = next((p for p in guarantor.channels if p.channel is channel), None)
+            if other is None:
+                other = ChannelPreference(channel=channel, consent=False)
+                guarantor.channels.append(other)
+            other.deliverability, other.updated_at = Deliverability.UNDELIVERABLE, now
+        return
     if event.kind is ChannelEventKind.OPTED_OUT:
         pref.opted_out_at, pref.consent = now, False
     elif event.kind is ChannelEventKind.CONSENT_GIVEN:

@@ -10,6 +10,7 @@ import py_compile
 import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from sendgrid import SendGridAPIClient
@@ -28,6 +29,7 @@ from activities.reconcile import ReconcileActivities, ensure_schedule
 from activities.sms import TwilioSender, make_client
 from config.settings import Settings
 from models.policy import Channel
+from services import unsubscribe
 from services.signal_outbox import Dispatcher
 from workflows.escalation import BalanceEscalationWorkflow
 from workflows.reconcile import LedgerReconcileWorkflow
@@ -36,8 +38,15 @@ WORKFLOWS = [BalanceEscalationWorkflow, LedgerReconcileWorkflow]
 
 # The decision core, the account rules and their data models are pure and deterministic: pass
 # them through the sandbox instead of re-importing them for every workflow run. zoneinfo reads the
-# time-zone database, which is constant for a given deployment.
-PASSTHROUGH = ("models", "workflows.decisions", "workflows.account_rules", "zoneinfo", "pydantic")
+# time-zone database, which is constant for a given deployment; so is the holidays library.
+PASSTHROUGH = (
+    "models",
+    "workflows.decisions",
+    "workflows.account_rules",
+    "zoneinfo",
+    "pydantic",
+    "holidays",  # the practice calendars (models.calendars): pure Python, deterministic
+)
 
 
 def workflow_runner(workflows: Sequence[type] = WORKFLOWS) -> SandboxedWorkflowRunner:
@@ -83,6 +92,7 @@ def build_senders(settings: Settings) -> Mapping[Channel, Sender]:
             from_name=settings.practice.name,
             sandbox_mode=sendgrid.sandbox_mode,
             unsubscribe_url=f"{public}/unsubscribe/email/{{id}}" if public else "",
+            unsubscribe_token=partial(unsubscribe.sign, unsubscribe.secret_for(settings)),
         )
     if twilio.configured and twilio.auth_token is not None:
         default_callback = f"{public}/webhooks/twilio/status" if public else ""

@@ -14,6 +14,7 @@ import json
 import socket
 import time
 import urllib.error
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -65,6 +66,7 @@ class SendGridSender:
         from_name: str = "",
         sandbox_mode: bool = False,
         unsubscribe_url: str = "",
+        unsubscribe_token: Callable[[str], str] | None = None,
     ) -> None:
         """
         Args:
@@ -72,18 +74,21 @@ class SendGridSender:
             from_email: a verified sender of the SendGrid account.
             from_name: shown as the sender's name (the practice).
             sandbox_mode: SendGrid validates but does not deliver.
-            unsubscribe_url: a template with ``{id}`` for the outbox id, served by our API; empty
-                uses SendGrid's own subscription tracking link.
+            unsubscribe_url: a template with ``{id}``, served by our API
+                (``/unsubscribe/email/{id}``); empty uses SendGrid's own subscription tracking.
+            unsubscribe_token: makes the ``{id}`` of a message from its outbox id (a signed
+                token, ``services.unsubscribe.sign``); without it the bare outbox id.
         """
         self._client = client
         self._client.client.timeout = REQUEST_TIMEOUT_SECONDS
         self._from = (from_email, from_name or None)
         self._sandbox = sandbox_mode
         self._unsubscribe_url = unsubscribe_url
+        self._unsubscribe_token = unsubscribe_token or str
 
     def build(self, message: OutgoingMessage) -> Mail:
         """The request body for ``message``: plain text and HTML, with its unsubscribe link."""
-        link = self._unsubscribe_url.format(id=message.communication_id)
+        link = self._unsubscribe_url.format(id=self._unsubscribe_token(message.communication_id))
         text = message.body.rstrip() + "\n"
         html = message.html or html_from_text(message.body)
         if link:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import threading
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -219,71 +217,7 @@ class TwilioSender:
         return SendError("sms provider refused the request", provider=PROVIDER, code=label)
 
 
-# -- what patients text back --------------------------------------------------------------------
-
-
-class Keyword(StrEnum):
-    STOP = "stop"
-    HELP = "help"
-    START = "start"
-    OTHER = "other"
-
-
-# FCC 24-24 (47 CFR 64.1200(a)(10)): revocation by any reasonable means, these words included.
-STOP_WORDS = frozenset(
-    {
-        "STOP",
-        "STOPALL",
-        "UNSUBSCRIBE",
-        "CANCEL",
-        "END",
-        "QUIT",
-        "REVOKE",
-        "OPTOUT",
-        "OPT OUT",
-        "STOP ALL",
-    }
-)
-STOP_PHRASES = (
-    "STOP TEXT",
-    "DONT TEXT",
-    "DO NOT TEXT",
-    "NO MORE TEXT",
-    "REMOVE ME",
-    "LEAVE ME ALONE",
-    "TAKE ME OFF",
-)
-HELP_WORDS = frozenset({"HELP", "INFO"})
-START_WORDS = frozenset({"START", "UNSTOP", "YES", "OPT IN", "OPTIN"})
-
-_NOT_LETTERS = re.compile(r"[^A-Z ]+")
-
-
-def classify_reply(body: str) -> Keyword:
-    """What an inbound text asks for. Plain words that clearly revoke consent count as STOP."""
-    text = " ".join(_NOT_LETTERS.sub("", body.upper().replace("'", "")).split())
-    if text in STOP_WORDS or any(p in text for p in STOP_PHRASES):
-        return Keyword.STOP
-    if text in HELP_WORDS:
-        return Keyword.HELP
-    if text in START_WORDS:
-        return Keyword.START
-    return Keyword.OTHER
-
-
-def reply_text(keyword: Keyword, practice_name: str, practice_phone: str) -> str:
-    """The one text sent back to an inbound keyword ("" for none).
-
-    A single confirmation of a STOP is allowed (FCC 24-24); HELP gets the practice's contact and
-    nothing about the balance (minimum necessary).
-    """
-    return {
-        Keyword.STOP: f"{practice_name}: you will not receive more texts from us. "
-        f"Questions: {practice_phone}.",
-        Keyword.START: f"{practice_name}: texts are on again. Reply STOP to opt out.",
-        Keyword.HELP: f"{practice_name} billing: call {practice_phone}. Reply STOP to opt out.",
-        Keyword.OTHER: "",
-    }[keyword]
+# What patients text back is understood by models.replies (revocation understood, not matched).
 
 
 def apply_status(session: Session, guarantor: Guarantor, error_code: str, at: dt.datetime) -> bool:

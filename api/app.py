@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
-from api.routes import facts, health, intake, staff, webhooks
+from api.routes import facts, health, intake, staff, unsubscribe, webhooks
 from api.state import AppState
 from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
@@ -84,6 +84,7 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(facts.router)
     app.include_router(webhooks.router)
+    app.include_router(unsubscribe.router)
     return app
 
 

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from models.actions import AdjustmentKind, HoldReason
 from models.common import REFERENCE_FIELD
 from models.payloads import CallResult
+from models.phones import to_e164
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -48,7 +49,9 @@ class GuarantorIn(Strict):
     first_name: Text = Field(min_length=1, max_length=100)
     last_name: Text = Field(min_length=1, max_length=100)
     email: Text | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone: Text | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{7,20}$")
+    phone: Annotated[Text | None, AfterValidator(to_e164)] = Field(
+        default=None, pattern=r"^\+?[0-9 ().-]{7,20}$", description="normalised to E.164"
+    )
     sms_consent: bool = Field(default=False, strict=True)
     address_line1: Text | None = Field(default=None, max_length=200)
     address_line2: Text | None = Field(default=None, max_length=200)

@@ -179,7 +179,7 @@ def balance_rows(n: int, policy: Path, time_zone: str) -> list[dict[str, str]]:
                 "first_name": "Bench",
                 "last_name": "Synthetic",
                 "email": f"b{k.lower()}@example.test",
-                "phone": "+15550100123",
+                "phone": "+12125550123",
                 "sms_consent": "no",
                 "address_line1": "1 Example Way",
                 "city": "Springfield",

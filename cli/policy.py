@@ -21,6 +21,7 @@ from activities.rendering import (
 )
 from cli.common import EXIT_REFUSED, console, current_actor, err_console, fail, with_services
 from config.loader import PolicyBundle, PolicyFileError, load_policy
+from models.calendars import calendar_warnings
 from models.money import format_cents, parse_cents
 from models.payloads import (
     ChannelStatus,
@@ -91,6 +92,8 @@ def check(files: Annotated[list[Path], typer.Argument(help="policy files (YAML)"
             f"{file}: ok ({bundle.policy.name}, {len(bundle.policy.steps)} steps, "
             f"version {bundle.hash[:12]})",
         )
+        for warning in calendar_warnings(bundle.policy.contact, dt.date.today()):
+            _out(f"{file}: warning: {warning}")
     if failed:
         raise typer.Exit(1)
 

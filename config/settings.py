@@ -87,6 +87,11 @@ class SendGridSettings(BaseModel):
     webhook_public_key: str = Field(
         default="", description="Event Webhook verification key (base64 ECDSA P-256 public key)"
     )
+    inbound_parse_key: SecretStr | None = Field(
+        default=None,
+        description="Inbound Parse (email replies): the key= of the URL SendGrid posts to "
+        "(SendGrid does not sign it); empty refuses inbound email",
+    )
 
     @property
     def configured(self) -> bool:
@@ -110,6 +115,11 @@ class ApiSettings(BaseModel):
     )
     audit_refusal_window_seconds: int = Field(
         default=60, ge=0, description="one audit row per refused client or actor in this window"
+    )
+    unsubscribe_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of the email unsubscribe links; empty keeps a random one in the "
+        "data folder (set it when the worker and the API run on different machines)",
     )
 
 

@@ -60,12 +60,14 @@ class ChannelEventKind(StrEnum):
     OPTED_OUT = "opted_out"  # STOP, unsubscribe or any other revocation of consent
     CONSENT_GIVEN = "consent_given"  # START, or consent recorded by staff
     ADDRESS_CORRECTED = "address_corrected"  # a corrected address, number or email makes it usable
+    WRONG_NUMBER = "wrong_number"  # the number is not the patient's: no texts or calls to it
 
 
 CHANNEL_OF_EVENT = {
     ChannelEventKind.EMAIL_BOUNCED: Channel.EMAIL,
     ChannelEventKind.SMS_UNDELIVERABLE: Channel.SMS,
     ChannelEventKind.LETTER_RETURNED: Channel.LETTER,
+    ChannelEventKind.WRONG_NUMBER: Channel.SMS,  # and calls: the number is the same
 }
 
 

@@ -50,6 +50,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from models.common import REFERENCE_FIELD
 from models.money import DollarsAsCents
+from models.phones import to_e164
 
 
 def _blank_to_none(value: object) -> object:
@@ -102,7 +103,9 @@ class BalanceRow(BaseModel):
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(min_length=1, max_length=100)
     email: Optional = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone: Optional = Field(default=None, pattern=r"^\+?[0-9 ()-]{7,20}$")
+    phone: Annotated[Optional, AfterValidator(to_e164)] = Field(
+        default=None, pattern=r"^\+?[0-9 ().-]{7,20}$"
+    )
     sms_consent: Annotated[bool, BeforeValidator(_yes_no)] = False
     address_line1: Optional = None
     address_line2: Optional = None

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from models.calendars import holiday_names, supported
 from models.money import DollarsAsCents
 
 
@@ -233,6 +234,45 @@ def _default_caps() -> list[Cap]:
     return [Cap(channel=Channel.CALL, max=7, per_days=7)]
 
 
+MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
+
+
+class Calendar(_Frozen):
+    """The practice's closed days from a maintained library (``holidays``), for any year.
+
+    ``country`` and ``subdivision`` name the library's calendar (US, US-PR, a state); with
+    ``observed`` a holiday on a weekend is also closed on the weekday it is observed. The
+    practice's own rules come on top: ``skip`` names library holidays it stays open on (by the
+    start of the name, "Columbus Day"), ``yearly_closures`` are month-days closed every year
+    ("12-24"), ``closures`` and ``openings`` single dates closed or open whatever the library says.
+    """
+
+    country: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    subdivision: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,3}$")
+    observed: bool = True
+    skip: list[str] = Field(default_factory=list)
+    yearly_closures: list[MonthDay] = Field(default_factory=list)
+    closures: list[dt.date] = Field(default_factory=list)
+    openings: list[dt.date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known(self) -> Self:
+        problem = supported(self.country, self.subdivision)
+        if problem:
+            raise ValueError(problem)
+        names = holiday_names(self.country, self.subdivision)
+        for i, name in enumerate(self.skip):
+            if not any(n.startswith(name) for n in names):
+                raise ValueError(
+                    f"contact.calendar.skip.{i}: {self.country} has no holiday {name!r} "
+                    f"(it has {', '.join(sorted(names))})"
+                )
+        clash = sorted(set(self.closures) & set(self.openings))
+        if clash:
+            raise ValueError(f"contact.calendar.openings: {clash[0]} is also a closure")
+        return self
+
+
 class ContactRules(_Frozen):
     """When a contact may happen."""
 
@@ -244,7 +284,10 @@ class ContactRules(_Frozen):
         default_factory=lambda: [Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
         min_length=1,
     )
-    holidays: list[dt.date] = Field(default_factory=list)
+    holidays: list[dt.date] = Field(
+        default_factory=list, description="a hand list of closed days; prefer calendar"
+    )
+    calendar: Calendar | None = None
     min_spacing_hours: int = Field(default=48, ge=0, le=24 * 60)
     caps: list[Cap] = Field(default_factory=_default_caps)
     sms_requires_consent: bool = True

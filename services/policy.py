@@ -45,7 +45,14 @@ from services.context import Services
 from services.errors import Refused
 from services.identity import Actor
 from workflows.contract import Rejection
-from workflows.decisions import TimelineEntry, resume_index, timeline, window_note, zone
+from workflows.decisions import (
+    TimelineEntry,
+    calendar_day,
+    resume_index,
+    timeline,
+    window_note,
+    zone,
+)
 
 # -- preview ---------------------------------------------------------------------------------
 
@@ -159,7 +166,7 @@ def _entry_object(
         date=local.date().isoformat(),
         local_time=local.isoformat(timespec="minutes"),
         utc=entry.at.astimezone(dt.UTC).isoformat(timespec="minutes"),
-        day=(entry.at - options.first_statement).days,
+        day=calendar_day(bundle.policy, options.first_statement, entry.at),
         channel=entry.channel.value if entry.channel else None,
         template=None if entry.written_off else step.template,
         tone=step.tone.value,

@@ -79,6 +79,15 @@ async def running_api(
         yield Api(http, make_tokens(session_factory), settings, session_factory, client)
 
 
+NEW_YORK_AREA_CODES = ("212", "332", "347", "516", "631", "646", "718", "914", "917", "929")
+
+
+def synthetic_phone() -> str:
+    """A valid number in E.164 on the fictional 555 exchange of a New York area code."""
+    n = uuid.uuid4().int
+    return f"+1{NEW_YORK_AREA_CODES[n % 10]}555{n // 10 % 10**4:04d}"
+
+
 def account_body(reference: str | None = None, **guarantor: Any) -> dict[str, Any]:
     """A synthetic account: invented names and numbers, never a real patient."""
     n = uuid.uuid4().hex[:8].upper()
@@ -87,7 +96,7 @@ def account_body(reference: str | None = None, **guarantor: Any) -> dict[str, An
         "first_name": "Testy",
         "last_name": "Synthetic",
         "email": f"t{n.lower()}@example.test",
-        "phone": f"+1555{uuid.uuid4().int % 10**7:07d}",
+        "phone": synthetic_phone(),
         "sms_consent": True,
         "address_line1": "1 Example Way",
         "city": "Springfield",

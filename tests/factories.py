@@ -44,7 +44,7 @@ def balance_row(**overrides: Any) -> dict[str, Any]:
         "first_name": "Testy",
         "last_name": "Synthetic",
         "email": f"t{n.lower()}@example.test",
-        "phone": "+15550100123",
+        "phone": "+12125550123",
         "sms_consent": "yes",
         "address_line1": "1 Example Way",
         "city": "Springfield",

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.exceptions import ApplicationError
 
 from activities.messaging import MessagingActivities, PolicyStore
-from activities.sms import Keyword, classify_reply, reply_text
 from config.loader import PolicyBundle, load_policy
 from config.settings import Settings
 from models.actions import ChannelEventKind, ChannelEventSignal
@@ -34,7 +33,10 @@ from models.orm import (
 )
 from models.payloads import StepOutcome
 from models.policy import Channel
+from models.replies import ReplyIntent, classify, reply_text
+from services.unsubscribe import secret_for, sign
 from starter import record_channel_event
+from tests.api_support import synthetic_phone
 from tests.fakes.accounts import make_account, step_input
 from tests.fakes.providers import (
     SENDGRID_KEY,
@@ -154,6 +156,7 @@ def _guarantor(session_factory: sessionmaker[Session], account_id: str) -> Guara
 
 def test_email_step_sends_one_request_with_text_html_unsubscribe_and_no_patient_data(
     fake: FakeProviders,
+    provider_settings: Settings,
     messaging: MessagingActivities,
     physician: PolicyBundle,
     session_factory: sessionmaker[Session],
@@ -182,10 +185,14 @@ def test_email_step_sends_one_request_with_text_html_unsubscribe_and_no_patient_
     assert mail["subject"] == "Your statement from Riverside Family Medicine is ready"
     content = {c["type"]: c["value"] for c in mail["content"]}
     assert set(content) == {"text/plain", "text/html"}
-    unsubscribe = f"{PUBLIC}/unsubscribe/email/{result.communication_id}"
+    # The link names the message by a signed token (services.unsubscribe), never the address.
+    assert result.communication_id is not None
+    token = sign(secret_for(provider_settings), result.communication_id)
+    unsubscribe = f"{PUBLIC}/unsubscribe/email/{token}"
     for body in content.values():
         assert "Hello Quinta" in body and "$55.00" in body and unsubscribe in body
     assert mail["headers"]["List-Unsubscribe"] == f"<{unsubscribe}>"
+    assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert mail["mail_settings"] == {"sandbox_mode": {"enable": True}}
     assert mail["tracking_settings"]["open_tracking"] == {"enable": False}
     # Only the opaque outbox id identifies the message at SendGrid.
@@ -219,7 +226,7 @@ def test_sms_step_by_messaging_service_with_status_callback_and_minimum_text(
     assert request.path == f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
     form = request.form
     assert set(form) == {"To", "Body", "MessagingServiceSid", "StatusCallback"}
-    assert form["To"] == "+15550100123" and form["MessagingServiceSid"] == SERVICE
+    assert form["To"] == "+12125550123" and form["MessagingServiceSid"] == SERVICE
     assert form["StatusCallback"] == (
         f"{PUBLIC}/webhooks/twilio/status?outbox_id={result.communication_id}"
     )
@@ -281,7 +288,7 @@ def test_landline_for_sms_marks_it_undeliverable_and_falls_back_to_email(
         Deliverability.UNDELIVERABLE
     )
     # Invalid number (21211) is handled the same way.
-    other = make_account(session_factory, physician, phone="+15550100999")
+    other = make_account(session_factory, physician, phone="+12125550999")
     fake.script("twilio", twilio_error(400, 21211))
     assert (
         messaging.send_step(
@@ -396,7 +403,7 @@ def test_rate_limit_and_server_errors_are_retried_after_retry_after(
         messaging.send_step(step)
     assert err.value.type == "ProviderRateLimited" and not err.value.non_retryable
     assert err.value.next_retry_delay == dt.timedelta(seconds=120)
-    assert "+1555" not in str(err.value) and err.value.__cause__ is None
+    assert "+1212555" not in str(err.value) and err.value.__cause__ is None
     assert _rows(session_factory, account_id) == []  # nothing was taken: the claim is released
     result = messaging.send_step(step)  # Temporal's retry, two minutes later
     assert result.outcome is StepOutcome.SENT
@@ -486,20 +493,21 @@ def test_without_credentials_the_outbox_is_used(settings: Settings, tmp_path: Pa
 @pytest.mark.parametrize(
     ("text", "keyword"),
     [
-        ("STOP", Keyword.STOP),
-        (" stop. ", Keyword.STOP),
-        ("Unsubscribe", Keyword.STOP),
-        ("opt out", Keyword.STOP),
-        ("Please stop texting me", Keyword.STOP),
-        ("HELP", Keyword.HELP),
-        ("info", Keyword.HELP),
-        ("START", Keyword.START),
-        ("unstop", Keyword.START),
-        ("When is my bill due?", Keyword.OTHER),
+        ("STOP", ReplyIntent.REVOKE),
+        (" stop. ", ReplyIntent.REVOKE),
+        ("Unsubscribe", ReplyIntent.REVOKE),
+        ("opt out", ReplyIntent.REVOKE),
+        ("Please stop texting me", ReplyIntent.REVOKE),
+        ("HELP", ReplyIntent.HELP),
+        ("info", ReplyIntent.HELP),
+        ("START", ReplyIntent.START),
+        ("unstop", ReplyIntent.START),
+        ("When is my bill due?", ReplyIntent.UNCLEAR),
     ],
 )
-def test_inbound_keywords(text: str, keyword: Keyword) -> None:
-    assert classify_reply(text) is keyword
+def test_inbound_keywords(text: str, keyword: ReplyIntent) -> None:
+    # The full corpus is in tests/test_replies_corpus.py.
+    assert classify(text) is keyword
 
 
 def test_stop_and_start_replies_change_consent_at_once(
@@ -508,15 +516,15 @@ def test_stop_and_start_replies_change_consent_at_once(
     physician: PolicyBundle,
     session_factory: sessionmaker[Session],
 ) -> None:
-    phone = "+1555" + str(uuid.uuid4().int)[:7]
+    phone = synthetic_phone()
     account_id = make_account(session_factory, physician, email=None, phone=phone)
 
     def reply(body: str) -> None:
         # The ledger side of the inbound webhook: the keyword becomes a channel event.
         kind = {
-            Keyword.STOP: ChannelEventKind.OPTED_OUT,
-            Keyword.START: ChannelEventKind.CONSENT_GIVEN,
-        }[classify_reply(body)]
+            ReplyIntent.REVOKE: ChannelEventKind.OPTED_OUT,
+            ReplyIntent.START: ChannelEventKind.CONSENT_GIVEN,
+        }[classify(body)]
         with session_factory.begin() as s:
             guarantor = s.scalars(
                 select(Guarantor)
@@ -532,10 +540,12 @@ def test_stop_and_start_replies_change_consent_at_once(
             )
 
     reply("Stop")
-    assert "not receive more texts" in reply_text(Keyword.STOP, "Riverside", "(555) 010-0100")
+    assert "not receive more texts" in reply_text(
+        ReplyIntent.REVOKE, "en", "Riverside", "(555) 010-0100"
+    )
     result = messaging.send_step(step_input(physician, account_id, "notice-1"))
     assert result.outcome is StepOutcome.SUPPRESSED and "sms: opted out" in result.reasons
-    assert "(555) 010-0100" in reply_text(Keyword.HELP, "Riverside", "(555) 010-0100")
+    assert "(555) 010-0100" in reply_text(ReplyIntent.HELP, "en", "Riverside", "(555) 010-0100")
     reply("START")
     assert messaging.send_step(step_input(physician, account_id, "notice-1")).channel is (
         Channel.SMS

@@ -37,8 +37,8 @@ EXPORT_HEADER = [
 def test_export_columns_are_recognised_with_us_dates() -> None:
     text = (
         ",".join(EXPORT_HEADER) + "\n"
-        "P-100,G-1,Testy,Synthetic,(555) 010-0100,Y,10001,V-1,10/01/2026,Office visit,$55.00\n"
-        "P-100,G-1,Testy,Synthetic,(555) 010-0100,Y,10001,V-2,13/01/2026,Office visit,12.5\n"
+        "P-100,G-1,Testy,Synthetic,(212) 555-0100,Y,10001,V-1,10/01/2026,Office visit,$55.00\n"
+        "P-100,G-1,Testy,Synthetic,(212) 555-0100,Y,10001,V-2,13/01/2026,Office visit,12.5\n"
         "P-101,G-2,Testy,Synthetic,,,10001,V-3,2026-10-02,,abc\n"
     )
     rows, errors = parse_rows(text, BalanceRow)
@@ -46,6 +46,7 @@ def test_export_columns_are_recognised_with_us_dates() -> None:
         (line, r.account_number, r.charge_ref, r.service_date, r.balance_cents, r.sms_consent)
         for line, r in rows
     ] == [(2, "P-100", "V-1", dt.date(2026, 10, 1), 5500, True)]
+    assert rows[0][1].phone == "+12125550100"  # E.164, as the providers want it
     assert {(e.row, e.field) for e in errors} == {
         (3, "DOS (service_date)"),
         (4, "Procedure (description)"),

@@ -123,7 +123,7 @@ def test_contact_profile_carries_flags_not_addresses(db_session: Session) -> Non
             "first_name": "Testy",
             "last_name": "Synthetic",
             "email": "t@example.test",
-            "phone": "+15550100111",
+            "phone": "+12125550111",
             "address_line1": None,
             "postal_code": None,
         },

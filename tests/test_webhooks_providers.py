@@ -46,6 +46,7 @@ from tests.api_support import (
     api_settings,
     ec_key_pair,
     running_api,
+    synthetic_phone,
 )
 
 pytestmark = pytest.mark.devserver
@@ -195,7 +196,7 @@ async def test_twilio_status_callback_signed_accepted_tampered_refused(api: Api)
 
 
 async def test_twilio_inbound_stop_start_help(api: Api) -> None:
-    phone = f"+1555{uuid.uuid4().int % 10**7:07d}"
+    phone = synthetic_phone()
     number, _ = await _account(api, phone=phone)
     # The same household number, written as staff type it, on a second account.
     national = f"({phone[2:5]}) {phone[5:8]}-{phone[8:]}"

@@ -71,6 +71,12 @@ def apply_channel_event(profile: ContactProfile, event: ChannelEventSignal) -> N
             }[event.kind]
             mark_unreachable(profile, event.channel, reason)
             return
+        case ChannelEventKind.WRONG_NUMBER:
+            # The number is someone else's: neither texts nor calls go to it (like a call's
+            # wrong-number outcome).
+            for channel in (Channel.CALL, Channel.SMS):
+                mark_unreachable(profile, channel, "wrong number")
+            return
         case ChannelEventKind.OPTED_OUT:
             updated = ChannelStatus(reachable=current.reachable, consent=False, reason="opted out")
         case ChannelEventKind.CONSENT_GIVEN:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from models.calendars import is_holiday
 from models.money import format_cents
 from models.payloads import (
     ContactProfile,
@@ -32,7 +33,7 @@ from models.payloads import (
     StepOutcome,
     StepRecord,
 )
-from models.policy import Anchor, Channel, NoChannelAction, Policy, Step, StepKind
+from models.policy import Anchor, Channel, ContactRules, NoChannelAction, Policy, Step, StepKind
 
 UTC = dt.UTC
 ON_TIME = dt.timedelta(minutes=1)
@@ -47,6 +48,16 @@ OPTED_OUT = "opted out"
 @lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+def calendar_day(policy: Policy, start: dt.datetime, at: dt.datetime) -> int:
+    """The policy day of ``at``: calendar days since ``start`` in the practice's zone.
+
+    Not elapsed 24-hour periods: a step at 10:00 on day 120 is day 120 although a DST change in
+    between made the interval an hour shorter.
+    """
+    tz = zone(policy.contact.practice_time_zone)
+    return (at.astimezone(tz).date() - start.astimezone(tz).date()).days
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,10 +369,13 @@ class _Calendar:
     end: dt.time
     send_time: dt.time
     open_weekdays: frozenset[int]
-    holidays: frozenset[dt.date]
+    rules: ContactRules  # holidays: the hand list and the policy's calendar
+
+    def is_holiday(self, day: dt.date) -> bool:
+        return is_holiday(self.rules, day)
 
     def is_open(self, day: dt.date) -> bool:
-        return day.weekday() in self.open_weekdays and day not in self.holidays
+        return day.weekday() in self.open_weekdays and not self.is_holiday(day)
 
     def in_hours(self, at: dt.datetime) -> bool:
         """Inside the allowed hours at every known location (12 CFR 1006.6(b)(1)(i))."""
@@ -398,7 +412,7 @@ class _Calendar:
             )
         else:
             day = at.astimezone(self.practice_tz).date()
-            why = "practice holiday" if day in self.holidays else "practice closed that weekday"
+            why = "practice holiday" if self.is_holiday(day) else "practice closed that weekday"
             nxt = self._next_open(day + dt.timedelta(days=1))
             moved = self._at(nxt, self.send_time, self.practice_tz)
         if not self.allows(moved):
@@ -411,7 +425,7 @@ class _Calendar:
                         moved,
                         reasons,
                         "practice holiday"
-                        if day in self.holidays
+                        if self.is_holiday(day)
                         else "practice closed that weekday",
                     )
         return _moved(moved, reasons, why)
@@ -500,7 +514,7 @@ def calendar_of(policy: Policy, profile: ContactProfile) -> _Calendar:
         rules.allowed_hours.end,
         rules.send_time,
         frozenset(d.number for d in rules.business_days),
-        frozenset(rules.holidays),
+        rules,
     )
 
 

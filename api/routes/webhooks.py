@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.formparsers import MultiPartException
 
 from api.schemas import Problem
 from api.state import State
-from api.webhooks import sendgrid, twilio
+from api.webhooks import sendgrid, sendgrid_inbound, twilio
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -113,4 +114,44 @@ async def sendgrid_events(
         return _refused(exc)
     return JSONResponse(
         {"accepted": outcome.accepted, "duplicates": outcome.duplicates, "ignored": outcome.ignored}
+    )
+
+
+@router.post(
+    "/sendgrid/inbound",
+    responses={200: {"content": {"application/json": {}}}, **REFUSALS},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+        }
+    },
+    summary="SendGrid Inbound Parse (email replies: unsubscribe, wrong person, questions)",
+)
+async def sendgrid_inbound_parse(
+    request: Request,
+    state: State,
+    key: str | None = None,
+) -> Response:
+    try:
+        sendgrid_inbound.verify_key(state.settings, key)
+        try:
+            form = await request.form()
+        except MultiPartException:
+            raise twilio.Refused(400, "not a multipart form") from None
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        outcome = await sendgrid_inbound.handle_inbound(state.intake, fields)
+    except twilio.Refused as exc:
+        return _refused(exc)
+    return JSONResponse(
+        {
+            "duplicate": outcome.duplicate,
+            "outcome": outcome.intent.value if outcome.intent else None,
+            "accounts_told": outcome.accounts_told,
+            "tasks": outcome.tasks,
+        }
     )

@@ -19,20 +19,14 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from activities.sms import (
-    ASYNC_UNDELIVERABLE_CODES,
-    OPTED_OUT_CODES,
-    UNDELIVERABLE_CODES,
-    Keyword,
-    classify_reply,
-    reply_text,
-)
+from activities.sms import ASYNC_UNDELIVERABLE_CODES, OPTED_OUT_CODES, UNDELIVERABLE_CODES
 from api import services
 from api.webhooks.common import claim, mark_seen, release
 from config.settings import Settings
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, AuditEvent, Communication, CommunicationStatus
 from models.policy import Channel
+from services import replies
 from starter import Intake
 
 PROVIDER = "twilio"
@@ -170,40 +164,33 @@ async def _apply_status(
 
 
 async def handle_inbound(intake: Intake, params: dict[str, str], settings: Settings) -> str:
-    """An inbound text: STOP revokes SMS consent, START restores it, HELP gets the practice's
-    contact. Returns the TwiML answer (one confirmation text at most, no balance or service)."""
+    """An inbound text, understood by :mod:`services.replies`: a revocation however phrased (in
+    English or Spanish) opts SMS out, a wrong number stops texts and calls to it, START restores
+    consent, HELP gets the practice's contact, anything else opens a staff task. Returns the
+    TwiML answer: one text at most, in the account's language and signed by its policy practice,
+    with no balance or service."""
     sid, sender = params.get("MessageSid", ""), params.get("From", "")
     if not SID_RE.match(sid) or not sender:
         raise Refused(400, "MessageSid and From are required")
-    keyword = classify_reply(params.get("Body", ""))
     session_factory = intake.session_factory
     answer = MessagingResponse()
-    if not claim(session_factory, PROVIDER, sid, f"inbound_{keyword.value}"):
+    if not claim(session_factory, PROVIDER, sid, "inbound"):
         return str(answer)
     try:
-        reply = await _apply_inbound(intake, keyword, sender, sid, settings)
-    except BaseException:
-        release(session_factory, PROVIDER, sid)
-        raise
-    if reply:
-        answer.message(reply)
-    mark_seen(session_factory, PROVIDER, sid, f"inbound_{keyword.value}")
-    return str(answer)
-
-
-async def _apply_inbound(
-    intake: Intake, keyword: Keyword, sender: str, sid: str, settings: Settings
-) -> str:
-    session_factory = intake.session_factory
-    practice, phone = settings.practice.name, settings.practice.phone
-    if keyword in (Keyword.STOP, Keyword.START):
         with session_factory() as session:
             guarantors = services.guarantors_by_phone(session, sender)
-        kind = (
-            ChannelEventKind.OPTED_OUT
-            if keyword is Keyword.STOP
-            else (ChannelEventKind.CONSENT_GIVEN)
+        outcome = await replies.handle_reply(
+            intake,
+            channel=Channel.SMS,
+            guarantor_ids=guarantors,
+            reference=f"tw:{sid}",
+            text=params.get("Body", ""),
+            actor="twilio",
         )
-        event = ChannelEventSignal(reference=f"tw:{sid}", kind=kind, channel=Channel.SMS)
-        await services.channel_event_for_guarantors(intake, guarantors, event, "twilio")
-    return reply_text(keyword, practice, phone)
+    except BaseException:
+        release(session_factory, PROVIDER, sid)  # the provider's retry applies it
+        raise
+    if outcome.reply:
+        answer.message(outcome.reply)
+    mark_seen(session_factory, PROVIDER, sid, f"inbound_{outcome.intent.value}")
+    return str(answer)

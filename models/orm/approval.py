@@ -22,6 +22,7 @@ class TaskKind(StrEnum):
     ADDRESS = "address"  # a letter came back: find the corrected address
     LOCATE = "locate"  # no usable channel at all: find the patient
     UNCONFIRMED = "unconfirmed"  # a send cut off mid-request: check whether it went out
+    REPLY = "reply"  # a patient's text or email nobody could classify: a person reads it
 
 
 class TaskStatus(StrEnum):

@@ -30,7 +30,7 @@ def make_account(
         "first_name": "Testy",
         "last_name": "Synthetic",
         "email": f"t{n.lower()}@example.test",
-        "phone": "+15550100123",
+        "phone": "+12125550123",
         "address_line1": "1 Example Way",
         "city": "Springfield",
         "region": "NY",
