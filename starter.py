@@ -64,6 +64,7 @@ from models.payloads import (
     StepDecision,
 )
 from models.policy import Channel, PolicyRef
+from services import protections
 from workflows.escalation import WORKFLOW_NAME, BalanceEscalationWorkflow
 
 R = TypeVar("R")
@@ -396,8 +397,12 @@ class Intake:
                 insurance_paid_cents=row.insurance_paid,
                 insurance_adjustment_cents=row.insurance_adjustment,
                 patient_paid_cents=row.patient_paid,
+                **protections.charge_fields(session, guarantor, row),
             )
-            if repo.add_charge_line(session, account, line) and line.balance_cents > 0:
+            new = repo.add_charge_line(session, account, line)
+            if new:
+                protections.after_charge(session, account, line)
+            if new and line.balance_cents > 0:
                 charges.append(
                     ChargeSignal(
                         reference=row.charge_ref,

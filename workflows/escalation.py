@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.policy import Channel, PolicyRef, Step, StepKind, TimeoutAction
     from workflows import account_rules as rules
-    from workflows import decisions
+    from workflows import decisions, protections
     from workflows.decisions import Done, Planned, SendNow, Skip, WaitForChange, WaitUntil
 
 WORKFLOW_NAME = "balance-escalation"
@@ -246,6 +246,8 @@ class BalanceEscalationWorkflow:
             )
         if answer.decided_by == task.requested_by:
             raise ApplicationError("nobody approves their own request (four eyes)", type="FourEyes")
+        if answer.decision is Decision.APPROVE and self._places_with_agency(task):
+            self._require_no_nsa_dispute()
 
     @workflow.update(name="hold")
     def hold(self, request: HoldRequest) -> str:
@@ -853,7 +855,26 @@ class BalanceEscalationWorkflow:
         if self._finished():
             raise ApplicationError("the balance is closed", type="BalanceClosed")
 
+    def _places_with_agency(self, task: ApprovalTask) -> bool:
+        if task.kind is ApprovalKind.AGENCY_REFERRAL:
+            return True
+        if task.kind is ApprovalKind.STEP and task.step_id:
+            policy = self._input.policy
+            step = next((s for s in policy.steps if s.id == task.step_id), None)
+            return step is not None and (step.kind is StepKind.AGENCY_REFERRAL or step.is_eca)
+        return False
+
+    def _require_no_nsa_dispute(self) -> None:
+        # No Surprises Act patient-provider dispute resolution (45 CFR 149.620): while the dispute
+        # is open the bill must not go to collection.
+        if protections.nsa_dispute_pending(self._account):
+            raise ApplicationError(
+                "No Surprises Act: no agency referral while a patient-provider dispute is pending",
+                type="NoSurprisesDispute",
+            )
+
     def _require_referral_allowed(self) -> None:
+        self._require_no_nsa_dispute()
         if self._state.fa_application_pending:
             raise ApplicationError(
                 "IRS 501(r): suspended while a financial-assistance application is pending",

@@ -14,6 +14,13 @@ from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
+from models.orm.protections import (
+    ChannelRestriction,
+    ConfidentialAddress,
+    Consent,
+    Patient,
+    ProtectionFlag,
+)
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
 __all__ = [
@@ -25,14 +32,19 @@ __all__ = [
     "AuditEvent",
     "Base",
     "ChannelPreference",
+    "ChannelRestriction",
     "ChargeLine",
     "Communication",
     "CommunicationStatus",
+    "ConfidentialAddress",
+    "Consent",
     "Deliverability",
     "Guarantor",
     "IdempotencyKey",
+    "Patient",
     "Payment",
     "PolicyVersion",
+    "ProtectionFlag",
     "StaffTask",
     "TaskKind",
     "TaskStatus",

@@ -1,0 +1,103 @@
+"""No Surprises Act end to end on the time-skipping server (issue 18, item 4).
+
+Before: with a ``no_surprises_dispute`` hold in place, ``dunning refer`` was accepted, approved and
+the account placed; the engine had no good-faith estimate and no NSA-protected amount.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from models.actions import HoldReason, HoldRequest, ReferralRequest, ResumeRequest
+from models.orm import Communication, ProtectionFlag
+from models.orm.protections import FlagKind
+from models.payloads import BalanceState, Decision
+from models.policy import Channel
+from starter import ActionRejected, hold, request_referral, resume
+from tests.test_staff_actions_timeskipping import case
+
+pytestmark = pytest.mark.timeskipping
+
+
+async def test_nsa_dispute_blocks_referral_and_every_message_until_resolved(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    # Billed $300.00 against a good-faith estimate of $100.00: $200 over, not dispute-eligible;
+    # the dispute hold applies whatever the amount once a patient has filed.
+    async with case(ts_env, settings, session_factory, tmp_path) as c:
+        await c.at_day(2)
+        await hold(
+            c.client,
+            c.account_id,
+            HoldRequest(reason=HoldReason.NO_SURPRISES_DISPUTE, requested_by="clerk-1"),
+        )
+        with pytest.raises(ActionRejected, match="No Surprises Act"):
+            await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
+        await c.at_day(100)
+        assert set(await c.sent()) == {"statement-1"}  # no letter, text or call while disputed
+        with Session(bind=session_factory.kw["bind"]) as session:
+            account = c.account()
+            sent = session.scalars(
+                select(Communication).where(Communication.account_id == account.id)
+            ).all()
+            assert [s.step_id for s in sent] == ["statement-1"]
+        await resume(c.client, c.account_id, ResumeRequest(requested_by="clerk-1"))
+        task_id = await request_referral(
+            c.client, c.account_id, ReferralRequest(requested_by="clerk-1")
+        )
+        # A dispute filed while the referral waits for approval: the approval is refused.
+        await hold(
+            c.client,
+            c.account_id,
+            HoldRequest(reason=HoldReason.NO_SURPRISES_DISPUTE, requested_by="clerk-1"),
+        )
+        with pytest.raises(ActionRejected, match="No Surprises Act"):
+            await c.decide(task_id, Decision.APPROVE, "sup-1", "supervisor")
+        assert (await c.status()).state is BalanceState.ON_HOLD
+
+
+async def test_a_bill_400_over_the_estimate_is_flagged_and_its_statement_says_how_to_dispute(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    async with case(
+        ts_env,
+        settings,
+        session_factory,
+        tmp_path,
+        good_faith_estimate="100.00",
+        charges="500.00",
+        nsa_protected="50.00",
+    ) as c:
+        await c.at_day(1)
+        account = c.account()
+        assert account.balance_cents == 45000  # $500 billed, $50 NSA-protected: not owed
+        with session_factory() as session:
+            flags = session.scalars(
+                select(ProtectionFlag).where(ProtectionFlag.account_id == account.id)
+            ).all()
+            assert [(f.kind, f.amount_cents) for f in flags] == [
+                (FlagKind.NSA_DISPUTE_ELIGIBLE.value, 40000)
+            ]
+            letter = session.scalars(
+                select(Communication).where(
+                    Communication.account_id == account.id,
+                    Communication.step_id == "statement-1",
+                )
+            ).one()
+        assert letter.channel is Channel.LETTER
+        assert letter.body is not None
+        assert "No Surprises Act" in letter.body
+        assert "$400 or more above the good-faith estimate" in letter.body
+        assert "cms.gov/nosurprises" in letter.body
