@@ -11,16 +11,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from models.actions import HoldReason, HoldRequest, ReferralRequest, ResumeRequest
 from models.orm import Communication, ProtectionFlag
+from models.orm import repositories as repo
 from models.orm.protections import FlagKind
 from models.payloads import BalanceState, Decision
 from models.policy import Channel
-from starter import ActionRejected, hold, request_referral, resume
-from tests.test_staff_actions_timeskipping import case
+from starter import ActionRejected, Intake, get_status, hold, request_referral, resume
+from tests.factories import balance_row, eventually, write_csv
+from tests.test_staff_actions_timeskipping import POLICIES, case
+from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
 
@@ -44,7 +48,7 @@ async def test_nsa_dispute_blocks_referral_and_every_message_until_resolved(
             await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
         await c.at_day(100)
         assert set(await c.sent()) == {"statement-1"}  # no letter, text or call while disputed
-        with Session(bind=session_factory.kw["bind"]) as session:
+        with session_factory() as session:
             account = c.account()
             sent = session.scalars(
                 select(Communication).where(Communication.account_id == account.id)
@@ -71,17 +75,23 @@ async def test_a_bill_400_over_the_estimate_is_flagged_and_its_statement_says_ho
     session_factory: sessionmaker[Session],
     tmp_path: Path,
 ) -> None:
-    async with case(
-        ts_env,
-        settings,
-        session_factory,
-        tmp_path,
-        good_faith_estimate="100.00",
+    client = ts_env.client
+    intake = Intake(session_factory, client, settings)
+    row = balance_row(
+        policy=str(POLICIES / "staff-test.yaml"),
         charges="500.00",
+        insurance_paid="0",
+        insurance_adjustment="0",
+        good_faith_estimate="100.00",
         nsa_protected="50.00",
-    ) as c:
-        await c.at_day(1)
-        account = c.account()
+    )
+    async with build_worker(client, settings, session_factory):
+        await intake.import_balances(write_csv(tmp_path / "balance.csv", [row]))
+        account_id = intake.account_id(row["account_number"])
+        await eventually(lambda: _sent(client, account_id))
+        with session_factory() as session:
+            account = repo.account_by_number(session, row["account_number"])
+            assert account is not None
         assert account.balance_cents == 45000  # $500 billed, $50 NSA-protected: not owed
         with session_factory() as session:
             flags = session.scalars(
@@ -101,3 +111,8 @@ async def test_a_bill_400_over_the_estimate_is_flagged_and_its_statement_says_ho
         assert "No Surprises Act" in letter.body
         assert "$400 or more above the good-faith estimate" in letter.body
         assert "cms.gov/nosurprises" in letter.body
+
+
+async def _sent(client: Client, account_id: str) -> bool:
+    view = await get_status(client, account_id)
+    return any(r.step_id == "statement-1" for r in view.history)
