@@ -7,6 +7,7 @@ guarantor was undetectable), no good-faith estimate and no NSA-protected amount.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,10 @@ from models.protections import age_on, majority_date, nsa_dispute_eligible
 from services import protections
 from starter import Intake
 from tests.factories import balance_row, write_csv
+
+
+def row_suffix() -> str:
+    return uuid.uuid4().hex[:8]
 
 
 def _born_18_years_before(day: dt.date, days: int) -> dt.date:
@@ -111,10 +116,10 @@ def test_a_patient_reaching_18_is_flagged_for_review_once(
     child = _born_18_years_before(today, -1)  # turns 18 tomorrow
     assert age_on(adult, today) == 18 and age_on(child, today) == 17
     numbers = []
-    for n, dob in enumerate((adult, child)):
+    for i, dob in enumerate((adult, child)):
         row = BalanceRow.model_validate(
             balance_row(
-                patient_id=f"P-{n}-{today.isoformat()}-{id(dob)}",
+                patient_id=f"P-{i}-{row_suffix()}",
                 patient_first_name="Kid",
                 patient_last_name="Synthetic",
                 patient_dob=dob.isoformat(),
@@ -125,15 +130,17 @@ def test_a_patient_reaching_18_is_flagged_for_review_once(
     db_session.flush()
     assert protections.flag_patients_reaching_majority(db_session, today) >= 1
     assert protections.flag_patients_reaching_majority(db_session, today) == 0  # idempotent
-    flagged = {}
+    flagged: dict[str, list[ProtectionFlag]] = {}
     for n in numbers:
         account = repo.account_by_number(db_session, n)
         assert account is not None
-        flagged[n] = db_session.scalars(
-            select(ProtectionFlag).where(
-                ProtectionFlag.account_id == account.id,
-                ProtectionFlag.kind == FlagKind.REACHED_MAJORITY.value,
+        flagged[n] = list(
+            db_session.scalars(
+                select(ProtectionFlag).where(
+                    ProtectionFlag.account_id == account.id,
+                    ProtectionFlag.kind == FlagKind.REACHED_MAJORITY.value,
+                )
             )
-        ).all()
+        )
     assert len(flagged[numbers[0]]) == 1 and flagged[numbers[0]][0].due_on == majority_date(adult)
     assert flagged[numbers[1]] == []
