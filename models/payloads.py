@@ -35,6 +35,9 @@ class ContactProfile(BaseModel):
     time_zone: str = "America/New_York"
     language: str = "en"
     channels: dict[Channel, ChannelStatus] = Field(default_factory=dict)
+    state: str | None = Field(
+        default=None, description="state of residence (two letters): selects the state's rules"
+    )
 
     def status(self, channel: Channel) -> ChannelStatus:
         return self.channels.get(channel, ChannelStatus(reachable=False, reason="no contact point"))

@@ -248,6 +248,7 @@ class BalanceEscalationWorkflow:
             raise ApplicationError("nobody approves their own request (four eyes)", type="FourEyes")
         if answer.decision is Decision.APPROVE and self._places_with_agency(task):
             self._require_no_nsa_dispute()
+            self._require_not_time_barred()
 
     @workflow.update(name="hold")
     def hold(self, request: HoldRequest) -> str:
@@ -873,8 +874,16 @@ class BalanceEscalationWorkflow:
                 type="NoSurprisesDispute",
             )
 
+    def _require_not_time_barred(self) -> None:
+        barred = protections.time_barred(
+            self._input.policy, self._input.profile, self._state.opened_at, workflow.now()
+        )
+        if barred:
+            raise ApplicationError(barred, type="TimeBarred")
+
     def _require_referral_allowed(self) -> None:
         self._require_no_nsa_dispute()
+        self._require_not_time_barred()
         if self._state.fa_application_pending:
             raise ApplicationError(
                 "IRS 501(r): suspended while a financial-assistance application is pending",

@@ -102,7 +102,10 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
             consent, reason = False, "no recorded consent"
         channels[channel] = ChannelStatus(reachable=reachable, consent=consent, reason=reason)
     return ContactProfile(
-        time_zone=guarantor.time_zone, language=guarantor.language, channels=channels
+        time_zone=guarantor.time_zone,
+        language=guarantor.language,
+        channels=channels,
+        state=guarantor.region,  # residence selects the state's rules (workflows.state_rules)
     )
 
 

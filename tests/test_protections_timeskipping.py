@@ -116,3 +116,17 @@ async def test_a_bill_400_over_the_estimate_is_flagged_and_its_statement_says_ho
 async def _sent(client: Client, account_id: str) -> bool:
     view = await get_status(client, account_id)
     return any(r.step_id == "statement-1" for r in view.history)
+
+
+async def test_a_2017_new_york_debt_is_time_barred_and_refer_is_refused(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    async with case(
+        ts_env, settings, session_factory, tmp_path, service_date="2017-06-01", state="NY"
+    ) as c:
+        await c.at_day(1)
+        with pytest.raises(ActionRejected, match="time-barred: the 3-year statute of limitations"):
+            await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
