@@ -266,6 +266,12 @@ def record_channel_event(session: Session, guarantor: Guarantor, event: ChannelE
         pref.opted_out_at, pref.consent = now, False
     elif event.kind is ChannelEventKind.CONSENT_GIVEN:
         pref.opted_out_at, pref.consent = None, True
+    elif event.kind is ChannelEventKind.RESTRICTED:
+        pref.opted_out_at = now  # refused at send time too
+    elif event.kind is ChannelEventKind.RESTRICTION_LIFTED:
+        # A text or email opt-out may also be a STOP: only fresh consent restores those.
+        if event.channel in (Channel.LETTER, Channel.CALL):
+            pref.opted_out_at = None
     else:
         field_name, value = CHANNEL_EVENT_DB[event.kind]
         setattr(pref, field_name, value)
@@ -419,7 +425,12 @@ class Intake:
                 detail={"charges": len(charges)},
             )
         )
-        profile = repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent)
+        profile = protections.apply_requests_to_profile(
+            session,
+            guarantor,
+            account,
+            repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
+        )
         inp = EscalationInput(
             account_id=str(account.id),
             policy=bundle.policy,

@@ -81,6 +81,7 @@ from models.orm import (
 from models.orm.repositories import AGING_BUCKETS
 from models.payloads import SendStepInput, SendStepResult, StepOutcome
 from models.policy import Channel, Policy, StepKind
+from services.protections import confidential_address_lines
 from workflows.decisions import zone
 
 Clock = Callable[[], dt.datetime]
@@ -237,6 +238,9 @@ def contact_point(guarantor: Guarantor, channel: Channel) -> str:
 
 
 def address_lines(guarantor: Guarantor) -> list[str]:
+    confidential = confidential_address_lines(guarantor)  # HIPAA 164.522(b): only there
+    if confidential is not None:
+        return confidential
     city = f"{guarantor.city}, {guarantor.region or ''} {guarantor.postal_code}"
     parts = [guarantor.address_line1 or "", guarantor.address_line2 or "", " ".join(city.split())]
     return [p for p in parts if p.strip()]

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from api.routes import intake, staff, webhooks
+from api.routes import intake, protections, staff, webhooks
 from api.state import AppState
 from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
@@ -47,5 +47,6 @@ def create_app(
 
     app.include_router(intake.router)
     app.include_router(staff.router)
+    app.include_router(protections.router)
     app.include_router(webhooks.router)
     return app

@@ -289,6 +289,10 @@ class BalanceEscalationWorkflow:
         """Financial assistance: write off a share (100% ends it). Returns the cents left."""
         state = self._state
         amount = state.balance_cents * request.discount_percent // 100
+        if request.write_off_cents is not None:
+            # Recomputed from the visits' patient responsibility (501(r)): payments above it
+            # are refunded by staff, so at most what is left is written off.
+            amount = min(request.write_off_cents, state.balance_cents)
         self._write_off(
             amount, f"{request.program} {request.discount_percent}%", request.granted_by
         )
