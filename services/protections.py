@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from activities.channels import LetterContent
 from activities.letters import letter_json
+from config.loader import PolicyBundle, PolicyFileError, load_policy
 from models.actions import (
     ChannelEventKind,
     ChannelEventSignal,
@@ -39,6 +40,7 @@ from models.orm import (
     Guarantor,
     Patient,
     Payment,
+    PolicyVersion,
     ProtectionFlag,
 )
 from models.orm.protections import ConsentPurpose, FlagKind, FlagStatus, RestrictionKind
@@ -108,6 +110,21 @@ def open_flags(session: Session, account: Account) -> list[ProtectionFlag]:
             .order_by(ProtectionFlag.created_at, ProtectionFlag.kind)
         )
     )
+
+
+def policy_of(session: Session, account: Account) -> PolicyBundle:
+    """The latest stored version of the account's policy (as imported), else the shipped file."""
+    row = session.scalars(
+        select(PolicyVersion)
+        .where(PolicyVersion.name == account.policy_name)
+        .order_by(PolicyVersion.created_at.desc())
+    ).first()
+    if row is not None:
+        return PolicyBundle.from_document(row.document, row.source_path)
+    try:
+        return load_policy(account.policy_name)
+    except PolicyFileError as exc:
+        raise LookupError(f"policy: {account.policy_name!r} is not stored") from exc
 
 
 # -- intake: a balance row's protections ---------------------------------------------------------
@@ -735,11 +752,9 @@ async def financial_assistance_incomplete(
         raise ValueError("missing: name at least one document or piece of information")
     if deadline <= dt.date.today():
         raise ValueError("deadline: must be in the future")
-    from config.loader import load_policy
-
     with session_factory.begin() as session:
         account = _account(session, account_number)
-        bundle = load_policy(account.policy_name)
+        bundle = policy_of(session, account)
         row = missing_information_notice(
             session,
             actor,
@@ -781,7 +796,6 @@ async def notify_privacy_change(client: Client | None, change: PrivacyChange) ->
 def flag_time_barred(session: Session, today: dt.date) -> int:
     """Flag each open account whose debt the statute of limitations of the guarantor's state of
     residence or of its policy's state has barred (``workflows.state_rules``). Idempotent."""
-    from config.loader import PolicyFileError, load_policy
     from workflows.protections import time_barred_since
 
     rows = session.execute(
@@ -793,8 +807,8 @@ def flag_time_barred(session: Session, today: dt.date) -> int:
     now = dt.datetime.combine(today, dt.time(), dt.UTC)
     for account, guarantor in rows:
         try:
-            policy = load_policy(account.policy_name).policy
-        except PolicyFileError:
+            policy = policy_of(session, account).policy
+        except LookupError:
             continue
         since = time_barred_since(policy, ContactProfile(state=guarantor.region), account.opened_at)
         if since is None or since > now:

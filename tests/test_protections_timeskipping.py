@@ -6,6 +6,7 @@ the account placed; the engine had no good-faith estimate and no NSA-protected a
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -18,15 +19,26 @@ from config.settings import Settings
 from models.actions import HoldReason, HoldRequest, ReferralRequest, ResumeRequest
 from models.orm import Communication, ProtectionFlag
 from models.orm import repositories as repo
-from models.orm.protections import FlagKind
+from models.orm.protections import FlagKind, RestrictionKind
 from models.payloads import BalanceState, Decision
 from models.policy import Channel
-from starter import ActionRejected, Intake, get_status, hold, request_referral, resume
+from services import protections
+from services.identity import Actor
+from starter import (
+    ActionRejected,
+    Intake,
+    get_account,
+    get_status,
+    hold,
+    request_referral,
+    resume,
+)
 from tests.factories import balance_row, eventually, write_csv
 from tests.test_staff_actions_timeskipping import POLICIES, case
 from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
+CLERK = Actor(id="clerk-1", name="Clerk One", roles=frozenset({"staff"}))
 
 
 async def test_nsa_dispute_blocks_referral_and_every_message_until_resolved(
@@ -130,3 +142,64 @@ async def test_a_2017_new_york_debt_is_time_barred_and_refer_is_refused(
         await c.at_day(1)
         with pytest.raises(ActionRejected, match="time-barred: the 3-year statute of limitations"):
             await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
+
+
+async def test_mail_only_reroutes_the_next_text_to_a_letter(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    async with case(ts_env, settings, session_factory, tmp_path) as c:
+        await c.at_day(2)
+        with session_factory.begin() as session:
+            change = protections.restrict_channels(
+                session, CLERK, c.number, RestrictionKind.MAIL_ONLY
+            )
+        await protections.notify_privacy_change(c.client, change)
+        await c.at_day(6)
+        sent = await c.sent()
+        assert sent["notice-1"][1] is Channel.LETTER  # sms first in its chain, now restricted
+
+
+async def test_full_assistance_after_a_payment_writes_off_and_refunds(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    async with case(ts_env, settings, session_factory, tmp_path) as c:
+        await c.at_day(1)
+        await c.intake.post_payment(c.number, 10000, f"PAY-{c.number}")
+        outcome = await protections.approve_financial_assistance(
+            session_factory, c.client, CLERK, c.number, 100
+        )
+        assert (outcome.refund_cents, outcome.write_off_cents) == (10000, 20000)
+        result = await c.handle().result()
+        assert result.state is BalanceState.WRITTEN_OFF and result.balance_cents == 0
+        with session_factory() as session:
+            kinds = session.scalars(
+                select(ProtectionFlag.kind).where(ProtectionFlag.account_id == c.account().id)
+            ).all()
+        assert FlagKind.REFUND_DUE.value in kinds
+
+
+async def test_incomplete_application_letter_and_ecas_suspended_until_the_deadline(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    async with case(ts_env, settings, session_factory, tmp_path, policy="staff-test-501r") as c:
+        await c.at_day(1)
+        deadline = (c.start + dt.timedelta(days=30)).date()
+        await protections.financial_assistance_incomplete(
+            session_factory, c.client, CLERK, c.number, ["proof of income"], deadline
+        )
+        view = await c.status()
+        assert view.state is BalanceState.ON_HOLD
+        with pytest.raises(ActionRejected, match="501"):
+            await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
+        account = await get_account(c.client, c.account_id)
+        assert account.hold is not None and account.hold.until is not None
+        assert account.hold.until.date() == deadline + dt.timedelta(days=1)
