@@ -16,7 +16,14 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
-from models.actions import HoldReason, HoldRequest, ReferralRequest, ResumeRequest
+from models.actions import (
+    HoldReason,
+    HoldRequest,
+    Installment,
+    PlanRequest,
+    ReferralRequest,
+    ResumeRequest,
+)
 from models.orm import Communication, ProtectionFlag
 from models.orm import repositories as repo
 from models.orm.protections import FlagKind, RestrictionKind
@@ -32,6 +39,7 @@ from starter import (
     hold,
     request_referral,
     resume,
+    set_payment_plan,
 )
 from tests.factories import balance_row, eventually, write_csv
 from tests.test_staff_actions_timeskipping import POLICIES, case
@@ -203,3 +211,33 @@ async def test_incomplete_application_letter_and_ecas_suspended_until_the_deadli
         account = await get_account(c.client, c.account_id)
         assert account.hold is not None and account.hold.until is not None
         assert account.hold.until.date() == deadline + dt.timedelta(days=1)
+
+
+async def test_no_plan_reminder_while_an_nsa_dispute_is_pending(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    async with case(ts_env, settings, session_factory, tmp_path) as c:
+        await c.at_day(1)
+        due = (c.start + dt.timedelta(days=10)).date()
+        await set_payment_plan(
+            c.client,
+            c.account_id,
+            PlanRequest(
+                installments=[Installment(due_on=due, amount_cents=30000)], agreed_by="clerk-1"
+            ),
+        )
+        await hold(
+            c.client,
+            c.account_id,
+            HoldRequest(reason=HoldReason.NO_SURPRISES_DISPUTE, requested_by="clerk-1"),
+        )
+        await c.at_day(12)
+        view = await c.status()
+        assert [r.step_id for r in view.history if r.step_id.startswith("plan")] == []
+        await resume(c.client, c.account_id, ResumeRequest(requested_by="clerk-1"))
+        await c.at_day(13)
+        view = await c.status()
+        assert view.state is not BalanceState.ON_HOLD

@@ -499,9 +499,15 @@ class BalanceEscalationWorkflow:
                 account.settlement = None
                 self._event("settlement_expired", "the ladder goes on")
                 return True
-        if account.plan is not None:
+        if account.plan is not None and not self._plan_paused():
             return await self._plan_due(now)
         return False
+
+    def _plan_paused(self) -> bool:
+        """No plan reminder goes out while a No Surprises Act dispute is pending."""
+        return protections.nsa_dispute_pending(self._account) and workflow.patched(
+            "nsa-dispute-pauses-plan"
+        )
 
     async def _plan_due(self, now: dt.datetime) -> bool:
         plan, state, policy = self._account.plan, self._state, self._input.policy
@@ -541,7 +547,7 @@ class BalanceEscalationWorkflow:
             deadline = _earliest(deadline, account.hold.until)
         if account.settlement is not None:
             deadline = _earliest(deadline, account.settlement.expires_at)
-        if account.plan is not None:
+        if account.plan is not None and not self._plan_paused():
             event = rules.next_plan_event(
                 self._input.policy, account.plan, self._state, self._input.profile.time_zone
             )
