@@ -135,6 +135,20 @@ def charge_fields(session: Session, guarantor: Guarantor, row: BalanceRow) -> di
     the patient (kept apart from the guarantor, who is the one written to)."""
     if row.guarantor_dob is not None:
         guarantor.date_of_birth = row.guarantor_dob
+    if row.sms_consent:
+        if guarantor.id is None:
+            session.flush()
+        if not has_billing_consent(session, guarantor, Channel.SMS):
+            # The import's sms_consent column is consent to billing texts; keep its purpose.
+            session.add(
+                Consent(
+                    guarantor_id=guarantor.id,
+                    channel=Channel.SMS.value,
+                    purpose=ConsentPurpose.BILLING.value,
+                    source="import: sms_consent column",
+                    recorded_by="import",
+                )
+            )
     fields: dict[str, Any] = {
         "good_faith_estimate_cents": row.good_faith_estimate,
         "nsa_protected_cents": row.nsa_protected,

@@ -188,6 +188,16 @@ def test_appointment_reminder_consent_is_not_billing_consent(
         )
 
 
+def test_an_imported_sms_consent_is_recorded_as_billing_consent(
+    settings: Settings, db_session: Session
+) -> None:
+    _, with_consent = _account(settings, db_session, sms_consent="yes")
+    _, without = _account(settings, db_session, sms_consent="no")
+    [consent] = protections.consents(db_session, with_consent)
+    assert (consent.purpose, consent.source) == ("billing", "import: sms_consent column")
+    assert protections.consents(db_session, without) == []
+
+
 def test_mail_only_blocks_email_text_and_calls_and_new_workflows_start_with_it(
     settings: Settings, db_session: Session
 ) -> None:
