@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session, selectinload, sessionmaker
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.channels import LetterContent
 from activities.letters import letter_json
@@ -738,17 +740,24 @@ async def approve_financial_assistance(
     if is_open and client is not None:
         from starter import grant_hardship  # the typed workflow call
 
-        await grant_hardship(
-            client,
-            account_id,
-            HardshipRequest(
-                program=program,
-                discount_percent=discount_percent,
-                granted_by=actor.id,
-                write_off_cents=outcome.write_off_cents,
-            ),
+        request = HardshipRequest(
+            program=program,
+            discount_percent=discount_percent,
+            granted_by=actor.id,
+            write_off_cents=outcome.write_off_cents,
         )
+        await _if_running(grant_hardship(client, account_id, request))
     return outcome
+
+
+async def _if_running(call: Awaitable[object]) -> None:
+    """Send an update to the account's workflow; none running (a zero balance never started one,
+    or it has ended) leaves the ledger's record as the whole answer."""
+    try:
+        await call
+    except RPCError as exc:
+        if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise
 
 
 async def financial_assistance_incomplete(
@@ -784,16 +793,13 @@ async def financial_assistance_incomplete(
         from starter import hold
 
         until = dt.datetime.combine(deadline + dt.timedelta(days=1), dt.time(), dt.UTC)
-        await hold(
-            client,
-            account_id,
-            HoldRequest(
-                reason=HoldReason.FINANCIAL_ASSISTANCE,
-                until=until,
-                requested_by=actor.id,
-                note="incomplete application: missing information requested",
-            ),
+        request = HoldRequest(
+            reason=HoldReason.FINANCIAL_ASSISTANCE,
+            until=until,
+            requested_by=actor.id,
+            note="incomplete application: missing information requested",
         )
+        await _if_running(hold(client, account_id, request))
     return row
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio.service import RPCError, RPCStatusCode
 
 import starter
 from api.auth import Permission, Principal, require
@@ -98,6 +99,13 @@ async def _run(call: Callable[[], Awaitable[T]]) -> T | JSONResponse:
     except starter.ActionRejected as exc:
         code = 422 if exc.kind == "InvalidRequest" else 409
         return JSONResponse({"detail": str(exc), "kind": exc.kind}, status_code=code)
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            return JSONResponse(
+                {"detail": "the balance's workflow is not running", "kind": "NoWorkflow"},
+                status_code=409,
+            )
+        raise
     except LookupError as exc:
         raise HTTPException(404, str(exc).strip("'\"")) from None
     except ValueError as exc:
