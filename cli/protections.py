@@ -55,7 +55,7 @@ def _with_workflow(action: Callable[[sessionmaker[Session], Client | None], Awai
             except ActionRejected as exc:
                 fail(f"refused ({exc.kind}): {exc}")
             except (LookupError, ValueError) as exc:
-                fail(str(exc).strip("'\""))
+                fail(str(exc.args[0]) if exc.args else str(exc))
 
     return run_async(go)
 

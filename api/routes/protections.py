@@ -107,7 +107,7 @@ async def _run(call: Callable[[], Awaitable[T]]) -> T | JSONResponse:
             )
         raise
     except LookupError as exc:
-        raise HTTPException(404, str(exc).strip("'\"")) from None
+        raise HTTPException(404, str(exc.args[0]) if exc.args else str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 
