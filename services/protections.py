@@ -50,6 +50,7 @@ from models.payloads import ChannelStatus, ContactProfile
 from models.policy import Channel
 from models.protections import majority_date
 from services.identity import SYSTEM, Actor
+from workflows.state_rules import STATE_RULES
 
 
 def audit(
@@ -188,7 +189,15 @@ def upsert_patient(session: Session, guarantor: Guarantor, row: BalanceRow) -> P
 
 
 def after_charge(session: Session, account: Account, line: ChargeLine) -> None:
-    """Flag a visit billed $400 or more above its good-faith estimate (No Surprises Act)."""
+    """Flag a visit billed $400 or more above its good-faith estimate (No Surprises Act), and an
+    account whose debt is already past the statute of limitations when it arrives."""
+    shortest = min(
+        (r.limitations_years for r in STATE_RULES.values() if r.limitations_years), default=None
+    )
+    today = dt.datetime.now(dt.UTC).date()
+    # Only old visits can be time-barred: the exact date is time_barred_since's.
+    if shortest is not None and line.service_date < today - dt.timedelta(days=365 * shortest):
+        flag_time_barred_account(session, account, today)
     if line.nsa_dispute_eligible:
         assert line.good_faith_estimate_cents is not None
         flag(
@@ -833,13 +842,41 @@ def flag_time_barred(session: Session, today: dt.date) -> int:
         since = time_barred_since(policy, ContactProfile(state=guarantor.region), account.opened_at)
         if since is None or since > now:
             continue
-        known = session.scalars(
-            select(ProtectionFlag.id).where(
-                ProtectionFlag.account_id == account.id,
-                ProtectionFlag.kind == FlagKind.TIME_BARRED.value,
-            )
-        ).first()
-        if known is None:
-            flag(session, account, FlagKind.TIME_BARRED, "", due_on=since.date())
-            opened += 1
+        opened += _flag_barred(session, account, since)
     return opened
+
+
+def _flag_barred(session: Session, account: Account, since: dt.datetime) -> bool:
+    known = session.scalars(
+        select(ProtectionFlag.id).where(
+            ProtectionFlag.account_id == account.id,
+            ProtectionFlag.kind == FlagKind.TIME_BARRED.value,
+        )
+    ).first()
+    if known is not None:
+        return False
+    flag(session, account, FlagKind.TIME_BARRED, "", due_on=since.date())
+    return True
+
+
+def flag_time_barred_account(session: Session, account: Account, today: dt.date) -> bool:
+    """Flag one account if its debt is time-barred on ``today``; True if a flag was opened."""
+    from workflows.protections import time_barred_since
+
+    guarantor = session.get(Guarantor, account.guarantor_id)
+    try:
+        policy = policy_of(session, account).policy
+    except LookupError:
+        return False
+    profile = ContactProfile(state=guarantor.region if guarantor else None)
+    opened_at = dt.datetime.combine(
+        min(line.service_date for line in _lines(session, account)), dt.time(), dt.UTC
+    )
+    since = time_barred_since(policy, profile, opened_at)
+    if since is None or since.date() > today:
+        return False
+    return _flag_barred(session, account, since)
+
+
+def _lines(session: Session, account: Account) -> list[ChargeLine]:
+    return list(session.scalars(select(ChargeLine).where(ChargeLine.account_id == account.id)))

@@ -144,3 +144,24 @@ def test_a_patient_reaching_18_is_flagged_for_review_once(
         )
     assert len(flagged[numbers[0]]) == 1 and flagged[numbers[0]][0].due_on == majority_date(adult)
     assert flagged[numbers[1]] == []
+
+
+@pytest.mark.parametrize(("state", "barred"), [("NY", True), ("TX", False)])
+def test_a_time_barred_debt_is_flagged_at_import(
+    settings: Settings, db_session: Session, state: str, barred: bool
+) -> None:
+    intake = Intake(sessionmaker(bind=db_session.get_bind()), None, settings)
+    row = BalanceRow.model_validate(balance_row(service_date="2017-06-01", state=state))
+    intake.post_account(db_session, row.account_number, [row])
+    db_session.flush()
+    account = repo.account_by_number(db_session, row.account_number)
+    assert account is not None
+    flags = db_session.scalars(
+        select(ProtectionFlag).where(
+            ProtectionFlag.account_id == account.id,
+            ProtectionFlag.kind == FlagKind.TIME_BARRED.value,
+        )
+    ).all()
+    assert len(flags) == int(barred)
+    if barred:
+        assert flags[0].due_on == dt.date(2020, 6, 1)  # New York: 3 years (CPLR 214-i)
