@@ -230,20 +230,28 @@ def check_templates(bundle: PolicyBundle, today: dt.date | None = None) -> list[
     today = today or dt.date(2026, 1, 15)
     errors: list[PolicyError] = []
     seen: set[str] = set()
-    for i, step in enumerate(policy.steps):
-        for channel in step.channels:
+    plans = policy.staff.plans
+    uses: list[tuple[tuple[str | int, ...], str, list[Channel]]] = [
+        (("steps", i, "template"), step.template, list(step.channels))
+        for i, step in enumerate(policy.steps)
+    ]
+    # Plan reminders are messages too: the same rules (content rules included) apply.
+    uses.append(
+        (("staff", "plans", "reminder_template"), plans.reminder_template, plans.reminder_channels)
+    )
+    for loc, template, channels in uses:
+        for channel in channels:
             for language in policy.languages:
-                key = template_key(step.template, language, channel)
+                key = template_key(template, language, channel)
                 if key in seen or key not in bundle.templates:
                     continue
                 seen.add(key)
-                for problem in _template_problems(bundle, step.template, language, channel, today):
-                    loc = ("steps", i, "template")
+                for problem in _template_problems(bundle, template, language, channel, today):
                     errors.append(
                         PolicyError(
                             bundle.source,
                             field_line(bundle.source, loc),
-                            f"steps.{i}.template",
+                            ".".join(str(p) for p in loc),
                             f"template {key}.j2: {problem}",
                         )
                     )

@@ -222,3 +222,24 @@ def test_no_shipped_policy_or_recorded_history_uses_credit_report() -> None:
     files = [*root.glob("config/policies/*.yaml"), *root.glob("tests/histories/*.json")]
     assert files
     assert not [f for f in files if "credit_report" in f.read_text(encoding="utf-8")]
+
+
+def test_plan_reminder_templates_are_checked_too(tmp_path: Path) -> None:
+    folder = tmp_path / "templates" / "my-reminder" / "en"
+    folder.mkdir(parents=True)
+    (folder / "sms.j2").write_text(
+        "{{ practice.name }}: your oncology plan payment is due. Reply STOP\n", encoding="utf-8"
+    )
+    text = (
+        "name: t\npractice: {name: Synthetic Clinic, phone: (555) 010-9999}\n"
+        "steps:\n  - {id: s, day: 0, channels: [letter], template: statement}\n"
+        "staff:\n  plans:\n    reminder_template: my-reminder\n    reminder_channels: [sms]\n"
+    )
+    path = tmp_path / "policy.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, out = _check(path)
+    assert code == 1, out
+    assert (
+        f"{path}:7: staff.plans.reminder_template: template my-reminder/en/sms.j2: line 1:"
+        " SMS may not say 'oncology'" in out
+    )
