@@ -70,7 +70,7 @@ from models.payloads import (
     StepDecision,
 )
 from models.policy import Channel, PolicyRef
-from services import credits
+from services import credits, protections
 from services.signal_outbox import INTAKE_RPC_TIMEOUT, Dispatcher, enqueue
 from workflows.contract import (
     DecisionResult,
@@ -315,6 +315,12 @@ def record_channel_event(session: Session, guarantor: Guarantor, event: ChannelE
         pref.opted_out_at, pref.consent = now, False
     elif event.kind is ChannelEventKind.CONSENT_GIVEN:
         pref.opted_out_at, pref.consent = None, True
+    elif event.kind is ChannelEventKind.RESTRICTED:
+        pref.opted_out_at = now  # refused at send time too
+    elif event.kind is ChannelEventKind.RESTRICTION_LIFTED:
+        # A text or email opt-out may also be a STOP: only fresh consent restores those.
+        if event.channel in (Channel.LETTER, Channel.CALL):
+            pref.opted_out_at = None
     else:
         field_name, value = CHANNEL_EVENT_DB[event.kind]
         setattr(pref, field_name, value)
@@ -465,8 +471,11 @@ class Intake:
                 insurance_paid_cents=row.insurance_paid,
                 insurance_adjustment_cents=row.insurance_adjustment,
                 patient_paid_cents=row.patient_paid,
+                **protections.charge_fields(session, guarantor, row),
             )
-            if repo.add_charge_line(session, account, line):
+            new = repo.add_charge_line(session, account, line)
+            if new:
+                protections.after_charge(session, account, line)
                 new_lines.append((row.charge_ref, line.balance_cents))
         routing = credits.route_new_lines(before, running, new_lines)
         now = dt.datetime.now(dt.UTC)
@@ -487,7 +496,12 @@ class Intake:
                 detail={"charges": len(charges)},
             )
         )
-        profile = repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent)
+        profile = protections.apply_requests_to_profile(
+            session,
+            guarantor,
+            account,
+            repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
+        )
         inp = EscalationInput(
             account_id=str(account.id),
             policy=bundle.policy,

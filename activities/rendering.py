@@ -17,10 +17,13 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from config.loader import PolicyBundle, PolicyError, field_line, template_key
+from models.content_rules import refusal_of_care, scan, strip_template_tags
 from models.money import format_cents
 from models.policy import Channel, Policy, Tone
+from models.protections import NSA_DISPUTE_NOTICE, NSA_DISPUTE_NOTICE_ES, nsa_dispute_eligible
 
 RESTRICTED_CHANNELS = frozenset({Channel.SMS, Channel.CALL})
+WRITTEN_STATEMENT_CHANNELS = frozenset({Channel.LETTER, Channel.EMAIL})
 PAYMENT_TERMS_DAYS = 30
 
 
@@ -42,6 +45,8 @@ class StatementLine:
     insurance_paid_cents: int
     insurance_adjustment_cents: int
     patient_paid_cents: int
+    good_faith_estimate_cents: int | None = None
+    nsa_protected_cents: int = 0
 
     @property
     def balance_cents(self) -> int:
@@ -50,7 +55,12 @@ class StatementLine:
             - self.insurance_paid_cents
             - self.insurance_adjustment_cents
             - self.patient_paid_cents
+            - self.nsa_protected_cents
         )
+
+    @property
+    def nsa_dispute_eligible(self) -> bool:
+        return nsa_dispute_eligible(self.charges_cents, self.good_faith_estimate_cents)
 
 
 @dataclass(frozen=True)
@@ -113,8 +123,15 @@ def context(
         "today": today.isoformat(),
         "due_date": (due_date or today + dt.timedelta(days=PAYMENT_TERMS_DAYS)).isoformat(),
         "past_due": past_due,
+        "no_surprises_notice": no_surprises_notice(policy, recipient),
+        "no_surprises_notice_es": no_surprises_notice(policy, recipient, "es"),
         "lines": [
             {
+                "dispute_eligible": line.nsa_dispute_eligible,
+                "good_faith_estimate": money(line.good_faith_estimate_cents)
+                if line.good_faith_estimate_cents is not None
+                else "",
+                "nsa_protected": money(line.nsa_protected_cents),
                 "service_date": line.service_date.isoformat(),
                 "description": line.description,
                 "charges": money(line.charges_cents),
@@ -126,6 +143,21 @@ def context(
             for line in recipient.lines
         ],
     }
+
+
+def no_surprises_notice(policy: Policy, recipient: Recipient, language: str = "en") -> str:
+    """How to dispute a bill $400 or more above its good-faith estimate, or an empty string.
+
+    No Surprises Act patient-provider dispute resolution (45 CFR 149.620); the statement must say
+    how to start it. Names the visits by date only.
+    """
+    eligible = [line for line in recipient.lines if line.nsa_dispute_eligible]
+    if not eligible:
+        return ""
+    visits = ", ".join(line.service_date.isoformat() for line in eligible)
+    text = NSA_DISPUTE_NOTICE_ES if language == "es" else NSA_DISPUTE_NOTICE
+    prefix = "la visita del " if language == "es" else "the visit of "
+    return text.format(visits=prefix + visits, phone=policy.practice.phone)
 
 
 def render(
@@ -150,6 +182,13 @@ def render(
         text = _compile(source).render(**variables)
     except TemplateError as exc:
         raise RenderError(f"template {template}/{language}/{channel.value}: {exc}") from exc
+    if channel in WRITTEN_STATEMENT_CHANNELS:
+        # No Surprises Act (45 CFR 149.620): a statement of a bill $400 or more above its
+        # good-faith estimate says how to dispute it, whatever the template says.
+        key = "no_surprises_notice_es" if language == "es" else "no_surprises_notice"
+        notice = str(variables.get(key) or "")
+        if notice and notice not in text:
+            text = text.rstrip("\n") + "\n\n" + notice + "\n"
     if channel is Channel.EMAIL:
         subject, _, body = text.partition("\n")
         return Rendered(subject.strip(), body.strip() + "\n")
@@ -166,6 +205,18 @@ SAMPLE_RECIPIENT = Recipient(
     ),
 )
 """Synthetic data for previews and checks: never a real patient."""
+
+SENSITIVE_SAMPLE_RECIPIENT = Recipient(
+    first_name="Alex",
+    last_name="Sample",
+    account_number="A-000123",
+    lines=(
+        StatementLine(dt.date(2026, 10, 1), "Behavioral health visit", 25000, 0, 0, 0),
+        StatementLine(dt.date(2026, 10, 2), "HIV clinic visit", 12000, 0, 0, 0),
+    ),
+)
+"""Synthetic services whose mention would disclose health information: the content check renders
+every template with them and refuses any that shows one where others may see it."""
 
 
 RESTRICTED_VARIABLES = frozenset({"practice", "reference", "tone"})
@@ -186,20 +237,28 @@ def check_templates(bundle: PolicyBundle, today: dt.date | None = None) -> list[
     today = today or dt.date(2026, 1, 15)
     errors: list[PolicyError] = []
     seen: set[str] = set()
-    for i, step in enumerate(policy.steps):
-        for channel in step.channels:
+    plans = policy.staff.plans
+    uses: list[tuple[tuple[str | int, ...], str, list[Channel]]] = [
+        (("steps", i, "template"), step.template, list(step.channels))
+        for i, step in enumerate(policy.steps)
+    ]
+    # Plan reminders are messages too: the same rules (content rules included) apply.
+    uses.append(
+        (("staff", "plans", "reminder_template"), plans.reminder_template, plans.reminder_channels)
+    )
+    for loc, template, channels in uses:
+        for channel in channels:
             for language in policy.languages:
-                key = template_key(step.template, language, channel)
+                key = template_key(template, language, channel)
                 if key in seen or key not in bundle.templates:
                     continue
                 seen.add(key)
-                for problem in _template_problems(bundle, step.template, language, channel, today):
-                    loc = ("steps", i, "template")
+                for problem in _template_problems(bundle, template, language, channel, today):
                     errors.append(
                         PolicyError(
                             bundle.source,
                             field_line(bundle.source, loc),
-                            f"steps.{i}.template",
+                            ".".join(str(p) for p in loc),
                             f"template {key}.j2: {problem}",
                         )
                     )
@@ -239,4 +298,39 @@ def _template_problems(
             problems.append("an email template gives its subject on its first line; it is empty")
         if problems:
             return problems
-    return problems
+    return problems + content_problems(bundle, template, language, channel, today)
+
+
+def content_problems(
+    bundle: PolicyBundle, template: str, language: str, channel: Channel, today: dt.date
+) -> list[str]:
+    """Content rules on the template's own words, then on its rendering with sensitive samples.
+
+    Limited-content voicemail (12 CFR 1006.2(j)) and no service, date of service, diagnosis or
+    specialty in an SMS, an email subject or a voicemail (HIPAA 45 CFR 164.502(b)); see
+    ``models.content_rules``.
+    """
+    source = bundle.templates[template_key(template, language, channel)]
+    literal = strip_template_tags(source)
+    problems = [str(p) for p in (*scan(channel, literal, language), *refusal_of_care(literal))]
+    if problems:
+        return problems
+    sample = SENSITIVE_SAMPLE_RECIPIENT
+    extra = tuple(line.description for line in sample.lines) + tuple(
+        line.service_date.strftime(fmt) for line in sample.lines for fmt in ("%m/%d/%Y", "%m/%d")
+    )
+    for tone in Tone:
+        variables = context(bundle.policy, channel, sample, 37000, tone, today)
+        try:
+            rendered = render(bundle, template, language, channel, variables)
+        except RenderError:
+            continue  # reported above with the ordinary sample
+        text = (
+            f"{rendered.subject}\n{rendered.body}"
+            if rendered.subject is not None
+            else rendered.body
+        )
+        found = scan(channel, text, language, extra)
+        if found:
+            return [f"rendered with sensitive sample data, {p}" for p in found]
+    return []

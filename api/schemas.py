@@ -60,6 +60,18 @@ class GuarantorIn(Strict):
     postal_code: str | None = Field(default=None, pattern=r"^\d{5}(-\d{4})?$")
     time_zone: Text = Field(default="", max_length=64)
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    date_of_birth: dt.date | None = Field(
+        default=None, description="a guarantor under 18 is refused: a minor cannot be responsible"
+    )
+
+
+class PatientIn(Strict):
+    """The person who received care, when not the guarantor; messages still go to the guarantor."""
+
+    id: Text = Field(min_length=1, max_length=64, description="the practice's patient id")
+    first_name: Text = Field(min_length=1, max_length=100)
+    last_name: Text = Field(min_length=1, max_length=100)
+    date_of_birth: dt.date | None = None
 
 
 class ChargeIn(Strict):
@@ -72,6 +84,22 @@ class ChargeIn(Strict):
     insurance_paid_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
     insurance_adjustment_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
     patient_paid_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
+    good_faith_estimate_cents: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_CENTS,
+        description="No Surprises Act good-faith estimate; billed $400 or more above it is"
+        " dispute-eligible",
+    )
+    nsa_protected_cents: int = Field(
+        default=0,
+        strict=True,
+        ge=0,
+        le=MAX_CENTS,
+        description="a balance bill the No Surprises Act protects the patient from: not owed",
+    )
+    patient: PatientIn | None = None
 
 
 class AccountIn(Strict):

@@ -17,6 +17,7 @@ from rich.table import Table
 from cli import api as api_cli
 from cli import facts as facts_cli
 from cli import policy as policy_cli
+from cli import protections as protections_cli
 from cli import reconcile as reconcile_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
@@ -45,6 +46,7 @@ app = typer.Typer(
 import_app = typer.Typer(help="Import a practice-management export (CSV).", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(policy_cli.app, name="policy")
+app.add_typer(protections_cli.app, name="protections")
 app.command()(simulate_cli.simulate)
 staff_cli.register(app)
 api_cli.register(app)

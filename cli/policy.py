@@ -21,6 +21,7 @@ from activities.rendering import (
 )
 from cli.common import EXIT_REFUSED, console, current_actor, err_console, fail, with_services
 from config.loader import PolicyBundle, PolicyFileError, load_policy
+from config.roles import Permission
 from models.calendars import calendar_warnings
 from models.money import format_cents, parse_cents
 from models.payloads import (
@@ -308,7 +309,7 @@ def migrate(
     bundle = _load(new_file)
     if not account and not all_on:
         fail("name the balances to move: --account NUMBER (repeatable) or --all-on POLICY", 2)
-    actor = current_actor()
+    actor = current_actor(Permission.DECIDE)
 
     async def go(svc: Services) -> list[MigrationOutcome]:
         plans = await policy_ops.migration_plans(svc, actor, bundle, account or [], all_on)

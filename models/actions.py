@@ -61,6 +61,8 @@ class ChannelEventKind(StrEnum):
     CONSENT_GIVEN = "consent_given"  # START, or consent recorded by staff
     ADDRESS_CORRECTED = "address_corrected"  # a corrected address, number or email makes it usable
     WRONG_NUMBER = "wrong_number"  # the number is not the patient's: no texts or calls to it
+    RESTRICTED = "restricted"  # the patient asked not to be contacted this way (HIPAA 164.522)
+    RESTRICTION_LIFTED = "restriction_lifted"  # that request was withdrawn
 
 
 CHANNEL_OF_EVENT = {
@@ -144,6 +146,12 @@ class HardshipRequest(BaseModel):
     program: str = Field(default="financial-assistance", max_length=64)
     discount_percent: int = Field(ge=1, le=100)
     granted_by: str = STAFF_ID
+    write_off_cents: int | None = Field(
+        default=None,
+        ge=0,
+        description="the exact amount to write off, recomputed from the visits by the ledger"
+        " (services.protections); default: the discount of what is left",
+    )
 
 
 class Installment(BaseModel):

@@ -27,6 +27,12 @@ charges                       Charge, Charge Amount, Total Charges, Billed
 insurance_paid                Ins Paid, Insurance Payment(s)
 insurance_adjustment          Ins Adj, Contractual Adjustment, Adjustment(s)
 patient_paid                  Pt Paid, Patient Payment(s)
+guarantor_dob                 Guarantor DOB, Guarantor Date of Birth, Guar DOB
+patient_id                    Patient #, Pt ID, MRN (when the patient is not the guarantor)
+patient_first_name / _last    Patient First Name / Patient Last Name, Pt First / Pt Last
+patient_dob                   Patient DOB, Patient Date of Birth, Pt DOB, DOB
+good_faith_estimate           GFE, GFE Amount, Good Faith Estimate Amount, Estimate
+nsa_protected                 NSA Protected, NSA Protected Amount (a balance bill not owed)
 (payments) reference          Payment ID, Payment Ref, Receipt #, Check #, Transaction ID
 (payments) amount             Payment Amount, Amount Paid, Amt
 (payments) received_on        Payment Date, Date Received, Deposit Date, Post Date
@@ -43,14 +49,23 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from models.common import REFERENCE_FIELD
 from models.money import DollarsAsCents
 from models.phones import to_e164
+from models.protections import AGE_OF_MAJORITY, age_on
 
 
 def _blank_to_none(value: object) -> object:
@@ -90,6 +105,20 @@ def _us_date(value: object) -> object:
     return value
 
 
+def _adult(birth: dt.date | None) -> dt.date | None:
+    if birth is None:
+        return None
+    today = dt.date.today()
+    if birth > today:
+        raise ValueError("a date of birth in the future")
+    if age_on(birth, today) < AGE_OF_MAJORITY:
+        raise ValueError(
+            f"the guarantor is under {AGE_OF_MAJORITY}; a minor cannot be responsible for the"
+            " bill: name a parent or guardian as guarantor and the minor as patient"
+        )
+    return birth
+
+
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
 ExportDate = Annotated[dt.date, BeforeValidator(_us_date)]
 Money0 = Annotated[DollarsAsCents, BeforeValidator(lambda v: "0" if v in (None, "") else v)]
@@ -122,10 +151,45 @@ class BalanceRow(BaseModel):
     insurance_adjustment: Money0 = 0
     patient_paid: Money0 = 0
     policy: Optional = None
+    guarantor_dob: Annotated[
+        ExportDate | None, BeforeValidator(_blank_to_none), AfterValidator(_adult)
+    ] = None
+    patient_id: Optional = Field(default=None, max_length=64)
+    patient_first_name: Optional = Field(default=None, max_length=100)
+    patient_last_name: Optional = Field(default=None, max_length=100)
+    patient_dob: Annotated[ExportDate | None, BeforeValidator(_blank_to_none)] = None
+    good_faith_estimate: Annotated[
+        Annotated[DollarsAsCents, Field(ge=0)] | None, BeforeValidator(_blank_to_none)
+    ] = None
+    nsa_protected: Money0 = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _protections_consistent(self) -> Self:
+        owed = self.charges - self.insurance_paid - self.insurance_adjustment - self.patient_paid
+        if self.nsa_protected > max(owed, 0):
+            raise ValueError(
+                "nsa_protected: more than the visit's balance (charges - insurance paid -"
+                " adjustment - patient paid)"
+            )
+        named = (self.patient_first_name, self.patient_last_name, self.patient_dob)
+        if any(v is not None for v in named) and self.patient_id is None:
+            raise ValueError("patient_id: needed when patient name or date of birth is given")
+        if self.patient_id is not None and (
+            self.patient_first_name is None or self.patient_last_name is None
+        ):
+            raise ValueError("patient_first_name: a patient needs a first and a last name")
+        return self
 
     @property
     def balance_cents(self) -> int:
-        return self.charges - self.insurance_paid - self.insurance_adjustment - self.patient_paid
+        """What the patient owes for the visit; an NSA-protected balance bill is not owed."""
+        return (
+            self.charges
+            - self.insurance_paid
+            - self.insurance_adjustment
+            - self.patient_paid
+            - self.nsa_protected
+        )
 
 
 class PaymentRow(BaseModel):
@@ -203,6 +267,13 @@ BALANCE_ALIASES: dict[str, tuple[str, ...]] = {
     "insurance_paid": ("ins_paid", "insurance_payment", "insurance_payments"),
     "insurance_adjustment": ("ins_adj", "contractual_adjustment", "adjustment", "adjustments"),
     "patient_paid": ("pt_paid", "patient_payment", "patient_payments"),
+    "guarantor_dob": ("guarantor_date_of_birth", "guarantor_birth_date", "guar_dob"),
+    "patient_id": ("patient", "patient_no", "patient_number", "pt_id", "mrn"),
+    "patient_first_name": ("pt_first_name", "pt_first", "patient_first"),
+    "patient_last_name": ("pt_last_name", "pt_last", "patient_last"),
+    "patient_dob": ("patient_date_of_birth", "pt_dob", "dob", "date_of_birth", "birth_date"),
+    "good_faith_estimate": ("gfe", "gfe_amount", "good_faith_estimate_amount", "estimate"),
+    "nsa_protected": ("nsa_protected_amount", "nsa_protected_balance"),
 }
 PAYMENT_ALIASES: dict[str, tuple[str, ...]] = {
     **_COMMON_ALIASES,

@@ -45,6 +45,9 @@ class ContactProfile(BaseModel):
     locations: list[PatientLocation] = Field(
         default_factory=list, description="zones of the address and the phone's area code"
     )
+    state: str | None = Field(
+        default=None, description="state of residence (two letters): selects the state's rules"
+    )
 
     def status(self, channel: Channel) -> ChannelStatus:
         return self.channels.get(channel, ChannelStatus(reachable=False, reason="no contact point"))

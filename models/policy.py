@@ -17,13 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from models.calendars import holiday_names, supported
 from models.money import DollarsAsCents
+from workflows.state_rules import STATE_RULES
 
 
 class Channel(StrEnum):
@@ -55,10 +56,18 @@ class StepKind(StrEnum):
     FINAL_NOTICE = "final_notice"  # 501(r): names the ECAs and carries the FAP summary
     AGENCY_REFERRAL = "agency_referral"
     WRITE_OFF = "write_off"
-    CREDIT_REPORT = "credit_report"  # an extraordinary collection action (ECA)
 
 
-ECA_KINDS = frozenset({StepKind.CREDIT_REPORT})
+REMOVED_STEP_KINDS = {
+    "credit_report": "dunning does not report to credit bureaus (there is no bureau export, and"
+    " a step that claims to report but only sends a letter misleads); the three bureaus do not"
+    " report medical debt under $500 or within a year, and CA, CO, MD, MN and NY ban it."
+    " Remove the step; for an agency referral that may report, use kind: agency_referral with"
+    " eca: true",
+}
+"""Step kinds that existed once and are refused by ``policy check`` with the reason."""
+
+ECA_KINDS: frozenset[StepKind] = frozenset()
 WRITTEN_CHANNELS = frozenset({Channel.LETTER, Channel.EMAIL})
 
 
@@ -193,6 +202,15 @@ class Step(_Frozen):
         description="the lead marks this step an extraordinary collection action (IRS 501(r)),"
         " e.g. a referral to an agency that may report or sue",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_kinds(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            reason = REMOVED_STEP_KINDS.get(str(data.get("kind")))
+            if reason is not None:
+                raise ValueError(f"kind: {data['kind']!r} is not supported: {reason}")
+        return data
 
     @model_validator(mode="after")
     def _distinct_channels(self) -> Self:
@@ -516,40 +534,29 @@ class Policy(_Frozen):
                     "contact.caps: a third-party policy that calls needs a call cap of at most"
                     " 7 attempts in 7 days (12 CFR 1006.14(b)(2))"
                 )
-        for i, step in enumerate(self.steps):
-            if step.kind is not StepKind.CREDIT_REPORT:
-                continue
-            if i == 0 or self.nominal_day(i) - self.nominal_day(i - 1) < 14:
-                raise ValueError(
-                    f"steps.{i}.day: a third party reports to a credit bureau only 14 days after"
-                    " communicating with the patient (12 CFR 1006.30(a))"
-                )
 
     def _check_state(self) -> None:
-        state = self.state
-        if state in STATES_BANNING_MEDICAL_REPORTING:
-            for i, step in enumerate(self.steps):
-                if step.kind is StepKind.CREDIT_REPORT:
-                    raise ValueError(
-                        f"steps.{i}.kind: {state} bans reporting medical debt to credit bureaus"
-                    )
-        if state == "MA":
-            # 940 CMR 7.04(1)(f): at most 2 calls, texts or voicemails per 7 days.
-            used = {c for s in self.steps for c in s.channels} & {Channel.CALL, Channel.SMS}
-            total = 0
-            for channel in sorted(used):
-                allowed = self.contact.cap_for(channel, 7)
-                if allowed is None:
-                    raise ValueError(
-                        f"contact.caps: Massachusetts allows at most 2 calls or texts per 7 days;"
-                        f" add a cap for {channel.value}"
-                    )
-                total += allowed
-            if total > MA_CALLS_PER_WEEK:
+        state = self.state or ""
+        rule = STATE_RULES.get(state)
+        if rule is None or rule.contacts_per_7_days is None:
+            return
+        # e.g. Massachusetts, 940 CMR 7.04(1)(f): at most 2 calls, texts or voicemails per 7 days.
+        limit = rule.contacts_per_7_days
+        used = {c for s in self.steps for c in s.channels} & {Channel.CALL, Channel.SMS}
+        total = 0
+        for channel in sorted(used):
+            allowed = self.contact.cap_for(channel, 7)
+            if allowed is None:
                 raise ValueError(
-                    f"contact.caps: Massachusetts allows at most {MA_CALLS_PER_WEEK} calls, texts"
-                    f" or voicemails in 7 days together; these caps allow {total}"
+                    f"contact.caps: {STATE_NAMES.get(state, state)} allows at most {limit} calls"
+                    f" or texts per 7 days; add a cap for {channel.value}"
                 )
+            total += allowed
+        if total > limit:
+            raise ValueError(
+                f"contact.caps: {STATE_NAMES.get(state, state)} allows at most {limit} calls,"
+                f" texts or voicemails in 7 days together; these caps allow {total}"
+            )
 
     def _check_501r(self) -> None:
         """IRS 501(r) (26 CFR 1.501(r)-6): reasonable efforts before any ECA."""
@@ -600,8 +607,11 @@ class Policy(_Frozen):
         raise KeyError(step_id)
 
 
-STATES_BANNING_MEDICAL_REPORTING = frozenset({"CA", "CO", "MD", "MN", "NY"})
-MA_CALLS_PER_WEEK = 2
+STATES_BANNING_MEDICAL_REPORTING = frozenset(
+    s for s, rule in STATE_RULES.items() if rule.bans_credit_reporting
+)
+STATE_NAMES = {"MA": "Massachusetts", "MN": "Minnesota", "NY": "New York", "CA": "California"}
+STATE_NAMES |= {"CO": "Colorado", "MD": "Maryland"}
 
 
 class PolicyRef(_Frozen):

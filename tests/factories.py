@@ -33,6 +33,13 @@ HEADER = [
     "insurance_adjustment",
     "patient_paid",
     "policy",
+    "good_faith_estimate",
+    "nsa_protected",
+    "guarantor_dob",
+    "patient_id",
+    "patient_first_name",
+    "patient_last_name",
+    "patient_dob",
 ]
 
 

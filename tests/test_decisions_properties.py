@@ -123,7 +123,8 @@ def policies(draw: st.DrawFn) -> Policy:
                 "day": eca_day,
                 "channels": draw(st.sampled_from([["letter"], ["call", "letter"]])),
                 "template": "t",
-                "kind": "credit_report",
+                "kind": "agency_referral",
+                "eca": True,
                 "approval": {"approvers": ["supervisor"]},
             }
         )
@@ -317,7 +318,8 @@ def test_eca_waits_for_a_pending_assistance_application_and_needs_a_sent_notice(
                     "day": 120,
                     "channels": ["letter"],
                     "template": "t",
-                    "kind": "credit_report",
+                    "kind": "agency_referral",
+                    "eca": True,
                     "approval": {"approvers": ["director"]},
                 },
             ],

@@ -130,7 +130,8 @@ CASES = [
     day: 100
     channels: [letter]
     template: placement-notice
-    kind: credit_report
+    kind: agency_referral
+    eca: true
     approval: {approvers: [director]}
 eca: {enabled: true}
 """,
@@ -168,7 +169,8 @@ eca: {enabled: true}
     day: 150
     channels: [letter]
     template: placement-notice
-    kind: credit_report
+    kind: agency_referral
+    eca: true
     approval: {approvers: [director]}
 eca: {enabled: true}
 """,
@@ -208,8 +210,8 @@ eca: {enabled: true}
 """,
         "kind: credit_report",
         "steps.2.kind",
-        "NY bans reporting medical debt to credit bureaus",
-        id="state-bans-reporting",
+        "'credit_report' is not supported: dunning does not report to credit bureaus",
+        id="credit-report-refused",
     ),
     pytest.param(
         BASE
@@ -218,7 +220,8 @@ eca: {enabled: true}
     day: 150
     channels: [letter]
     template: placement-notice
-    kind: credit_report
+    kind: agency_referral
+    eca: true
     approval: {approvers: [director], on_timeout: proceed}
 """,
         "on_timeout: proceed",

@@ -19,6 +19,7 @@ from models.orm.policy_version import PolicyVersion
 from models.payloads import StepOutcome
 from starter import Intake, get_status
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.identities import signed_in
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver
@@ -67,8 +68,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
     monkeypatch.setenv("DUNNING_TEMPORAL__NAMESPACE", dev_env.client.namespace)
     monkeypatch.setenv("DUNNING_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DUNNING_USER", "lead-1")
-    monkeypatch.setenv("DUNNING_ROLE", "billing_lead")
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "billing_lead")[0])
 
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
@@ -134,6 +134,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
 async def test_migrate_names_an_unknown_account(
     dev_env: WorkflowEnvironment,
     settings: Settings,
+    session_factory: sessionmaker[Session],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -143,8 +144,7 @@ async def test_migrate_names_an_unknown_account(
         "DUNNING_TEMPORAL__ADDRESS", dev_env.client.service_client.config.target_host
     )
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DUNNING_USER", "lead-1")
-    monkeypatch.setenv("DUNNING_ROLE", "billing_lead")
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "billing_lead")[0])
     result = await _cli("policy", "migrate", "physician", "--account", "NO-SUCH-ACCOUNT", "--yes")
     assert result.exit_code == 3  # not found
     assert "no account 'NO-SUCH-ACCOUNT'" in result.output

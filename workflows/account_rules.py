@@ -85,6 +85,18 @@ def apply_channel_event(profile: ContactProfile, event: ChannelEventSignal) -> N
                 consent=True,
                 reason="" if current.reachable else current.reason,
             )
+        case ChannelEventKind.RESTRICTED:
+            updated = ChannelStatus(
+                reachable=False,
+                consent=current.consent,
+                reason="restricted at the patient's request",
+            )
+        case ChannelEventKind.RESTRICTION_LIFTED:
+            updated = ChannelStatus(
+                reachable=True,
+                consent=current.consent,
+                reason="" if current.consent else current.reason,
+            )
         case ChannelEventKind.ADDRESS_CORRECTED:
             updated = ChannelStatus(
                 reachable=True,

@@ -50,6 +50,8 @@ class Rejection(StrEnum):
     APPROVAL_PENDING = "ApprovalPending"
     SAME_VERSION = "SameVersion"
     CONTACT_STOPPED = "ContactStopped"
+    NO_SURPRISES_DISPUTE = "NoSurprisesDispute"
+    TIME_BARRED = "TimeBarred"
     # the service layer's checks
     ACCOUNT_UNKNOWN = "AccountUnknown"
     TASK_UNKNOWN = "TaskUnknown"

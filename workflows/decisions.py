@@ -34,6 +34,7 @@ from models.payloads import (
     StepRecord,
 )
 from models.policy import Anchor, Channel, ContactRules, NoChannelAction, Policy, Step, StepKind
+from workflows import protections
 
 UTC = dt.UTC
 ON_TIME = dt.timedelta(minutes=1)
@@ -174,6 +175,10 @@ def decide(
     planned = schedule(policy, index, state, profile, now, channels or step.channels)
     if planned.at > now:
         return WaitUntil(planned)
+    if protections.barred_step(step):
+        barred = protections.time_barred(policy, profile, state.opened_at, now)
+        if barred:
+            return Skip(index, step, barred)
     skip_reason = unmet_condition(step, state, now)
     if skip_reason:
         return Skip(index, step, skip_reason)
@@ -347,6 +352,8 @@ def schedule(
                         reasons,
                         f"cap of {cap.max} {cap.channel.value} in {cap.per_days} days",
                     )
+            free, why = protections.state_cap_free_at(policy, profile, primary, contacts, at)
+            at = _not_before(at, free, reasons, why)
             at = calendar.adjust(at, reasons)
             if at == before:
                 return at, reasons

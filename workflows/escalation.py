@@ -71,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.policy import Channel, PolicyRef, Step, StepKind, TimeoutAction
     from workflows import account_rules as rules
-    from workflows import decisions
+    from workflows import decisions, protections
     from workflows.contract import (
         ActivityName,
         DecisionResult,
@@ -289,6 +289,9 @@ class BalanceEscalationWorkflow:
             raise ApplicationError(
                 "nobody approves their own request (four eyes)", type=Rejection.FOUR_EYES
             )
+        if answer.decision is Decision.APPROVE and self._places_with_agency(task):
+            self._require_no_nsa_dispute()
+            self._require_not_time_barred()
 
     @workflow.update(name="hold")
     def hold(self, request: HoldRequest) -> HoldResult:
@@ -332,6 +335,10 @@ class BalanceEscalationWorkflow:
         """Financial assistance: write off a share (100% ends it). Returns the cents left."""
         state = self._state
         amount = state.balance_cents * request.discount_percent // 100
+        if request.write_off_cents is not None:
+            # Recomputed from the visits' patient responsibility (501(r)): payments above it
+            # are refunded by staff, so at most what is left is written off.
+            amount = min(request.write_off_cents, state.balance_cents)
         self._write_off(
             amount, f"{request.program} {request.discount_percent}%", request.granted_by
         )
@@ -552,9 +559,15 @@ class BalanceEscalationWorkflow:
                 self._event("settlement_expired", "the ladder goes on")
                 self._reenter("settlement lapsed")
                 return True
-        if account.plan is not None:
+        if account.plan is not None and not self._plan_paused():
             return await self._plan_due(now)
         return False
+
+    def _plan_paused(self) -> bool:
+        """No plan reminder goes out while a No Surprises Act dispute is pending."""
+        return protections.nsa_dispute_pending(self._account) and workflow.patched(
+            "nsa-dispute-pauses-plan"
+        )
 
     async def _plan_due(self, now: dt.datetime) -> bool:
         plan, state, policy = self._account.plan, self._state, self._input.policy
@@ -595,7 +608,7 @@ class BalanceEscalationWorkflow:
             deadline = _earliest(deadline, account.hold.until)
         if account.settlement is not None:
             deadline = _earliest(deadline, account.settlement.expires_at)
-        if account.plan is not None:
+        if account.plan is not None and not self._plan_paused():
             event = rules.next_plan_event(
                 self._input.policy, account.plan, self._state, self._input.profile.time_zone
             )
@@ -961,7 +974,34 @@ class BalanceEscalationWorkflow:
         if self._finished():
             raise ApplicationError("the balance is closed", type=Rejection.BALANCE_CLOSED)
 
+    def _places_with_agency(self, task: ApprovalTask) -> bool:
+        if task.kind is ApprovalKind.AGENCY_REFERRAL:
+            return True
+        if task.kind is ApprovalKind.STEP and task.step_id:
+            policy = self._input.policy
+            step = next((s for s in policy.steps if s.id == task.step_id), None)
+            return step is not None and (step.kind is StepKind.AGENCY_REFERRAL or step.is_eca)
+        return False
+
+    def _require_no_nsa_dispute(self) -> None:
+        # No Surprises Act patient-provider dispute resolution (45 CFR 149.620): while the dispute
+        # is open the bill must not go to collection.
+        if protections.nsa_dispute_pending(self._account):
+            raise ApplicationError(
+                "No Surprises Act: no agency referral while a patient-provider dispute is pending",
+                type=Rejection.NO_SURPRISES_DISPUTE,
+            )
+
+    def _require_not_time_barred(self) -> None:
+        barred = protections.time_barred(
+            self._input.policy, self._input.profile, self._state.opened_at, workflow.now()
+        )
+        if barred:
+            raise ApplicationError(barred, type=Rejection.TIME_BARRED)
+
     def _require_referral_allowed(self) -> None:
+        self._require_no_nsa_dispute()
+        self._require_not_time_barred()
         if self._state.fa_application_pending:
             raise ApplicationError(
                 "IRS 501(r): suspended while a financial-assistance application is pending",

@@ -161,4 +161,6 @@ def statement_line(charge: ChargeLine) -> StatementLine:
         insurance_paid_cents=charge.insurance_paid_cents,
         insurance_adjustment_cents=charge.insurance_adjustment_cents,
         patient_paid_cents=charge.patient_paid_cents,
+        good_faith_estimate_cents=charge.good_faith_estimate_cents,
+        nsa_protected_cents=charge.nsa_protected_cents,
     )

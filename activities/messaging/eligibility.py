@@ -21,6 +21,7 @@ from models.orm import ChannelPreference, Deliverability, Guarantor
 from models.orm.repositories import contact_profile
 from models.payloads import ContactProfile
 from models.policy import Channel, Policy
+from services.protections import confidential_address_lines
 from workflows.decisions import cap_block, channel_block, quiet_hours_until
 
 
@@ -81,6 +82,9 @@ def contact_point(guarantor: Guarantor, channel: Channel) -> str:
 
 
 def address_lines(guarantor: Guarantor) -> list[str]:
+    confidential = confidential_address_lines(guarantor)  # HIPAA 164.522(b): only there
+    if confidential is not None:
+        return confidential
     city = f"{guarantor.city}, {guarantor.region or ''} {guarantor.postal_code}"
     parts = [guarantor.address_line1 or "", guarantor.address_line2 or "", " ".join(city.split())]
     return [p for p in parts if p.strip()]

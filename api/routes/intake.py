@@ -6,6 +6,7 @@ returned again for a repeat; a repeat with a different body is refused (409).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -20,6 +21,7 @@ from api.schemas import (
     AccountOut,
     AdjustmentIn,
     AdjustmentOut,
+    ChargeIn,
     PaymentIn,
     PaymentOut,
     Problem,
@@ -81,6 +83,7 @@ def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
                         "insurance_adjustment": dollars_text(charge.insurance_adjustment_cents),
                         "patient_paid": dollars_text(charge.patient_paid_cents),
                         "policy": body.policy,
+                        **protections_fields(g.date_of_birth, charge),
                     }
                 )
             )
@@ -90,6 +93,21 @@ def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
                 422, f"charges[{index}] or guarantor: invalid {', '.join(fields)}"
             ) from None
     return rows
+
+
+def protections_fields(guarantor_dob: dt.date | None, charge: ChargeIn) -> dict[str, object]:
+    """The issue-18 columns of a balance row: good-faith estimate, NSA-protected amount, patient."""
+    gfe = charge.good_faith_estimate_cents
+    patient = charge.patient
+    return {
+        "guarantor_dob": guarantor_dob,
+        "good_faith_estimate": None if gfe is None else dollars_text(gfe),
+        "nsa_protected": dollars_text(charge.nsa_protected_cents),
+        "patient_id": patient.id if patient else None,
+        "patient_first_name": patient.first_name if patient else None,
+        "patient_last_name": patient.last_name if patient else None,
+        "patient_dob": patient.date_of_birth if patient else None,
+    }
 
 
 @router.put(

@@ -16,6 +16,13 @@ from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.ledger import DriftRecord, SignalOutbox
 from models.orm.note import LegalFact, StaffNote
 from models.orm.policy_version import PolicyVersion
+from models.orm.protections import (
+    ChannelRestriction,
+    ConfidentialAddress,
+    Consent,
+    Patient,
+    ProtectionFlag,
+)
 from models.orm.user import User
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
@@ -28,16 +35,21 @@ __all__ = [
     "AuditEvent",
     "Base",
     "ChannelPreference",
+    "ChannelRestriction",
     "ChargeLine",
     "Communication",
     "CommunicationStatus",
+    "ConfidentialAddress",
+    "Consent",
     "Deliverability",
     "DriftRecord",
     "Guarantor",
     "IdempotencyKey",
     "LegalFact",
+    "Patient",
     "Payment",
     "PolicyVersion",
+    "ProtectionFlag",
     "SignalOutbox",
     "StaffNote",
     "StaffTask",

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.actions import AdjustmentKind
 from models.orm.base import Base, Timestamped, new_id
 from models.orm.guarantor import Guarantor
+from models.protections import nsa_dispute_eligible
 
 
 class AccountStatus(StrEnum):
@@ -62,6 +63,7 @@ class ChargeLine(Timestamped, Base):
     __table_args__ = (
         UniqueConstraint("account_id", "external_ref"),
         CheckConstraint("charges_cents >= 0", name="charges_not_negative"),
+        CheckConstraint("nsa_protected_cents >= 0", name="nsa_protected_not_negative"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -73,6 +75,15 @@ class ChargeLine(Timestamped, Base):
     insurance_paid_cents: Mapped[int] = mapped_column(default=0)
     insurance_adjustment_cents: Mapped[int] = mapped_column(default=0)
     patient_paid_cents: Mapped[int] = mapped_column(default=0)
+    # No Surprises Act: the good-faith estimate given before the visit (uninsured or self-pay);
+    # a bill $400 or more above it may be disputed (45 CFR 149.610, 149.620).
+    good_faith_estimate_cents: Mapped[int | None] = mapped_column(default=None)
+    # No Surprises Act: a balance bill the law protects the patient from (45 CFR 149.410-.440);
+    # never part of what the patient owes.
+    nsa_protected_cents: Mapped[int] = mapped_column(default=0, server_default="0")
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("patients.id"), index=True, default=None
+    )
 
     account: Mapped[Account] = relationship(back_populates="charges", lazy="raise")
 
@@ -83,7 +94,13 @@ class ChargeLine(Timestamped, Base):
             - self.insurance_paid_cents
             - self.insurance_adjustment_cents
             - self.patient_paid_cents
+            - self.nsa_protected_cents
         )
+
+    @property
+    def nsa_dispute_eligible(self) -> bool:
+        """Billed $400 or more above the good-faith estimate (No Surprises Act, 45 CFR 149.620)."""
+        return nsa_dispute_eligible(self.charges_cents, self.good_faith_estimate_cents)
 
 
 class Payment(Timestamped, Base):

@@ -36,6 +36,7 @@ class Guarantor(Timestamped, Base):
     postal_code: Mapped[str | None] = mapped_column(String(10))
     time_zone: Mapped[str] = mapped_column(String(64), default="")
     language: Mapped[str] = mapped_column(String(8), default="en")
+    date_of_birth: Mapped[dt.date | None] = mapped_column(default=None)
 
     channels: Mapped[list[ChannelPreference]] = relationship(
         back_populates="guarantor", lazy="raise", cascade="all, delete-orphan"

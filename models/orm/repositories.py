@@ -108,6 +108,7 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
         language=guarantor.language,
         channels=channels,
         locations=patient_locations(guarantor.postal_code, guarantor.phone),
+        state=guarantor.region,  # residence selects the state's rules (workflows.state_rules)
     )
 
 

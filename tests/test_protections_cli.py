@@ -1,0 +1,97 @@
+"""``dunning protections``: the CLI front door of the privacy requests and flags (issue 18).
+
+Run as a subprocess against the test database; no Temporal server runs, so the ledger's record is
+the whole answer (a running workflow would be told through the same service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.settings import Settings
+from models.imports import BalanceRow
+from models.orm import AuditEvent, ChannelRestriction, Consent
+from models.orm import repositories as repo
+from starter import Intake
+from tests.factories import balance_row
+from tests.identities import signed_in
+
+DUNNING = shutil.which("dunning") or "dunning"
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_restrict_consent_and_flags_from_the_command_line(
+    settings: Settings, session_factory: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    row = BalanceRow.model_validate(balance_row(good_faith_estimate="10.00", charges="900.00"))
+    with session_factory.begin() as session:
+        Intake(session_factory, None, settings).post_account(session, row.account_number, [row])
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DUNNING_TEMPORAL", "DUNNING_TOKEN", "DUNNING_LOGIN"))
+    }
+    env |= {
+        "DUNNING_DATABASE__URL": database_url,
+        "DUNNING_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "200",
+    }
+    code, out = await _cli(
+        env, "protections", "restrict", row.account_number, "--kind", "mail_only"
+    )
+    assert code == 6 and "not logged in" in out  # who acts is never anonymous
+    token, clerk = signed_in(session_factory, "staff")
+    env |= {"DUNNING_TOKEN": token}
+    number = row.account_number
+    code, out = await _cli(env, "protections", "restrict", number, "--kind", "mail_only")
+    assert code == 0, out
+    assert "mail_only recorded; 3 channel(s) changed" in out
+    code, out = await _cli(
+        env,
+        "protections",
+        "consent",
+        number,
+        "--channel",
+        "sms",
+        "--purpose",
+        "appointment_reminders",
+        "--source",
+        "intake form",
+    )
+    assert code == 0, out
+    code, out = await _cli(env, "protections", "flags", number)
+    assert code == 0 and "nsa_dispute_eligible" in out, out
+    code, out = await _cli(env, "protections", "restrict", "NOPE-1", "--kind", "no_calls")
+    assert code == 1 and "account: no account 'NOPE-1'" in out and "Traceback" not in out
+    with session_factory() as session:
+        account = repo.account_by_number(session, number)
+        assert account is not None
+        restrictions = session.scalars(
+            select(ChannelRestriction.kind).where(
+                ChannelRestriction.guarantor_id == account.guarantor_id
+            )
+        ).all()
+        purposes = session.scalars(
+            select(Consent.purpose).where(Consent.guarantor_id == account.guarantor_id)
+        ).all()
+        audit = session.scalars(
+            select(AuditEvent.actor).where(
+                AuditEvent.account_id == account.id, AuditEvent.action == "channel_restricted"
+            )
+        ).all()
+    assert restrictions == ["mail_only"]
+    assert sorted(purposes) == ["appointment_reminders", "billing"]  # billing: the import's
+    assert audit == [clerk]

@@ -1,0 +1,94 @@
+"""Pure protections owed to the patient: No Surprises Act disputes, state rules, time-barred debt.
+
+No I/O, time passed in: the workflow's validators, ``policy check``, the services and the tests
+share these functions (like ``workflows.decisions``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from models.actions import AccountState, HoldReason
+from models.payloads import ContactProfile, StepRecord
+from models.policy import Channel, Policy, Step, StepKind
+from workflows.state_rules import StateRule, effective_rule
+
+
+def nsa_dispute_pending(account: AccountState) -> bool:
+    """A No Surprises Act patient-provider dispute is open: no collection of the bill meanwhile."""
+    return account.hold is not None and account.hold.reason is HoldReason.NO_SURPRISES_DISPUTE
+
+
+# -- rules by where the patient lives -----------------------------------------------------------
+
+STATE_CAPPED_CHANNELS = frozenset({Channel.CALL, Channel.SMS})
+"""Calls (and the voicemails they leave) and texts: what a state contact cap counts."""
+
+
+def residence_rule(policy: Policy, profile: ContactProfile) -> StateRule:
+    """The rules of the patient's state of residence and of the policy's state, the more
+    protective of both (``workflows.state_rules``)."""
+    return effective_rule(policy.state, profile.state)
+
+
+def state_cap_free_at(
+    policy: Policy,
+    profile: ContactProfile,
+    channel: Channel,
+    contacts: list[StepRecord],
+    at: dt.datetime,
+) -> tuple[dt.datetime, str]:
+    """The first moment from ``at`` when one more call or text keeps within the state's cap of
+    calls, texts and voicemails together in 7 days (e.g. Massachusetts: 2). ``at`` and an empty
+    reason when no state cap applies."""
+    rule = residence_rule(policy, profile)
+    limit = rule.contacts_per_7_days
+    if limit is None or channel not in STATE_CAPPED_CHANNELS:
+        return at, ""
+    window = dt.timedelta(days=7)
+    times = sorted(
+        r.at for r in contacts if r.channel in STATE_CAPPED_CHANNELS and r.at > at - window
+    )
+    reason = f"{rule.state} cap of {limit} calls, texts or voicemails in 7 days"
+    if len(times) < limit:
+        return at, reason
+    return times[len(times) - limit] + window, reason
+
+
+# -- time-barred debt ---------------------------------------------------------------------------
+
+BARRED_KINDS = frozenset({StepKind.AGENCY_REFERRAL, StepKind.FINAL_NOTICE})
+"""Steps that threaten or take legal action: an agency referral, a final notice naming it."""
+
+
+def time_barred_since(
+    policy: Policy, profile: ContactProfile, opened_at: dt.datetime | None
+) -> dt.datetime | None:
+    """When the statute of limitations for medical debt ran (residence and policy state, the
+    shorter), counted from the first date of service; None when no limitation is known."""
+    years = residence_rule(policy, profile).limitations_years
+    if years is None or opened_at is None:
+        return None
+    try:
+        return opened_at.replace(year=opened_at.year + years)
+    except ValueError:  # 29 February
+        return opened_at.replace(year=opened_at.year + years, day=28)
+
+
+def time_barred(
+    policy: Policy, profile: ContactProfile, opened_at: dt.datetime | None, now: dt.datetime
+) -> str:
+    """Why the debt is time-barred at ``now``, or an empty string."""
+    since = time_barred_since(policy, profile, opened_at)
+    if since is None or now < since:
+        return ""
+    rule = residence_rule(policy, profile)
+    return (
+        f"time-barred: the {rule.limitations_years}-year statute of limitations ({rule.state})"
+        f" ran on {since.date().isoformat()}; no agency referral, legal wording or credit"
+        " reporting"
+    )
+
+
+def barred_step(step: Step) -> bool:
+    return step.kind in BARRED_KINDS or step.is_eca
