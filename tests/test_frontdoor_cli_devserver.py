@@ -98,7 +98,7 @@ async def test_report_facts_and_clear_errors(
         DUNNING_DATA_DIR=str(settings.data_dir),
         DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
         DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-        COLUMNS="200",
+        COLUMNS="320",
     )
     _users(session_factory)
     zone = midday_zone()
@@ -166,7 +166,7 @@ async def test_report_facts_and_clear_errors(
         with session_factory() as session:
             reported = set(
                 session.scalars(
-                    select(AuditEvent.action).where(AuditEvent.actor == "clerk-7")
+                    select(AuditEvent.action).where(AuditEvent.actor == _IDS["clerk-7"])
                 ).all()
             )
         assert {

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
 from tests.factories import balance_row, write_csv
+from tests.identities import signed_in
 
 
 def _flat(text: str) -> str:
@@ -16,9 +18,13 @@ def _flat(text: str) -> str:
 
 
 def test_pay_past_the_balance_and_aging_credits_without_temporal(
-    monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
 ) -> None:
     monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "staff")[0])
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DUNNING_TEMPORAL__ADDRESS", raising=False)
     row = balance_row()  # 55.00

@@ -122,7 +122,7 @@ async def test_cli_write_off_with_four_eyes(
         DUNNING_DATA_DIR=str(settings.data_dir),
         DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
         DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-        COLUMNS="200",
+        COLUMNS="320",
     )
     tag = uuid.uuid4().hex[:6]
     # Users and their login tokens, as `dunning user add` makes them (printed once).
