@@ -138,6 +138,7 @@ async def test_an_unreachable_patient_is_parked_with_a_locate_task(
             assert repo.unreachable_receivables(session) == (1, 30000)
         await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
         await c.handle().result()
+        assert [t.status for t in _tasks(c, TaskKind.LOCATE)] == [TaskStatus.DONE]  # paid
 
 
 async def test_a_broken_plan_does_not_burst(

@@ -165,6 +165,8 @@ class BalanceEscalationWorkflow:
         for task in self._account.tasks:
             # Nothing is left to decide: the worklist must not show the task any more.
             await self._close_task_record(task, None, "", "balance closed")
+        for kind in sorted(self._contact_tasks):  # only workflows that opened one (patched)
+            await self._contact_task(kind, False, "", "balance closed")
         final = self._final_state()
         await workflow.execute_activity(
             ActivityName.CLOSE_BALANCE,
@@ -927,18 +929,7 @@ class BalanceEscalationWorkflow:
         for kind in ("address", "locate"):
             if (kind in wanted) == (kind in self._contact_tasks):
                 continue
-            await workflow.execute_activity(
-                "sync_contact_task",
-                ContactTaskInput(
-                    account_id=self._input.account_id,
-                    kind=kind,
-                    open=kind in wanted,
-                    step_id=step_id,
-                    reason=wanted.get(kind, "")[:300],
-                ),
-                start_to_close_timeout=LEDGER_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-            )
+            await self._contact_task(kind, kind in wanted, step_id, wanted.get(kind, ""))
             if kind in wanted:
                 self._contact_tasks.add(kind)
                 self._event(f"{kind}_task_opened", wanted[kind][:200])
@@ -947,6 +938,20 @@ class BalanceEscalationWorkflow:
                 self._event(f"{kind}_task_closed")
             changed = True
         return changed
+
+    async def _contact_task(self, kind: str, open_it: bool, step_id: str, reason: str) -> None:
+        await workflow.execute_activity(
+            "sync_contact_task",
+            ContactTaskInput(
+                account_id=self._input.account_id,
+                kind=kind,
+                open=open_it,
+                step_id=step_id,
+                reason=reason[:300],
+            ),
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
 
     def _event(self, kind: str, detail: str = "", by: str = "") -> None:
         self._account.events.append(
