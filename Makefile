@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench histories clean
+.PHONY: run test lint bench histories test-repeat clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Re-record every committed history (tests/histories/*.json) from the scenario tests that record
+# one, then replay them. Only for a deliberate workflow change that is gated by workflow.patched
+# (or for a new scenario): see README "Workflow histories".
 histories: $(STAMP)
-	$(BIN)/pytest tests/test_replay.py --record-histories
+	$(BIN)/pytest --record-histories
+	$(BIN)/pytest tests/test_replay.py
+
+# The flake check (not in CI): the dev-server and time-skipping tests three times in a row.
+test-repeat: $(STAMP)
+	for i in 1 2 3; do $(BIN)/pytest -m "devserver or timeskipping" -q || exit 1; done
 
 clean:
 	rm -rf .dunning build *.egg-info

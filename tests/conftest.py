@@ -39,6 +39,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--record-histories`` only the tests that record a history run (``make histories``)."""
+    if not config.getoption("--record-histories"):
+        return
+    recording = [i for i in items if "record_history" in getattr(i, "fixturenames", ())]
+    skipped = [i for i in items if i not in recording]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = recording
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = os.environ.get("DUNNING_TEST_DATABASE_URL")
