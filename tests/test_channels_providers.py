@@ -45,10 +45,10 @@ from tests.fakes.providers import (
     sendgrid_error,
     twilio_error,
 )
+from tests.support.clock import MORNING
 from worker import build_senders
 
 # Tuesday 12 January 2027, 10:00 in New York: inside the allowed hours of every policy.
-MORNING = dt.datetime(2027, 1, 12, 15, 0, tzinfo=dt.UTC)
 SERVICE = "MG" + "1" * 32
 PUBLIC = "https://billing.example.test"
 

@@ -17,7 +17,8 @@ from config.settings import Settings
 from models.orm import Account, AccountStatus, Communication, Payment
 from models.payloads import BalanceState, EscalationResult, PaymentSignal, StepOutcome
 from starter import Intake, get_status, signal_payment, workflow_id
-from tests.factories import balance_row, eventually, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver

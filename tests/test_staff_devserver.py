@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,10 @@ from models.actions import WriteOffRequest
 from models.payloads import BalanceState, Decision, EscalationResult, StepDecision
 from starter import ActionRejected, Intake, decide_step, request_write_off, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.cli import run_dunning
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver
-DUNNING = str(Path(sys.executable).parent / "dunning")
 
 
 async def _import(intake: Intake, tmp_path: Path, n: int) -> list[dict[str, str]]:
@@ -90,14 +89,6 @@ async def test_concurrent_staff_updates_one_wins(
         assert {r.state for r in results} == {BalanceState.WRITTEN_OFF}
 
 
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
-
-
 async def test_cli_write_off_with_four_eyes(
     dev_env: WorkflowEnvironment,
     settings: Settings,
@@ -118,26 +109,30 @@ async def test_cli_write_off_with_four_eyes(
     async with build_worker(client, settings, session_factory):
         (row,) = await _import(intake, tmp_path, 1)
         number = row["account_number"]
-        code, out = await _cli(
+        code, out = await run_dunning(
             env, "write-off", number, "--as", "clerk-1", "--reason", "uncollectable"
         )
         assert code == 0, out
         task_id = out.strip().rsplit(" ", 1)[-1]
-        code, out = await _cli(env, "worklist")
+        code, out = await run_dunning(env, "worklist")
         assert code == 0 and task_id in out and number in out
-        code, out = await _cli(env, "approve", task_id, "--as", "clerk-1", "--role", "supervisor")
+        code, out = await run_dunning(
+            env, "approve", task_id, "--as", "clerk-1", "--role", "supervisor"
+        )
         assert code == 1 and "FourEyes" in out and "own request" in out
-        code, out = await _cli(
+        code, out = await run_dunning(
             env, "approve", "not-a-task", "--as", "sup-1", "--role", "supervisor"
         )
         assert code == 1 and "task:" in out
-        code, out = await _cli(env, "approve", task_id, "--as", "sup-1", "--role", "supervisor")
+        code, out = await run_dunning(
+            env, "approve", task_id, "--as", "sup-1", "--role", "supervisor"
+        )
         assert code == 0, out
         result = await client.get_workflow_handle(
             workflow_id(intake.account_id(number)), result_type=EscalationResult
         ).result()
         assert result.state is BalanceState.WRITTEN_OFF
-        code, out = await _cli(env, "status", number, "--json")
+        code, out = await run_dunning(env, "status", number, "--json")
         assert code == 0, out
         status = json.loads(out[out.index("{") :])
         assert status["state"] == "written_off"

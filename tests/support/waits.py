@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import IO
 
 
@@ -31,11 +32,14 @@ async def until_flag(
         await asyncio.sleep(0.05)
 
 
-async def readline_within(proc: subprocess.Popen[bytes], timeout: float, what: str) -> bytes:
+async def readline_within(
+    proc: subprocess.Popen[bytes], timeout: float, what: str, stderr_file: Path | None = None
+) -> bytes:
     """One line of ``proc``'s stdout within ``timeout`` seconds.
 
     On a timeout (or an early exit) the process is killed and the failure shows what it printed
-    on stdout and stderr, so a hung start-up fails fast and says why.
+    on stdout and stderr (or in ``stderr_file``, where its stderr goes: a pipe nobody reads
+    would block a chatty process), so a hung start-up fails fast and says why.
     """
     stdout: IO[bytes] | None = proc.stdout
     assert stdout is not None
@@ -50,6 +54,8 @@ async def readline_within(proc: subprocess.Popen[bytes], timeout: float, what: s
         rest, err = proc.communicate(timeout=10)
     except (subprocess.TimeoutExpired, ValueError):
         rest, err = b"", b""
+    if stderr_file is not None and stderr_file.exists():
+        err = stderr_file.read_bytes()
     raise AssertionError(
         f"{what}: no line within {timeout:g} s (exit code {proc.poll()}); "
         f"stdout:\n{(rest or b'').decode(errors='replace')[-4000:]}\n"
