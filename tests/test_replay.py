@@ -54,7 +54,8 @@ SCENARIOS = {
 def test_histories_are_committed_and_each_is_re_recorded_by_a_test() -> None:
     """Every scenario's history is committed, none is stale, and ``make histories`` rewrites each
     one: its name appears in a ``record_history`` call of a scenario test."""
-    assert {p.stem for p in HISTORIES} == SCENARIOS
+    # Old-code histories kept across a gated change (<name>__before_<patch>) are replayed too.
+    assert {p.stem for p in HISTORIES if "__before_" not in p.stem} == SCENARIOS
     sources = "".join(
         p.read_text(encoding="utf-8") for p in Path(__file__).parent.glob("test_*.py")
     )
