@@ -33,9 +33,11 @@ histories: $(STAMP)
 	$(BIN)/pytest --record-histories
 	$(BIN)/pytest tests/test_replay.py
 
-# The flake check (not in CI): the dev-server and time-skipping tests three times in a row.
+# The flake check (not in CI): the dev-server and time-skipping tests three times in a row,
+# stopping at the first failing round. `make test-repeat REPEAT_MARK=timeskipping` for one kind.
+REPEAT_MARK ?= devserver or timeskipping
 test-repeat: $(STAMP)
-	for i in 1 2 3; do $(BIN)/pytest -m "devserver or timeskipping" -q || exit 1; done
+	for i in 1 2 3; do echo "round $$i"; $(BIN)/pytest -m "$(REPEAT_MARK)" -q -p no:cacheprovider || exit 1; done
 
 clean:
 	rm -rf .dunning build *.egg-info
