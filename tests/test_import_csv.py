@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
 
-from cli.main import app
 from config.settings import Settings
 from models.imports import BalanceRow, CsvImportError, parse_rows
 from models.orm import Account, ChargeLine
 from starter import Intake
 from tests.factories import HEADER, balance_row, write_csv
+from tests.support.cli import invoke
 
 
 def _count(session_factory: sessionmaker[Session], rows: list[dict[str, str]]) -> tuple[int, int]:
@@ -95,10 +94,10 @@ def test_cli_reports_bad_rows_and_exits_non_zero(
     monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
     path = write_csv(tmp_path / "bad.csv", [balance_row(), balance_row(charges="-5")])
-    result = CliRunner().invoke(app, ["import", "balances", str(path), "--dry-run"])
+    result = invoke("import", "balances", str(path), "--dry-run")
     assert result.exit_code == 1
     assert "row 3: charges:" in result.output and "nothing imported" in result.output
     good = write_csv(tmp_path / "good.csv", [balance_row()])
-    result = CliRunner().invoke(app, ["import", "balances", str(good), "--dry-run"])
+    result = invoke("import", "balances", str(good), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would import 1 rows for 1 accounts" in result.output
