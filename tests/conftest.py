@@ -28,7 +28,8 @@ from embedded.temporal import dev_server_path, test_server_path
 from models.orm.database import make_engine, make_session_factory
 from tests.support.clock import TUESDAY_MORNING
 from tests.support.database import migrated_database
-from tests.support.scenario import Case, RecordHistory, StaffCase, case
+from tests.support.scenario import Case, StaffCase, case
+from tests.support.scenario import RecordHistory as RecordHistory  # tests import it from here
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
