@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos histories clean
+.PHONY: run test lint bench chaos histories test-repeat clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,18 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos
 
+# Re-record every committed history (tests/histories/*.json) from the scenario tests that record
+# one, then replay them. Only for a deliberate workflow change that is gated by workflow.patched
+# (or for a new scenario): see README "Workflow histories".
 histories: $(STAMP)
-	$(BIN)/pytest tests/test_replay.py --record-histories
+	$(BIN)/pytest --record-histories
+	$(BIN)/pytest tests/test_replay.py
+
+# The flake check (not in CI): the dev-server and time-skipping tests three times in a row,
+# stopping at the first failing round. `make test-repeat REPEAT_MARK=timeskipping` for one kind.
+REPEAT_MARK ?= devserver or timeskipping
+test-repeat: $(STAMP)
+	for i in 1 2 3; do echo "round $$i"; $(BIN)/pytest -m "$(REPEAT_MARK)" -q -p no:cacheprovider || exit 1; done
 
 clean:
 	rm -rf .dunning build *.egg-info

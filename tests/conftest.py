@@ -7,15 +7,16 @@ A database that cannot be reached fails the suite; it never skips.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -24,7 +25,11 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import Settings
 from embedded.postgres import EmbeddedPostgres
 from embedded.temporal import dev_server_path, test_server_path
-from models.orm.database import make_engine, make_session_factory, migrate
+from models.orm.database import make_engine, make_session_factory
+from tests.support.clock import TUESDAY_MORNING
+from tests.support.database import migrated_database
+from tests.support.scenario import Case, StaffCase, case
+from tests.support.scenario import RecordHistory as RecordHistory  # tests import it from here
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,6 +40,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--record-histories`` only the tests that record a history run (``make histories``)."""
+    if not config.getoption("--record-histories"):
+        return
+    recording = [i for i in items if "record_history" in getattr(i, "fixturenames", ())]
+    skipped = [i for i in items if i not in recording]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = recording
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = os.environ.get("DUNNING_TEST_DATABASE_URL")
@@ -42,18 +58,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not base:
         embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="postgres")
         base = embedded.start()
-    url = make_url(base)
-    name = f"dunning_test_{uuid.uuid4().hex[:10]}"
-    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    test_url = url.set(database=name).render_as_string(hide_password=False)
-    migrate(test_url)
-    yield test_url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    if embedded is not None:
-        embedded.stop()
+    try:
+        with migrated_database(base) as test_url:
+            yield test_url
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 @pytest.fixture(scope="session")
@@ -116,9 +126,6 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 HISTORY_DIR = Path(__file__).parent / "histories"
 
 
-RecordHistory = Callable[[str, WorkflowHandle[Any, Any]], Awaitable[None]]
-
-
 @pytest.fixture
 def record_history(request: pytest.FixtureRequest) -> RecordHistory:
     """Save a finished workflow's history for the replay tests, with ``--record-histories``."""
@@ -131,3 +138,24 @@ def record_history(request: pytest.FixtureRequest) -> RecordHistory:
         (HISTORY_DIR / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
 
     return record
+
+
+@pytest.fixture
+def staff_case(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    record_history: RecordHistory,
+) -> StaffCase:
+    """A factory of one-balance scenarios on the time-skipping server (``tests.support.scenario``):
+    ``async with staff_case(policy=..., start=...) as c:``."""
+
+    def make(
+        policy: str = "staff-test", start: dt.datetime = TUESDAY_MORNING, **overrides: str
+    ) -> AbstractAsyncContextManager[Case]:
+        return case(
+            ts_env, settings, session_factory, tmp_path, record_history, policy, start, **overrides
+        )
+
+    return make

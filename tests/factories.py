@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import io
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -116,18 +114,6 @@ steps:
   - {{id: notice-1, day: 4, channels: [email, sms], template: statement-notice}}
   - {{id: statement-2, day: 30, channels: [letter], template: statement, tone: neutral}}
 """
-
-
-async def eventually(predicate: Callable[[], Awaitable[object]], timeout: float = 20.0) -> object:
-    """Poll ``predicate`` until it returns something true, for real-time (dev-server) tests."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 PATIENT_ZONE = ZoneInfo("America/New_York")

@@ -17,9 +17,8 @@ from models.orm import ChannelPreference, Deliverability, StaffTask, TaskKind, T
 from models.payloads import CallResult, StepOutcome
 from models.policy import Channel
 from tests.fakes.accounts import make_account, step_input
+from tests.support.clock import MORNING
 from worker import build_senders
-
-MORNING = dt.datetime(2027, 1, 12, 15, 0, tzinfo=dt.UTC)
 
 
 def _open_task(settings: Settings, session_factory: sessionmaker[Session]) -> tuple[str, StaffTask]:

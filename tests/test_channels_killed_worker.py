@@ -28,9 +28,12 @@ from models.orm import Communication, CommunicationStatus
 from models.payloads import StepOutcome
 from models.policy import Channel
 from starter import Intake, get_status
-from tests.factories import balance_row, eventually, midday_zone, write_csv
+from tests.factories import balance_row, midday_zone, write_csv
 from tests.fakes.providers import TWILIO_SID, TWILIO_TOKEN, fake_providers
+from tests.support.waits import eventually, readline_within
 from worker import build_worker
+
+WORKER_START_TIMEOUT = 60.0
 
 pytestmark = pytest.mark.devserver
 
@@ -77,17 +80,21 @@ async def test_worker_killed_mid_send_sends_exactly_once(
             DUNNING_TWILIO__MESSAGING_SERVICE_SID=SERVICE,
             DUNNING_TWILIO__BASE_URL=fake.base_url,
         )
+        worker_log = tmp_path / "worker.err"
+        err = worker_log.open("wb")  # the child keeps its own descriptor; closed below
         proc = subprocess.Popen(  # noqa: ASYNC220 - a process to kill, not one to await
             [sys.executable, "-m", "tests.fakes.worker_process"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=err,
         )
+        err.close()
         try:
-            assert proc.stdout is not None
-            line = await asyncio.to_thread(proc.stdout.readline)
-            assert line.strip() == b"ready"
+            line = await readline_within(
+                proc, WORKER_START_TIMEOUT, "the worker process", worker_log
+            )
+            assert line.strip() == b"ready", line
             intake = Intake(session_factory, client, settings)
             row = balance_row(time_zone=zone, policy=str(policy_path))
             await intake.import_balances(write_csv(tmp_path / "one.csv", [row]))

@@ -29,10 +29,10 @@ from models.orm import Communication, CommunicationStatus
 from models.payloads import StepOutcome
 from models.policy import Channel, StepKind
 from tests.fakes.accounts import make_account, step_input
+from tests.support.clock import MORNING
 from worker import build_senders
 from workflows.decisions import zone
 
-MORNING = dt.datetime(2027, 1, 12, 15, 0, tzinfo=dt.UTC)  # 10:00 in New York, a Tuesday
 LINES = [
     (dt.date(2026, 9, 14), "Office visit", 18500, 9000, 4000, 2500),
     (dt.date(2026, 11, 2), "Laboratory", 6000, 2000, 1500, 0),

@@ -47,10 +47,10 @@ from tests.fakes.providers import (
     sendgrid_error,
     twilio_error,
 )
+from tests.support.clock import MORNING
 from worker import build_senders
 
 # Tuesday 12 January 2027, 10:00 in New York: inside the allowed hours of every policy.
-MORNING = dt.datetime(2027, 1, 12, 15, 0, tzinfo=dt.UTC)
 SERVICE = "MG" + "1" * 32
 PUBLIC = "https://billing.example.test"
 
@@ -467,17 +467,17 @@ def test_auth_failure_fails_loudly_and_keeps_the_step(
     )
     assert fixed.send_step(step).channel is Channel.EMAIL
     assert len(fake.of("sendgrid")) == 2
+    twilio_wrong = provider_settings.model_copy(
+        update={
+            "twilio": provider_settings.twilio.model_copy(update={"auth_token": SecretStr("nope")})
+        }
+    )
+    wrong_twilio = MessagingActivities(
+        session_factory, build_senders(twilio_wrong), PolicyStore(session_factory), clock=clock
+    )
+    sms_step = step_input(physician, account_id, "reminder-1", channels=[Channel.SMS])
     with pytest.raises(ApplicationError) as err:  # Twilio's 20003 maps the same way
-        twilio_wrong = provider_settings.model_copy(
-            update={
-                "twilio": provider_settings.twilio.model_copy(
-                    update={"auth_token": SecretStr("nope")}
-                )
-            }
-        )
-        MessagingActivities(
-            session_factory, build_senders(twilio_wrong), PolicyStore(session_factory), clock=clock
-        ).send_step(step_input(physician, account_id, "reminder-1", channels=[Channel.SMS]))
+        wrong_twilio.send_step(sms_step)
     assert err.value.type == "ProviderAuthFailed"
 
 

@@ -24,7 +24,7 @@ from models.payloads import BalanceState, StepOutcome
 from models.policy import Channel
 from starter import get_account, set_payment_plan
 from tests.factories import patient_day
-from tests.test_staff_actions_timeskipping import Case, case
+from tests.support.scenario import Case, case, no_history
 
 pytestmark = pytest.mark.timeskipping
 
@@ -49,7 +49,13 @@ async def test_returned_letter_waits_for_a_corrected_address_with_an_address_tas
     """Before: statement-2..final notice were all "skipped: no allowed channel" and no task asked
     for a corrected address; the account stayed "escalating" with nothing left to send."""
     async with case(
-        ts_env, settings, session_factory, tmp_path, policy="edges-letters", sms_consent="no"
+        ts_env,
+        settings,
+        session_factory,
+        tmp_path,
+        no_history,
+        policy="edges-letters",
+        sms_consent="no",
     ) as c:
         await c.at_day(2)
         assert (await c.sent())["statement-1"][1] is Channel.LETTER
@@ -85,7 +91,13 @@ async def test_a_letter_step_past_its_wait_follows_on_no_channel(
     tmp_path: Path,
 ) -> None:
     async with case(
-        ts_env, settings, session_factory, tmp_path, policy="edges-letters", sms_consent="no"
+        ts_env,
+        settings,
+        session_factory,
+        tmp_path,
+        no_history,
+        policy="edges-letters",
+        sms_consent="no",
     ) as c:
         await c.at_day(2)
         await c.intake.channel_event(
@@ -116,6 +128,7 @@ async def test_an_unreachable_patient_is_parked_with_a_locate_task(
         settings,
         session_factory,
         tmp_path,
+        no_history,
         policy="edges-letters",
         email="",
         phone="",
@@ -149,7 +162,9 @@ async def test_a_broken_plan_does_not_burst(
 ) -> None:
     """Before: the four statements that came due during the plan went out back to back, spaced
     only by the 48-hour minimum (days 41, 43, 45, 47)."""
-    async with case(ts_env, settings, session_factory, tmp_path, policy="edges-letters") as c:
+    async with case(
+        ts_env, settings, session_factory, tmp_path, no_history, policy="edges-letters"
+    ) as c:
         await c.at_day(1)
         first = c.start.date()
         await set_payment_plan(

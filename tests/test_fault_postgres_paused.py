@@ -18,8 +18,9 @@ from config.settings import Settings
 from models.orm import Account, Communication, CommunicationStatus
 from models.orm.database import make_engine, make_session_factory
 from starter import Intake
-from tests.factories import balance_row, eventually, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from tests.pg_proxy import PausableProxy
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver

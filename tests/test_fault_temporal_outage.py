@@ -27,7 +27,8 @@ from models.orm import ApiRole
 from services.signal_outbox import Dispatcher, pending_count
 from starter import Intake, get_status, workflow_id
 from tests.api_support import make_tokens
-from tests.factories import balance_row, eventually, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver

@@ -24,7 +24,8 @@ from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import Intake
 from tests.api_support import Api, api_settings, ec_key_pair, running_api
-from tests.factories import balance_row, eventually, midday_zone, write_csv
+from tests.factories import balance_row, midday_zone, write_csv
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.devserver
 DUNNING = str(Path(sys.executable).parent / "dunning")
@@ -173,7 +174,7 @@ async def test_a_shipped_gate_is_approved_by_its_role_only(
         DUNNING_TEMPORAL__TASK_QUEUE=api.settings.temporal.task_queue,
         COLUMNS="320",
     )
-    task_id, number = await _open_gate(api, policy, tmp_path)
+    task_id, _number = await _open_gate(api, policy, tmp_path)
     code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["clerk"]), "approve", task_id)
     assert code == 6 and "decide permission" in out, out
     code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["other"]), "approve", task_id)

@@ -7,21 +7,28 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
 
-from cli.main import app
 from config.settings import Settings
 from models.imports import BalanceRow, CsvImportError, parse_rows
 from models.orm import Account, ChargeLine
 from starter import Intake
 from tests.factories import HEADER, balance_row, write_csv
+from tests.support.cli import invoke
 
 
-def _count(session_factory: sessionmaker[Session]) -> tuple[int, int]:
+def _count(session_factory: sessionmaker[Session], rows: list[dict[str, str]]) -> tuple[int, int]:
+    """This file's accounts and charge lines in the ledger (the database is shared)."""
+    numbers = [r["account_number"] for r in rows]
     with session_factory() as session:
+        accounts = select(Account.id).where(Account.account_number.in_(numbers))
         return (
-            session.scalar(select(func.count()).select_from(Account)) or 0,
-            session.scalar(select(func.count()).select_from(ChargeLine)) or 0,
+            session.scalar(select(func.count()).select_from(accounts.subquery())) or 0,
+            session.scalar(
+                select(func.count())
+                .select_from(ChargeLine)
+                .where(ChargeLine.account_id.in_(accounts))
+            )
+            or 0,
         )
 
 
@@ -38,7 +45,6 @@ async def test_bad_rows_reported_by_row_and_field_and_nothing_written(
         balance_row(policy="no-such-policy"),
         balance_row(),
     ]
-    before = _count(session_factory)
     with pytest.raises(CsvImportError) as caught:
         await Intake(session_factory, None, settings).import_balances(
             write_csv(tmp_path / "b.csv", rows)
@@ -54,7 +60,7 @@ async def test_bad_rows_reported_by_row_and_field_and_nothing_written(
     text = str(caught.value)
     assert "row 3: charges:" in text and "row 6: policy:" in text
     assert "Testy" not in text  # errors name the row and field, never the patient
-    assert _count(session_factory) == before
+    assert _count(session_factory, rows) == (0, 0)
 
 
 def test_missing_columns_are_named() -> None:
@@ -72,12 +78,12 @@ async def test_dry_run_checks_without_writing(
     session_factory: sessionmaker[Session],
     tmp_path: Path,
 ) -> None:
-    before = _count(session_factory)
+    rows = [balance_row(), balance_row()]
     report = await Intake(session_factory, None, settings).import_balances(
-        write_csv(tmp_path / "ok.csv", [balance_row(), balance_row()]), dry_run=True
+        write_csv(tmp_path / "ok.csv", rows), dry_run=True
     )
     assert (report.rows, report.accounts) == (2, 2)
-    assert _count(session_factory) == before
+    assert _count(session_factory, rows) == (0, 0)
 
 
 def test_cli_reports_bad_rows_and_exits_non_zero(
@@ -88,10 +94,10 @@ def test_cli_reports_bad_rows_and_exits_non_zero(
     monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
     path = write_csv(tmp_path / "bad.csv", [balance_row(), balance_row(charges="-5")])
-    result = CliRunner().invoke(app, ["import", "balances", str(path), "--dry-run"])
+    result = invoke("import", "balances", str(path), "--dry-run")
     assert result.exit_code == 1
     assert "row 3: charges:" in result.output and "nothing imported" in result.output
     good = write_csv(tmp_path / "good.csv", [balance_row()])
-    result = CliRunner().invoke(app, ["import", "balances", str(good), "--dry-run"])
+    result = invoke("import", "balances", str(good), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would import 1 rows for 1 accounts" in result.output

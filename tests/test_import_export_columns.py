@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,8 @@ from config.settings import Settings
 from models.imports import BalanceRow, PaymentRow, parse_rows
 from models.orm import repositories as repo
 from tests.factories import balance_row, write_csv
+from tests.support.cli import run_dunning
 
-DUNNING = str(Path(sys.executable).parent / "dunning")
 EXPORT_HEADER = [
     "Acct #",
     "Guarantor ID",
@@ -64,14 +62,6 @@ def test_export_columns_are_recognised_with_us_dates() -> None:
     )
 
 
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
-
-
 @pytest.mark.devserver
 async def test_skip_bad_writes_rejects_and_imports_whole_good_accounts(
     dev_env: WorkflowEnvironment,
@@ -94,13 +84,13 @@ async def test_skip_bad_writes_rejects_and_imports_whole_good_accounts(
     bad = balance_row(email="not-an-email")
     path = write_csv(tmp_path / "export.csv", [good, split, split_bad, bad])
 
-    code, out = await _cli(env, "import", "balances", str(path))
+    code, out = await run_dunning(env, "import", "balances", str(path))
     assert code == 1, out
     assert "row 4: service_date:" in out and "row 5: email:" in out and "nothing imported" in out
     with session_factory() as session:
         assert repo.account_by_number(session, good["account_number"]) is None
 
-    code, out = await _cli(env, "import", "balances", str(path), "--skip-bad")
+    code, out = await run_dunning(env, "import", "balances", str(path), "--skip-bad")
     assert code == 0, out
     rejects = tmp_path / "export.rejects.csv"
     with rejects.open(newline="", encoding="utf-8") as f:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,15 @@ from models.payloads import (
     StepOutcome,
 )
 from starter import ActionRejected, Intake, decide_step, get_status, workflow_id
-from tests.conftest import RecordHistory
 from tests.factories import balance_row, patient_day, write_csv
+from tests.support.clock import (
+    BEFORE_JULY_FOURTH,
+    NEW_YORK,
+    TUESDAY_MORNING,
+    advance_to,
+    in_waking_hours,
+)
+from tests.support.scenario import RecordHistory
 from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
@@ -49,6 +57,16 @@ async def _import_one(intake: Intake, tmp_path: Path, **overrides: str) -> tuple
 
 _rows: dict[str, dict[str, str]] = {}
 
+EXPECTED_DAYS = {
+    "statement-1": 0,
+    "notice-1": 6,  # day 4 is Saturday 16 January: Monday 18
+    "reminder-1": 21,
+    "statement-2": 30,
+    "call-1": 41,  # day 40 is Sunday 21 February: Monday 22
+    "statement-3": 62,  # day 60 is Saturday 13 March: Monday 15, after the DST change
+    "final-notice": 90,
+}
+
 
 async def test_120_day_ladder_walked_by_skipping_time(
     ts_env: WorkflowEnvironment,
@@ -60,7 +78,10 @@ async def test_120_day_ladder_walked_by_skipping_time(
     client = ts_env.client
     intake = Intake(session_factory, client, settings)
     async with build_worker(client, settings, session_factory):
-        start = await ts_env.get_current_time()  # before the import: day 0 is sent at once
+        # Tuesday 12 January 2027, 10:00 in New York; day 0 is sent at once. The ladder then meets
+        # a Saturday (notice-1's day 4), a Sunday (call-1's day 40), the spring DST change and
+        # a Saturday right before it (statement-3's day 60).
+        start = await advance_to(ts_env, TUESDAY_MORNING)
         number, account_id = await _import_one(intake, tmp_path)
 
         await ts_env.sleep(dt.timedelta(days=125))
@@ -80,8 +101,10 @@ async def test_120_day_ladder_walked_by_skipping_time(
         for record in sent:
             offset = patient_day(record.at, start)
             assert days[record.step_id] <= offset <= days[record.step_id] + 5, record
-            local = record.at.astimezone(dt.timezone(dt.timedelta(hours=-5)))
-            assert 7 <= local.hour < 21
+            assert in_waking_hours(record.at, NEW_YORK), record  # 08:00-21:00, DST-aware
+            assert record.at.astimezone(NEW_YORK).weekday() < 5, record  # business days only
+        # On this calendar: weekend steps move to the Monday, nothing else moves.
+        assert {r.step_id: patient_day(r.at, start) for r in sent} == EXPECTED_DAYS
         assert [r.at for r in sent] == sorted(r.at for r in sent)
         assert {r.step_id: r.channel.value for r in sent if r.channel} == {
             "statement-1": "letter",
@@ -96,7 +119,10 @@ async def test_120_day_ladder_walked_by_skipping_time(
         assert status.state is BalanceState.AWAITING_APPROVAL
         with session_factory() as session:
             task = session.scalars(
-                select(StaffTask).where(StaffTask.step_id == "agency-referral")
+                select(StaffTask).where(
+                    StaffTask.account_id == uuid.UUID(account_id),
+                    StaffTask.step_id == "agency-referral",
+                )
             ).one()
             rows = session.scalars(
                 select(Communication).where(Communication.account_id == task.account_id)
@@ -159,6 +185,8 @@ async def test_payment_mid_ladder_ends_it_and_duplicates_change_nothing(
     client = ts_env.client
     intake = Intake(session_factory, client, settings)
     async with build_worker(client, settings, session_factory):
+        # Day 4 (notice-1) is Monday 5 July 2027, Independence Day observed: it moves to Tuesday.
+        start = await advance_to(ts_env, BEFORE_JULY_FOURTH)
         number, account_id = await _import_one(intake, tmp_path)
         await ts_env.sleep(dt.timedelta(days=25))
         assert await intake.post_payment(number, 2000, "PAY-MID-1") == (True, 3500)
@@ -166,6 +194,7 @@ async def test_payment_mid_ladder_ends_it_and_duplicates_change_nothing(
         status = await get_status(client, account_id)
         assert (status.balance_cents, status.paid_cents) == (3500, 2000)
         assert [r.step_id for r in status.history] == ["statement-1", "notice-1", "reminder-1"]
+        assert patient_day(status.history[1].at, start) == 5
         assert status.next_step is not None and status.next_step.step_id == "statement-2"
 
         # A new charge joins the same workflow run.

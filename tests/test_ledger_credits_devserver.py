@@ -16,7 +16,8 @@ from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
 from models.payloads import BalanceState, StepOutcome
 from services.ledger_status import account_status, credits_total, open_refund_tasks
 from starter import Intake, get_status, workflow_id
-from tests.factories import balance_row, eventually, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver

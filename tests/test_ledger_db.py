@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models.orm import Account, ChargeLine, Communication, Guarantor
+from models.orm import Account, ChargeLine, Communication
 from models.orm import repositories as repo
 from models.policy import Channel
 
@@ -58,18 +58,30 @@ def test_schema_comes_from_the_migrations(db_session: Session) -> None:
 
 
 def test_aging_buckets(db_session: Session) -> None:
+    """Exactly this test's amounts land in each bucket, edges included (30 | 31, 120 | 121).
+
+    The report covers the whole (shared) database, so the test compares it before and after
+    adding its own accounts, inside its own transaction, and asks for exact differences.
+    """
+    before = repo.aging(db_session, NOW)
     for number, days, cents in [
         ("AG-1", 5, 1000),
         ("AG-2", 30, 2000),
         ("AG-3", 31, 4000),
         ("AG-4", 75, 8000),
         ("AG-5", 120, 16000),
-        ("AG-6", 400, 32000),
+        ("AG-6", 121, 32000),
+        ("AG-7", 400, 64000),
     ]:
         _account(db_session, number, days, cents)
-    buckets = repo.aging(db_session, NOW)
-    assert buckets["0-30"] >= 3000 and buckets["31-60"] >= 4000
-    assert buckets["61-90"] >= 8000 and buckets["91-120"] >= 16000 and buckets["120+"] >= 32000
+    after = repo.aging(db_session, NOW)
+    assert {name: after[name] - before[name] for name in after} == {
+        "0-30": 3000,
+        "31-60": 4000,
+        "61-90": 8000,
+        "91-120": 16000,
+        "120+": 96000,
+    }
 
 
 def test_payment_once_per_reference(db_session: Session) -> None:
@@ -134,4 +146,3 @@ def test_contact_profile_carries_flags_not_addresses(db_session: Session) -> Non
     assert not profile.status(Channel.LETTER).reachable
     assert not profile.status(Channel.SMS).consent
     assert "example.test" not in profile.model_dump_json()
-    assert isinstance(guarantor, Guarantor)

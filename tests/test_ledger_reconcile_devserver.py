@@ -19,7 +19,8 @@ from models.orm import repositories as repo
 from models.payloads import ChargeSignal
 from services.reconcile import Reconciler
 from starter import Intake, get_status, workflow_id
-from tests.factories import balance_row, eventually, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from config.settings import Settings
 from models.orm import Account, AccountStatus, Communication, Payment
 from models.payloads import BalanceState, EscalationResult, PaymentSignal, StepOutcome
 from starter import Intake, get_status, signal_payment, workflow_id
-from tests.factories import balance_row, eventually, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver
@@ -163,12 +163,3 @@ async def test_many_balances_at_once_each_sent_exactly_once(
             .group_by(Communication.account_id)
         ).all()
         assert len(per_account) == 25 and {n for _, n in per_account} == {1}
-
-
-def test_midday_zone_is_inside_allowed_hours() -> None:
-    from zoneinfo import ZoneInfo
-
-    for hour in range(24):
-        now = dt.datetime(2026, 11, 24, hour, 30, tzinfo=dt.UTC)
-        local = now.astimezone(ZoneInfo(midday_zone(now)))
-        assert 12 <= local.hour <= 14, (hour, local)

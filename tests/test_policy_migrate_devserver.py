@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from cli.main import app
 from config.loader import load_policy
@@ -20,22 +20,11 @@ from models.payloads import StepOutcome
 from starter import Intake, get_status
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from tests.identities import signed_in
+from tests.support.cli import invoke_in_thread
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver
-
-
-async def _wait_for(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
-
-
-async def _cli(*args: str) -> Result:
-    # The command runs its own event loop (asyncio.run): give it a thread of its own.
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
 
 
 async def test_migrate_shows_the_change_then_moves_the_balance(
@@ -84,7 +73,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
                 r.step_id == "statement-1" and r.outcome is StepOutcome.SENT for r in view.history
             )
 
-        await _wait_for(statement_sent)
+        await eventually(statement_sent)
         before = await get_status(client, account_id)
         assert before.next_step is not None and before.next_step.step_id == "notice-1"
 
@@ -99,7 +88,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
         assert "resumes on the new version at: notice-2" in refused.output
         assert (await get_status(client, account_id)).policy.hash == before.policy.hash
 
-        result = await _cli("policy", "migrate", str(v2), "--account", number, "--yes")
+        result = await invoke_in_thread("policy", "migrate", str(v2), "--account", number, "--yes")
         assert result.exit_code == 0, result.output
         out = result.output
         assert f"{number}  balance $55.00  instant@{before.policy.hash[:12]}" in out
@@ -114,7 +103,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
         assert [r.step_id for r in after.history] == ["statement-1"]
 
         # Again: already on this version, so nothing to do and a non-zero exit.
-        again = await _cli("policy", "migrate", str(v2), "--account", number, "--yes")
+        again = await invoke_in_thread("policy", "migrate", str(v2), "--account", number, "--yes")
         assert again.exit_code == 4  # refused by a rule: nothing to migrate
         assert "already on this version" in again.output
 
@@ -145,6 +134,8 @@ async def test_migrate_names_an_unknown_account(
     )
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "billing_lead")[0])
-    result = await _cli("policy", "migrate", "physician", "--account", "NO-SUCH-ACCOUNT", "--yes")
+    result = await invoke_in_thread(
+        "policy", "migrate", "physician", "--account", "NO-SUCH-ACCOUNT", "--yes"
+    )
     assert result.exit_code == 3  # not found
     assert "no account 'NO-SUCH-ACCOUNT'" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from typer.testing import CliRunner
 
@@ -12,6 +13,7 @@ from cli.main import app
 from config.settings import POLICY_DIR
 
 runner = CliRunner()
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
 
 
 def _preview(*args: str) -> list[dict[str, Any]]:
@@ -48,8 +50,8 @@ def test_json_has_one_object_per_step_with_the_promised_fields() -> None:
     for e in entries:
         assert {"date", "local_time", "channel", "template", "message", "reasons"} <= e.keys()
         local = dt.datetime.fromisoformat(e["local_time"])
-        # ISO 8601 with the patient's own UTC offset (PST, or PDT after 14 March 2027).
-        assert local.utcoffset() in (dt.timedelta(hours=-8), dt.timedelta(hours=-7)), e
+        # ISO 8601 with the patient's own UTC offset on that date (PST, or PDT after 14 March 2027).
+        assert local.utcoffset() == local.astimezone(LOS_ANGELES).utcoffset(), e
         assert e["date"] == local.date().isoformat()
         assert 8 <= local.hour < 21
         assert e["outcome"] == "sent"

@@ -41,8 +41,9 @@ from starter import (
     resume,
     set_payment_plan,
 )
-from tests.factories import balance_row, eventually, write_csv
-from tests.test_staff_actions_timeskipping import POLICIES, case
+from tests.factories import balance_row, write_csv
+from tests.support.scenario import POLICIES, case, no_history
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
@@ -57,7 +58,7 @@ async def test_nsa_dispute_blocks_referral_and_every_message_until_resolved(
 ) -> None:
     # Billed $300.00 against a good-faith estimate of $100.00: $200 over, not dispute-eligible;
     # the dispute hold applies whatever the amount once a patient has filed.
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+    async with case(ts_env, settings, session_factory, tmp_path, no_history) as c:
         await c.at_day(2)
         await hold(
             c.client,
@@ -145,7 +146,13 @@ async def test_a_2017_new_york_debt_is_time_barred_and_refer_is_refused(
     tmp_path: Path,
 ) -> None:
     async with case(
-        ts_env, settings, session_factory, tmp_path, service_date="2017-06-01", state="NY"
+        ts_env,
+        settings,
+        session_factory,
+        tmp_path,
+        no_history,
+        service_date="2017-06-01",
+        state="NY",
     ) as c:
         await c.at_day(1)
         with pytest.raises(ActionRejected, match="time-barred: the 3-year statute of limitations"):
@@ -158,7 +165,7 @@ async def test_mail_only_reroutes_the_next_text_to_a_letter(
     session_factory: sessionmaker[Session],
     tmp_path: Path,
 ) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+    async with case(ts_env, settings, session_factory, tmp_path, no_history) as c:
         await c.at_day(2)
         with session_factory.begin() as session:
             change = protections.restrict_channels(
@@ -176,7 +183,7 @@ async def test_full_assistance_after_a_payment_writes_off_and_refunds(
     session_factory: sessionmaker[Session],
     tmp_path: Path,
 ) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+    async with case(ts_env, settings, session_factory, tmp_path, no_history) as c:
         await c.at_day(1)
         await c.intake.post_payment(c.number, 10000, f"PAY-{c.number}")
         outcome = await protections.approve_financial_assistance(
@@ -198,7 +205,9 @@ async def test_incomplete_application_letter_and_ecas_suspended_until_the_deadli
     session_factory: sessionmaker[Session],
     tmp_path: Path,
 ) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path, policy="staff-test-501r") as c:
+    async with case(
+        ts_env, settings, session_factory, tmp_path, no_history, policy="staff-test-501r"
+    ) as c:
         await c.at_day(1)
         deadline = (c.start + dt.timedelta(days=30)).date()
         await protections.financial_assistance_incomplete(
@@ -219,7 +228,7 @@ async def test_no_plan_reminder_while_an_nsa_dispute_is_pending(
     session_factory: sessionmaker[Session],
     tmp_path: Path,
 ) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+    async with case(ts_env, settings, session_factory, tmp_path, no_history) as c:
         await c.at_day(1)
         due = (c.start + dt.timedelta(days=10)).date()
         await set_payment_plan(

@@ -32,10 +32,8 @@ from models.orm import Account, AccountStatus, Communication, CommunicationStatu
 from models.payloads import SendStepInput, SendStepResult, StepOutcome
 from models.policy import Channel
 from tests.fakes.accounts import make_account, step_input
+from tests.support.clock import MORNING, NIGHT
 from worker import build_senders
-
-MORNING = dt.datetime(2027, 1, 12, 15, 0, tzinfo=dt.UTC)  # 10:00 in New York, a Tuesday
-NIGHT = MORNING + dt.timedelta(hours=12)  # 22:00 in New York
 
 
 @pytest.fixture
@@ -45,11 +43,12 @@ def physician() -> PolicyBundle:
 
 @pytest.fixture
 def messaging(settings: Settings, session_factory: sessionmaker[Session]) -> MessagingActivities:
+    # The local outbox files its messages under the day it sends them: on the test's clock too,
+    # so the mailbox path does not depend on the real date (or on crossing midnight).
+    outbox = OutboxSender(Path(settings.outbox_dir), clock=lambda: MORNING)
+    senders = {**build_senders(settings), Channel.EMAIL: outbox, Channel.SMS: outbox}
     return MessagingActivities(
-        session_factory,
-        build_senders(settings),
-        PolicyStore(session_factory),
-        clock=lambda: MORNING,
+        session_factory, senders, PolicyStore(session_factory), clock=lambda: MORNING
     )
 
 
@@ -196,8 +195,8 @@ def test_the_outbox_is_a_days_mailbox_per_channel(
         for _ in range(3)
     ]
     results = [_sent(o) for o in messaging.send_steps(steps)]
-    outbox = OutboxSender(Path(settings.outbox_dir))
-    path = outbox.mailbox(Channel.EMAIL, dt.datetime.now(dt.UTC).date())
+    outbox = OutboxSender(Path(settings.outbox_dir), clock=lambda: MORNING)
+    path = outbox.mailbox(Channel.EMAIL, MORNING.date())
     with session_factory() as s:
         rows = [s.get(Communication, uuid.UUID(r.communication_id or "")) for r in results]
     assert all(r is not None and r.file_path == str(path) for r in rows)

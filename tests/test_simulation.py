@@ -15,6 +15,8 @@ from simulation.engine import DecisionCache, simulate_balance
 from simulation.portfolio import synthetic
 from simulation.response import ResponseModel
 from simulation.runner import Job, Portfolio, response_rng, run
+from tests.factories import balance_row, write_csv
+from tests.support.cli import invoke
 
 START = dt.datetime(2026, 12, 1, 14, tzinfo=dt.UTC)
 TWELVE_MONTH = Path(__file__).parent.parent / "bench" / "policies" / "twelve-month.yaml"
@@ -97,6 +99,10 @@ def test_cli_compares_two_policies(tmp_path: Path) -> None:
     assert totals[1]["sends"]["letter"] > totals[0]["sends"]["letter"]
 
 
-def test_cli_refuses_both_or_neither_source() -> None:
-    result = CliRunner().invoke(app, ["simulate", "physician"])
-    assert result.exit_code == 1
+@pytest.mark.parametrize("sources", ["neither", "both"])
+def test_cli_refuses_both_or_neither_source(sources: str, tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "balances.csv", [balance_row()])
+    given = [] if sources == "neither" else ["--balances", str(csv), "--synthetic", "10"]
+    result = invoke("simulate", "physician", *given)
+    assert result.exit_code == 1, result.output
+    assert "give exactly one of --balances FILE.csv and --synthetic N" in result.output

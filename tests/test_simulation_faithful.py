@@ -22,6 +22,7 @@ from simulation.engine import Payment, simulate_balance
 from simulation.portfolio import from_csv
 from starter import Intake, get_status, workflow_id
 from tests.factories import balance_row, write_csv
+from tests.support.clock import TUESDAY_MORNING, advance_to
 from worker import build_worker
 
 pytestmark = pytest.mark.timeskipping
@@ -67,6 +68,7 @@ async def test_simulated_timeline_equals_the_workflow(
     intake = Intake(session_factory, client, settings)
     payments: list[Payment] = []
     async with build_worker(client, settings, session_factory):
+        await advance_to(ts_env, TUESDAY_MORNING)  # weekends, Presidents' Day and DST ahead
         await intake.import_balances(csv)
         account_id = intake.account_id(row["account_number"])
         started = (await client.get_workflow_handle(workflow_id(account_id)).describe()).start_time

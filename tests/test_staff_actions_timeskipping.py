@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from config.loader import load_policy
@@ -37,7 +34,6 @@ from models.actions import (
     WriteOffRequest,
 )
 from models.orm import (
-    Account,
     AccountStatus,
     ChannelPreference,
     Communication,
@@ -53,15 +49,11 @@ from models.payloads import (
     Decision,
     EscalationInput,
     EscalationResult,
-    StatusView,
-    StepDecision,
-    StepOutcome,
 )
 from models.policy import Channel
 from starter import (
     ActionRejected,
     Intake,
-    decide_step,
     get_account,
     get_status,
     grant_hardship,
@@ -74,98 +66,22 @@ from starter import (
     start_or_join,
     workflow_id,
 )
-from tests.conftest import RecordHistory
 from tests.factories import balance_row, patient_day, write_csv
+from tests.support.clock import (
+    BEFORE_FALL_BACK,
+    FRIDAY_EVENING,
+    SATURDAY_NOON,
+    TUESDAY_MORNING,
+    advance_to,
+)
+from tests.support.scenario import POLICIES, RecordHistory, StaffCase
 from worker import build_worker
-from workflows.contract import DecisionResult
 
 pytestmark = pytest.mark.timeskipping
-POLICIES = Path(__file__).parent / "policies"
 
 
-@dataclass
-class Case:
-    env: WorkflowEnvironment
-    client: Client
-    intake: Intake
-    number: str
-    account_id: str
-    start: dt.datetime
-    session_factory: sessionmaker[Session]
-
-    async def at_day(self, day: float) -> None:
-        """Skip time to ``day`` days after the balance entered the ladder."""
-        now = await self.env.get_current_time()
-        target = self.start + dt.timedelta(days=day)
-        if target > now:
-            await self.env.sleep(target - now)
-
-    async def status(self) -> StatusView:
-        return await get_status(self.client, self.account_id)
-
-    async def sent(self) -> dict[str, tuple[int, Channel | None]]:
-        """Step id -> (day it went out, channel), for steps that were sent."""
-        view = await self.status()
-        return {
-            r.step_id: (patient_day(r.at, self.start), r.channel)
-            for r in view.history
-            if r.outcome is StepOutcome.SENT
-        }
-
-    def handle(self) -> WorkflowHandle[object, EscalationResult]:
-        return self.client.get_workflow_handle(
-            workflow_id(self.account_id), result_type=EscalationResult
-        )
-
-    async def decide(self, task_id: str, decision: Decision, by: str, role: str) -> DecisionResult:
-        return await decide_step(
-            self.client,
-            self.account_id,
-            StepDecision(task_id=task_id, decision=decision, decided_by=by, role=role),
-        )
-
-    def account(self) -> Account:
-        with self.session_factory() as session:
-            account = repo.account_by_number(session, self.number)
-            assert account is not None
-            return account
-
-
-@asynccontextmanager
-async def case(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    policy: str = "staff-test",
-    **overrides: str,
-) -> AsyncIterator[Case]:
-    client = ts_env.client
-    intake = Intake(session_factory, client, settings)
-    row = balance_row(
-        policy=str(POLICIES / f"{policy}.yaml"),
-        charges="300.00",
-        insurance_paid="0",
-        insurance_adjustment="0",
-        **overrides,
-    )
-    async with build_worker(client, settings, session_factory):
-        start = await ts_env.get_current_time()
-        await intake.import_balances(write_csv(tmp_path / "balance.csv", [row]))
-        account_id = intake.account_id(row["account_number"])
-        yield Case(
-            ts_env, client, intake, row["account_number"], account_id, start, session_factory
-        )
-
-
-async def test_hardship_granted_mid_ladder(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_hardship_granted_mid_ladder(staff_case: StaffCase) -> None:
+    async with staff_case() as c:
         await c.at_day(10)
         assert set(await c.sent()) == {"statement-1", "notice-1"}
         # A financial-assistance application holds the ladder while it is reviewed.
@@ -196,17 +112,11 @@ async def test_hardship_granted_mid_ladder(
         result = await c.handle().result()
         assert result.state is BalanceState.WRITTEN_OFF and result.balance_cents == 0
         assert c.account().status is AccountStatus.WRITTEN_OFF
-        await record_history("hardship_granted_mid_ladder", c.handle())
+        await c.finish("hardship_granted_mid_ladder", pay=False)
 
 
-async def test_plan_with_a_missed_installment_reenters_the_ladder(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_plan_with_a_missed_installment_reenters_the_ladder(staff_case: StaffCase) -> None:
+    async with staff_case(start=BEFORE_FALL_BACK) as c:
         await c.at_day(6)
         first = c.start.date()
         plan = PlanRequest(
@@ -246,17 +156,11 @@ async def test_plan_with_a_missed_installment_reenters_the_ladder(
         assert (await c.status()).balance_cents == 20000
         await c.intake.post_payment(c.number, 20000, "PLAN-PAY-2")
         assert (await c.handle().result()).state is BalanceState.PAID
-        await record_history("plan_missed_installment", c.handle())
+        await c.finish("plan_missed_installment", pay=False)
 
 
-async def test_settlement_approved_paid_and_closed(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_settlement_approved_paid_and_closed(staff_case: StaffCase) -> None:
+    async with staff_case(start=SATURDAY_NOON) as c:
         await c.at_day(20)
         expires = c.start + dt.timedelta(days=40)
         answer = await propose_settlement(
@@ -280,17 +184,11 @@ async def test_settlement_approved_paid_and_closed(
         account = await get_account(c.client, c.account_id)
         assert account.written_off_cents == 6000
         assert c.account().status is AccountStatus.SETTLED
-        await record_history("settlement_paid", c.handle())
+        await c.finish("settlement_paid", pay=False)
 
 
-async def test_settlement_expires_and_the_ladder_goes_on(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_settlement_expires_and_the_ladder_goes_on(staff_case: StaffCase) -> None:
+    async with staff_case(start=FRIDAY_EVENING) as c:
         await c.at_day(1)
         answer = await propose_settlement(
             c.client,
@@ -310,19 +208,11 @@ async def test_settlement_expires_and_the_ladder_goes_on(
         sent = await c.sent()
         assert 8 <= sent["notice-1"][0] <= 9
         assert (await c.status()).state is BalanceState.ESCALATING
-        await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
-        assert (await c.handle().result()).state is BalanceState.PAID
-        await record_history("settlement_expired", c.handle())
+        await c.finish("settlement_expired")
 
 
-async def test_write_off_denied_then_approved_by_a_second_person(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_write_off_denied_then_approved_by_a_second_person(staff_case: StaffCase) -> None:
+    async with staff_case() as c:
         await c.at_day(5)
         with pytest.raises(ActionRejected, match="more than the balance"):
             await request_write_off(
@@ -367,17 +257,11 @@ async def test_write_off_denied_then_approved_by_a_second_person(
         events = [e.kind for e in (await get_account(c.client, c.account_id)).events]
         assert events.count("write_off_denied") == 1 and "approval_escalated" in events
         assert c.account().status is AccountStatus.WRITTEN_OFF
-        await record_history("write_off_denied_then_approved", c.handle())
+        await c.finish("write_off_denied_then_approved", pay=False)
 
 
-async def test_agency_referral_blocked_by_501r_then_allowed(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path, policy="staff-test-501r") as c:
+async def test_agency_referral_blocked_by_501r_then_allowed(staff_case: StaffCase) -> None:
+    async with staff_case(policy="staff-test-501r") as c:
         await c.at_day(30)
         with pytest.raises(ActionRejected, match="501"):
             await request_referral(c.client, c.account_id, ReferralRequest(requested_by="clerk-1"))
@@ -393,19 +277,13 @@ async def test_agency_referral_blocked_by_501r_then_allowed(
         result = await c.handle().result()
         assert result.state is BalanceState.PLACED
         assert c.account().status is AccountStatus.PLACED
-        files = list((Path(settings.data_dir) / "agency").glob("placements-*.csv"))
+        files = list((Path(c.settings.data_dir) / "agency").glob("placements-*.csv"))
         assert len(files) == 1 and c.number in files[0].read_text()
-        await record_history("referral_after_501r_wait", c.handle())
+        await c.finish("referral_after_501r_wait", pay=False)
 
 
-async def test_dispute_hold_resumes_by_itself(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_dispute_hold_resumes_by_itself(staff_case: StaffCase) -> None:
+    async with staff_case(start=FRIDAY_EVENING) as c:
         await c.at_day(2)
         with pytest.raises(ActionRejected, match="future"):
             await hold(
@@ -431,19 +309,11 @@ async def test_dispute_hold_resumes_by_itself(
         view = await c.status()
         assert view.next_step is not None and view.next_step.step_id == "statement-2"
         assert patient_day(view.next_step.at, c.start) >= 50  # day 30 moved by the 20 days held
-        await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
-        assert (await c.handle().result()).state is BalanceState.PAID
-        await record_history("dispute_hold_resumed", c.handle())
+        await c.finish("dispute_hold_resumed")
 
 
-async def test_stop_then_a_switch_to_letters(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_stop_then_a_switch_to_letters(staff_case: StaffCase) -> None:
+    async with staff_case() as c:
         await c.at_day(1)
         await c.intake.channel_event(
             c.number,
@@ -469,19 +339,11 @@ async def test_stop_then_a_switch_to_letters(
                 )
             ).all()
             assert sms == []
-        await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
-        await c.handle().result()
-        await record_history("stop_then_letters", c.handle())
+        await c.finish("stop_then_letters")
 
 
-async def test_returned_letter_then_email(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_returned_letter_then_email(staff_case: StaffCase) -> None:
+    async with staff_case() as c:
         await c.at_day(2)
         assert (await c.sent())["statement-1"][1] is Channel.LETTER
         await c.intake.channel_event(
@@ -491,19 +353,11 @@ async def test_returned_letter_then_email(
         sent = await c.sent()
         assert sent["statement-2"][1] is Channel.EMAIL
         assert sent["notice-1"][1] is Channel.SMS
-        await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
-        await c.handle().result()
-        await record_history("returned_letter_then_email", c.handle())
+        await c.finish("returned_letter_then_email")
 
 
-async def test_bankruptcy_stops_everything(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_bankruptcy_stops_everything(staff_case: StaffCase) -> None:
+    async with staff_case() as c:
         await c.at_day(10)
         await signal(
             c.client,
@@ -519,7 +373,7 @@ async def test_bankruptcy_stops_everything(
                 select(Communication).where(Communication.account_id == c.account().id)
             ).all()
             assert sorted(r.step_id for r in rows) == ["notice-1", "statement-1"]
-        await record_history("bankruptcy_stops", c.handle())
+        await c.finish("bankruptcy_stops", pay=False)
 
 
 async def test_a_long_plan_continues_as_new_and_keeps_its_state(
@@ -527,17 +381,22 @@ async def test_a_long_plan_continues_as_new_and_keeps_its_state(
     settings: Settings,
     session_factory: sessionmaker[Session],
     tmp_path: Path,
+    record_history: RecordHistory,
 ) -> None:
-    """A 24-month plan outgrows no history: the workflow continues as new, carrying all state."""
+    """A 24-month plan outgrows no history: the workflow continues as new, carrying all state.
+
+    Both the first run (which ends by continuing as new) and the last are recorded for the replay
+    tests, so a change to what a run carries across, or to when it continues, fails replay.
+    """
     client = ts_env.client
     bundle = load_policy(POLICIES / "staff-test.yaml")
     row = balance_row(charges="240.00", insurance_paid="0", insurance_adjustment="0")
     async with build_worker(client, settings, session_factory):
+        start = await advance_to(ts_env, TUESDAY_MORNING)
         intake = Intake(session_factory, None, settings)
         with pytest.raises(Exception, match="Temporal"):  # ledger committed, no workflow yet
             await intake.import_balances(write_csv(tmp_path / "b.csv", [row]))
         account_id = intake.account_id(row["account_number"])
-        start = await ts_env.get_current_time()
         inp = EscalationInput(
             account_id=account_id,
             policy=bundle.policy,
@@ -574,18 +433,24 @@ async def test_a_long_plan_continues_as_new_and_keeps_its_state(
             workflow_id(account_id), result_type=EscalationResult
         ).result()
         assert result.state is BalanceState.PAID
-        latest = await client.get_workflow_handle(workflow_id(account_id)).describe()
-        assert latest.run_id != handle.result_run_id  # it continued as new at least once
+        first = client.get_workflow_handle(workflow_id(account_id), run_id=handle.result_run_id)
+        first_history = await first.fetch_history()
+        # The first run ended by continuing as new (not by finishing), and later runs stayed short.
+        assert first_history.events[-1].HasField(
+            "workflow_execution_continued_as_new_event_attributes"
+        )
         final = client.get_workflow_handle(workflow_id(account_id))
         history = await final.fetch_history()
+        assert (await final.describe()).run_id != handle.result_run_id
         assert len(history.events) < 120
         reminders = [
             r.step_id
             for r in (await get_status(client, account_id)).history
             if r.step_id.startswith("plan1-")
         ]
-        assert len(reminders) == 24  # every reminder once, across runs
-        assert handle.id == workflow_id(account_id)
+        assert sorted(reminders) == sorted(f"plan1-{m + 1}" for m in range(24))  # each once
+        await record_history("plan_continued_as_new_first_run", first)
+        await record_history("plan_continued_as_new_last_run", final)
 
 
 async def intake_pay(client: Client, account_id: str, reference: str) -> None:
@@ -595,17 +460,11 @@ async def intake_pay(client: Client, account_id: str, reference: str) -> None:
     await signal_payment(client, account_id, PaymentSignal(reference=reference, amount_cents=1000))
 
 
-async def test_call_outcomes_feed_back_into_the_ladder(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
+async def test_call_outcomes_feed_back_into_the_ladder(staff_case: StaffCase) -> None:
     """A conversation blocks calls for 7 days (Reg F); a promise to pay holds the ladder."""
-    async with case(ts_env, settings, session_factory, tmp_path, policy="call-test") as c:
+    async with staff_case(policy="call-test", start=BEFORE_FALL_BACK) as c:
         await c.at_day(6)
-        with session_factory() as session:
+        with c.session_factory() as session:
             task = session.scalars(
                 select(StaffTask).where(
                     StaffTask.account_id == c.account().id, StaffTask.kind == TaskKind.CALL
@@ -622,7 +481,7 @@ async def test_call_outcomes_feed_back_into_the_ladder(
         assert any("Reg F" in r for r in view.next_step.reasons)
         assert (view.next_step.at - called) >= dt.timedelta(days=7)
         await c.at_day(14)
-        with session_factory() as session:
+        with c.session_factory() as session:
             second = session.scalars(
                 select(StaffTask).where(
                     StaffTask.account_id == c.account().id, StaffTask.step_id == "call-2"
@@ -636,19 +495,11 @@ async def test_call_outcomes_feed_back_into_the_ladder(
         assert (await c.status()).state is BalanceState.ON_HOLD
         events = [e.kind for e in (await get_account(c.client, c.account_id)).events]
         assert events.count("call_outcome") == 2
-        await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
-        assert (await c.handle().result()).state is BalanceState.PAID
-        await record_history("call_outcomes", c.handle())
+        await c.finish("call_outcomes")
 
 
-async def test_paying_closes_open_requests_in_the_worklist(
-    ts_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-    record_history: RecordHistory,
-) -> None:
-    async with case(ts_env, settings, session_factory, tmp_path) as c:
+async def test_paying_closes_open_requests_in_the_worklist(staff_case: StaffCase) -> None:
+    async with staff_case() as c:
         await c.at_day(3)
         task_id = (
             await request_write_off(
@@ -659,8 +510,8 @@ async def test_paying_closes_open_requests_in_the_worklist(
         ).task_id
         await c.intake.post_payment(c.number, 30000, f"PAY-{c.number}")
         assert (await c.handle().result()).state is BalanceState.PAID
-        with session_factory() as session:
+        with c.session_factory() as session:
             task = session.get(StaffTask, uuid.UUID(task_id))
             assert task is not None and task.status is TaskStatus.EXPIRED
             assert task.reason == "balance closed"
-        await record_history("paid_with_open_request", c.handle())
+        await c.finish("paid_with_open_request", pay=False)

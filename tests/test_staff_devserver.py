@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,11 +19,11 @@ from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import ActionRejected, Intake, decide_step, request_write_off, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.cli import run_dunning
 from worker import build_worker
 from workflows.contract import DecisionResult, Rejection, TaskOpened
 
 pytestmark = pytest.mark.devserver
-DUNNING = str(Path(sys.executable).parent / "dunning")
 
 
 async def _import(intake: Intake, tmp_path: Path, n: int) -> list[dict[str, str]]:
@@ -99,14 +98,6 @@ async def test_concurrent_staff_updates_one_wins(
         assert {r.state for r in results} == {BalanceState.WRITTEN_OFF}
 
 
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
-
-
 async def test_cli_write_off_with_four_eyes(
     dev_env: WorkflowEnvironment,
     settings: Settings,
@@ -138,33 +129,35 @@ async def test_cli_write_off_with_four_eyes(
     async with build_worker(client, settings, session_factory):
         (row,) = await _import(intake, tmp_path, 1)
         number = row["account_number"]
-        code, out = await _cli(env, "write-off", number, "--reason", "uncollectable")
+        code, out = await run_dunning(env, "write-off", number, "--reason", "uncollectable")
         assert code == 6 and "not logged in" in out
         # A typed name is no identity any more: the option is gone.
-        code, out = await _cli(as_("clerk"), "write-off", number, "--as", "sup2", "--reason", "x")
+        code, out = await run_dunning(
+            as_("clerk"), "write-off", number, "--as", "sup2", "--reason", "x"
+        )
         assert code == 2 and "No such option: --as" in out
-        code, out = await _cli(as_("sup1"), "write-off", number, "--reason", "uncollectable")
+        code, out = await run_dunning(as_("sup1"), "write-off", number, "--reason", "uncollectable")
         assert code == 0, out
         task_id = out.strip().rsplit(" ", 1)[-1]
-        code, out = await _cli(as_("clerk"), "worklist")
+        code, out = await run_dunning(as_("clerk"), "worklist")
         assert code == 0 and task_id in out and number in out and "uncollectable" in out
         # staff may not decide; the requester may not approve their own request (by identity)
-        code, out = await _cli(as_("clerk"), "approve", task_id)
+        code, out = await run_dunning(as_("clerk"), "approve", task_id)
         assert code == 6 and "decide permission" in out
-        code, out = await _cli(as_("sup1"), "approve", task_id)
+        code, out = await run_dunning(as_("sup1"), "approve", task_id)
         assert code == 4 and "FourEyes" in out and "own request" in out
         assert "Traceback" not in out
-        code, out = await _cli(as_("sup2"), "approve", "not-a-task")
+        code, out = await run_dunning(as_("sup2"), "approve", "not-a-task")
         assert code == 2 and "task:" in out
-        code, out = await _cli(as_("sup2"), "approve", str(uuid.uuid4()))
+        code, out = await run_dunning(as_("sup2"), "approve", str(uuid.uuid4()))
         assert code == 3 and "no task" in out
-        code, out = await _cli(as_("sup2"), "approve", task_id)
+        code, out = await run_dunning(as_("sup2"), "approve", task_id)
         assert code == 0, out
         result = await client.get_workflow_handle(
             workflow_id(intake.account_id(number)), result_type=EscalationResult
         ).result()
         assert result.state is BalanceState.WRITTEN_OFF
-        code, out = await _cli(as_("sup2"), "status", number, "--json")
+        code, out = await run_dunning(as_("sup2"), "status", number, "--json")
         assert code == 0, out
         status = json.loads(out[out.index("{") :])
         assert status["state"] == "written_off"

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: fixed calendars, bounded waits, CLI runners, databases."""
