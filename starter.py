@@ -417,7 +417,9 @@ class Intake:
         # The ledger and its messages are committed together; now the workflows, several
         # accounts at a time (each account's messages in order). What Temporal does not take now
         # stays in the outbox for the worker's dispatcher.
-        delivered = await self.dispatcher.deliver_many(pending)
+        # A bulk import waits on a busy server longer than a single request does.
+        bulk = Dispatcher(self._client, self.session_factory, self.settings.temporal.task_queue)
+        delivered = await bulk.deliver_many(pending)
         report.started_or_joined = delivered
         report.queued = len(pending) - delivered
         return report

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.webhooks.common import claim
@@ -43,7 +44,8 @@ from services.signal_outbox import Dispatcher, pending_count
 from starter import Intake, get_status
 from worker import build_worker
 
-QUERY_CONCURRENCY = 32
+QUERY_CONCURRENCY = 8
+QUERY_ATTEMPTS = 5
 
 
 async def _temporal(db_file: Path, port: int) -> WorkflowEnvironment:
@@ -94,8 +96,17 @@ async def temporal_outage(db: Database, n: int, outage_s: float) -> Result:
 
             async def paid(number: str) -> int:
                 async with gate:
-                    view = await get_status(env.client, intake.account_id(number))
-                    return view.paid_cents
+                    # A worker busy with 1,000 fresh signals answers queries late: ask again.
+                    for attempt in range(QUERY_ATTEMPTS):
+                        try:
+                            view = await get_status(env.client, intake.account_id(number))
+                        except RPCError:
+                            if attempt == QUERY_ATTEMPTS - 1:
+                                raise
+                            await asyncio.sleep(2)
+                            continue
+                        return view.paid_cents
+                    raise AssertionError("unreachable")
 
             paid_cents = await asyncio.gather(*(paid(r["account_number"]) for r in rows))
     finally:
