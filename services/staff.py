@@ -425,6 +425,9 @@ async def decide(
         if decision is Decision.APPROVE:
             state = await starter.get_account(client, account_id)
             open_task = next((t for t in state.tasks if t.task_id == answer.task_id), None)
+            if open_task is not None and open_task.requested_by == actor.id:
+                # Said before any limit: nobody approves their own request, whatever the amount.
+                raise Refused(Rejection.FOUR_EYES, "nobody approves their own request (four eyes)")
             if open_task is not None:
                 status = await starter.get_status(client, account_id)
                 try:
