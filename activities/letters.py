@@ -52,7 +52,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from activities.channels import LetterContent
-from activities.rendering import StatementLine
 from config.private_files import private_dir, private_file
 from models.money import format_cents
 from models.orm import Account, AccountStatus, AuditEvent, Communication, CommunicationStatus
@@ -528,20 +527,11 @@ def letter_now(session: Session, row: Communication) -> tuple[LetterContent | No
         return None, "account on hold since queued"
     if row.letter is None:
         return None, ""
-    from activities.messaging import aging_of  # messaging imports this module
+    # messaging imports this module: the statement's lines as the step composes them
+    from activities.messaging.composition import aging_of, statement_line
 
     stored = letter_from_json(row.letter)
-    lines = tuple(
-        StatementLine(
-            service_date=c.service_date,
-            description=c.description,
-            charges_cents=c.charges_cents,
-            insurance_paid_cents=c.insurance_paid_cents,
-            insurance_adjustment_cents=c.insurance_adjustment_cents,
-            patient_paid_cents=c.patient_paid_cents,
-        )
-        for c in account.charges
-    )
+    lines = tuple(statement_line(c) for c in account.charges)
     balance = account.balance_cents
     return (
         dataclasses.replace(

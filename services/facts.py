@@ -82,6 +82,16 @@ class PaymentPosted(BaseModel):
     delivered: bool = True
     """False when the workflow has not heard yet: the payment waits in the signal outbox."""
 
+    @classmethod
+    def of(cls, posted: starter.Posted) -> PaymentPosted:
+        """The ledger's answer to a posted payment or adjustment."""
+        return cls(
+            new=posted.new,
+            balance_cents=posted.balance_cents,
+            credit_cents=posted.credit_cents,
+            delivered=posted.delivered,
+        )
+
 
 class FactRecorded(BaseModel):
     """A fact is in the ledger; ``workflow_told`` is False when no workflow follows the balance."""
@@ -169,12 +179,7 @@ async def pay(
             )
         except ValueError as exc:  # the reference is known with other facts
             raise Refused(Rejection.REFERENCE_CONFLICT, str(exc)) from None
-        return PaymentPosted(
-            new=posted.new,
-            balance_cents=posted.balance_cents,
-            credit_cents=posted.credit_cents,
-            delivered=posted.delivered,
-        )
+        return PaymentPosted.of(posted)
 
     return await _guard(
         svc, actor, "payment_posted", None, work, {"account_number": account_number}
@@ -194,12 +199,7 @@ async def adjust(
             )
         except ValueError as exc:
             raise Refused(Rejection.REFERENCE_CONFLICT, str(exc)) from None
-        return PaymentPosted(
-            new=posted.new,
-            balance_cents=posted.balance_cents,
-            credit_cents=posted.credit_cents,
-            delivered=posted.delivered,
-        )
+        return PaymentPosted.of(posted)
 
     return await _guard(
         svc, actor, "adjustment_posted", None, work, {"account_number": account_number}
