@@ -6,12 +6,9 @@ expected failure is one line and a documented exit code, never a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -27,10 +24,11 @@ from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import Intake, get_account, get_status, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.support.cli import run_dunning
+from tests.support.waits import eventually
 from worker import build_worker
 
 pytestmark = pytest.mark.devserver
-DUNNING = str(Path(sys.executable).parent / "dunning")
 
 
 _TOKENS: dict[str, str] = {}
@@ -48,32 +46,11 @@ def _users(session_factory: sessionmaker[Session]) -> None:
 
 
 async def _cli(env: dict[str, str], *args: str, user: str = "clerk-7") -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        DUNNING,
-        *args,
-        env=dict(env, DUNNING_TOKEN=_TOKENS[user]),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
-    except TimeoutError:
-        proc.kill()  # never leave a command behind to hold the worker's shutdown
-        await proc.wait()
-        raise AssertionError(f"dunning {' '.join(args)}: no answer in 180 s") from None
-    return proc.returncode or 0, out.decode()
+    return await run_dunning(dict(env, DUNNING_TOKEN=_TOKENS[user]), *args)
 
 
 async def _state(client: Client, account_id: str) -> BalanceState:
     return (await get_status(client, account_id)).state
-
-
-async def _wait(probe: Callable[[], Awaitable[BalanceState]], wanted: BalanceState) -> None:
-    deadline = asyncio.get_running_loop().time() + 60
-    while (state := await probe()) is not wanted:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {state}, not {wanted}")
-        await asyncio.sleep(0.2)
 
 
 def _free_port() -> int:
@@ -147,10 +124,12 @@ async def test_report_facts_and_clear_errors(
         ):
             code, out = await _cli(env, "report", *args)
             assert code == 0, out
-            await _wait(
-                lambda n=number: _state(client, intake.account_id(n)),  # type: ignore[misc]
-                BalanceState.CONTACT_STOPPED,
-            )
+            account_id = intake.account_id(number)
+
+            async def stopped(a: str = account_id) -> bool:
+                return await _state(client, a) is BalanceState.CONTACT_STOPPED
+
+            await eventually(stopped, timeout=60)
 
         for args in (
             ["letter-returned", sixth],

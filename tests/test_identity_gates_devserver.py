@@ -4,9 +4,7 @@ their own request; approvals above a role's limit are refused."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,10 +23,10 @@ from services.users import add_user, issue_token
 from starter import Intake
 from tests.api_support import Api, api_settings, ec_key_pair, running_api
 from tests.factories import balance_row, midday_zone, write_csv
+from tests.support.cli import run_dunning
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.devserver
-DUNNING = str(Path(sys.executable).parent / "dunning")
 
 GATE_POLICY = """
 name: gate-{shipped}
@@ -120,14 +118,6 @@ async def _decided(api: Api, task_id: str) -> TaskStatus:
     return result
 
 
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
-
-
 @pytest.mark.parametrize(
     ("shipped", "wrong_approver"),
     [("dental", "supervisor"), ("hospital-501r", "office-manager")],
@@ -175,11 +165,11 @@ async def test_a_shipped_gate_is_approved_by_its_role_only(
         COLUMNS="320",
     )
     task_id, _number = await _open_gate(api, policy, tmp_path)
-    code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["clerk"]), "approve", task_id)
+    code, out = await run_dunning(dict(env, DUNNING_TOKEN=tokens["clerk"]), "approve", task_id)
     assert code == 6 and "decide permission" in out, out
-    code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["other"]), "approve", task_id)
+    code, out = await run_dunning(dict(env, DUNNING_TOKEN=tokens["other"]), "approve", task_id)
     assert code == 4 and "NotAnApprover" in out, out
-    code, out = await _cli(dict(env, DUNNING_TOKEN=tokens["approver"]), "approve", task_id)
+    code, out = await run_dunning(dict(env, DUNNING_TOKEN=tokens["approver"]), "approve", task_id)
     assert code == 0 and "approved" in out and task_id in out, out
     assert await _decided(api, task_id) is TaskStatus.APPROVED
 

@@ -19,6 +19,7 @@ from models.orm import AuditEvent, WebhookEvent
 from models.orm import repositories as repo
 from services import readiness
 from tests.api_support import Api, api_settings, running_api
+from tests.support.waits import eventually
 from tests.test_webhooks_providers import PUBLIC_KEY, _account, _events, _sendgrid
 
 pytestmark = pytest.mark.devserver
@@ -85,6 +86,11 @@ def test_claim_is_atomic_across_threads_and_released_on_failure(
 async def test_ready_needs_a_polling_worker(
     api: Api, dev_env: WorkflowEnvironment, settings: Settings
 ) -> None:
+    async def ready() -> bool:
+        # The worker has just started: its first poll reaches the server within moments.
+        return (await api.http.get("/health/ready")).status_code == 200
+
+    await eventually(ready, timeout=30)
     answer = await api.http.get("/health/ready")
     assert answer.status_code == 200, answer.text
     assert answer.json()["checks"] == {"postgresql": "ok", "temporal": "ok", "worker": "ok"}

@@ -57,7 +57,8 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
     monkeypatch.setenv("DUNNING_TEMPORAL__NAMESPACE", dev_env.client.namespace)
     monkeypatch.setenv("DUNNING_TEMPORAL__TASK_QUEUE", settings.temporal.task_queue)
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "billing_lead")[0])
+    token, lead = signed_in(session_factory, "billing_lead")
+    monkeypatch.setenv("DUNNING_TOKEN", token)
 
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
@@ -115,7 +116,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
                 AuditEvent.account_id == account.id, AuditEvent.action == "policy_migrated"
             )
         ).one()
-        assert audit.actor == "lead-1" and audit.detail["outcome"] == "done"
+        assert audit.actor == lead and audit.detail["outcome"] == "done"
         assert audit.detail["to"] == f"instant@{new_hash}"
         assert audit.detail["resumes_at"] == "notice-2"
 

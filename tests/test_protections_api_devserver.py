@@ -98,8 +98,8 @@ async def test_mail_only_over_http_is_recorded_and_audited(api: Api) -> None:
         ).all()
         assert kinds == ["mail_only"]
         actors = session.scalars(
-            select(AuditEvent.actor).where(
+            select(AuditEvent.detail["actor_name"].astext).where(
                 AuditEvent.account_id == account.id, AuditEvent.action == "channel_restricted"
             )
         ).all()
-    assert len(actors) == 1 and actors[0].startswith("staff-")  # the token's name
+    assert len(actors) == 1 and actors[0].startswith("staff-")  # the token's user

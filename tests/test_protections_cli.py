@@ -6,9 +6,7 @@ the whole answer (a running workflow would be told through the same service).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 from pathlib import Path
 
 from sqlalchemy import select
@@ -21,16 +19,7 @@ from models.orm import repositories as repo
 from starter import Intake
 from tests.factories import balance_row
 from tests.identities import signed_in
-
-DUNNING = shutil.which("dunning") or "dunning"
-
-
-async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        DUNNING, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
+from tests.support.cli import run_dunning
 
 
 async def test_restrict_consent_and_flags_from_the_command_line(
@@ -49,17 +38,17 @@ async def test_restrict_consent_and_flags_from_the_command_line(
         "DUNNING_DATA_DIR": str(tmp_path / "data"),
         "COLUMNS": "200",
     }
-    code, out = await _cli(
+    code, out = await run_dunning(
         env, "protections", "restrict", row.account_number, "--kind", "mail_only"
     )
     assert code == 6 and "not logged in" in out  # who acts is never anonymous
     token, clerk = signed_in(session_factory, "staff")
     env |= {"DUNNING_TOKEN": token}
     number = row.account_number
-    code, out = await _cli(env, "protections", "restrict", number, "--kind", "mail_only")
+    code, out = await run_dunning(env, "protections", "restrict", number, "--kind", "mail_only")
     assert code == 0, out
     assert "mail_only recorded; 3 channel(s) changed" in out
-    code, out = await _cli(
+    code, out = await run_dunning(
         env,
         "protections",
         "consent",
@@ -72,9 +61,9 @@ async def test_restrict_consent_and_flags_from_the_command_line(
         "intake form",
     )
     assert code == 0, out
-    code, out = await _cli(env, "protections", "flags", number)
+    code, out = await run_dunning(env, "protections", "flags", number)
     assert code == 0 and "nsa_dispute_eligible" in out, out
-    code, out = await _cli(env, "protections", "restrict", "NOPE-1", "--kind", "no_calls")
+    code, out = await run_dunning(env, "protections", "restrict", "NOPE-1", "--kind", "no_calls")
     assert code == 1 and "account: no account 'NOPE-1'" in out and "Traceback" not in out
     with session_factory() as session:
         account = repo.account_by_number(session, number)

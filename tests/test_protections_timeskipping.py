@@ -42,6 +42,7 @@ from starter import (
     set_payment_plan,
 )
 from tests.factories import balance_row, write_csv
+from tests.support.clock import TUESDAY_MORNING, advance_to
 from tests.support.scenario import POLICIES, case, no_history
 from tests.support.waits import eventually
 from worker import build_worker
@@ -107,6 +108,7 @@ async def test_a_bill_400_over_the_estimate_is_flagged_and_its_statement_says_ho
         nsa_protected="50.00",
     )
     async with build_worker(client, settings, session_factory):
+        await advance_to(ts_env, TUESDAY_MORNING)  # the statement goes out in business hours
         await intake.import_balances(write_csv(tmp_path / "balance.csv", [row]))
         account_id = intake.account_id(row["account_number"])
         await eventually(lambda: _sent(client, account_id))

@@ -1,7 +1,8 @@
 """The suite's own rules, checked on its source (docs/contributing.md, "Reviewing a test").
 
 - Every time-skipping scenario states its calendar: it moves the server's clock to a fixed instant
-  (``advance_to``) or goes through the ``staff_case`` fixture, which does.
+  (``advance_to``) or goes through the ``staff_case`` fixture or the scenario's ``case(...)``
+  (tests/support/scenario.py), which do.
 - Every wait on a process has a deadline: reads and ``communicate`` go through tests/support/waits.
 - No fixed UTC offsets stand in for a patient's zone: hours are checked with ``zoneinfo``.
 """
@@ -36,7 +37,8 @@ def _scenarios_without_a_calendar(path: Path) -> list[str]:
     for node in tree.body:
         if isinstance(node, ast.AsyncFunctionDef) and node.name.startswith("test_"):
             fixtures = {a.arg for a in node.args.args}
-            if "staff_case" not in fixtures and "advance_to(" not in ast.unparse(node):
+            body = ast.unparse(node)
+            if "staff_case" not in fixtures and not re.search(r"\badvance_to\(|\bcase\(", body):
                 missing.append(f"{path.name}::{node.name}")
     return missing
 
