@@ -27,6 +27,7 @@ from cli.common import (
     console,
     current_actor,
     database,
+    err_console,
     fail,
     settings,
     with_services,
@@ -238,6 +239,8 @@ def status(
     actor = current_actor(Permission.READ)
     found = with_services(lambda svc: queries.account_status(svc, actor, account))
     view, account_state = found.status, found.actions
+    if found.temporal_unreachable:
+        err_console.print("[yellow]Temporal is not reachable: the ledger's view only[/yellow]")
     if as_json:
         print(
             json.dumps(

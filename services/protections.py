@@ -32,7 +32,6 @@ from models.imports import BalanceRow
 from models.orm import (
     Account,
     AccountStatus,
-    AuditEvent,
     ChannelRestriction,
     ChargeLine,
     Communication,
@@ -49,6 +48,8 @@ from models.orm.protections import ConsentPurpose, FlagKind, FlagStatus, Restric
 from models.payloads import ChannelStatus, ContactProfile
 from models.policy import Channel
 from models.protections import majority_date
+from services import audit as audit_trail
+from services.audit import Outcome
 from services.identity import SYSTEM, Actor
 from workflows.state_rules import STATE_RULES
 
@@ -57,13 +58,8 @@ def audit(
     session: Session, actor: Actor, action: str, account: Account | None, **detail: Any
 ) -> None:
     """One audit row: who, what, on which account; details carry no names or addresses."""
-    session.add(
-        AuditEvent(
-            actor=actor.id,
-            action=action,
-            account_id=account.id if account is not None else None,
-            detail=detail,
-        )
+    audit_trail.record(
+        session, actor, action, account.id if account is not None else None, Outcome.DONE, detail
     )
 
 

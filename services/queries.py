@@ -55,6 +55,8 @@ class AccountView(BaseModel):
     account_number: str
     status: StatusView
     actions: AccountState
+    temporal_unreachable: bool = False
+    """Temporal did not answer: the ledger's view alone (balance, credit, state), no timeline."""
 
 
 async def worklist(svc: Services, actor: Actor, *, all_tasks: bool = False) -> list[TaskView]:
@@ -101,7 +103,16 @@ async def account_status(svc: Services, actor: Actor, account_number: str) -> Ac
     alone, with no next step.
     """
     account = await svc.account(account_number)
-    client = svc.temporal
+    if svc.client is None:
+        # Temporal away is no reason to hide what the ledger knows: its view, said as such.
+        alone = await ledger_status.account_status(svc.session_factory, None, account_number)
+        return AccountView(
+            account_number=account.number,
+            status=alone,
+            actions=AccountState(),
+            temporal_unreachable=True,
+        )
+    client = svc.client
     try:
         status = await ledger_status.account_status(svc.session_factory, client, account_number)
         actions = await _actions_if_any(client, account.workflow_account_id)

@@ -187,7 +187,10 @@ async def test_report_facts_and_clear_errors(
 
     # Temporal unreachable: exit 5, one line (the worklist needs only the database).
     down = dict(env, DUNNING_TEMPORAL__ADDRESS=f"127.0.0.1:{_free_port()}")
+    # Temporal unreachable: the ledger's view, said as such (exit 0); actions need Temporal (5).
     code, out = await _cli(down, "status", second)
+    assert code == 0 and "ledger's view only" in out and "Traceback" not in out, out
+    code, out = await _cli(down, "hold", fourth, "--reason", "dispute")
     assert code == 5 and "Traceback" not in out, out
     code, out = await _cli(down, "worklist", "--all")
     assert code == 0 and task_id in out
