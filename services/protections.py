@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -498,9 +498,33 @@ def apply_requests_to_profile(
     return profile
 
 
+CONFIDENTIAL_LOADED = "dunning.confidential_addresses"
+"""``session.info`` key: guarantor id -> confidential address (or None), loaded for a batch."""
+
+
+def preload_confidential(session: Session, guarantor_ids: Iterable[uuid.UUID]) -> None:
+    """One query for a batch of steps: the confidential addresses of these guarantors, so that
+    composing each letter and checking each channel asks the database nothing more."""
+    ids = list(dict.fromkeys(guarantor_ids))
+    found = {
+        row.guarantor_id: row
+        for row in session.scalars(
+            select(ConfidentialAddress).where(ConfidentialAddress.guarantor_id.in_(ids))
+        )
+    }
+    session.info.setdefault(CONFIDENTIAL_LOADED, {}).update({g: found.get(g) for g in ids})
+
+
+def _confidential(session: Session, guarantor: Guarantor) -> ConfidentialAddress | None:
+    loaded: dict[uuid.UUID, ConfidentialAddress | None] = session.info.get(CONFIDENTIAL_LOADED, {})
+    if guarantor.id in loaded:
+        return loaded[guarantor.id]
+    return session.get(ConfidentialAddress, guarantor.id)
+
+
 def mailing_address(session: Session, guarantor: Guarantor) -> list[str]:
     """Where letters go: the confidential address when one is on file, else the guarantor's."""
-    confidential = session.get(ConfidentialAddress, guarantor.id)
+    confidential = _confidential(session, guarantor)
     if confidential is not None:
         city = f"{confidential.city}, {confidential.region} {confidential.postal_code}"
         parts = [confidential.address_line1, confidential.address_line2 or "", city]
@@ -517,7 +541,7 @@ def mailing_address(session: Session, guarantor: Guarantor) -> list[str]:
 def confidential_address_lines(guarantor: Guarantor) -> list[str] | None:
     """For the letter activity: the confidential address lines, or None when there is none."""
     session = object_session(guarantor)
-    if session is None or session.get(ConfidentialAddress, guarantor.id) is None:
+    if session is None or _confidential(session, guarantor) is None:
         return None
     return mailing_address(session, guarantor)
 

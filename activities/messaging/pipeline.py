@@ -79,6 +79,7 @@ from models.orm import (
 )
 from models.payloads import SendStepInput, SendStepResult
 from models.policy import Channel
+from services.protections import preload_confidential
 
 Clock = Callable[[], dt.datetime]
 
@@ -277,6 +278,7 @@ class MessagingActivities:
             ).unique()
         }
         last_due = self._last_due_dates(session, ids)
+        preload_confidential(session, (a.guarantor_id for a in accounts.values()))
         for work in active:
             work.account = accounts.get(uuid.UUID(work.step.account_id))
             work.last_due = last_due.get(uuid.UUID(work.step.account_id))
