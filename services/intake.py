@@ -1,8 +1,8 @@
 """Intake use cases: posting one account, channel events by contact point (webhooks).
 
 Ledger first, then the workflow, as everywhere: each function commits PostgreSQL before it
-signals, and every signal is deduplicated by its reference, so a retry is always safe. Moved here
-from ``api/services.py`` (which re-exports it for the webhooks).
+signals, and every signal is deduplicated by its reference, so a retry is always safe.
+The API routes, the webhooks, replies and unsubscribe links call it.
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api import services as api_services
 from config.loader import PolicyFileError
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, AccountStatus, AuditEvent, Guarantor, StaffTask, TaskKind
 from models.policy import Channel
 from models.replies import ReplyIntent, classify, reply_text
+from services import intake as intake_service
 from starter import Intake
 
 TEXT_KEPT_CHARS = 1000
@@ -116,7 +116,7 @@ async def handle_reply(
         if kind is ChannelEventKind.WRONG_NUMBER and channel is not Channel.SMS:
             kind = ChannelEventKind.OPTED_OUT  # "wrong person" by email: no more email to it
         event = ChannelEventSignal(reference=reference, kind=kind, channel=channel)
-        outcome.accounts_told = await api_services.channel_event_for_guarantors(
+        outcome.accounts_told = await intake_service.channel_event_for_guarantors(
             intake, guarantor_ids, event, actor
         )
     elif intent is ReplyIntent.UNCLEAR:

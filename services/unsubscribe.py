@@ -26,11 +26,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from api import services as api_services
 from config.settings import Settings
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, ChannelPreference, Communication, Guarantor
 from models.policy import Channel
+from services import intake as intake_service
 from starter import Intake
 
 KEY_FILE = "unsubscribe.key"
@@ -110,7 +110,7 @@ async def unsubscribe_email(intake: Intake, token: str) -> UnsubscribeResult:
         if row is None or row[0] is not Channel.EMAIL:
             return UnsubscribeResult(Unsubscribed.REFUSED)
         _, guarantor_id, email = row
-        ids = api_services.guarantors_by_email(session, email) if email else []
+        ids = intake_service.guarantors_by_email(session, email) if email else []
         if guarantor_id not in ids:
             ids.append(guarantor_id)
         opted = set(
@@ -128,5 +128,5 @@ async def unsubscribe_email(intake: Intake, token: str) -> UnsubscribeResult:
     event = ChannelEventSignal(
         reference=f"unsub:{ident}", kind=ChannelEventKind.OPTED_OUT, channel=Channel.EMAIL
     )
-    told = await api_services.channel_event_for_guarantors(intake, pending, event, "unsubscribe")
+    told = await intake_service.channel_event_for_guarantors(intake, pending, event, "unsubscribe")
     return UnsubscribeResult(Unsubscribed.DONE, told)

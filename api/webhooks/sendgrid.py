@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from api import services
 from api.webhooks.common import claim, mark_seen, release
 from api.webhooks.twilio import Refused
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, Communication, CommunicationStatus
 from models.policy import Channel
+from services import intake as intake_service
 from starter import Intake
 
 PROVIDER = "sendgrid"
@@ -158,7 +158,7 @@ async def _apply(intake: Intake, event: SendGridEvent, outcome: BatchOutcome) ->
                 row.reasons = "; ".join(x for x in (row.reasons, f"sendgrid {event.event}") if x)
         elif kind is not None and event.email:
             # An unsubscribe from SendGrid's own page may carry no custom argument.
-            guarantors = services.guarantors_by_email(session, event.email)
+            guarantors = intake_service.guarantors_by_email(session, event.email)
         if (
             event.event == "delivered"
             and row is not None
@@ -169,7 +169,7 @@ async def _apply(intake: Intake, event: SendGridEvent, outcome: BatchOutcome) ->
         signal = ChannelEventSignal(
             reference=_reference(event.sg_event_id), kind=kind, channel=Channel.EMAIL
         )
-        await services.channel_event_for_guarantors(intake, guarantors, signal, "sendgrid")
+        await intake_service.channel_event_for_guarantors(intake, guarantors, signal, "sendgrid")
         outcome.accepted += 1
     elif event.event == "delivered" and row is not None:
         outcome.accepted += 1

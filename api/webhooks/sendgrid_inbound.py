@@ -19,12 +19,12 @@ import re
 from dataclasses import dataclass
 from email.utils import parseaddr
 
-from api import services
 from api.webhooks.common import claim, mark_seen, release
 from api.webhooks.twilio import Refused
 from config.settings import Settings
 from models.policy import Channel
 from models.replies import ReplyIntent, classify_email
+from services import intake as intake_service
 from services import replies
 from starter import Intake
 
@@ -73,7 +73,7 @@ async def handle_inbound(intake: Intake, fields: dict[str, str]) -> InboundOutco
     subject = fields.get("subject", "")[:500]
     try:
         with session_factory() as session:
-            guarantors = services.guarantors_by_email(session, sender)
+            guarantors = intake_service.guarantors_by_email(session, sender)
         intent = classify_email(subject, text)
         outcome = await replies.handle_reply(
             intake,

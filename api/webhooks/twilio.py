@@ -20,12 +20,12 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from activities.sms import ASYNC_UNDELIVERABLE_CODES, OPTED_OUT_CODES, UNDELIVERABLE_CODES
-from api import services
 from api.webhooks.common import claim, mark_seen, release
 from config.settings import Settings
 from models.actions import ChannelEventKind, ChannelEventSignal
 from models.orm import Account, AuditEvent, Communication, CommunicationStatus
 from models.policy import Channel
+from services import intake as intake_service
 from services import replies
 from starter import Intake
 
@@ -159,7 +159,7 @@ async def _apply_status(
             )
     if kind is not None and guarantor_id is not None:
         event = ChannelEventSignal(reference=f"tw:{sid}", kind=kind, channel=Channel.SMS)
-        await services.channel_event_for_guarantors(intake, [guarantor_id], event, "twilio")
+        await intake_service.channel_event_for_guarantors(intake, [guarantor_id], event, "twilio")
     return StatusOutcome(False, communication_id, kind if guarantor_id else None)
 
 
@@ -178,7 +178,7 @@ async def handle_inbound(intake: Intake, params: dict[str, str], settings: Setti
         return str(answer)
     try:
         with session_factory() as session:
-            guarantors = services.guarantors_by_phone(session, sender)
+            guarantors = intake_service.guarantors_by_phone(session, sender)
         outcome = await replies.handle_reply(
             intake,
             channel=Channel.SMS,
