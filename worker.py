@@ -43,6 +43,11 @@ PASSTHROUGH = (
     "models",
     "workflows.decisions",
     "workflows.account_rules",
+    # Pure and deterministic like the decision core; not passed through, the sandbox compiled
+    # them from source again for every workflow it started (a quarter of a start's cost).
+    "workflows.protections",
+    "workflows.state_rules",
+    "workflows.contract",
     "zoneinfo",
     "pydantic",
     "holidays",  # the practice calendars (models.calendars): pure Python, deterministic

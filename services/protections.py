@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -502,17 +502,12 @@ CONFIDENTIAL_LOADED = "dunning.confidential_addresses"
 """``session.info`` key: guarantor id -> confidential address (or None), loaded for a batch."""
 
 
-def preload_confidential(session: Session, guarantor_ids: Iterable[uuid.UUID]) -> None:
-    """One query for a batch of steps: the confidential addresses of these guarantors, so that
+def remember_confidential(
+    session: Session, addresses: Mapping[uuid.UUID, ConfidentialAddress | None]
+) -> None:
+    """What a batch's own query found (guarantor id -> confidential address or None), so that
     composing each letter and checking each channel asks the database nothing more."""
-    ids = list(dict.fromkeys(guarantor_ids))
-    found = {
-        row.guarantor_id: row
-        for row in session.scalars(
-            select(ConfidentialAddress).where(ConfidentialAddress.guarantor_id.in_(ids))
-        )
-    }
-    session.info.setdefault(CONFIDENTIAL_LOADED, {}).update({g: found.get(g) for g in ids})
+    session.info.setdefault(CONFIDENTIAL_LOADED, {}).update(addresses)
 
 
 def _confidential(session: Session, guarantor: Guarantor) -> ConfidentialAddress | None:

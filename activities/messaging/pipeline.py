@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import String, Uuid, any_, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy.sql.selectable import ScalarSelect
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -71,6 +72,7 @@ from models.orm import (
     AuditEvent,
     Communication,
     CommunicationStatus,
+    ConfidentialAddress,
     Deliverability,
     Guarantor,
     PolicyVersion,
@@ -79,7 +81,7 @@ from models.orm import (
 )
 from models.payloads import SendStepInput, SendStepResult
 from models.policy import Channel
-from services.protections import preload_confidential
+from services.protections import remember_confidential
 
 Clock = Callable[[], dt.datetime]
 
@@ -91,6 +93,24 @@ BUSY_RETRY_DELAY = dt.timedelta(seconds=30)
 """A rate limit or server error without a Retry-After header."""
 MAX_RETRY_DELAY = dt.timedelta(hours=6)
 """A provider's Retry-After is honoured up to this; beyond it something else is wrong."""
+
+
+def _latest_letter_due() -> ScalarSelect[str | None]:
+    """The due date of an account's latest letter sent: its statement cycle's (a column of the
+    batch's account query, so the cycle costs no round trip of its own)."""
+    return (
+        select(Communication.letter["due_date"].astext)
+        .where(
+            Communication.account_id == Account.id,
+            Communication.channel == Channel.LETTER,
+            Communication.status == CommunicationStatus.SENT,
+            Communication.letter.is_not(None),
+        )
+        .order_by(Communication.sent_at.desc())
+        .limit(1)
+        .correlate(Account)
+        .scalar_subquery()
+    )
 
 
 def activity_now() -> dt.datetime:
@@ -262,23 +282,30 @@ class MessagingActivities:
                 work.outcome = exc
 
     def _load_accounts(self, session: Session, active: list[_Work]) -> None:
-        """One round trip: the accounts with their guarantors, channels and charge lines."""
+        """One round trip: the accounts with their guarantors, channels and charge lines, each
+        guarantor's confidential address and the due date of each account's latest letter."""
         if not active:
             return
         ids = {uuid.UUID(w.step.account_id) for w in active}
-        accounts = {
-            a.id: a
-            for a in session.scalars(
-                select(Account)
-                .where(Account.id == any_(claims.array(list(ids), Uuid)))
-                .options(
-                    joinedload(Account.guarantor).joinedload(Guarantor.channels),
-                    joinedload(Account.charges),
-                )
-            ).unique()
-        }
-        last_due = self._last_due_dates(session, ids)
-        preload_confidential(session, (a.guarantor_id for a in accounts.values()))
+        accounts: dict[uuid.UUID, Account] = {}
+        last_due: dict[uuid.UUID, dt.date] = {}
+        confidential: dict[uuid.UUID, ConfidentialAddress | None] = {}
+        for account, address, due in session.execute(
+            select(Account, ConfidentialAddress, _latest_letter_due())
+            .outerjoin(
+                ConfidentialAddress, ConfidentialAddress.guarantor_id == Account.guarantor_id
+            )
+            .where(Account.id == any_(claims.array(list(ids), Uuid)))
+            .options(
+                joinedload(Account.guarantor).joinedload(Guarantor.channels),
+                joinedload(Account.charges),
+            )
+        ).unique():
+            accounts[account.id] = account
+            confidential[account.guarantor_id] = address
+            if due:
+                last_due[account.id] = dt.date.fromisoformat(due)
+        remember_confidential(session, confidential)
         for work in active:
             work.account = accounts.get(uuid.UUID(work.step.account_id))
             work.last_due = last_due.get(uuid.UUID(work.step.account_id))
@@ -286,22 +313,6 @@ class MessagingActivities:
                 work.outcome = ApplicationError(
                     "the step's account is not in the ledger", type="AccountMissing"
                 )
-
-    @staticmethod
-    def _last_due_dates(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, dt.date]:
-        """The due date of each account's latest letter, in the same batch's round trips."""
-        rows = session.execute(
-            select(Communication.account_id, Communication.letter["due_date"].astext)
-            .where(
-                Communication.account_id == any_(claims.array(list(ids), Uuid)),
-                Communication.channel == Channel.LETTER,
-                Communication.status == CommunicationStatus.SENT,
-                Communication.letter.is_not(None),
-            )
-            .order_by(Communication.sent_at.asc())
-        ).all()
-        # Oldest first: each account's latest letter is the one left in the dict.
-        return {a: dt.date.fromisoformat(d) for a, d in rows if d}
 
     # -- choosing a channel and rendering ------------------------------------------------------
 
