@@ -11,11 +11,12 @@ import asyncio
 import datetime as dt
 import mailbox
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -241,3 +242,47 @@ def test_a_queued_letter_is_shown_as_it_will_be_printed(
     )
     refused = CliRunner().invoke(app, ["letters", "show", not_a_letter.communication_id or ""])
     assert refused.exit_code == 1 and "is not a letter" in refused.output
+
+
+def _statements(session_factory: sessionmaker[Session], send: Callable[[], object]) -> list[str]:
+    """The SQL statements ``send`` made the database run, in order (their first words)."""
+    engine = session_factory.kw["bind"]
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        statement = args[2]
+        assert isinstance(statement, str)
+        seen.append(" ".join(statement.split()[:2]))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        send()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_batch_costs_the_same_round_trips_whatever_its_size(
+    messaging: MessagingActivities,
+    session_factory: sessionmaker[Session],
+    physician: PolicyBundle,
+) -> None:
+    """The send of a batch asks the database a fixed number of times, never once per step: the
+    worker shares two cores with the Temporal server, whose pace sets the throughput."""
+
+    def batch(size: int) -> list[SendStepInput]:
+        steps = []
+        for i in range(size):
+            account = make_account(session_factory, physician)
+            step_id = "statement-1" if i % 2 else "notice-1"  # letters and emails mixed
+            steps.append(step_input(physician, account, step_id))
+        return steps
+
+    warm = batch(2)
+    messaging.send_steps(warm)  # policies and statements compiled, not counted
+    one, eight = batch(2), batch(8)
+    few = _statements(session_factory, lambda: messaging.send_steps(one))
+    many = _statements(session_factory, lambda: messaging.send_steps(eight))
+    assert all(isinstance(o, SendStepResult) for o in messaging.send_steps(batch(3)))
+    assert many == few, (few, many)
+    assert len(few) <= 12, few
