@@ -528,6 +528,14 @@ class MessagingActivities:
         if not guarantors or earliest is None:
             return {}
         when = func.coalesce(Communication.due_at, Communication.sent_at, Communication.created_at)
+        # Two batches for one person must not both find them quiet: each takes the guarantors'
+        # transaction locks (in one order) before reading, and holds them until its claims commit;
+        # a claim still pending counts, since it is about to go out.
+        locked = text(
+            "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
+            " hashtextextended(CAST(g AS text), 0) AS k FROM unnest(CAST(:person_locks AS uuid[]))"
+            " AS g ORDER BY k) AS ordered) AS held) >= 0"
+        ).bindparams(person_locks=sorted(guarantors))
         found: dict[uuid.UUID, list[PersonContact]] = defaultdict(list)
         for account_id, guarantor_id, channel, at, row_id, provider, provider_id in session.execute(
             select(
@@ -543,8 +551,9 @@ class MessagingActivities:
             .where(
                 Account.guarantor_id == any_(claims.array(list(guarantors), Uuid)),
                 Communication.channel.is_not(None),
-                Communication.status.in_(claims.COUNTED),
+                Communication.status.in_((*claims.COUNTED, CommunicationStatus.PENDING)),
                 when > earliest,
+                locked,
             )
         ):
             if channel is None:
