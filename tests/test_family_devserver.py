@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
-from models.orm import Account, Communication, CommunicationStatus
+from models.orm import Account, ApiRole, Communication, CommunicationStatus
 from models.payloads import StatusView, StepOutcome
 from models.policy import Channel
 from starter import Intake, get_status
+from tests.api_support import account_body, api_settings, ec_key_pair, running_api
 from tests.factories import balance_row, midday_zone, write_csv
 from tests.support.waits import eventually
 from worker import build_worker
@@ -124,3 +125,36 @@ async def test_a_family_of_three_gets_one_text(
         assert view.next_step.at >= sent_at + dt.timedelta(hours=48) - dt.timedelta(minutes=1)
     covered = [n for c, n in found]
     assert len(covered) == sum(_texted(v) for v in views)
+
+
+async def test_a_family_payment_through_the_api(
+    dev_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    _, public = ec_key_pair()
+    guarantor = f"G-{uuid.uuid4().hex[:8].upper()}"
+    async with running_api(dev_env.client, api_settings(settings, public), session_factory) as api:
+        auth = api.auth(ApiRole.INTEGRATION)
+        numbers = []
+        for day in ("2026-09-01", "2026-04-01"):  # the second account's visit is the older
+            number = f"A-{uuid.uuid4().hex[:8].upper()}"
+            body = account_body(id=guarantor)
+            body["charges"][0]["service_date"] = day
+            r = await api.http.put(f"/accounts/{number}", json=body, headers=auth)
+            assert r.status_code == 200, r.text
+            numbers.append(number)
+        newer, older = numbers
+        payment = {"reference": f"FAM-{guarantor}", "amount_cents": 6000}
+        r = await api.http.post(f"/accounts/{newer}/family-payments", json=payment, headers=auth)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["rule"] == "oldest_first" and out["amount_cents"] == 6000
+        assert [
+            (p["account_number"], p["amount_cents"], p["balance_cents"]) for p in out["parts"]
+        ] == [
+            (older, 5500, 0),
+            (newer, 500, 5000),
+        ]
+        too_much = {"reference": f"FAM2-{guarantor}", "amount_cents": 5001}
+        r = await api.http.post(f"/accounts/{older}/family-payments", json=too_much, headers=auth)
+        assert r.status_code == 422, r.text
+        assert "more than the 5000 cents the family owes" in r.json()["detail"]
