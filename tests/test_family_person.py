@@ -53,7 +53,7 @@ def test_caps_count_messages_not_rows(policy: Policy, profile: ContactProfile) -
     verdict = person_free_at(policy, profile, Channel.SMS, "A", second, MORNING)
     assert verdict.blocks(MORNING)
     assert verdict.at >= MORNING - 3 * DAY + 7 * DAY
-    assert any("cap of 2 sms in 7 days" in r for r in verdict.reasons)
+    assert "sms: cap of 2 in 7 days reached" in verdict.reasons
 
 
 def test_one_message_a_day_per_channel_even_without_spacing(

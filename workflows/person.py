@@ -139,8 +139,7 @@ def person_free_at(
                 at = later(
                     at,
                     cap_free_at(times, cap.max, cap.per_days, at),
-                    f"cap of {cap.max} {channel.value} in {cap.per_days} days"
-                    " to the guarantor across their accounts",
+                    f"{channel.value}: cap of {cap.max} in {cap.per_days} days reached",
                 )
         records = [
             StepRecord(step_id="", outcome=StepOutcome.SENT, at=c.at, channel=c.channel)
