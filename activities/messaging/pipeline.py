@@ -8,8 +8,11 @@ the provider is called, so a retry, a replay or a killed worker finds the row an
 A step walks its fallback chain inside this one activity. Every check is made again at the moment
 of sending, not only when the workflow scheduled the step, by the decision core's own functions on
 fresh data (``activities.messaging.eligibility``): the account is still open, the channel has a
-contact point, consent and no opt-out, is deliverable, the contact cap of its rolling window is
-not reached, and it is inside the patient's allowed hours in every known location. A recipient
+contact point, consent and no opt-out, is deliverable, the person's rolling caps, spacing and
+one message a day are kept across all the guarantor's accounts (``workflows.person``, on one query
+per batch), and it is inside the patient's allowed hours in every known location. Steps of several
+accounts of one person due together on a text or a letter become one message, recorded against
+each account; a step the person's rules block is deferred, and its workflow waits. A recipient
 the provider refuses for good (an invalid or unsubscribed number, a landline for SMS, an invalid
 email) marks the channel and the next channel of the chain is tried, with its own row. At most one
 row of a step ever ends ``sent`` (or ``unconfirmed``, when a network provider's request was cut
@@ -22,7 +25,8 @@ Provider failures become ``ApplicationError`` types the workflow's retry policy 
   The provider did not take the message, so the claim is released and the retry sends it.
 - ``ProviderAuthFailed`` / ``ProviderRejected``: retried slowly and logged as errors. Nothing was
   sent and the step is kept until an operator fixes the configuration.
-- ``QuietHours`` / ``ContactCapReached``: retried when the window opens again.
+- ``QuietHours`` / ``ContactCapReached``: retried when the window opens again (a workflow that
+  can wait gets a ``deferred`` result with ``not_before`` instead of ``ContactCapReached``).
 """
 
 from __future__ import annotations
