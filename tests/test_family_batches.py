@@ -13,10 +13,12 @@ import datetime as dt
 import io
 import mailbox
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from pypdf import PdfReader
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +36,13 @@ from models.payloads import SendStepInput, SendStepResult, StepOutcome
 from models.policy import Channel
 from tests.factories import balance_row, write_csv
 from tests.fakes.accounts import make_account, step_input
+from tests.fakes.providers import (
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    FakeProviders,
+    fake_providers,
+    twilio_error,
+)
 from tests.identities import signed_in
 from tests.support.clock import MORNING, NEW_YORK
 from worker import build_senders
@@ -290,3 +299,69 @@ def _pages_text(path: Path, entry: dict[str, str]) -> str:
     first = int(entry["first_page"]) - 1
     pages = reader.pages[first : first + int(entry["pages"])]
     return " ".join(" ".join((p.extract_text() or "").split()) for p in pages)
+
+
+SERVICE = "MG" + "2" * 32
+
+
+@pytest.fixture
+def twilio(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> Iterator[tuple[FakeProviders, MessagingActivities]]:
+    """The step pipeline with the real Twilio SDK against the local fake of its API."""
+    with fake_providers() as fake:
+        live = settings.model_copy(
+            update={
+                "twilio": settings.twilio.model_copy(
+                    update={
+                        "account_sid": TWILIO_SID,
+                        "auth_token": SecretStr(TWILIO_TOKEN),
+                        "messaging_service_sid": SERVICE,
+                        "base_url": fake.base_url,
+                    }
+                )
+            }
+        )
+        messaging = MessagingActivities(
+            session_factory,
+            build_senders(live),
+            PolicyStore(session_factory),
+            clock=lambda: MORNING,
+        )
+        yield fake, messaging
+
+
+def test_one_twilio_request_for_three_accounts_and_a_refusal_moves_them_all_on(
+    twilio: tuple[FakeProviders, MessagingActivities],
+    session_factory: sessionmaker[Session],
+    physician: PolicyBundle,
+) -> None:
+    fake, messaging = twilio
+    family = family_of(session_factory, physician, 3)
+    steps = [
+        step_input(physician, a, "notice-1", channels=[Channel.SMS], due_at=MORNING) for a in family
+    ]
+    out = [sent(o) for o in messaging.send_steps(steps)]
+    assert [o.channel for o in out] == [Channel.SMS] * 3
+    (request,) = fake.of("twilio")  # one text to the person, through the real SDK
+    body = request.form["Body"]
+    assert all(number in body for number in numbers(session_factory, family))
+
+    # Another family whose number has opted out at the carrier: the text is refused once, and
+    # the steps it covered choose again. An email is never merged (each has its own unsubscribe
+    # link): one account's email goes out, the other account waits for the person's spacing.
+    other = family_of(session_factory, physician, 2)
+    fake.script("twilio", twilio_error(400, 21610))
+    steps = [
+        deferring(
+            step_input(
+                physician, a, "notice-1", channels=[Channel.SMS, Channel.EMAIL], due_at=MORNING
+            )
+        )
+        for a in other
+    ]
+    first, second = (sent(o) for o in messaging.send_steps(steps))
+    assert len(fake.of("twilio")) == 2  # the family above, then this refused one
+    assert (first.outcome, first.channel) == (StepOutcome.SENT, Channel.EMAIL)
+    assert first.reasons == ["sms: opted out (twilio 21610)"]
+    assert (second.outcome, second.not_before) == (StepOutcome.DEFERRED, MORNING + 2 * DAY)

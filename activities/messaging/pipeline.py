@@ -580,8 +580,10 @@ class MessagingActivities:
             outcome, claim = primary.outcome, primary.claim
             for work in primary.covers:
                 work.merged_into = None
-                if outcome is None or claim is None:
-                    continue  # refused: the next round chooses again
+                if outcome is None or claim is None or not primary.won:
+                    # Refused, or another attempt of the primary's step won its key (its message
+                    # does not name this account): the next round chooses again.
+                    continue
                 if isinstance(outcome, BaseException):
                     work.outcome = outcome
                     continue
