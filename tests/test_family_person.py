@@ -4,10 +4,12 @@ allocation of a payment against a family statement (``workflows.family``)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 
 import pytest
 
-from config.loader import load_policy
+from config.loader import content_hash, load_policy
 from models.payloads import ContactProfile
 from models.policy import Channel, PaymentAllocation, Policy
 from tests.support.clock import MORNING
@@ -91,3 +93,17 @@ def test_a_payment_above_the_family_total_is_refused() -> None:
         allocate(5001, family)
     with pytest.raises(ValueError, match="amount: must be more than zero"):
         allocate(0, family)
+
+
+def test_the_statements_option_keeps_existing_policies_hashes() -> None:
+    bundle = load_policy("physician")
+    dumped = bundle.policy.model_dump(mode="json")
+    del dumped["statements"]
+    canonical = json.dumps(
+        {"policy": dumped, "templates": bundle.templates}, sort_keys=True, separators=(",", ":")
+    )
+    assert bundle.hash == hashlib.sha256(canonical.encode()).hexdigest()
+    family = bundle.policy.model_copy(
+        update={"statements": bundle.policy.statements.model_copy(update={"family": True})}
+    )
+    assert content_hash(family, bundle.templates) != bundle.hash
