@@ -676,7 +676,10 @@ class BalanceEscalationWorkflow:
         )
         if result.outcome is StepOutcome.DEFERRED:
             # Not sent: the step waits for the person's spacing (workflows.person), then retries.
-            self._state.person_wait_until = result.not_before or ran_at + timedelta(hours=1)
+            # At least a minute: a worker clock behind the server's must not spin the step.
+            self._state.person_wait_until = max(
+                result.not_before or ran_at, ran_at + timedelta(minutes=1)
+            )
             return
         self._state.person_wait_until = None
         decisions.record_sent(
