@@ -344,8 +344,8 @@ class MessagingActivities:
         for primary in {id(w): w for w in chosen.values() if w.covers}.values():
             try:
                 self._cover(primary)
-            except Exception as exc:
-                primary.outcome = exc
+            except Exception as exc:  # nothing of the group is claimed or sent
+                primary.outcome, primary.claim = exc, None
                 for work in primary.covers:
                     work.outcome = exc
 
