@@ -33,6 +33,18 @@ from models.policy import Channel
 
 
 @dataclass(frozen=True)
+class AccountSection:
+    """One account on a letter that covers several: its visits, payments shown per visit."""
+
+    account_id: str
+    account_number: str
+    balance_cents: int
+    lines: tuple[StatementLine, ...]
+    payments_cents: int = 0
+    """Payments posted to this account (a family payment lands on accounts oldest first)."""
+
+
+@dataclass(frozen=True)
 class LetterContent:
     """Everything a printed letter shows besides the policy's message."""
 
@@ -52,6 +64,14 @@ class LetterContent:
     title: str
     financial_assistance: str = ""
     """The plain-language financial-assistance summary; empty where the policy does not ask."""
+    accounts: tuple[AccountSection, ...] = ()
+    """A letter covering several accounts of one guarantor (``activities.family``): each
+    account's visits and balance; ``amount_due_cents`` is then their total. Empty: one account."""
+    scope: str = ""
+    """Which accounts a letter covers at print time: "" its own, "merged" those of ``accounts``
+    (steps due together), "family" every open account of the guarantor (a family statement)."""
+    allocation: str = ""
+    """How a payment against a letter covering several accounts is applied (the policy's)."""
 
 
 @dataclass(frozen=True)

@@ -255,8 +255,13 @@ def render_letter(letter: LetterContent, body: str, communication_id: str = "") 
     for paragraph in message_text(body, letter):
         story.append(Paragraph(escape(paragraph), BODY))
 
-    story.append(Paragraph("Statement of your account", HEADING))
-    story.append(_statement_table(letter, width))
+    if letter.accounts:  # several accounts of one guarantor (activities.family)
+        from activities.family import account_sections
+
+        story += account_sections(letter, width, _statement_table)
+    else:
+        story.append(Paragraph("Statement of your account", HEADING))
+        story.append(_statement_table(letter, width))
     story.append(Spacer(1, 6))
     story.append(
         KeepTogether([Paragraph("Aging of your balance", HEADING), _aging_table(letter, width)])
@@ -516,6 +521,10 @@ def letter_now(session: Session, row: Communication) -> tuple[LetterContent | No
     A queued letter is printed with the ledger's balance, visits and aging at composition time;
     the letter of an account paid, closed, ended or held since it was queued is dropped.
     """
+    if row.letter is not None and row.letter.get("scope"):
+        from activities.family import letter_now_covering
+
+        return letter_now_covering(session, row, letter_from_json(row.letter), _held_since)
     account = session.scalars(
         select(Account).where(Account.id == row.account_id).options(selectinload(Account.charges))
     ).one()
@@ -566,6 +575,8 @@ def build_print_batch(
             Communication.status == CommunicationStatus.SENT,
             Communication.sent_at >= start,
             Communication.sent_at < end,
+            # A record of a letter that covered several accounts: printed once, with its primary.
+            Communication.provider.is_distinct_from("merged"),
         )
         .order_by(Communication.sent_at, Communication.created_at, Communication.id)
     ).all()

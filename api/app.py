@@ -15,7 +15,16 @@ from temporalio.client import Client
 
 from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
-from api.routes import facts, health, intake, protections, staff, unsubscribe, webhooks
+from api.routes import (
+    facts,
+    family,
+    health,
+    intake,
+    protections,
+    staff,
+    unsubscribe,
+    webhooks,
+)
 from api.state import AppState
 from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
@@ -83,6 +92,7 @@ def create_app(
     app.include_router(intake.router)
     app.include_router(staff.router)
     app.include_router(facts.router)
+    app.include_router(family.router)
     app.include_router(protections.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from cli import api as api_cli
 from cli import facts as facts_cli
+from cli import family as family_cli
 from cli import policy as policy_cli
 from cli import protections as protections_cli
 from cli import reconcile as reconcile_cli
@@ -54,6 +55,7 @@ api_cli.register(app)
 facts_cli.register(app)
 users_cli.register(app)
 reconcile_cli.register(app)
+family_cli.register(app)
 
 log = logging.getLogger("dunning")
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from config.roles import RolesFileError, load_catalogue
 from config.settings import POLICY_DIR, TEMPLATE_DIR
-from models.policy import Channel, Policy
+from models.policy import Channel, Policy, Statements
 
 TEMPLATE_SUFFIX = ".j2"
 
@@ -78,8 +78,11 @@ def template_key(name: str, language: str, channel: Channel) -> str:
 
 
 def content_hash(policy: Policy, templates: dict[str, str]) -> str:
+    dumped = policy.model_dump(mode="json")
+    if policy.statements == Statements():
+        del dumped["statements"]  # added later: the policies written before keep their hash
     canonical = json.dumps(
-        {"policy": policy.model_dump(mode="json"), "templates": templates},
+        {"policy": dumped, "templates": templates},
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -57,6 +57,7 @@ class StepOutcome(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped"
     SUPPRESSED = "suppressed"  # due, but not allowed at the moment of sending
+    DEFERRED = "deferred"  # due, but the guarantor heard from another account too recently
 
 
 class StepRecord(BaseModel):
@@ -90,6 +91,10 @@ class LadderState(BaseModel):
     )
     last_activity_at: dt.datetime | None = Field(
         default=None, description="last payment or charge, for the small-balance write-off"
+    )
+    person_wait_until: dt.datetime | None = Field(
+        default=None,
+        description="the due step waits: the guarantor's other accounts contacted them lately",
     )
 
     def contacts(self) -> list[StepRecord]:
@@ -228,6 +233,9 @@ class SendStepInput(BaseModel):
     tone: Tone
     balance_cents: int
     due_at: dt.datetime
+    defer_ok: bool = False
+    """The workflow waits on a ``deferred`` result (``workflows.person``); without it (histories
+    from before), a step the person's rules block is retried by the activity's retry policy."""
 
 
 class SendStepResult(BaseModel):
@@ -235,6 +243,8 @@ class SendStepResult(BaseModel):
     outcome: StepOutcome
     channel: Channel | None = None
     reasons: list[str] = Field(default_factory=list)
+    not_before: dt.datetime | None = None
+    """A ``deferred`` step: the earliest moment the guarantor may be contacted again."""
 
 
 class PolicyMigration(BaseModel):

@@ -420,6 +420,26 @@ class StaffRules(_Frozen):
     plans: PlanRules = PlanRules()
 
 
+class PaymentAllocation(StrEnum):
+    OLDEST_FIRST = "oldest_first"
+    """The account with the oldest unpaid visit first, then the next (the default)."""
+    LARGEST_FIRST = "largest_first"
+    """The largest balance first."""
+
+
+class Statements(_Frozen):
+    """How statements are grouped for a guarantor with several accounts."""
+
+    family: bool = Field(
+        default=False,
+        description="one statement per guarantor, covering all their open accounts",
+    )
+    payment_allocation: PaymentAllocation = Field(
+        default=PaymentAllocation.OLDEST_FIRST,
+        description="how a payment made against a family statement is spread over its accounts",
+    )
+
+
 class Policy(_Frozen):
     """An escalation policy, as the billing lead wrote it."""
 
@@ -435,6 +455,7 @@ class Policy(_Frozen):
     eca: Eca501r = Eca501r()
     steps: list[Step] = Field(min_length=1)
     staff: StaffRules = StaffRules()
+    statements: Statements = Statements()
 
     @model_validator(mode="after")
     def _staff_rules_consistent(self) -> Self:

@@ -14,6 +14,7 @@ at definition they cost a third of what resolving them from strings does.
 """
 
 import contextlib
+import dataclasses
 import datetime as dt
 from datetime import timedelta
 
@@ -100,6 +101,7 @@ PROMISE_GRACE_DAYS = 3
 PATCH_NO_CHANNEL = "edges2-no-channel"  # a step with no usable channel waits, then on_no_channel
 PATCH_CONTACT_TASKS = "edges2-contact-tasks"  # returned mail / unreachable open worklist tasks
 PATCH_REENTRY = "edges2-reentry-collapse"  # steps due while paused collapse into the last one
+PATCH_PERSON = "family-person-wait"  # a step the guarantor's other accounts block waits here
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -155,6 +157,13 @@ class BalanceEscalationWorkflow:
                     case Skip():
                         decisions.record_skip(state, decision, workflow.now())
                         continue
+                    case SendNow(planned) if self._person_waits():
+                        # The guarantor heard from another of their accounts lately.
+                        wait = state.person_wait_until
+                        assert wait is not None
+                        self._next = dataclasses.replace(planned, at=wait)
+                        self._waiting_for = "the guarantor's other accounts: contacted lately"
+                        deadline = _earliest(deadline, wait)
                     case SendNow(planned):
                         await self._run_step(planned)
                         continue
@@ -659,8 +668,20 @@ class BalanceEscalationWorkflow:
         # spacing and caps then depend on the schedule alone, as in the preview and simulation.
         ran_at = workflow.now()
         result = await self._execute_send(
-            step, planned.channels, self._state.balance_cents, planned.at
+            step,
+            planned.channels,
+            self._state.balance_cents,
+            planned.at,
+            defer_ok=workflow.patched(PATCH_PERSON),
         )
+        if result.outcome is StepOutcome.DEFERRED:
+            # Not sent: the step waits for the person's spacing (workflows.person), then retries.
+            # At least a minute: a worker clock behind the server's must not spin the step.
+            self._state.person_wait_until = max(
+                result.not_before or ran_at, ran_at + timedelta(minutes=1)
+            )
+            return
+        self._state.person_wait_until = None
         decisions.record_sent(
             self._state,
             planned,
@@ -700,6 +721,8 @@ class BalanceEscalationWorkflow:
         channels: tuple[Channel, ...] | list[Channel],
         amount_cents: int,
         due_at: dt.datetime,
+        *,
+        defer_ok: bool = False,
     ) -> SendStepResult:
         inp = self._input
         result: SendStepResult = await workflow.execute_activity(
@@ -715,6 +738,7 @@ class BalanceEscalationWorkflow:
                 tone=step.tone,
                 balance_cents=amount_cents,
                 due_at=due_at,
+                defer_ok=defer_ok,
             ),
             result_type=SendStepResult,
             start_to_close_timeout=SEND_STEP_TIMEOUT,
@@ -958,6 +982,10 @@ class BalanceEscalationWorkflow:
             AccountEvent(at=workflow.now(), kind=kind, detail=detail, by=by)
         )
         self._changed = True
+
+    def _person_waits(self) -> bool:
+        wait = self._state.person_wait_until
+        return wait is not None and wait > workflow.now()
 
     def _first_time(self, key: str) -> bool:
         if key in self._state.seen_references:

@@ -4,15 +4,14 @@ Nothing is decided here that the schedule does not decide the same way: the guar
 are read from the database at the moment of sending and reduced to the same
 :class:`~models.payloads.ContactProfile` the workflow routes by, then the decision core's own
 functions judge them (consent, opt-out, deliverability: :func:`workflows.decisions.channel_block`;
-rolling caps: :func:`workflows.decisions.cap_block`; allowed hours in every known location:
-:func:`workflows.decisions.quiet_hours_until`).
+allowed hours in every known location: :func:`workflows.decisions.quiet_hours_until`). Rolling
+caps, spacing and one message a day are counted per person across the guarantor's accounts
+(:func:`workflows.person.person_free_at`, applied by the pipeline to one query per batch).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 from temporalio.exceptions import ApplicationError
@@ -22,7 +21,7 @@ from models.orm.repositories import contact_profile
 from models.payloads import ContactProfile
 from models.policy import Channel, Policy
 from services.protections import confidential_address_lines
-from workflows.decisions import cap_block, channel_block, quiet_hours_until
+from workflows.decisions import quiet_hours_until
 
 
 def profile_now(policy: Policy, guarantor: Guarantor) -> ContactProfile:
@@ -43,32 +42,6 @@ def check_quiet_hours(policy: Policy, profile: ContactProfile, now: dt.datetime)
         type="QuietHours",
         next_retry_delay=opens - now,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelCheck:
-    """Why a channel may not be used now (empty: it may), and when a cap frees it."""
-
-    problem: str = ""
-    free_in: dt.timedelta | None = None
-
-
-def check_channel(
-    policy: Policy,
-    channel: Channel,
-    profile: ContactProfile,
-    contacted: Sequence[dt.datetime],
-    now: dt.datetime,
-) -> ChannelCheck:
-    """The decision core's verdict on ``channel`` now, given when it was last used."""
-    problem = channel_block(policy, channel, profile)
-    if problem:
-        return ChannelCheck(problem)
-    capped = cap_block(policy, channel, contacted, now)
-    if capped is not None:
-        reason, free_at = capped
-        return ChannelCheck(reason, max(free_at - now, dt.timedelta(seconds=1)))
-    return ChannelCheck()
 
 
 def contact_point(guarantor: Guarantor, channel: Channel) -> str:

@@ -8,8 +8,11 @@ the provider is called, so a retry, a replay or a killed worker finds the row an
 A step walks its fallback chain inside this one activity. Every check is made again at the moment
 of sending, not only when the workflow scheduled the step, by the decision core's own functions on
 fresh data (``activities.messaging.eligibility``): the account is still open, the channel has a
-contact point, consent and no opt-out, is deliverable, the contact cap of its rolling window is
-not reached, and it is inside the patient's allowed hours in every known location. A recipient
+contact point, consent and no opt-out, is deliverable, the person's rolling caps, spacing and
+one message a day are kept across all the guarantor's accounts (``workflows.person``, on one query
+per batch), and it is inside the patient's allowed hours in every known location. Steps of several
+accounts of one person due together on a text or a letter become one message, recorded against
+each account; a step the person's rules block is deferred, and its workflow waits. A recipient
 the provider refuses for good (an invalid or unsubscribed number, a landline for SMS, an invalid
 email) marks the channel and the next channel of the chain is tried, with its own row. At most one
 row of a step ever ends ``sent`` (or ``unconfirmed``, when a network provider's request was cut
@@ -22,7 +25,8 @@ Provider failures become ``ApplicationError`` types the workflow's retry policy 
   The provider did not take the message, so the claim is released and the retry sends it.
 - ``ProviderAuthFailed`` / ``ProviderRejected``: retried slowly and logged as errors. Nothing was
   sent and the step is kept until an operator fixes the configuration.
-- ``QuietHours`` / ``ContactCapReached``: retried when the window opens again.
+- ``QuietHours`` / ``ContactCapReached``: retried when the window opens again (a workflow that
+  can wait gets a ``deferred`` result with ``not_before`` instead of ``ContactCapReached``).
 """
 
 from __future__ import annotations
@@ -58,12 +62,12 @@ from activities.letters import PRINT_QUEUE, letter_json
 from activities.messaging import claims
 from activities.messaging.composition import call_task, letter_of, local_today, render_step
 from activities.messaging.eligibility import (
-    check_channel,
     check_quiet_hours,
     contact_point,
     mark_channel,
     profile_now,
 )
+from activities.messaging.merging import FAMILY, MERGED, merged_letter, render_merged
 from activities.statement_cycle import statement_due
 from config.loader import PolicyBundle
 from models.orm import (
@@ -79,11 +83,19 @@ from models.orm import (
     StaffTask,
     TaskKind,
 )
-from models.payloads import SendStepInput, SendStepResult
+from models.payloads import SendStepInput, SendStepResult, StepOutcome
 from models.policy import Channel
 from services.protections import remember_confidential
+from workflows.decisions import channel_block
+from workflows.person import MERGEABLE, PersonContact, person_free_at
 
 Clock = Callable[[], dt.datetime]
+PersonKey = tuple[uuid.UUID, Channel, str]
+"""A guarantor, a channel and the contact point a message goes to: one message may cover them."""
+
+MERGED_PROVIDER = "merged"
+"""The provider of an outbox row recorded for a message that covered several accounts: its
+``provider_id`` is the row that was sent (``workflows.person``)."""
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +168,12 @@ class _Work:
     channels: list[Channel]
     """The fallback chain still to try, in order."""
     reasons: list[str] = field(default_factory=list)
-    cap_free_in: dt.timedelta | None = None
+    free_at: dt.datetime | None = None
+    """The guarantor's rules (spacing, caps, one a day) block every channel until then."""
+    merged_into: _Work | None = None
+    """Another step of the batch whose message covers this one (same person and channel)."""
+    covers: list[_Work] = field(default_factory=list)
+    """The steps this one's message covers besides its own."""
     account: Account | None = None
     claim: dict[str, Any] | None = None
     """This round's outbox row, to be inserted."""
@@ -255,6 +272,7 @@ class MessagingActivities:
                 self._choose(session, active)
                 self._claim(session, [w for w in active if w.claim is not None])
                 self._send(session, [w for w in active if w.outcome is None and w.won])
+                self._record_covered(session, [w for w in active if w.covers])
                 active = [w for w in active if w.outcome is None]
         return [w.outcome if w.outcome is not None else _lost() for w in works]
 
@@ -317,17 +335,36 @@ class MessagingActivities:
     # -- choosing a channel and rendering ------------------------------------------------------
 
     def _choose(self, session: Session, active: list[_Work]) -> None:
-        """This round's claim of each step: its next usable channel, or its suppression."""
-        caps = self._recent_contacts(session, active)
+        """This round's claim of each step: its next usable channel, or its suppression.
+
+        The guarantor's rules count every account of theirs (``workflows.person``): the contacts
+        of the last weeks come in one query for the whole batch, and each message chosen in the
+        batch joins them, so that the next step of the same person sees it. A step of the same
+        person, channel and contact point as one already chosen is covered by its message.
+        """
+        contacts = self._person_contacts(session, active)
+        chosen: dict[PersonKey, _Work] = {}
         for work in active:
             work.claim, work.won, work.tasks, work.audits = None, False, [], []
+            work.merged_into, work.covers, work.free_at = None, [], None
+        for work in active:
             try:
-                self._choose_one(work, caps)
+                self._choose_one(work, contacts, chosen)
             except Exception as exc:
                 work.outcome = exc
+        for primary in {id(w): w for w in chosen.values() if w.covers}.values():
+            try:
+                self._cover(primary)
+            except Exception as exc:  # nothing of the group is claimed or sent
+                primary.outcome, primary.claim = exc, None
+                for work in primary.covers:
+                    work.outcome = exc
 
     def _choose_one(
-        self, work: _Work, caps: Mapping[tuple[uuid.UUID, Channel], Sequence[dt.datetime]]
+        self,
+        work: _Work,
+        contacts: dict[uuid.UUID, list[PersonContact]],
+        chosen: dict[PersonKey, _Work],
     ) -> None:
         account = work.account
         assert account is not None
@@ -340,29 +377,79 @@ class MessagingActivities:
         # Fresh data, the decision core's rules: the same verdicts the schedule reached.
         profile = profile_now(policy, account.guarantor)
         check_quiet_hours(policy, profile, work.now)
+        person = contacts.setdefault(account.guarantor_id, [])
+        blocked = False
         while work.channels:
             channel = work.channels.pop(0)
-            check = check_channel(
-                policy, channel, profile, caps.get((account.id, channel), ()), work.now
-            )
-            if check.free_in is not None:
-                work.reasons.append(check.problem)
-                work.cap_free_in = min(check.free_in, work.cap_free_in or check.free_in)
+            problem = channel_block(policy, channel, profile)
+            if problem:
+                work.reasons.append(problem)
                 continue
-            if check.problem:
-                work.reasons.append(check.problem)
+            key = (account.guarantor_id, channel, contact_point(account.guarantor, channel))
+            primary = chosen.get(key)
+            if (
+                primary is not None
+                and not blocked
+                and channel in MERGEABLE
+                and primary.step.policy_hash == work.step.policy_hash
+            ):
+                # Due together for the same person on the same channel: one message covers both.
+                work.merged_into = primary
+                primary.covers.append(work)
+                work.channels.insert(0, channel)  # tried again if the covering send is refused
+                return
+            verdict = person_free_at(policy, profile, channel, str(account.id), person, work.now)
+            if verdict.blocks(work.now):
+                blocked = True
+                work.reasons += [r for r in verdict.reasons if r not in work.reasons]
+                work.free_at = verdict.at if work.free_at is None else min(work.free_at, verdict.at)
                 continue
             self._prepare(work, bundle, channel, local_today(policy, profile, work.now))
+            assert work.claim is not None
+            person.append(PersonContact(str(account.id), channel, work.now, str(work.claim["id"])))
+            chosen.setdefault(key, work)
             return
-        if work.cap_free_in is not None:
+        if work.free_at is not None:
             # The chain is blocked only for now: the step waits, as the scheduler would have.
+            if work.step.defer_ok:
+                work.outcome = SendStepResult(
+                    communication_id=None,
+                    outcome=StepOutcome.DEFERRED,
+                    reasons=list(work.reasons),
+                    not_before=work.free_at,
+                )
+                return
             work.outcome = ApplicationError(
                 "contact cap of the rolling window reached",
                 type="ContactCapReached",
-                next_retry_delay=work.cap_free_in,
+                next_retry_delay=max(work.free_at - work.now, dt.timedelta(seconds=1)),
             )
             return
         work.claim = self._row(work, None, CommunicationStatus.SUPPRESSED)
+
+    def _cover(self, primary: _Work) -> None:
+        """Render the primary's message again so that it covers the steps merged into it."""
+        claim, account = primary.claim, primary.account
+        assert claim is not None and account is not None
+        bundle = self._policies.get(primary.step.policy_hash)
+        channel = claim["channel"]
+        works = [primary, *primary.covers]
+        accounts = [w.account for w in works if w.account is not None]
+        balances = [w.step.balance_cents for w in works]
+        profile = profile_now(bundle.policy, account.guarantor)
+        today = local_today(bundle.policy, profile, primary.now)
+        letter = claim.get("letter")
+        due_date = dt.date.fromisoformat(letter["due_date"]) if letter else None
+        due = statement_due(primary.last_due, today, opens_cycle=channel is Channel.LETTER)
+        subject, body = render_merged(
+            bundle, primary.step, accounts, sum(balances), channel, today, due
+        )
+        claim.update(subject=subject, body=body)
+        if channel is Channel.LETTER:
+            scope = FAMILY if bundle.policy.statements.family else MERGED
+            claim["letter"] = letter_json(
+                merged_letter(bundle, primary.step, accounts, balances, today, due_date, scope)
+            )
 
     def _prepare(self, work: _Work, bundle: PolicyBundle, channel: Channel, today: dt.date) -> None:
         """Render ``channel``'s message into the claim, and what commits with it."""
@@ -380,6 +467,10 @@ class MessagingActivities:
         if channel is Channel.LETTER:
             # Queued for the print batch with its statement: the letter is sent when this commits.
             letter = letter_of(bundle, work.step, account, today, due[0])
+            if bundle.policy.statements.family:  # every open account: composed at print time
+                letter = merged_letter(
+                    bundle, work.step, [account], [work.step.balance_cents], today, due[0], FAMILY
+                )
             claim.update(letter=letter_json(letter))
             self._sent_with_claim(work, claim, PRINT_QUEUE)
         elif channel is Channel.CALL:
@@ -428,38 +519,125 @@ class MessagingActivities:
             "letter": None,
         }
 
-    def _recent_contacts(
+    def _person_contacts(
         self, session: Session, active: list[_Work]
-    ) -> dict[tuple[uuid.UUID, Channel], list[dt.datetime]]:
-        """For the capped channels of these steps: when each account was contacted on them."""
-        windows: dict[Channel, dt.timedelta] = {}
-        accounts: set[uuid.UUID] = set()
+    ) -> dict[uuid.UUID, list[PersonContact]]:
+        """What each guarantor of these steps received lately, on all their accounts: one query.
+
+        The window covers every rule that counts contacts (``workflows.person``): the caps'
+        windows, the spacing, a day, and the 7 days of a state cap.
+        """
+        guarantors: set[uuid.UUID] = set()
         earliest: dt.datetime | None = None
         for work in active:
+            if work.account is None:
+                continue
             policy = self._policies.get(work.step.policy_hash).policy
-            for cap in policy.contact.caps:
-                if cap.channel not in work.channels:
-                    continue  # a cap of a channel this step will not try
-                window = dt.timedelta(days=cap.per_days)
-                windows[cap.channel] = max(windows.get(cap.channel, window), window)
-                accounts.add(uuid.UUID(work.step.account_id))
-                since = work.now - window
-                earliest = since if earliest is None else min(earliest, since)
-        if not accounts or earliest is None:
+            window = max(
+                [dt.timedelta(days=7), dt.timedelta(hours=policy.contact.min_spacing_hours)]
+                + [dt.timedelta(days=cap.per_days) for cap in policy.contact.caps]
+            )
+            guarantors.add(work.account.guarantor_id)
+            since = work.now - window
+            earliest = since if earliest is None else min(earliest, since)
+        if not guarantors or earliest is None:
             return {}
         when = func.coalesce(Communication.due_at, Communication.sent_at, Communication.created_at)
-        found: dict[tuple[uuid.UUID, Channel], list[dt.datetime]] = defaultdict(list)
-        for account_id, channel, at in session.execute(
-            select(Communication.account_id, Communication.channel, when).where(
-                Communication.account_id == any_(claims.array(list(accounts), Uuid)),
-                Communication.channel.in_(list(windows)),
-                Communication.status.in_(claims.COUNTED),
+        # Two batches for one person must not both find them quiet: each takes the guarantors'
+        # transaction locks (in one order) before reading, and holds them until its claims commit;
+        # a claim still pending counts, since it is about to go out.
+        locked = text(
+            "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
+            " hashtextextended(CAST(g AS text), 0) AS k FROM unnest(CAST(:person_locks AS uuid[]))"
+            " AS g ORDER BY k) AS ordered) AS held) >= 0"
+        ).bindparams(person_locks=sorted(guarantors))
+        found: dict[uuid.UUID, list[PersonContact]] = defaultdict(list)
+        for account_id, guarantor_id, channel, at, row_id, provider, provider_id in session.execute(
+            select(
+                Communication.account_id,
+                Account.guarantor_id,
+                Communication.channel,
+                when,
+                Communication.id,
+                Communication.provider,
+                Communication.provider_id,
+            )
+            .join(Account, Account.id == Communication.account_id)
+            .where(
+                Account.guarantor_id == any_(claims.array(list(guarantors), Uuid)),
+                Communication.channel.is_not(None),
+                Communication.status.in_((*claims.COUNTED, CommunicationStatus.PENDING)),
                 when > earliest,
+                locked,
             )
         ):
-            if channel is not None:
-                found[(account_id, channel)].append(at)
+            if channel is None:
+                continue
+            message = provider_id if provider == MERGED_PROVIDER and provider_id else str(row_id)
+            found[guarantor_id].append(PersonContact(str(account_id), channel, at, message))
         return found
+
+    def _record_covered(self, session: Session, primaries: list[_Work]) -> None:
+        """Record the message of each primary against every account it covered.
+
+        A sent (or unconfirmed) message gives each covered step its own outbox row, pointing to
+        the one that went out; a refused one sends the covered steps to their next channel in the
+        next round; a failed one fails them the same way, for the retry. Should the worker stop
+        between the send and these rows, the covered steps run again and find the person just
+        contacted: they wait for the spacing, and are never sent twice at once.
+        """
+        covered: list[tuple[_Work, dict[str, Any]]] = []
+        for primary in primaries:
+            outcome, claim = primary.outcome, primary.claim
+            for work in primary.covers:
+                work.merged_into = None
+                if outcome is None or claim is None or not primary.won:
+                    # Refused, or another attempt of the primary's step won its key (its message
+                    # does not name this account): the next round chooses again.
+                    continue
+                if isinstance(outcome, BaseException):
+                    work.outcome = outcome
+                    continue
+                if outcome.outcome is not StepOutcome.SENT:
+                    continue  # suppressed (a race): the step decides alone in the next round
+                status = (
+                    CommunicationStatus.SENT
+                    if claim["status"] is CommunicationStatus.SENT
+                    else CommunicationStatus.UNCONFIRMED  # may have reached the person: counted
+                )
+                row = self._row(work, claim["channel"], status)
+                row.update(
+                    recipient=claim["recipient"],
+                    language=claim["language"],
+                    letter=claim["letter"],
+                    provider=MERGED_PROVIDER,
+                    provider_id=str(claim["id"]),
+                    sent_at=claim.get("sent_at") or self._clock(),
+                    reasons=claims.join(
+                        work.reasons, "one message with the guarantor's other accounts"
+                    ),
+                )
+                covered.append((work, row))
+            primary.covers = []
+        if not covered:
+            return
+        rows = [row for _, row in covered]
+        won = set(session.scalars(claims.CLAIM, claims.rows(rows, claims.CLAIM_COLUMNS)))
+        audits = [
+            claims.sent_audit(r["account_id"], r["id"], r["step_id"], r["channel"])
+            for r in rows
+            if r["idempotency_key"] in won
+        ]
+        if audits:
+            session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
+        session.commit()
+        for work, row in covered:
+            work.claim = row
+            if row["idempotency_key"] in won:
+                work.outcome = claims.claim_result(row)
+            else:  # an earlier attempt of the step recorded it: follow that row
+                raced = self._by_key(session, row["idempotency_key"])
+                work.outcome = claims.result(raced) if raced is not None else _lost()
 
     # -- claiming ----------------------------------------------------------------------------
 
