@@ -46,7 +46,14 @@ from models.actions import (
     SettlementRequest,
     WriteOffRequest,
 )
-from models.imports import BalanceRow, CsvImportError, PaymentRow, RowError, parse_rows
+from models.imports import (
+    BalanceRow,
+    CsvImportError,
+    PaymentRow,
+    RowError,
+    check_charge_refs,
+    parse_rows,
+)
 from models.orm import (
     Account,
     AccountStatus,
@@ -358,6 +365,10 @@ class Posted:
         return credits.credit_cents(self.balance_cents)
 
 
+def _no_policy(name: str) -> str:
+    return f"expected the name of a policy in the policy folder; there is no policy {name!r}"
+
+
 class Intake:
     """Posts balances and payments to the ledger and routes them to the accounts' workflows."""
 
@@ -390,13 +401,28 @@ class Intake:
     async def import_balances(self, path: Path, *, dry_run: bool = False) -> ImportReport:
         """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
         rows, errors = parse_rows(path, BalanceRow)
+        rows, duplicates = check_charge_refs(rows)
+        errors += duplicates
         for line, row in rows:
-            name = row.policy or self.settings.practice.default_policy
+            if row.policy is None:
+                name = self.settings.practice.default_policy
+            else:
+                found = self.settings.practice.policy_file(row.policy)
+                if found is None:
+                    errors.append(RowError(line, "policy", _no_policy(row.policy)))
+                    continue
+                name = str(found)
             try:
                 self.policy(name)
-            except PolicyFileError as exc:
+            except PolicyFileError:
+                # The policy's own errors are for `dunning policy check`; no file content here.
                 errors.append(
-                    RowError(line, "policy", f"policy {name!r} is not usable: {exc.errors[0]}")
+                    RowError(
+                        line,
+                        "policy",
+                        f"policy {row.policy or name!r} is not usable: check it with"
+                        " `dunning policy check`",
+                    )
                 )
         if errors:
             raise CsvImportError(sorted(errors, key=lambda e: e.row))
@@ -428,7 +454,8 @@ class Intake:
         self, session: Session, number: str, rows: list[BalanceRow]
     ) -> tuple[EscalationInput, list[ChargeSignal]]:
         first = rows[0]
-        bundle = self.policy(first.policy or self.settings.practice.default_policy)
+        found = self.settings.practice.policy_file(first.policy) if first.policy else None
+        bundle = self.policy(str(found) if found else self.settings.practice.default_policy)
         repo.store_policy_version(session, bundle)
         guarantor = repo.upsert_guarantor(
             session,
