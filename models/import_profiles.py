@@ -272,22 +272,26 @@ def convert(table: SourceTable, profile: ImportProfile, as_of: dt.date) -> Conve
             )
         row.setdefault("guarantor_id", row.get("account_number", ""))
         if bf:
+            made = _balance_forward(line, record, bf, bf_cols, as_of, out.errors)
+            if made is None:
+                continue
+            if not made:
+                out.skipped += 1
+                continue
             first = seen.setdefault(row.get("account_number", ""), line)
             if first != line:
                 out.errors.append(
                     CellError(
                         line,
                         out.mapped.get("account_number", "account"),
-                        f"the same account as row {first}: a balance file has each family once"
-                        " (two guarantors with one name need the PatNum column)",
+                        f"the same account as row {first}: a balance file has each account once"
+                        + (
+                            " (two guarantors of one name need the file's account column)"
+                            if profile.account_from_name
+                            else ""
+                        ),
                     )
                 )
-                continue
-            made = _balance_forward(line, record, bf, bf_cols, as_of, out.errors)
-            if made is None:
-                continue
-            if not made:
-                out.skipped += 1
                 continue
             row.update(made)
         for name, value in profile.constants.items():
