@@ -27,6 +27,7 @@ from models.imports import (
     CsvImportError,
     RowError,
     aging_totals,
+    check_charge_refs,
     parse_rows,
     write_records,
 )
@@ -174,7 +175,7 @@ def summarise(
     writer = csv.DictWriter(text, fieldnames=source.header)
     writer.writeheader()
     writer.writerows(r for line, r in source.records if line not in bad)
-    rows, _ = parse_rows(text.getvalue(), BalanceRow)
+    rows, _ = check_charge_refs(parse_rows(text.getvalue(), BalanceRow)[0])
     accounts = len({row.account_number for _, row in rows})
     return accounts, len(rows), aging_totals([row for _, row in rows], as_of)
 
