@@ -398,29 +398,40 @@ class Intake:
             self._policies[name] = load_policy(name)
         return self._policies[name]
 
+    def policy_for(self, name: str | None) -> PolicyBundle:
+        """The policy a row names, from the configured policy folders; none named: the default.
+
+        A row names a policy, never a file: the name is looked up in
+        ``settings.practice.policy_dirs`` only.
+
+        Raises:
+            LookupError: no policy of that name in the policy folders.
+            PolicyFileError: the policy is there but not usable.
+        """
+        if name is None:
+            return self.policy(self.settings.practice.default_policy)
+        found = self.settings.practice.policy_file(name)
+        if found is None:
+            raise LookupError(_no_policy(name))
+        return self.policy(str(found))
+
     async def import_balances(self, path: Path, *, dry_run: bool = False) -> ImportReport:
         """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
         rows, errors = parse_rows(path, BalanceRow)
         rows, duplicates = check_charge_refs(rows)
         errors += duplicates
         for line, row in rows:
-            if row.policy is None:
-                name = self.settings.practice.default_policy
-            else:
-                found = self.settings.practice.policy_file(row.policy)
-                if found is None:
-                    errors.append(RowError(line, "policy", _no_policy(row.policy)))
-                    continue
-                name = str(found)
             try:
-                self.policy(name)
+                self.policy_for(row.policy)
+            except LookupError as exc:
+                errors.append(RowError(line, "policy", str(exc)))
             except PolicyFileError:
                 # The policy's own errors are for `dunning policy check`; no file content here.
                 errors.append(
                     RowError(
                         line,
                         "policy",
-                        f"policy {row.policy or name!r} is not usable: check it with"
+                        f"policy {row.policy or 'default'!r} is not usable: check it with"
                         " `dunning policy check`",
                     )
                 )
@@ -454,8 +465,7 @@ class Intake:
         self, session: Session, number: str, rows: list[BalanceRow]
     ) -> tuple[EscalationInput, list[ChargeSignal]]:
         first = rows[0]
-        found = self.settings.practice.policy_file(first.policy) if first.policy else None
-        bundle = self.policy(str(found) if found else self.settings.practice.default_policy)
+        bundle = self.policy_for(first.policy)
         repo.store_policy_version(session, bundle)
         guarantor = repo.upsert_guarantor(
             session,

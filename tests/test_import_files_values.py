@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
@@ -11,8 +12,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.ledger import LedgerActivities
+from config.settings import Settings
+from models.actions import ExportInput
 from models.orm import Account
 from models.safe_csv import neutralise
+from starter import Intake
 from tests.factories import HEADER, balance_row, write_csv
 from tests.identities import signed_in
 from tests.support.cli import invoke
@@ -179,3 +184,27 @@ def test_the_rejects_file_neutralises_formulas(cli_env: None, tmp_path: Path) ->
         (rejected,) = list(csv.DictReader(f))
     assert rejected["first_name"] == '\'=HYPERLINK("http://x.test")'
     assert rejected["row"] == "3" and rejected["error"].startswith("charges:")
+
+
+async def test_the_placement_file_neutralises_formulas(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    row = balance_row(first_name="@SUM(A1:A9)", last_name='=HYPERLINK("http://x.test")')
+    await Intake(session_factory, None, settings).import_balances(
+        write_csv(tmp_path / "b.csv", [row])
+    )
+    with session_factory() as session:
+        account = session.scalars(
+            select(Account).where(Account.account_number == row["account_number"])
+        ).one()
+    ledger = LedgerActivities(session_factory, tmp_path / "agency")
+    path = Path(
+        ledger.place_with_agency(
+            ExportInput(account_id=str(account.id), balance_cents=5500, approved_by="lead")
+        )
+    )
+    records = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
+    (placed,) = [r for r in records if r["account_number"] == row["account_number"]]
+    assert placed["first_name"] == "'@SUM(A1:A9)"
+    assert placed["last_name"] == '\'=HYPERLINK("http://x.test")'
+    assert placed["balance"] == "55.00"
