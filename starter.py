@@ -46,6 +46,7 @@ from models.actions import (
     SettlementRequest,
     WriteOffRequest,
 )
+from models.import_profiles import BALANCE_FORWARD_PREFIX
 from models.imports import (
     BalanceRow,
     CsvImportError,
@@ -415,11 +416,41 @@ class Intake:
             raise LookupError(_no_policy(name))
         return self.policy(str(found))
 
+    def _restated_balances(self, rows: list[tuple[int, BalanceRow]]) -> list[RowError]:
+        """A balance-forward line for an account that has one of another date already: a later
+        aging file restates the whole balance, and adding it would count the balance twice."""
+        forward = {
+            row.account_number: (line, row.charge_ref)
+            for line, row in rows
+            if row.charge_ref.startswith(BALANCE_FORWARD_PREFIX)
+        }
+        if not forward:
+            return []
+        with self.session_factory() as session:
+            known = session.execute(
+                select(Account.account_number, ChargeLine.external_ref)
+                .join(ChargeLine, ChargeLine.account_id == Account.id)
+                .where(
+                    Account.account_number.in_(list(forward)),
+                    ChargeLine.external_ref.startswith(BALANCE_FORWARD_PREFIX),
+                )
+            ).all()
+        return [
+            RowError(
+                forward[number][0],
+                "charge_ref",
+                f"the account has a balance-forward line of another date ({ref}): a later aging"
+                " file restates its whole balance; post payments and adjustments instead",
+            )
+            for number, ref in known
+            if ref != forward[number][1]
+        ]
+
     async def import_balances(self, path: Path, *, dry_run: bool = False) -> ImportReport:
         """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
         rows, errors = parse_rows(path, BalanceRow)
         rows, duplicates = check_charge_refs(rows)
-        errors += duplicates
+        errors += duplicates + self._restated_balances(rows)
         for line, row in rows:
             try:
                 self.policy_for(row.policy)

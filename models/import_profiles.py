@@ -29,6 +29,8 @@ from models.money import dollars_text, parse_cents
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "imports"
 ENGINE_PROFILE = "engine"
+BALANCE_FORWARD_PREFIX = "BF-"
+"""The charge reference of a balance-forward line: ``BF-<as-of date>``."""
 _ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _AMOUNT_TEXT = re.compile(r"^\(?-?\$?\s*\d[\d,]*\.\d{2}\)?$")
 _MONEY_FIELDS = ("charges", "insurance_paid", "insurance_adjustment", "patient_paid")
@@ -439,7 +441,7 @@ def _balance_forward(
     return {
         "charges": dollars_text(owed),
         "service_date": (as_of - dt.timedelta(days=age)).isoformat(),
-        "charge_ref": f"BF-{as_of:%Y%m%d}",
+        "charge_ref": f"{BALANCE_FORWARD_PREFIX}{as_of:%Y%m%d}",
         "description": bf.description,
     }
 

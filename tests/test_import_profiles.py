@@ -145,6 +145,11 @@ def test_open_dental_aging_report_is_imported_as_balance_forward_lines(
 
     again = invoke("import", "balances", str(path), "--as-of", AS_OF)
     assert again.exit_code == 0 and "0 new charges" in _flat(again.output)
+    later = invoke("import", "balances", str(path), "--as-of", "2026-12-01", "--dry-run")
+    assert later.exit_code == 1
+    assert "row 2: charge_ref: the account has a balance-forward line of another date" in _flat(
+        later.output
+    )
 
 
 def test_open_dental_patient_export_takes_the_family_balance_from_the_guarantor(
