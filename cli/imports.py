@@ -117,7 +117,7 @@ async def run_import(
             raise CsvImportError([e for es in rejected.values() for e in es])
         if account_column and rejected:
             # A row refused before validation (a control character) takes its account along.
-            bad_accounts = {source_account(records, line) for line in rejected}
+            bad_accounts = {source_account(source, line) for line in rejected}
             for line, record in good:
                 if record.get(account_column) in bad_accounts:
                     rejected[line].append(
@@ -155,8 +155,11 @@ async def run_import(
     return report, _all(rejected), rejects
 
 
-def source_account(records: list[tuple[int, dict[str, str]]], line: int) -> str | None:
-    for at, record in records:
+def source_account(source: Converted, line: int) -> str | None:
+    """The account of a line of the file, converted or refused before conversion."""
+    if line in source.bad_row_accounts:
+        return source.bad_row_accounts[line]
+    for at, record in source.records:
         if at == line:
             return record.get("account_number")
     return None

@@ -195,6 +195,8 @@ class Converted:
     skipped: int = 0
     """Rows with nothing owed (a family member's row in a patient export)."""
     errors: list[CellError] = field(default_factory=list)
+    bad_row_accounts: dict[int, str] = field(default_factory=dict)
+    """The account of each row refused before conversion, so that its account goes with it."""
     source_header: list[str] = field(default_factory=list)
     source_records: dict[int, dict[str, str]] = field(default_factory=dict)
     """The file's own rows by line: what a rejects file repeats."""
@@ -262,9 +264,11 @@ def convert(table: SourceTable, profile: ImportProfile, as_of: dt.date) -> Conve
     seen: dict[str, int] = {}
     fields: list[str] = []
     for line, record in table.records:
-        if line in bad_rows:
-            continue
         row, errors = _convert_row(line, record, profile, rules, name_col, check_col, bf_cols)
+        if line in bad_rows:
+            # Refused already (a control character): its account is refused with it.
+            out.bad_row_accounts[line] = row.get("account_number", "")
+            continue
         if errors:
             out.errors.extend(errors)
             continue

@@ -194,3 +194,18 @@ def test_an_unknown_profile_is_named(cli_env: None, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "--profile: expected a profile name such as engine" in _flat(result.output)
     assert "Traceback" not in result.output
+
+
+def test_a_row_refused_for_a_control_character_takes_its_account_along(
+    cli_env: None, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    pid = 800000 + uuid.uuid4().int % 100000
+    path = tmp_path / "collections.csv"
+    path.write_text(_openemr(pid).replace("Dr Example,310.00", "Dr Ex\x00ample,310.00"))
+    result = invoke("import", "balances", str(path), "--skip-bad", "--as-of", AS_OF)
+    out = _flat(result.output)
+    assert result.exit_code == 0, result.output
+    assert "row 3: Provider: a control character (U+0000)" in out
+    assert "row 2: account_number: another row of this account is bad" in out
+    first, second = f"OE-{pid}", f"OE-{pid + 1}"
+    assert _owed(session_factory, first, second) == {second: 5500}
