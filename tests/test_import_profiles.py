@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.import_files import read_table
+from models.import_profiles import convert, detect_profile
 from models.orm import Account, ChargeLine, Guarantor
 from tests.identities import signed_in
 from tests.support.cli import invoke
@@ -209,3 +211,26 @@ def test_a_row_refused_for_a_control_character_takes_its_account_along(
     assert "row 2: account_number: another row of this account is bad" in out
     first, second = f"OE-{pid}", f"OE-{pid + 1}"
     assert _owed(session_factory, first, second) == {second: 5500}
+
+
+def test_open_dental_aging_with_patnum_keys_accounts_by_it() -> None:
+    text = (
+        "Guarantor\tPatNum\t0-30 Days\t31-60 Days\t61-90 Days\t> 90 Days\tTotal\t-Ins Est"
+        "\t=Patient\n"
+        "Alike, Sam\t101\t10.00\t0.00\t0.00\t0.00\t10.00\t0.00\t10.00\n"
+        "Alike, Sam\t102\t0.00\t20.00\t0.00\t0.00\t20.00\t0.00\t20.00\n"
+    )
+    table = read_table(text)
+    converted = convert(table, detect_profile(table.header), dt.date(2026, 11, 30))
+    assert converted.errors == []
+    assert [
+        (r["account_number"], r["charges"], r["service_date"]) for _, r in converted.records
+    ] == [
+        ("OD-101", "10.00", "2026-11-30"),
+        ("OD-102", "20.00", "2026-10-30"),
+    ]
+    without = read_table(text.replace("\tPatNum", "").replace("\t101", "").replace("\t102", ""))
+    refused = convert(without, detect_profile(without.header), dt.date(2026, 11, 30))
+    assert [(e.row, e.message.split(":")[0]) for e in refused.errors] == [
+        (3, "the same account as row 2")
+    ]
