@@ -46,7 +46,15 @@ from models.actions import (
     SettlementRequest,
     WriteOffRequest,
 )
-from models.imports import BalanceRow, CsvImportError, PaymentRow, RowError, parse_rows
+from models.import_profiles import BALANCE_FORWARD_PREFIX
+from models.imports import (
+    BalanceRow,
+    CsvImportError,
+    PaymentRow,
+    RowError,
+    check_charge_refs,
+    parse_rows,
+)
 from models.orm import (
     Account,
     AccountStatus,
@@ -358,6 +366,10 @@ class Posted:
         return credits.credit_cents(self.balance_cents)
 
 
+def _no_policy(name: str) -> str:
+    return f"expected the name of a policy in the policy folder; there is no policy {name!r}"
+
+
 class Intake:
     """Posts balances and payments to the ledger and routes them to the accounts' workflows."""
 
@@ -387,16 +399,72 @@ class Intake:
             self._policies[name] = load_policy(name)
         return self._policies[name]
 
+    def policy_for(self, name: str | None) -> PolicyBundle:
+        """The policy a row names, from the configured policy folders; none named: the default.
+
+        A row names a policy, never a file: the name is looked up in
+        ``settings.practice.policy_dirs`` only.
+
+        Raises:
+            LookupError: no policy of that name in the policy folders.
+            PolicyFileError: the policy is there but not usable.
+        """
+        if name is None:
+            return self.policy(self.settings.practice.default_policy)
+        found = self.settings.practice.policy_file(name)
+        if found is None:
+            raise LookupError(_no_policy(name))
+        return self.policy(str(found))
+
+    def _restated_balances(self, rows: list[tuple[int, BalanceRow]]) -> list[RowError]:
+        """A balance-forward line for an account that has one of another date already: a later
+        aging file restates the whole balance, and adding it would count the balance twice."""
+        forward = {
+            row.account_number: (line, row.charge_ref)
+            for line, row in rows
+            if row.charge_ref.startswith(BALANCE_FORWARD_PREFIX)
+        }
+        if not forward:
+            return []
+        with self.session_factory() as session:
+            known = session.execute(
+                select(Account.account_number, ChargeLine.external_ref)
+                .join(ChargeLine, ChargeLine.account_id == Account.id)
+                .where(
+                    Account.account_number.in_(list(forward)),
+                    ChargeLine.external_ref.startswith(BALANCE_FORWARD_PREFIX),
+                )
+            ).all()
+        return [
+            RowError(
+                forward[number][0],
+                "charge_ref",
+                f"the account has a balance-forward line of another date ({ref}): a later aging"
+                " file restates its whole balance; post payments and adjustments instead",
+            )
+            for number, ref in known
+            if ref != forward[number][1]
+        ]
+
     async def import_balances(self, path: Path, *, dry_run: bool = False) -> ImportReport:
         """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
         rows, errors = parse_rows(path, BalanceRow)
+        rows, duplicates = check_charge_refs(rows)
+        errors += duplicates + self._restated_balances(rows)
         for line, row in rows:
-            name = row.policy or self.settings.practice.default_policy
             try:
-                self.policy(name)
-            except PolicyFileError as exc:
+                self.policy_for(row.policy)
+            except LookupError as exc:
+                errors.append(RowError(line, "policy", str(exc)))
+            except PolicyFileError:
+                # The policy's own errors are for `dunning policy check`; no file content here.
                 errors.append(
-                    RowError(line, "policy", f"policy {name!r} is not usable: {exc.errors[0]}")
+                    RowError(
+                        line,
+                        "policy",
+                        f"policy {row.policy or 'default'!r} is not usable: check it with"
+                        " `dunning policy check`",
+                    )
                 )
         if errors:
             raise CsvImportError(sorted(errors, key=lambda e: e.row))
@@ -428,7 +496,7 @@ class Intake:
         self, session: Session, number: str, rows: list[BalanceRow]
     ) -> tuple[EscalationInput, list[ChargeSignal]]:
         first = rows[0]
-        bundle = self.policy(first.policy or self.settings.practice.default_policy)
+        bundle = self.policy_for(first.policy)
         repo.store_policy_version(session, bundle)
         guarantor = repo.upsert_guarantor(
             session,

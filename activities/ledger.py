@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from models.actions import ExportInput, TaskRecordInput
 from models.orm import Account, AccountStatus, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.payloads import BalanceState, CloseApprovalInput, CloseBalanceInput, OpenApprovalInput
 from models.policy import Channel
+from models.safe_csv import SafeDictWriter
 from workflows.contract import ActivityName
 
 ACCOUNT_STATUS = {
@@ -206,7 +206,7 @@ class LedgerActivities:
             new_file = not path.exists()
             private_file(path)  # names and addresses: owner only
             with path.open("a", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=PLACEMENT_COLUMNS)
+                writer = SafeDictWriter(handle, fieldnames=PLACEMENT_COLUMNS)
                 if new_file:
                     writer.writeheader()
                 writer.writerow(row)

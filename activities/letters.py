@@ -18,7 +18,6 @@ requires it, and a remittance stub. Envelopes and stubs name no service (HIPAA m
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
 import hashlib
@@ -56,6 +55,7 @@ from config.private_files import private_dir, private_file
 from models.money import format_cents
 from models.orm import Account, AccountStatus, AuditEvent, Communication, CommunicationStatus
 from models.policy import Channel
+from models.safe_csv import SafeDictWriter
 
 PAGE_WIDTH, PAGE_HEIGHT = LETTER
 MARGIN = 0.75 * inch
@@ -641,7 +641,7 @@ def build_print_batch(
 
 def _write_manifest(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS)
+    writer = SafeDictWriter(buf, fieldnames=MANIFEST_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
     tmp = private_file(path.with_suffix(".csv.tmp"))

@@ -30,7 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.baseline import BaselineWorkflow, TrivialWorkflow, noop
-from config.settings import Settings
+from config.settings import POLICY_DIR, Settings
 from embedded.postgres import EmbeddedPostgres
 from embedded.temporal import dev_server_path, test_server_path
 from models.orm.database import make_engine, make_session_factory, migrate
@@ -193,7 +193,7 @@ def balance_rows(n: int, policy: Path, time_zone: str) -> list[dict[str, str]]:
                 "insurance_paid": "90.00",
                 "insurance_adjustment": "40.00",
                 "patient_paid": "0.00",
-                "policy": str(policy),
+                "policy": policy.stem,  # a name, found in the policy folders
             }
         )
     return rows
@@ -229,6 +229,8 @@ async def database() -> AsyncIterator[Database]:
                 data_dir=directory / "data",
                 database={"url": url},
                 temporal={"task_queue": "bench"},
+                # Import rows name a policy; the bench's own policies are written here.
+                practice={"policy_dirs": [POLICY_DIR, directory]},
             )
             # As in production: one connection per activity slot, and a few to spare.
             engine = make_engine(url, pool_size=settings.database.pool_size)

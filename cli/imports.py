@@ -10,6 +10,9 @@ interrupted import is finished by running it again (known references are skipped
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import tempfile
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -18,15 +21,17 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli.common import console
+from models.import_profiles import Converted, prepare
 from models.imports import (
     BalanceRow,
     CsvImportError,
-    PaymentRow,
     RowError,
-    map_columns,
-    read_records,
+    aging_totals,
+    check_charge_refs,
+    parse_rows,
     write_records,
 )
+from models.safe_csv import SafeDictWriter
 from starter import ImportReport
 
 CHUNK_ROWS = 500
@@ -40,43 +45,64 @@ def rejects_path(file: Path) -> Path:
 
 
 async def run_import(
-    file: Path, kind: str, importer: Importer, *, dry_run: bool, skip_bad: bool
+    file: Path,
+    kind: str,
+    importer: Importer,
+    *,
+    dry_run: bool,
+    skip_bad: bool,
+    source: Converted | None = None,
 ) -> tuple[ImportReport, list[RowError], Path | None]:
     """Check the whole file, set bad rows aside if allowed, then import in chunks.
 
-    Returns the combined report, the rejected rows' errors and the rejects file (if any).
+    ``source`` is the file already read under its profile (:func:`models.import_profiles.prepare`);
+    without it the file is read with the detected profile. Returns the combined report, the
+    rejected rows' errors and the rejects file (if any).
 
     Raises:
-        CsvImportError: a bad row and no ``--skip-bad``, or a problem with the header.
+        CsvImportError: a bad row and no ``--skip-bad``, or a problem with the file or header.
     """
-    model = BalanceRow if kind == "balances" else PaymentRow
-    header, records = read_records(file)
-    account_column = map_columns(header, model).get("account_number")
+    if source is None:
+        source = prepare(file, kind)
+    shown = {f: c for f, c in source.mapped.items() if c and c != f}
+
+    def located(errors: list[RowError]) -> list[RowError]:
+        return [
+            RowError(
+                e.row, f"{shown[e.field]} ({e.field})" if e.field in shown else e.field, e.message
+            )
+            for e in errors
+        ]
+
+    header, records = source.header, source.records
+    found = [RowError(e.row, e.column, e.message) for e in source.errors]
+    if any(e.row == 1 for e in found) or (found and not skip_bad and not records):
+        raise CsvImportError(sorted(found, key=lambda e: e.row))
     rejected: dict[int, list[RowError]] = defaultdict(list)
-    good = list(records)
+    for error in found:
+        rejected[error.row].append(error)
+    good = [(line, r) for line, r in records if line not in rejected]
+    account_column = "account_number" if kind == "balances" else None
     with tempfile.TemporaryDirectory(prefix="dunning-import-") as tmp:
         work = Path(tmp)
         # Each pass may find more (unknown accounts are checked once the rows parse): repeat.
         for attempt in range(3):
-            # The first pass reads the file itself, so that what a rewrite would lose (a row with
-            # more values than columns) is reported; later passes read the remaining rows.
-            candidate = (
-                file
-                if attempt == 0
-                else write_records(work / f"check-{attempt}.csv", header, (r for _, r in good))
-            )
+            candidate = write_records(work / f"check-{attempt}.csv", header, (r for _, r in good))
             lines = [line for line, _ in good]
             try:
-                await importer(candidate, True)
+                if good:
+                    await importer(candidate, True)
+                if found and not skip_bad:
+                    raise CsvImportError([])
                 break
             except CsvImportError as exc:
-                errors = exc.errors if attempt == 0 else _renumber(exc.errors, lines)
+                errors = located(_renumber(exc.errors, lines))
                 if not skip_bad or any(e.row == 1 for e in errors):
-                    raise CsvImportError(sorted(errors, key=lambda e: e.row)) from None
+                    raise CsvImportError(sorted(found + errors, key=lambda e: e.row)) from None
                 bad = {e.row for e in errors}
                 for error in errors:
                     rejected[error.row].append(error)
-                if kind == "balances" and account_column:
+                if account_column:
                     bad_accounts = {r.get(account_column) for line, r in good if line in bad}
                     for line, record in good:
                         if line not in bad and record.get(account_column) in bad_accounts:
@@ -89,15 +115,24 @@ async def run_import(
                 good = [(line, r) for line, r in good if line not in bad]
         else:
             raise CsvImportError([e for es in rejected.values() for e in es])
+        if account_column and rejected:
+            # A row refused before validation (a control character) takes its account along.
+            bad_accounts = {source_account(source, line) for line in rejected}
+            for line, record in good:
+                if record.get(account_column) in bad_accounts:
+                    rejected[line].append(
+                        RowError(line, "account_number", "another row of this account is bad")
+                    )
+            good = [(line, r) for line, r in good if line not in rejected]
         rejects = None
         if rejected:
-            rejects = _write_rejects(file, header, records, rejected)
+            rejects = _write_rejects(file, source, rejected)
         report = ImportReport(rows=len(good))
         if dry_run or not good:
             if dry_run:
-                report.accounts = len({r.get(account_column or "") for _, r in good})
-            return report, [e for es in rejected.values() for e in es], rejects
-        chunks = _chunks(good, account_column if kind == "balances" else None)
+                report.accounts = len({r.get(account_column or "account_number") for _, r in good})
+            return report, _all(rejected), rejects
+        chunks = _chunks(good, account_column)
         progress = Progress(
             TextColumn(f"importing {kind}"),
             BarColumn(),
@@ -117,7 +152,35 @@ async def run_import(
                 report.started_or_joined += part.started_or_joined
                 report.queued += part.queued
                 progress.advance(task, len(chunk))
-    return report, [e for es in rejected.values() for e in es], rejects
+    return report, _all(rejected), rejects
+
+
+def source_account(source: Converted, line: int) -> str | None:
+    """The account of a line of the file, converted or refused before conversion."""
+    if line in source.bad_row_accounts:
+        return source.bad_row_accounts[line]
+    for at, record in source.records:
+        if at == line:
+            return record.get("account_number")
+    return None
+
+
+def _all(rejected: dict[int, list[RowError]]) -> list[RowError]:
+    return [e for line in sorted(rejected) for e in rejected[line]]
+
+
+def summarise(
+    source: Converted, rejected: list[RowError], as_of: dt.date
+) -> tuple[int, int, dict[str, int]]:
+    """Accounts, lines and what is owed per aging bucket (cents) in the rows to import."""
+    bad = {e.row for e in rejected}
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=source.header)
+    writer.writeheader()
+    writer.writerows(r for line, r in source.records if line not in bad)
+    rows, _ = check_charge_refs(parse_rows(text.getvalue(), BalanceRow)[0])
+    accounts = len({row.account_number for _, row in rows})
+    return accounts, len(rows), aging_totals([row for _, row in rows], as_of)
 
 
 def _renumber(errors: list[RowError], lines: list[int]) -> list[RowError]:
@@ -146,16 +209,17 @@ def _chunks(
     return chunks
 
 
-def _write_rejects(
-    file: Path,
-    header: list[str],
-    records: list[tuple[int, dict[str, str]]],
-    rejected: dict[int, list[RowError]],
-) -> Path:
+def _write_rejects(file: Path, source: Converted, rejected: dict[int, list[RowError]]) -> Path:
+    """The rejected rows as the file had them, each with its row number and why: safe to open."""
     path = rejects_path(file)
-    rows = []
-    for line, record in records:
-        if line in rejected:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = SafeDictWriter(
+            f, fieldnames=REJECT_COLUMNS + source.source_header, extrasaction="ignore"
+        )
+        writer.writeheader()
+        for line in sorted(rejected):
             message = "; ".join(f"{e.field}: {e.message}" for e in rejected[line])
-            rows.append({"row": str(line), "error": message, **record})
-    return write_records(path, REJECT_COLUMNS + header, rows)
+            writer.writerow(
+                {"row": str(line), "error": message, **source.source_records.get(line, {})}
+            )
+    return path

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.table import Table
@@ -39,6 +39,9 @@ from models.imports import CsvImportError
 from models.money import format_cents, parse_cents
 from services import facts, queries
 from services.context import Services
+
+if TYPE_CHECKING:
+    from models.import_profiles import Converted
 
 app = typer.Typer(
     help="dunning: polite, lawful follow-up of unpaid patient balances.",
@@ -132,9 +135,23 @@ def import_balances(
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="import the good rows; bad ones to FILE.rejects.csv")
     ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="the export's layout (config/imports): engine, openemr-collections,"
+            " opendental-aging, opendental-patients; default: detected from the header",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="the date an aging export was run (YYYY-MM-DD); default today"
+        ),
+    ] = None,
 ) -> None:
     """Import balances and charge lines; all-or-nothing, every bad row reported."""
-    _import(file, "balances", dry_run, skip_bad)
+    _import(file, "balances", dry_run, skip_bad, profile, as_of)
 
 
 @import_app.command("payments")
@@ -146,11 +163,32 @@ def import_payments(
     ] = False,
 ) -> None:
     """Import payments (account_number, reference, amount[, received_on, method])."""
-    _import(file, "payments", dry_run, skip_bad)
+    _import(file, "payments", dry_run, skip_bad, None, None)
 
 
-def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
-    from cli.imports import run_import
+def _import(
+    file: Path,
+    kind: str,
+    dry_run: bool,
+    skip_bad: bool,
+    profile: str | None,
+    as_of_text: str | None,
+) -> None:
+    import datetime as dt
+
+    from cli.imports import run_import, summarise
+    from models.import_profiles import ProfileError, prepare
+
+    try:
+        as_of = dt.date.fromisoformat(as_of_text) if as_of_text else dt.date.today()
+    except ValueError:
+        fail(f"--as-of: expected a date such as 2026-12-01, got {as_of_text!r}")
+    try:
+        source = prepare(file, kind, profile, as_of)
+    except ProfileError as exc:
+        fail(str(exc))
+    if kind == "balances":
+        _print_layout(source)
 
     async def go(svc: Services) -> None:
         # Temporal away: the ledger takes the rows and the signal outbox keeps their messages.
@@ -163,6 +201,7 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
                 lambda p, d: method(p, dry_run=d),
                 dry_run=dry_run,
                 skip_bad=skip_bad,
+                source=source,
             )
         except CsvImportError as exc:
             fail(f"{file}: nothing imported.\n{exc}")
@@ -182,6 +221,14 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
                     f"{report.started_or_joined} workflows started or joined"
                 )
             )
+            _, lines, buckets = summarise(source, rejected, as_of)
+            console.print(
+                f"{lines} lines owing {format_cents(sum(buckets.values()))}, by age of service"
+                f" as of {as_of.isoformat()}:",
+                highlight=False,
+            )
+            for label, cents in buckets.items():
+                console.print(f"  {label + ' days':12} {format_cents(cents):>18}", highlight=False)
         else:
             console.print(
                 f"{'checked' if dry_run else 'posted'} {report.rows} payments"
@@ -194,6 +241,27 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
             )
 
     with_services(go, temporal=not dry_run)
+
+
+def _print_layout(source: Converted) -> None:
+    """The profile used, which of the file's columns became which field, and what was not read."""
+    console.print(
+        f"profile: {source.profile.name} ({source.profile.title}); file: {source.encoding},"
+        f" {source.delimiter}-delimited",
+        highlight=False,
+    )
+    if source.mapped:
+        console.print("columns read:", highlight=False)
+        for name, column in source.mapped.items():
+            console.print(f"  {column} -> {name}", highlight=False, markup=False)
+    for name, value in source.profile.constants.items():
+        console.print(f"  (every line) {name} = {value}", highlight=False, markup=False)
+    if source.ignored:
+        console.print("columns not read:", highlight=False)
+        for column, why in source.ignored.items():
+            console.print(f"  {column}: {why}", highlight=False, markup=False)
+    if source.skipped:
+        console.print(f"rows with nothing owed, skipped: {source.skipped}", highlight=False)
 
 
 @app.command()

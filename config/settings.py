@@ -130,6 +130,20 @@ class PracticeSettings(BaseModel):
     phone: str = "(555) 010-0100"
     pay_url: str = "https://pay.example.org"
     default_policy: str = "physician"
+    policy_dirs: list[Path] = Field(
+        default_factory=lambda: [POLICY_DIR],
+        description="the folders a policy named in an import row is looked up in, in order",
+    )
+
+    def policy_file(self, name: str) -> Path | None:
+        """``<folder>/<name>.yaml`` in the first policy folder that has it; a name, never a path."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            return None
+        for folder in self.policy_dirs:
+            path = folder / f"{name}.yaml"
+            if path.is_file():
+                return path
+        return None
 
 
 class LedgerSettings(BaseModel):

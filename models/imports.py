@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -63,7 +62,8 @@ from pydantic import (
 )
 
 from models.common import REFERENCE_FIELD
-from models.money import DollarsAsCents
+from models.import_files import read_table
+from models.money import DollarsAsCents, format_cents
 from models.phones import to_e164
 from models.protections import AGE_OF_MAJORITY, age_on
 
@@ -119,9 +119,50 @@ def _adult(birth: dt.date | None) -> dt.date | None:
     return birth
 
 
+MAX_AMOUNT_CENTS = 100_000_000_000
+"""The largest amount one cell may hold, $1,000,000,000.00: far above any medical balance, far
+below what 64-bit cents (the ledger's columns) and a JSON number (the API) can carry. Checked
+while validating, so a dry run refuses exactly what the real import would."""
+
+
+def _within_limit(cents: int) -> int:
+    if abs(cents) > MAX_AMOUNT_CENTS:
+        raise ValueError(f"expected an amount of at most {format_cents(MAX_AMOUNT_CENTS)}")
+    return cents
+
+
+def _not_future(day: dt.date) -> dt.date:
+    if day > dt.date.today():
+        raise ValueError("expected the date of a visit that has happened, not a future date")
+    return day
+
+
+def _usd(value: object) -> object:
+    if value is None or (
+        isinstance(value, str) and value.strip().upper() in ("", "USD", "US$", "$")
+    ):
+        return "USD"
+    raise ValueError(
+        "expected USD: amounts are US dollars; convert the file's amounts or leave this out"
+    )
+
+
+def _policy_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", value):
+        # Never echo the value: it may be a path, and no file's content or name is repeated.
+        raise ValueError(
+            "expected the name of a policy in the configured policy folder (such as"
+            " 'physician'), not a file path"
+        )
+    return value
+
+
 Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
 ExportDate = Annotated[dt.date, BeforeValidator(_us_date)]
-Money0 = Annotated[DollarsAsCents, BeforeValidator(lambda v: "0" if v in (None, "") else v)]
+Amount = Annotated[DollarsAsCents, AfterValidator(_within_limit)]
+Money0 = Annotated[Amount, BeforeValidator(lambda v: "0" if v in (None, "") else v)]
 
 
 class BalanceRow(BaseModel):
@@ -144,13 +185,14 @@ class BalanceRow(BaseModel):
     time_zone: Annotated[str, AfterValidator(_zone)] = ""
     language: str = Field(default="en", pattern=r"^[a-z]{2}$")
     charge_ref: str = REFERENCE_FIELD
-    service_date: ExportDate
+    service_date: Annotated[ExportDate, AfterValidator(_not_future)]
     description: str = Field(min_length=1, max_length=200)
-    charges: DollarsAsCents = Field(ge=0)
+    charges: Amount = Field(ge=0)
     insurance_paid: Money0 = 0
     insurance_adjustment: Money0 = 0
     patient_paid: Money0 = 0
-    policy: Optional = None
+    policy: Annotated[Optional, AfterValidator(_policy_name)] = None
+    currency: Annotated[str, BeforeValidator(_usd)] = "USD"
     guarantor_dob: Annotated[
         ExportDate | None, BeforeValidator(_blank_to_none), AfterValidator(_adult)
     ] = None
@@ -159,7 +201,7 @@ class BalanceRow(BaseModel):
     patient_last_name: Optional = Field(default=None, max_length=100)
     patient_dob: Annotated[ExportDate | None, BeforeValidator(_blank_to_none)] = None
     good_faith_estimate: Annotated[
-        Annotated[DollarsAsCents, Field(ge=0)] | None, BeforeValidator(_blank_to_none)
+        Annotated[Amount, Field(ge=0)] | None, BeforeValidator(_blank_to_none)
     ] = None
     nsa_protected: Money0 = Field(default=0, ge=0)
 
@@ -197,7 +239,7 @@ class PaymentRow(BaseModel):
 
     account_number: str = Field(min_length=1, max_length=64)
     reference: str = REFERENCE_FIELD
-    amount: DollarsAsCents = Field(gt=0)
+    amount: Amount = Field(gt=0)
     received_on: Annotated[ExportDate | None, BeforeValidator(_blank_to_none)] = None
     method: str = Field(default="other", max_length=32)
 
@@ -265,6 +307,7 @@ BALANCE_ALIASES: dict[str, tuple[str, ...]] = {
         "balance",
     ),
     "insurance_paid": ("ins_paid", "insurance_payment", "insurance_payments"),
+    "currency": ("curr", "ccy", "currency_code"),
     "insurance_adjustment": ("ins_adj", "contractual_adjustment", "adjustment", "adjustments"),
     "patient_paid": ("pt_paid", "patient_payment", "patient_payments"),
     "guarantor_dob": ("guarantor_date_of_birth", "guarantor_birth_date", "guar_dob"),
@@ -316,28 +359,30 @@ def map_columns(header: list[str], model: type[BaseModel]) -> dict[str, str]:
     return mapping
 
 
-def read_records(text: str | Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """The header and each record with its line number (the header is line 1), as written."""
-    if isinstance(text, Path):
-        text = text.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    records = []
-    for record in reader:
-        records.append((reader.line_num, record))
-    return header, records
+def read_records(
+    text: str | Path | bytes,
+) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[RowError]]:
+    """The header, each record with its line number (the header is line 1), and the problems.
+
+    Any encoding, delimiter and BOM a spreadsheet writes is read (see ``models/import_files``);
+    a row with a control character or too many values is a problem of that row.
+    """
+    table = read_table(text)
+    errors = [RowError(e.row, e.column, e.message) for e in table.errors]
+    return table.header, table.records, errors
 
 
 def parse_rows(
-    text: str | Path, model: type[RowT], required: Iterable[str] = ()
+    text: str | Path | bytes, model: type[RowT], required: Iterable[str] = ()
 ) -> tuple[list[tuple[int, RowT]], list[RowError]]:
     """Validate every row; return the good ones with their line numbers, and all the errors.
 
     Columns are matched by name or by a practice-management export's alias (see the module's
     table); an error names the field, and the file's column when it was an alias.
     """
-    header, records = read_records(text)
+    header, records, errors = read_records(text)
+    if any(e.row == 1 for e in errors):
+        return [], errors
     mapping = map_columns(header, model)
     shown = {f: f if c == f else f"{c} ({f})" for f, c in mapping.items()}
     missing = [
@@ -347,11 +392,10 @@ def parse_rows(
     ]
     if missing:
         return [], [RowError(1, name, "missing column") for name in missing]
+    bad = {e.row for e in errors}
     rows: list[tuple[int, RowT]] = []
-    errors: list[RowError] = []
     for line, record in records:
-        if None in record:
-            errors.append(RowError(line, "(row)", "more values than columns"))
+        if line in bad:
             continue
         data = {name: record[column] for name, column in mapping.items()}
         try:
@@ -363,7 +407,33 @@ def parse_rows(
                 if err["type"] == "string_pattern_mismatch":
                     message = "has an unexpected format"
                 errors.append(RowError(line, shown.get(field, field), message))
-    return rows, errors
+    return rows, sorted(errors, key=lambda e: e.row)
+
+
+def check_charge_refs(
+    rows: list[tuple[int, BalanceRow]],
+) -> tuple[list[tuple[int, BalanceRow]], list[RowError]]:
+    """One line per charge reference in an account: an identical repeat is merged, another is
+    an error of the later row (a second visit under one reference would be silently dropped).
+    """
+    seen: dict[tuple[str, str], tuple[int, BalanceRow]] = {}
+    kept: list[tuple[int, BalanceRow]] = []
+    errors: list[RowError] = []
+    for line, row in rows:
+        key = (row.account_number, row.charge_ref)
+        if key not in seen:
+            seen[key] = (line, row)
+            kept.append((line, row))
+        elif seen[key][1] != row:
+            errors.append(
+                RowError(
+                    line,
+                    "charge_ref",
+                    f"the same charge reference as row {seen[key][0]} of this account with other"
+                    " values: expected each visit line once, under its own reference",
+                )
+            )
+    return kept, errors
 
 
 def write_records(path: Path, header: list[str], records: Iterable[dict[str, str]]) -> Path:
@@ -373,3 +443,17 @@ def write_records(path: Path, header: list[str], records: Iterable[dict[str, str
         writer.writeheader()
         writer.writerows(records)
     return path
+
+
+AGING_BUCKETS = (("0-30", 0), ("31-60", 31), ("61-90", 61), ("91-120", 91), ("120+", 121))
+"""The receivables' age buckets (DOMAIN: 0-30, 31-60, 61-90, 91-120, 120+ days)."""
+
+
+def aging_totals(rows: Iterable[BalanceRow], as_of: dt.date) -> dict[str, int]:
+    """What the rows leave the patients owing (cents), by the age of each line's service date."""
+    totals = {label: 0 for label, _ in AGING_BUCKETS}
+    for row in rows:
+        age = (as_of - row.service_date).days
+        label = next(lab for lab, start in reversed(AGING_BUCKETS) if age >= start or start == 0)
+        totals[label] += row.balance_cents
+    return totals

@@ -47,10 +47,11 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
     Raises:
         PolicyUnusable: the policy the rows name cannot be loaded.
     """
-    settings = intake.settings
-    name = rows[0].policy or settings.practice.default_policy
+    name = rows[0].policy or intake.settings.practice.default_policy
     try:
-        intake.policy(name)
+        intake.policy_for(rows[0].policy)
+    except LookupError as exc:
+        raise PolicyUnusable(f"policy: {exc}") from exc
     except PolicyFileError as exc:
         raise PolicyUnusable(f"policy: {name!r} is not usable") from exc
     number = rows[0].account_number

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from config.settings import Settings
+
 HEADER = [
     "account_number",
     "guarantor_id",
@@ -127,3 +129,10 @@ def patient_day(at: dt.datetime, start: dt.datetime) -> int:
     elapsed 24-hour periods would make a 10:00 send count as day 20 for a balance opened at 10:15.
     """
     return (at.astimezone(PATIENT_ZONE).date() - start.astimezone(PATIENT_ZONE).date()).days
+
+
+def policy_in(settings: Settings, path: Path) -> str:
+    """The name an import row gives ``path``'s policy: its folder joins the policy folders."""
+    if path.parent not in settings.practice.policy_dirs:
+        settings.practice.policy_dirs.append(path.parent)
+    return path.stem

@@ -28,7 +28,7 @@ from models.orm import Communication, CommunicationStatus
 from models.payloads import StepOutcome
 from models.policy import Channel
 from starter import Intake, get_status
-from tests.factories import balance_row, midday_zone, write_csv
+from tests.factories import balance_row, midday_zone, policy_in, write_csv
 from tests.fakes.providers import TWILIO_SID, TWILIO_TOKEN, fake_providers
 from tests.support.waits import eventually, readline_within
 from worker import build_worker
@@ -96,7 +96,7 @@ async def test_worker_killed_mid_send_sends_exactly_once(
             )
             assert line.strip() == b"ready", line
             intake = Intake(session_factory, client, settings)
-            row = balance_row(time_zone=zone, policy=str(policy_path))
+            row = balance_row(time_zone=zone, policy=policy_in(settings, policy_path))
             await intake.import_balances(write_csv(tmp_path / "one.csv", [row]))
             account_id = intake.account_id(row["account_number"])
 

@@ -18,7 +18,7 @@ from config.settings import Settings
 from models.orm import Account, Communication, CommunicationStatus
 from models.orm.database import make_engine, make_session_factory
 from starter import Intake
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.pg_proxy import PausableProxy
 from tests.support.waits import eventually
 from worker import build_worker
@@ -42,7 +42,7 @@ async def test_statements_due_while_postgres_is_paused_are_sent_once(
         worker_db = make_session_factory(engine)
         try:
             rows = [
-                balance_row(policy=str(instant_policy(tmp_path, midday_zone())))
+                balance_row(policy=policy_in(settings, instant_policy(tmp_path, midday_zone())))
                 for _ in range(BALANCES)
             ]
             client = dev_env.client

@@ -27,7 +27,7 @@ from models.orm import ApiRole
 from services.signal_outbox import Dispatcher, pending_count
 from starter import Intake, get_status, workflow_id
 from tests.api_support import make_tokens
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 from worker import build_worker
 
@@ -52,7 +52,7 @@ async def temporal(db_file: Path, port: int) -> AsyncIterator[WorkflowEnvironmen
 async def test_payments_posted_while_temporal_is_down_reach_their_workflows(
     settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    policy = str(instant_policy(tmp_path, midday_zone()))
+    policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
     rows = [balance_row(policy=policy) for _ in range(3)]  # 55.00 each
     db_file, port = tmp_path / "temporal.db", free_port()
     async with temporal(db_file, port) as first:

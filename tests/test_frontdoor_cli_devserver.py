@@ -23,7 +23,7 @@ from models.payloads import BalanceState, EscalationResult
 from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import Intake, get_account, get_status, workflow_id
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.support.cli import run_dunning
 from tests.support.waits import eventually
 from worker import build_worker
@@ -79,7 +79,7 @@ async def test_report_facts_and_clear_errors(
     )
     _users(session_factory)
     zone = midday_zone()
-    policy = str(instant_policy(tmp_path, zone))
+    policy = policy_in(settings, instant_policy(tmp_path, zone))
     owing = [balance_row(time_zone=zone, policy=policy) for _ in range(6)]
     # Insurance paid it all: the ledger knows the account, no workflow follows it.
     settled = balance_row(time_zone=zone, policy=policy, insurance_paid="145.00")

@@ -22,7 +22,7 @@ from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import Intake
 from tests.api_support import Api, api_settings, ec_key_pair, running_api
-from tests.factories import balance_row, midday_zone, write_csv
+from tests.factories import balance_row, midday_zone, policy_in, write_csv
 from tests.support.cli import run_dunning
 from tests.support.waits import eventually
 
@@ -88,7 +88,7 @@ async def api(
 async def _open_gate(api: Api, policy: Path, tmp_path: Path) -> tuple[str, str]:
     """Import a balance under ``policy``; its gate's open task id and the account number."""
     intake = Intake(api.session_factory, api.client, api.settings)
-    row = balance_row(time_zone=midday_zone(), policy=str(policy))
+    row = balance_row(time_zone=midday_zone(), policy=policy_in(api.settings, policy))
     await intake.import_balances(write_csv(tmp_path / f"{row['account_number']}.csv", [row]))
     account_id = uuid.UUID(intake.account_id(row["account_number"]))
 

@@ -16,7 +16,7 @@ from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
 from models.payloads import BalanceState, StepOutcome
 from services.ledger_status import account_status, credits_total, open_refund_tasks
 from starter import Intake, get_status, workflow_id
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 from worker import build_worker
 
@@ -31,7 +31,7 @@ async def test_overpaid_account_is_in_credit_and_new_charges_net_first(
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    row = balance_row(policy=str(instant_policy(tmp_path, midday_zone())))  # 55.00
+    row = balance_row(policy=policy_in(settings, instant_policy(tmp_path, midday_zone())))  # 55.00
     number = row["account_number"]
     async with build_worker(client, settings, session_factory):
         await intake.import_balances(write_csv(tmp_path / "a.csv", [row]))

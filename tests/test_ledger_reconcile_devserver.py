@@ -19,7 +19,7 @@ from models.orm import repositories as repo
 from models.payloads import ChargeSignal
 from services.reconcile import Reconciler
 from starter import Intake, get_status, workflow_id
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 from worker import build_worker
 
@@ -33,7 +33,7 @@ async def test_each_drift_is_found_and_repaired(
     tmp_path: Path,
 ) -> None:
     client = dev_env.client
-    policy = str(instant_policy(tmp_path, midday_zone()))
+    policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
     rows = [balance_row(policy=policy) for _ in range(3)]  # 55.00 each
     lost_payment, lost_start, closed = (r["account_number"] for r in rows)
     online = Intake(session_factory, client, settings)

@@ -16,7 +16,7 @@ from config.settings import Settings
 from models.orm import Account, AccountStatus, Communication, Payment
 from models.payloads import BalanceState, EscalationResult, PaymentSignal, StepOutcome
 from starter import Intake, get_status, signal_payment, workflow_id
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 from worker import build_worker
 
@@ -43,7 +43,7 @@ async def test_payment_duplicate_and_new_charge(
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    row = balance_row(time_zone=zone, policy=policy_path)  # $55.00 due
+    row = balance_row(time_zone=zone, policy=policy_in(settings, Path(policy_path)))  # $55.00
     async with build_worker(client, settings, session_factory):
         await intake.import_balances(write_csv(tmp_path / "a.csv", [row]))
         account_id = intake.account_id(row["account_number"])
@@ -119,7 +119,8 @@ async def test_many_balances_at_once_each_sent_exactly_once(
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    rows = [balance_row(time_zone=zone, policy=policy_path) for _ in range(25)]
+    policy = policy_in(settings, Path(policy_path))
+    rows = [balance_row(time_zone=zone, policy=policy) for _ in range(25)]
     async with build_worker(client, settings, session_factory):
         await intake.import_balances(write_csv(tmp_path / "many.csv", rows))
         ids = [intake.account_id(r["account_number"]) for r in rows]

@@ -18,7 +18,7 @@ from models.orm import Account, AuditEvent
 from models.orm.policy_version import PolicyVersion
 from models.payloads import StepOutcome
 from starter import Intake, get_status
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.identities import signed_in
 from tests.support.cli import invoke_in_thread
 from tests.support.waits import eventually
@@ -62,7 +62,7 @@ async def test_migrate_shows_the_change_then_moves_the_balance(
 
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    row = balance_row(time_zone=zone, policy=str(v1))
+    row = balance_row(time_zone=zone, policy=policy_in(settings, v1))
     number = row["account_number"]
     async with build_worker(client, settings, session_factory):
         await intake.import_balances(write_csv(tmp_path / "a.csv", [row]))

@@ -41,7 +41,7 @@ from starter import (
     resume,
     set_payment_plan,
 )
-from tests.factories import balance_row, write_csv
+from tests.factories import balance_row, policy_in, write_csv
 from tests.support.clock import TUESDAY_MORNING, advance_to
 from tests.support.scenario import POLICIES, case, no_history
 from tests.support.waits import eventually
@@ -100,7 +100,7 @@ async def test_a_bill_400_over_the_estimate_is_flagged_and_its_statement_says_ho
     client = ts_env.client
     intake = Intake(session_factory, client, settings)
     row = balance_row(
-        policy=str(POLICIES / "staff-test.yaml"),
+        policy=policy_in(settings, POLICIES / "staff-test.yaml"),
         charges="500.00",
         insurance_paid="0",
         insurance_adjustment="0",

@@ -21,7 +21,7 @@ from models.payloads import StepOutcome, StepRecord
 from simulation.engine import Payment, simulate_balance
 from simulation.portfolio import from_csv
 from starter import Intake, get_status, workflow_id
-from tests.factories import balance_row, write_csv
+from tests.factories import balance_row, policy_in, write_csv
 from tests.support.clock import TUESDAY_MORNING, advance_to
 from worker import build_worker
 
@@ -62,7 +62,7 @@ async def test_simulated_timeline_equals_the_workflow(
     tmp_path: Path,
 ) -> None:
     overrides, payment = CASES[case]
-    row = balance_row(policy=str(POLICY), **overrides)
+    row = balance_row(policy=policy_in(settings, POLICY), **overrides)
     csv = write_csv(tmp_path / "balances.csv", [row])
     client = ts_env.client
     intake = Intake(session_factory, client, settings)

@@ -18,7 +18,7 @@ from models.payloads import BalanceState, Decision, EscalationResult, StepDecisi
 from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import ActionRejected, Intake, decide_step, request_write_off, workflow_id
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.support.cli import run_dunning
 from worker import build_worker
 from workflows.contract import DecisionResult, Rejection, TaskOpened
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.devserver
 
 async def _import(intake: Intake, tmp_path: Path, n: int) -> list[dict[str, str]]:
     zone = midday_zone()
-    policy = str(instant_policy(tmp_path, zone))
+    policy = policy_in(intake.settings, instant_policy(tmp_path, zone))
     rows = [balance_row(time_zone=zone, policy=policy) for _ in range(n)]
     await intake.import_balances(write_csv(tmp_path / "rows.csv", rows))
     return rows

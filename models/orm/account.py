@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.actions import AdjustmentKind
@@ -39,7 +39,7 @@ class Account(Timestamped, Base):
         Enum(AccountStatus, name="account_status", values_callable=lambda e: [m.value for m in e]),
         default=AccountStatus.OPEN,
     )
-    balance_cents: Mapped[int] = mapped_column(default=0)
+    balance_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     opened_at: Mapped[dt.datetime]
     first_statement_at: Mapped[dt.datetime | None]
@@ -71,16 +71,16 @@ class ChargeLine(Timestamped, Base):
     external_ref: Mapped[str] = mapped_column(String(64))
     service_date: Mapped[dt.date]
     description: Mapped[str] = mapped_column(String(200))
-    charges_cents: Mapped[int]
-    insurance_paid_cents: Mapped[int] = mapped_column(default=0)
-    insurance_adjustment_cents: Mapped[int] = mapped_column(default=0)
-    patient_paid_cents: Mapped[int] = mapped_column(default=0)
+    charges_cents: Mapped[int] = mapped_column(BigInteger)
+    insurance_paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    insurance_adjustment_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    patient_paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     # No Surprises Act: the good-faith estimate given before the visit (uninsured or self-pay);
     # a bill $400 or more above it may be disputed (45 CFR 149.610, 149.620).
-    good_faith_estimate_cents: Mapped[int | None] = mapped_column(default=None)
+    good_faith_estimate_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # No Surprises Act: a balance bill the law protects the patient from (45 CFR 149.410-.440);
     # never part of what the patient owes.
-    nsa_protected_cents: Mapped[int] = mapped_column(default=0, server_default="0")
+    nsa_protected_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     patient_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("patients.id"), index=True, default=None
     )
@@ -110,7 +110,7 @@ class Payment(Timestamped, Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
     reference: Mapped[str] = mapped_column(String(64), unique=True)
-    amount_cents: Mapped[int]
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[dt.datetime]
     method: Mapped[str] = mapped_column(String(32), default="other")
     posted_by: Mapped[str] = mapped_column(String(64), default="system")
@@ -128,5 +128,5 @@ class Adjustment(Timestamped, Base):
     kind: Mapped[AdjustmentKind] = mapped_column(
         Enum(AdjustmentKind, name="adjustment_kind", values_callable=lambda e: [m.value for m in e])
     )
-    amount_cents: Mapped[int]
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
     posted_by: Mapped[str] = mapped_column(String(64), default="system")

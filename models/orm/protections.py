@@ -11,7 +11,7 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, func
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -58,7 +58,7 @@ class ProtectionFlag(Base):
     kind: Mapped[str] = mapped_column(String(40))
     reference: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(16), default=FlagStatus.OPEN.value, index=True)
-    amount_cents: Mapped[int | None] = mapped_column(default=None)
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger, default=None)
     due_on: Mapped[dt.date | None] = mapped_column(default=None)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

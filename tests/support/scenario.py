@@ -31,7 +31,7 @@ from models.payloads import (
 )
 from models.policy import Channel
 from starter import Intake, decide_step, get_status, workflow_id
-from tests.factories import balance_row, patient_day, write_csv
+from tests.factories import balance_row, patient_day, policy_in, write_csv
 from tests.support.clock import TUESDAY_MORNING, advance_to
 from worker import build_worker
 from workflows.contract import DecisionResult
@@ -131,7 +131,7 @@ async def case(
     client = ts_env.client
     intake = Intake(session_factory, client, settings)
     row = balance_row(
-        policy=str(POLICIES / f"{policy}.yaml"),
+        policy=policy_in(settings, POLICIES / f"{policy}.yaml"),
         charges=f"{BALANCE_CENTS / 100:.2f}",
         insurance_paid="0",
         insurance_adjustment="0",
