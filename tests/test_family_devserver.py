@@ -25,7 +25,7 @@ from models.payloads import StatusView, StepOutcome
 from models.policy import Channel
 from starter import Intake, get_status
 from tests.api_support import account_body, api_settings, ec_key_pair, running_api
-from tests.factories import balance_row, midday_zone, write_csv
+from tests.factories import balance_row, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 from worker import build_worker
 from workflows.person import PersonContact, count_per_person
@@ -65,7 +65,9 @@ async def test_a_family_of_three_gets_one_text(
     guarantor = f"G-{uuid.uuid4().hex[:8].upper()}"
     phone = "+12125550188"
     rows = [
-        balance_row(guarantor_id=guarantor, phone=phone, time_zone=zone, policy=str(policy))
+        balance_row(
+            guarantor_id=guarantor, phone=phone, time_zone=zone, policy=policy_in(settings, policy)
+        )
         for _ in range(3)
     ]
     client = dev_env.client
