@@ -316,11 +316,10 @@ def record_channel_event(session: Session, guarantor: Guarantor, event: ChannelE
     elif event.kind is ChannelEventKind.CONSENT_GIVEN:
         pref.opted_out_at, pref.consent = None, True
     elif event.kind is ChannelEventKind.RESTRICTED:
-        pref.opted_out_at = now  # refused at send time too
+        pref.restricted_at = pref.restricted_at or now  # refused at send time too
     elif event.kind is ChannelEventKind.RESTRICTION_LIFTED:
-        # A text or email opt-out may also be a STOP: only fresh consent restores those.
-        if event.channel in (Channel.LETTER, Channel.CALL):
-            pref.opted_out_at = None
+        # Only the restriction goes: an opt-out (STOP, unsubscribe) or missing consent stays.
+        pref.restricted_at = None
     else:
         field_name, value = CHANNEL_EVENT_DB[event.kind]
         setattr(pref, field_name, value)
@@ -447,6 +446,7 @@ class Intake:
                 "language": first.language,
             },
         )
+        protections.note_phone_kind(guarantor, first.phone_kind)
         repo.set_channel_consent(session, guarantor, Channel.SMS, first.sms_consent)
         account = repo.account_by_number(session, number)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)

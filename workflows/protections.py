@@ -11,12 +11,42 @@ import datetime as dt
 from models.actions import AccountState, HoldReason
 from models.payloads import ContactProfile, StepRecord
 from models.policy import Channel, Policy, Step, StepKind
+from models.protections import PhoneKind, RestrictionKind
 from workflows.state_rules import StateRule, effective_rule
 
 
 def nsa_dispute_pending(account: AccountState) -> bool:
     """A No Surprises Act patient-provider dispute is open: no collection of the bill meanwhile."""
     return account.hold is not None and account.hold.reason is HoldReason.NO_SURPRISES_DISPUTE
+
+
+# -- the patient's requests about how to be contacted -------------------------------------------
+
+RESTRICTED_CHANNELS: dict[RestrictionKind, frozenset[Channel]] = {
+    RestrictionKind.MAIL_ONLY: frozenset({Channel.EMAIL, Channel.SMS, Channel.CALL}),
+    RestrictionKind.EMAIL_ONLY: frozenset({Channel.LETTER, Channel.SMS, Channel.CALL}),
+    RestrictionKind.NO_CALLS: frozenset({Channel.CALL}),
+    RestrictionKind.NO_TEXTS: frozenset({Channel.SMS}),
+    RestrictionKind.NO_EMAIL: frozenset({Channel.EMAIL}),
+}
+PHONE_CHANNELS = frozenset({Channel.CALL, Channel.SMS})
+
+
+def restriction_blocks(kind: RestrictionKind, phone_kind: PhoneKind) -> frozenset[Channel]:
+    """The channels a standing request rules out, given what is known of the phone number.
+
+    "No calls at work" (Reg F 12 CFR 1006.6(b)(3); the patient's request under HIPAA
+    45 CFR 164.522): calls and texts to a number known to be a work number are blocked. A number
+    whose kind is unknown might be the workplace, so it is read conservatively as a work number
+    (blocked) until staff or the import record it as mobile or home; a mobile or home number is
+    not blocked. The same answer serves plan time (the workflow is told through ``restricted``
+    channel events), previews and the send-time check (the ledger's channel preferences).
+    """
+    if kind is RestrictionKind.NO_CALLS_AT_WORK:
+        if phone_kind in (PhoneKind.MOBILE, PhoneKind.HOME):
+            return frozenset()
+        return PHONE_CHANNELS
+    return RESTRICTED_CHANNELS[kind]
 
 
 # -- rules by where the patient lives -----------------------------------------------------------
