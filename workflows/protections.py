@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 
 from models.actions import AccountState, HoldReason
+from models.content_rules import ContentProblem, refusal_of_care, scan
 from models.payloads import ContactProfile, StepRecord
 from models.policy import Channel, Policy, Step, StepKind
 from models.protections import PhoneKind, RestrictionKind
-from workflows.state_rules import StateRule, effective_rule
+from workflows.state_rules import STATE_RULES, StateRule, effective_rule
 
 
 def nsa_dispute_pending(account: AccountState) -> bool:
@@ -83,6 +84,54 @@ def state_cap_free_at(
     if len(times) < limit:
         return at, reason
     return times[len(times) - limit] + window, reason
+
+
+# -- what a message may say ---------------------------------------------------------------------
+
+ANY_STATE = effective_rule(*STATE_RULES)
+"""The rules of every state in the table together: what ``policy check`` holds a template to,
+since its patients may live in any of them."""
+
+
+def message_problems(
+    channel: Channel,
+    text: str,
+    language: str,
+    rule: StateRule,
+    extra_sensitive: tuple[str, ...] = (),
+) -> list[ContentProblem]:
+    """Every content rule a message (a template's words, or a rendered message) breaks.
+
+    The one implementation for ``policy check`` (``rule`` = :data:`ANY_STATE`) and for the check
+    at the moment of sending (``rule`` = :func:`residence_rule` of the patient: the more
+    protective of residence and service state):
+
+    - limited-content voicemail (12 CFR 1006.2(j)) and no service, date of service, diagnosis or
+      specialty in an SMS, an email subject or a voicemail (HIPAA 45 CFR 164.502(b));
+      ``extra_sensitive`` adds phrases such as the account's own service descriptions;
+    - where the state forbids it (Minnesota, Minn. Stat. 62J.806), no wording that care will be
+      refused or delayed for an unpaid balance, in any channel.
+    """
+    problems = scan(channel, text, language, extra_sensitive)
+    if rule.bans_refusal_of_care_wording:
+        problems += refusal_of_care(text)
+    return problems
+
+
+def send_time_content_problems(
+    policy: Policy,
+    profile: ContactProfile,
+    channel: Channel,
+    subject: str | None,
+    body: str,
+    services: tuple[str, ...] = (),
+) -> list[ContentProblem]:
+    """The content rules of the patient's states on the message about to go out (subject on the
+    first line, as an email template gives it)."""
+    text = body if subject is None else f"{subject}\n{body}"
+    return message_problems(
+        channel, text, profile.language, residence_rule(policy, profile), services
+    )
 
 
 # -- time-barred debt ---------------------------------------------------------------------------

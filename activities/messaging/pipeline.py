@@ -55,7 +55,14 @@ from activities.channels import (
 )
 from activities.letters import PRINT_QUEUE, letter_json
 from activities.messaging import claims
-from activities.messaging.composition import call_task, letter_of, local_today, render_step
+from activities.messaging.composition import (
+    account_services,
+    call_task,
+    content_task,
+    letter_of,
+    local_today,
+    render_step,
+)
 from activities.messaging.eligibility import (
     check_channel,
     check_quiet_hours,
@@ -77,9 +84,10 @@ from models.orm import (
     StaffTask,
     TaskKind,
 )
-from models.payloads import SendStepInput, SendStepResult
+from models.payloads import ContactProfile, SendStepInput, SendStepResult
 from models.policy import Channel
 from services.protections import preload_confidential
+from workflows.protections import send_time_content_problems
 
 Clock = Callable[[], dt.datetime]
 
@@ -341,8 +349,10 @@ class MessagingActivities:
             if check.problem:
                 work.reasons.append(check.problem)
                 continue
-            self._prepare(work, bundle, channel, local_today(policy, profile, work.now))
-            return
+            if self._prepare(
+                work, bundle, profile, channel, local_today(policy, profile, work.now)
+            ):
+                return
         if work.cap_free_in is not None:
             # The chain is blocked only for now: the step waits, as the scheduler would have.
             work.outcome = ApplicationError(
@@ -353,12 +363,31 @@ class MessagingActivities:
             return
         work.claim = self._row(work, None, CommunicationStatus.SUPPRESSED)
 
-    def _prepare(self, work: _Work, bundle: PolicyBundle, channel: Channel, today: dt.date) -> None:
-        """Render ``channel``'s message into the claim, and what commits with it."""
+    def _prepare(
+        self,
+        work: _Work,
+        bundle: PolicyBundle,
+        profile: ContactProfile,
+        channel: Channel,
+        today: dt.date,
+    ) -> bool:
+        """Render ``channel``'s message into the claim, and what commits with it.
+
+        False when the rendered message breaks a content rule of the patient's states (the
+        decision core's :func:`~workflows.protections.send_time_content_problems`): it is not
+        sent, a staff task says why, and the next channel of the chain is tried.
+        """
         account = work.account
         assert account is not None
         due = statement_due(work.last_due, today, opens_cycle=channel is Channel.LETTER)
         subject, body = render_step(bundle, work.step, account, channel, today, due)
+        problems = send_time_content_problems(
+            bundle.policy, profile, channel, subject, body, account_services(account)
+        )
+        if problems:
+            work.reasons.append(f"{channel.value}: wording breaks a content rule")
+            work.tasks.append(content_task(work.step, account, channel, problems))
+            return False
         claim = self._row(work, channel, CommunicationStatus.PENDING)
         claim.update(
             recipient=contact_point(account.guarantor, channel),
@@ -376,6 +405,7 @@ class MessagingActivities:
             self._sent_with_claim(work, claim, "staff")
             work.tasks.append(call_task(bundle, work.step, account, claim["id"], body, today))
         work.claim = claim
+        return True
 
     def _sent_with_claim(self, work: _Work, claim: dict[str, Any], provider: str) -> None:
         claim.update(

@@ -1,6 +1,7 @@
 """Privacy requests made real (issue 18): the kind of a guarantor's phone number (a work number
 under "no calls at work", Reg F 12 CFR 1006.6(b)(3)) and a channel's restriction kept apart from
-its opt-out, so that lifting a restriction never clears a STOP.
+its opt-out, so that lifting a restriction never clears a STOP; a staff task kind for a message
+refused at send time for its wording.
 
 Revision ID: 0007_protect
 Revises: 0006_protections
@@ -19,6 +20,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # A message refused at the moment of sending for its wording: a staff task says why.
+    op.execute("ALTER TYPE task_kind ADD VALUE IF NOT EXISTS 'content'")
     op.add_column(
         "guarantors", sa.Column("phone_kind", sa.String(8), nullable=False, server_default="")
     )
