@@ -101,6 +101,27 @@ def effective_rule(*states: str | None) -> StateRule:
     )
 
 
+def describe(rule: StateRule) -> list[str]:
+    """What ``rule`` adds to the federal rules, one line each, with its sources last."""
+    lines = []
+    if rule.contacts_per_7_days is not None:
+        lines.append(f"at most {rule.contacts_per_7_days} calls, texts or voicemails in 7 days")
+    if rule.no_robocalls:
+        lines.append("no automated calls for medical debt")
+    if rule.bans_credit_reporting:
+        lines.append("no credit reporting of medical debt")
+    if rule.bans_refusal_of_care_wording:
+        lines.append("no wording that care will be refused or delayed for an unpaid balance")
+    if rule.limitations_years is not None:
+        lines.append(
+            f"statute of limitations {rule.limitations_years} years from the first date of"
+            " service: no referral, final notice or other legal wording after it"
+        )
+    if rule.sources:
+        lines.append("sources: " + "; ".join(rule.sources))
+    return lines
+
+
 REFUSAL_OF_CARE_PHRASES = (
     "refuse care",
     "refuse to see",
