@@ -83,6 +83,7 @@ from workflows.contract import (
     TaskOpened,
 )
 from workflows.escalation import BalanceEscalationWorkflow
+from workflows.protections import fee_cap_problem
 
 R = TypeVar("R")
 A = TypeVar("A")
@@ -392,11 +393,15 @@ class Intake:
         for line, row in rows:
             name = row.policy or self.settings.practice.default_policy
             try:
-                self.policy(name)
+                bundle = self.policy(name)
             except PolicyFileError as exc:
                 errors.append(
                     RowError(line, "policy", f"policy {name!r} is not usable: {exc.errors[0]}")
                 )
+                continue
+            if problem := fee_cap_problem(bundle.policy, row.charges):
+                field_name, _, message = problem.partition(": ")
+                errors.append(RowError(line, field_name, message))
         if errors:
             raise CsvImportError(sorted(errors, key=lambda e: e.row))
         report = ImportReport(rows=len(rows))

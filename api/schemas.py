@@ -187,6 +187,14 @@ class InstallmentIn(Strict):
 
 class PlanIn(Strict):
     installments: list[InstallmentIn] = Field(min_length=1, max_length=120)
+    monthly_income_cents: int | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=MAX_CENTS,
+        description="the household's monthly income; needed where a state caps plans at a share"
+        " of it (Colorado, Maryland)",
+    )
 
 
 class SettlementIn(Strict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from models.actions import (
     HardshipRequest,
     HoldReason,
     HoldRequest,
+    Installment,
 )
 from models.imports import BalanceRow
 from models.orm import (
@@ -51,7 +52,7 @@ from models.protections import PhoneKind, majority_date
 from services import audit as audit_trail
 from services.audit import Outcome
 from services.identity import SYSTEM, Actor
-from workflows.protections import restriction_blocks
+from workflows.protections import plan_affordability_problem, restriction_blocks
 from workflows.state_rules import STATE_RULES
 
 
@@ -125,6 +126,23 @@ def policy_of(session: Session, account: Account) -> PolicyBundle:
         return load_policy(account.policy_name)
     except PolicyFileError as exc:
         raise LookupError(f"policy: {account.policy_name!r} is not stored") from exc
+
+
+def plan_affordability(
+    session: Session,
+    account_id: uuid.UUID,
+    installments: Sequence[Installment],
+    monthly_income_cents: int | None,
+) -> str:
+    """The decision core's verdict on a payment plan for this account's states (the guarantor's
+    residence and the policy's state): why it asks too much, or an empty string."""
+    account = session.get(Account, account_id)
+    if account is None:
+        raise LookupError("account: not in the ledger")
+    guarantor = session.get(Guarantor, account.guarantor_id)
+    residence = guarantor.region if guarantor is not None else None
+    policy = policy_of(session, account).policy
+    return plan_affordability_problem(policy, residence, installments, monthly_income_cents)
 
 
 # -- intake: a balance row's protections ---------------------------------------------------------

@@ -7,9 +7,12 @@ share these functions (like ``workflows.decisions``).
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
 
-from models.actions import AccountState, HoldReason
+from models.actions import AccountState, HoldReason, Installment
 from models.content_rules import ContentProblem, refusal_of_care, scan
+from models.money import format_cents
 from models.payloads import ContactProfile, StepRecord
 from models.policy import Channel, Policy, Step, StepKind
 from models.protections import PhoneKind, RestrictionKind
@@ -131,6 +134,72 @@ def send_time_content_problems(
     text = body if subject is None else f"{subject}\n{body}"
     return message_problems(
         channel, text, profile.language, residence_rule(policy, profile), services
+    )
+
+
+# -- what may be asked of the patient -----------------------------------------------------------
+
+
+def plan_income_cap(policy: Policy, residence: str | None) -> tuple[int | None, StateRule]:
+    """The share of monthly income (basis points) a payment plan may ask in a month, where the
+    patient's state or the service state sets one (the lower), and the rule it comes from.
+
+    A policy under IRS 501(r) (``eca.enabled``) is a hospital's; any other is read as an
+    individual clinician's or practice's, whose cap (Colorado 2%) is the lower one.
+    """
+    rule = effective_rule(policy.state, residence)
+    cap = rule.plan_cap_bp_hospital if policy.eca.enabled else rule.plan_cap_bp_clinician
+    return cap, rule
+
+
+def plan_affordability_problem(
+    policy: Policy,
+    residence: str | None,
+    installments: Sequence[Installment],
+    monthly_income_cents: int | None,
+) -> str:
+    """Why a payment plan asks more than the state allows, or an empty string.
+
+    The cap holds for every calendar month: the installments due in one month together may not
+    exceed the cap's share of the household's monthly income. Where a cap applies and the income
+    is not known, the plan is refused until it is (the cap cannot be checked otherwise).
+    """
+    cap, rule = plan_income_cap(policy, residence)
+    if cap is None:
+        return ""
+    who = "hospital" if policy.eca.enabled else "clinician"
+    source = next((s for s in rule.sources if "monthly income" in s or "of income" in s), "")
+    named = f"{rule.state} caps {who} payment plans at {cap / 100:g}% of monthly income ({source})"
+    if monthly_income_cents is None or monthly_income_cents <= 0:
+        return f"monthly_income: {named}; give the household's monthly income"
+    limit = monthly_income_cents * cap // 10_000
+    by_month: dict[tuple[int, int], int] = defaultdict(int)
+    for item in installments:
+        by_month[(item.due_on.year, item.due_on.month)] += item.amount_cents
+    for (year, month), total in sorted(by_month.items()):
+        if total > limit:
+            return (
+                f"installments: {format_cents(total)} due in {year}-{month:02d} is above"
+                f" {format_cents(limit)}, the most a month allows: {named}"
+            )
+    return ""
+
+
+MISSED_APPOINTMENT_FEE_SOURCE = (
+    "the policy's thresholds.missed_appointment_fee_cap (DOMAIN.md: a missed-appointment fee is"
+    " a small balance, not a source of income)"
+)
+
+
+def fee_cap_problem(policy: Policy, charges_cents: int) -> str:
+    """Why a charge line of a policy that follows missed-appointment fees is above its cap, or an
+    empty string. Every charge line under such a policy is a missed-appointment fee."""
+    cap = policy.thresholds.missed_appointment_fee_cap
+    if cap is None or charges_cents <= cap:
+        return ""
+    return (
+        f"charges: {format_cents(charges_cents)} is above the missed-appointment fee cap of"
+        f" {format_cents(cap)} of policy {policy.name} ({MISSED_APPOINTMENT_FEE_SOURCE})"
     )
 
 

@@ -132,7 +132,7 @@ async def put_account(
     rows = _rows(account_number, body)
     try:
         posted = await services.post_account(state.intake, rows, who.name)
-    except services.PolicyUnusable as exc:
+    except (services.PolicyUnusable, services.ChargeRefused) as exc:
         raise HTTPException(422, str(exc)) from None
     out = AccountOut(
         account_number=posted.account_number,
