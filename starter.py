@@ -91,6 +91,7 @@ from workflows.contract import (
     TaskOpened,
 )
 from workflows.escalation import BalanceEscalationWorkflow
+from workflows.protections import fee_cap_problem
 
 R = TypeVar("R")
 A = TypeVar("A")
@@ -324,11 +325,10 @@ def record_channel_event(session: Session, guarantor: Guarantor, event: ChannelE
     elif event.kind is ChannelEventKind.CONSENT_GIVEN:
         pref.opted_out_at, pref.consent = None, True
     elif event.kind is ChannelEventKind.RESTRICTED:
-        pref.opted_out_at = now  # refused at send time too
+        pref.restricted_at = pref.restricted_at or now  # refused at send time too
     elif event.kind is ChannelEventKind.RESTRICTION_LIFTED:
-        # A text or email opt-out may also be a STOP: only fresh consent restores those.
-        if event.channel in (Channel.LETTER, Channel.CALL):
-            pref.opted_out_at = None
+        # Only the restriction goes: an opt-out (STOP, unsubscribe) or missing consent stays.
+        pref.restricted_at = None
     else:
         field_name, value = CHANNEL_EVENT_DB[event.kind]
         setattr(pref, field_name, value)
@@ -453,9 +453,10 @@ class Intake:
         errors += duplicates + self._restated_balances(rows)
         for line, row in rows:
             try:
-                self.policy_for(row.policy)
+                bundle = self.policy_for(row.policy)
             except LookupError as exc:
                 errors.append(RowError(line, "policy", str(exc)))
+                continue
             except PolicyFileError:
                 # The policy's own errors are for `dunning policy check`; no file content here.
                 errors.append(
@@ -466,6 +467,10 @@ class Intake:
                         " `dunning policy check`",
                     )
                 )
+                continue
+            if problem := fee_cap_problem(bundle.policy, row.charges):
+                field_name, _, message = problem.partition(": ")
+                errors.append(RowError(line, field_name, message))
         if errors:
             raise CsvImportError(sorted(errors, key=lambda e: e.row))
         report = ImportReport(rows=len(rows))
@@ -515,6 +520,7 @@ class Intake:
                 "language": first.language,
             },
         )
+        protections.note_phone_kind(guarantor, first.phone_kind)
         repo.set_channel_consent(session, guarantor, Channel.SMS, first.sms_consent)
         account = repo.account_by_number(session, number)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)

@@ -17,10 +17,11 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from config.loader import PolicyBundle, PolicyError, field_line, template_key
-from models.content_rules import refusal_of_care, scan, strip_template_tags
+from models.content_rules import strip_template_tags
 from models.money import format_cents
 from models.policy import Channel, Policy, Tone
 from models.protections import NSA_DISPUTE_NOTICE, NSA_DISPUTE_NOTICE_ES, nsa_dispute_eligible
+from workflows.protections import ANY_STATE, message_problems
 
 RESTRICTED_CHANNELS = frozenset({Channel.SMS, Channel.CALL})
 WRITTEN_STATEMENT_CHANNELS = frozenset({Channel.LETTER, Channel.EMAIL})
@@ -312,7 +313,7 @@ def content_problems(
     """
     source = bundle.templates[template_key(template, language, channel)]
     literal = strip_template_tags(source)
-    problems = [str(p) for p in (*scan(channel, literal, language), *refusal_of_care(literal))]
+    problems = [str(p) for p in message_problems(channel, literal, language, ANY_STATE)]
     if problems:
         return problems
     sample = SENSITIVE_SAMPLE_RECIPIENT
@@ -330,7 +331,7 @@ def content_problems(
             if rendered.subject is not None
             else rendered.body
         )
-        found = scan(channel, text, language, extra)
+        found = message_problems(channel, text, language, ANY_STATE, extra)
         if found:
             return [f"rendered with sensitive sample data, {p}" for p in found]
     return []

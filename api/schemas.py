@@ -13,6 +13,7 @@ from models.actions import AdjustmentKind, HoldReason
 from models.common import REFERENCE_FIELD
 from models.payloads import CallResult
 from models.phones import to_e164
+from models.protections import PhoneKind
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -51,6 +52,10 @@ class GuarantorIn(Strict):
     email: Text | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: Annotated[Text | None, AfterValidator(to_e164)] = Field(
         default=None, pattern=r"^\+?[0-9 ().-]{7,20}$", description="normalised to E.164"
+    )
+    phone_kind: PhoneKind = Field(
+        default=PhoneKind.UNKNOWN,
+        description='mobile, home or work; "" when unknown (read as work under "no calls at work")',
     )
     sms_consent: bool = Field(default=False, strict=True)
     address_line1: Text | None = Field(default=None, max_length=200)
@@ -182,6 +187,14 @@ class InstallmentIn(Strict):
 
 class PlanIn(Strict):
     installments: list[InstallmentIn] = Field(min_length=1, max_length=120)
+    monthly_income_cents: int | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=MAX_CENTS,
+        description="the household's monthly income; needed where a state caps plans at a share"
+        " of it (Colorado, Maryland)",
+    )
 
 
 class SettlementIn(Strict):

@@ -32,7 +32,13 @@ from models.payloads import (
 from models.policy import Channel, Policy
 from services import policy as policy_ops
 from services.context import Services
-from services.policy import MigrationOutcome, MigrationPlan, PreviewOptions, preview_entries
+from services.policy import (
+    MigrationOutcome,
+    MigrationPlan,
+    PreviewOptions,
+    preview_entries,
+    preview_state_rules,
+)
 from services.policy import diff as policy_diff
 from workflows.decisions import window_note, zone
 
@@ -166,6 +172,14 @@ def preview(
     ] = False,
     plan_active: Annotated[bool, typer.Option("--plan-active", help="on a payment plan")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            help="the patient's state of residence (two letters): its rules apply (caps, bans,"
+            " wording, statute of limitations), the more protective of it and the policy's state",
+        ),
+    ] = None,
     also_tz: Annotated[
         list[str] | None,
         typer.Option(
@@ -188,6 +202,7 @@ def preview(
         no_sms_consent,
         plan_active,
         also_tz or [],
+        state,
     )
     try:
         objects = preview_entries(bundle, options)
@@ -205,6 +220,8 @@ def preview(
         f" ({options.profile.time_zone})",
     )
     _out(window_note(policy, options.profile, options.first_statement))
+    for line in preview_state_rules(policy, options.profile):
+        _out(f"  {line}")
     for obj in objects:
         head = (
             f"day {obj.day:>4}  {obj.local_time}  {obj.step or 'write-off':<22}"
@@ -231,6 +248,7 @@ def _options(
     no_sms_consent: bool,
     plan_active: bool,
     also_tz: list[str] | None = None,
+    state: str | None = None,
 ) -> PreviewOptions:
     try:
         cents = parse_cents(balance)
@@ -241,6 +259,10 @@ def _options(
     if language not in policy.languages:
         fail(f"--language: policy {policy.name} has {', '.join(policy.languages)}, not {language}")
     profile = _profile(policy, tz, language, unreachable, not no_sms_consent)
+    if state is not None:
+        if len(state) != 2 or not state.isalpha():
+            fail(f"--state: two letters such as MN, got {state!r}")
+        profile.state = state.upper()
     for name in also_tz or []:
         try:
             zone(name)

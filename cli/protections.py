@@ -18,6 +18,7 @@ from models.money import format_cents
 from models.orm import repositories as repo
 from models.orm.protections import ConsentPurpose, RestrictionKind
 from models.policy import Channel
+from models.protections import parse_phone_kind
 from services import protections
 from services.protections import AddressIn, PrivacyChange
 from starter import ActionRejected, NotRunning, connect
@@ -171,10 +172,29 @@ def lift(
     account: AccountArg,
     kind: Annotated[RestrictionKind, typer.Option(help="the restriction to lift")],
 ) -> None:
-    """Lift a channel restriction (texts and emails then need fresh consent)."""
+    """Lift a channel restriction; a channel the patient opted out of, or never consented to,
+    stays closed."""
     actor = current_actor(Permission.ACT)
     _privacy(lambda s: protections.lift_restriction(s, actor, account, kind))
     console.print(f"{kind.value} lifted")
+
+
+@app.command("phone-kind")
+def phone_kind_command(
+    account: AccountArg,
+    kind: Annotated[str, typer.Option(help="mobile, home or work (unknown: read as work)")],
+) -> None:
+    """Record what kind of line the guarantor's number is: under "no calls at work" a work
+    number (or one of unknown kind) gets no calls or texts."""
+    try:
+        parsed = parse_phone_kind(kind)
+    except ValueError as exc:
+        fail(f"kind: {exc}")
+    actor = current_actor(Permission.ACT)
+    change = _privacy(lambda s: protections.set_phone_kind(s, actor, account, parsed))
+    console.print(
+        f"phone kind {parsed.value or 'unknown'} recorded; {len(change.events)} channel(s) changed"
+    )
 
 
 @app.command("confidential-address")

@@ -233,6 +233,13 @@ def hardship(
 def plan(
     account: AccountArg,
     installment: Annotated[list[str], typer.Option(help="YYYY-MM-DD=AMOUNT, repeatable")],
+    monthly_income: Annotated[
+        str | None,
+        typer.Option(
+            help="the household's monthly income, dollars (needed where a state caps plans at a"
+            " share of income: Colorado, Maryland)"
+        ),
+    ] = None,
 ) -> None:
     """Agree a payment plan; the installments must add up to the balance."""
     actor = current_actor(Permission.ACT)
@@ -244,7 +251,10 @@ def plan(
         except ValueError:
             fail(f"installment: {text!r}: expected YYYY-MM-DD=AMOUNT", 2)
         items.append(Installment(due_on=due, amount_cents=_cents("installment", amount)))
-    result = with_services(lambda svc: staff.plan(svc, actor, account, items))
+    income = None if monthly_income is None else _cents("monthly-income", monthly_income)
+    result = with_services(
+        lambda svc: staff.plan(svc, actor, account, items, monthly_income_cents=income)
+    )
     console.print(f"{account}: payment plan of {result.installments} installments agreed")
 
 

@@ -81,6 +81,8 @@ def content_hash(policy: Policy, templates: dict[str, str]) -> str:
     dumped = policy.model_dump(mode="json")
     if policy.statements == Statements():
         del dumped["statements"]  # added later: the policies written before keep their hash
+    if policy.thresholds.missed_appointment_fee_cap is None:
+        del dumped["thresholds"]["missed_appointment_fee_cap"]  # the same: added later
     canonical = json.dumps(
         {"policy": dumped, "templates": templates},
         sort_keys=True,

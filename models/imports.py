@@ -16,6 +16,7 @@ guarantor_id                  Guarantor, Guarantor ID, Guar ID, Guarantor #, Res
 first_name / last_name        Guarantor First Name / Guarantor Last Name, First / Last
 email                         E-mail, Email Address, Guarantor Email
 phone                         Phone Number, Mobile, Cell, Cell Phone, Mobile Phone
+phone_kind                    Phone Type, Phone Kind (mobile, home, work; blank: unknown)
 sms_consent                   Text Consent, SMS Opt In, OK to Text
 address_line1 / 2             Address, Address 1, Street / Address 2
 state / postal_code           ST / Zip, Zip Code, Postal
@@ -65,7 +66,7 @@ from models.common import REFERENCE_FIELD
 from models.import_files import read_table
 from models.money import DollarsAsCents, format_cents
 from models.phones import to_e164
-from models.protections import AGE_OF_MAJORITY, age_on
+from models.protections import AGE_OF_MAJORITY, PhoneKind, age_on, parse_phone_kind
 
 
 def _blank_to_none(value: object) -> object:
@@ -176,6 +177,7 @@ class BalanceRow(BaseModel):
     phone: Annotated[Optional, AfterValidator(to_e164)] = Field(
         default=None, pattern=r"^\+?[0-9 ().-]{7,20}$"
     )
+    phone_kind: Annotated[PhoneKind, BeforeValidator(parse_phone_kind)] = PhoneKind.UNKNOWN
     sms_consent: Annotated[bool, BeforeValidator(_yes_no)] = False
     address_line1: Optional = None
     address_line2: Optional = None
@@ -288,6 +290,7 @@ BALANCE_ALIASES: dict[str, tuple[str, ...]] = {
     "last_name": ("guarantor_last_name", "guar_last_name", "last", "lname"),
     "email": ("e_mail", "email_address", "guarantor_email"),
     "phone": ("phone_number", "mobile", "cell", "cell_phone", "mobile_phone", "guarantor_phone"),
+    "phone_kind": ("phone_type", "guarantor_phone_type", "phone_kind"),
     "sms_consent": ("text_consent", "sms_opt_in", "ok_to_text"),
     "address_line1": ("address", "address_1", "address1", "street", "addr1"),
     "address_line2": ("address_2", "address2", "addr2"),

@@ -27,6 +27,12 @@ class ChannelStatus(BaseModel):
     reachable: bool = Field(default=False, description="a contact point exists and is deliverable")
     consent: bool = Field(default=True, description="consent given and not revoked")
     reason: str = Field(default="", description="why not reachable or no consent")
+    restricted: bool = Field(
+        default=False,
+        description="ruled out by a standing request of the patient (mail only, no calls at"
+        " work, ...), kept apart from reachability and consent so that lifting it restores only"
+        " what it alone closed",
+    )
 
 
 class PatientLocation(BaseModel):

@@ -353,11 +353,18 @@ class SmallBalanceWriteOff(_Frozen):
 class Thresholds(_Frozen):
     minimum_balance: DollarsAsCents = Field(default=500, description="dollars; nothing sent below")
     small_balance_write_off: SmallBalanceWriteOff | None = None
+    missed_appointment_fee_cap: DollarsAsCents | None = Field(
+        default=None,
+        description="dollars; a policy that follows missed-appointment fees: a charge line above"
+        " this is refused at intake, naming the row",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.minimum_balance < 0:
             raise ValueError("minimum_balance: must not be negative")
+        if self.missed_appointment_fee_cap is not None and self.missed_appointment_fee_cap <= 0:
+            raise ValueError("missed_appointment_fee_cap: must be more than zero")
         return self
 
 

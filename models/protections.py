@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 NSA_DISPUTE_THRESHOLD_CENTS = 40_000
 """No Surprises Act patient-provider dispute resolution (45 CFR 149.620(b)): an uninsured or
 self-pay patient may dispute a bill that exceeds the good-faith estimate by $400 or more."""
 
 AGE_OF_MAJORITY = 18
+
+RESTRICTED_REASON = "restricted at the patient's request"
+
+
+class RestrictionKind(StrEnum):
+    """A patient's request about how to be contacted (HIPAA 45 CFR 164.522; Reg F 1006.6(b)(3))."""
+
+    MAIL_ONLY = "mail_only"
+    EMAIL_ONLY = "email_only"
+    NO_CALLS = "no_calls"
+    NO_CALLS_AT_WORK = "no_calls_at_work"
+    NO_TEXTS = "no_texts"
+    NO_EMAIL = "no_email"
+
 
 NSA_DISPUTE_NOTICE = (
     "No Surprises Act: the charges for {visits} are $400 or more above the good-faith estimate you"
@@ -45,3 +60,41 @@ def majority_date(birth: dt.date) -> dt.date:
         return birth.replace(year=birth.year + AGE_OF_MAJORITY)
     except ValueError:
         return dt.date(birth.year + AGE_OF_MAJORITY, 3, 1)
+
+
+class PhoneKind(StrEnum):
+    """What kind of line the guarantor's number is, as intake or staff recorded it.
+
+    Empty (unknown) unless a practice-management export or a person said so: decisions that need
+    it read unknown conservatively (``workflows.protections.restriction_blocks``).
+    """
+
+    UNKNOWN = ""
+    MOBILE = "mobile"
+    HOME = "home"
+    WORK = "work"
+
+
+PHONE_KIND_WORDS: dict[str, PhoneKind] = {
+    "": PhoneKind.UNKNOWN,
+    "unknown": PhoneKind.UNKNOWN,
+    "mobile": PhoneKind.MOBILE,
+    "cell": PhoneKind.MOBILE,
+    "cellular": PhoneKind.MOBILE,
+    "home": PhoneKind.HOME,
+    "landline": PhoneKind.HOME,
+    "work": PhoneKind.WORK,
+    "office": PhoneKind.WORK,
+    "business": PhoneKind.WORK,
+    "employer": PhoneKind.WORK,
+}
+
+
+def parse_phone_kind(raw: object) -> PhoneKind:
+    """A phone-type cell of an export ("Cell", "Work", "Home", blank) as a :class:`PhoneKind`."""
+    if isinstance(raw, PhoneKind):
+        return raw
+    word = str(raw or "").strip().lower()
+    if word not in PHONE_KIND_WORDS:
+        raise ValueError("expected one of mobile, home or work (or blank when unknown)")
+    return PHONE_KIND_WORDS[word]

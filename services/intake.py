@@ -23,10 +23,15 @@ from models.orm import Account, AccountStatus, AuditEvent, Guarantor
 from models.orm import repositories as repo
 from models.payloads import ChargeSignal, EscalationInput
 from starter import Intake, record_channel_event
+from workflows.protections import fee_cap_problem
 
 
 class PolicyUnusable(ValueError):
     """The named policy cannot be loaded."""
+
+
+class ChargeRefused(ValueError):
+    """A charge line the policy does not allow (a missed-appointment fee above its cap)."""
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,18 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
 
     Raises:
         PolicyUnusable: the policy the rows name cannot be loaded.
+        ChargeRefused: a charge line above the policy's missed-appointment fee cap.
     """
     name = rows[0].policy or intake.settings.practice.default_policy
     try:
-        intake.policy_for(rows[0].policy)
+        bundle = intake.policy_for(rows[0].policy)
     except LookupError as exc:
         raise PolicyUnusable(f"policy: {exc}") from exc
     except PolicyFileError as exc:
         raise PolicyUnusable(f"policy: {name!r} is not usable") from exc
+    for index, row in enumerate(rows):
+        if problem := fee_cap_problem(bundle.policy, row.charges):
+            raise ChargeRefused(f"charges[{index}].{problem}")
     number = rows[0].account_number
 
     def post() -> tuple[EscalationInput, list[ChargeSignal], int]:

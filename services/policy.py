@@ -38,7 +38,7 @@ from models.payloads import (
     StatusView,
     StepOutcome,
 )
-from models.policy import PolicyRef, Step
+from models.policy import Policy, PolicyRef, Step
 from services import audit
 from services.audit import Outcome
 from services.context import Services
@@ -53,6 +53,8 @@ from workflows.decisions import (
     window_note,
     zone,
 )
+from workflows.protections import residence_rule, send_time_content_problems
+from workflows.state_rules import STATE_RULES, describe
 
 # -- preview ---------------------------------------------------------------------------------
 
@@ -159,6 +161,14 @@ def _entry_object(
         )
         rendered = render(bundle, step.template, options.profile.language, entry.channel, variables)
         subject, message = rendered.subject, rendered.body
+        # The send-time content check, for the previewed patient's states.
+        services = tuple(line.description for line in recipient.lines)
+        problems = send_time_content_problems(
+            bundle.policy, options.profile, entry.channel, subject, message, services
+        )
+        if problems:
+            outcome = StepOutcome.SUPPRESSED.value
+            reasons += [f"{entry.channel.value}: not sent, {p}" for p in problems]
     return PreviewEntry(
         step=None if entry.written_off else step.id,
         index=entry.index,
@@ -176,6 +186,21 @@ def _entry_object(
         reasons=reasons,
         window=window_note(bundle.policy, options.profile, entry.at),
     )
+
+
+def preview_state_rules(policy: Policy, profile: ContactProfile) -> list[str]:
+    """Which state rules a preview applied: the patient's state of residence and the policy's
+    (service) state, the more protective of both (``workflows.state_rules``)."""
+    states = [s for s in (profile.state, policy.state) if s is not None]
+    if not states:
+        return ["no state named: federal rules only"]
+    named = ", ".join(
+        f"{s} ({'residence' if s == profile.state else 'service state'})"
+        + ("" if s in STATE_RULES else ": none in the table")
+        for s in dict.fromkeys(states)
+    )
+    lines = describe(residence_rule(policy, profile))
+    return [f"state rules of {named}"] + (lines or ["nothing beyond the federal rules"])
 
 
 # -- diff ------------------------------------------------------------------------------------

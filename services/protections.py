@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session, object_session, selectinload, sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -27,6 +27,7 @@ from models.actions import (
     HardshipRequest,
     HoldReason,
     HoldRequest,
+    Installment,
 )
 from models.imports import BalanceRow
 from models.orm import (
@@ -45,12 +46,13 @@ from models.orm import (
     ProtectionFlag,
 )
 from models.orm.protections import ConsentPurpose, FlagKind, FlagStatus, RestrictionKind
-from models.payloads import ChannelStatus, ContactProfile
+from models.payloads import ContactProfile
 from models.policy import Channel
-from models.protections import majority_date
+from models.protections import PhoneKind, majority_date
 from services import audit as audit_trail
 from services.audit import Outcome
 from services.identity import SYSTEM, Actor
+from workflows.protections import plan_affordability_problem, restriction_blocks
 from workflows.state_rules import STATE_RULES
 
 
@@ -124,6 +126,23 @@ def policy_of(session: Session, account: Account) -> PolicyBundle:
         return load_policy(account.policy_name)
     except PolicyFileError as exc:
         raise LookupError(f"policy: {account.policy_name!r} is not stored") from exc
+
+
+def plan_affordability(
+    session: Session,
+    account_id: uuid.UUID,
+    installments: Sequence[Installment],
+    monthly_income_cents: int | None,
+) -> str:
+    """The decision core's verdict on a payment plan for this account's states (the guarantor's
+    residence and the policy's state): why it asks too much, or an empty string."""
+    account = session.get(Account, account_id)
+    if account is None:
+        raise LookupError("account: not in the ledger")
+    guarantor = session.get(Guarantor, account.guarantor_id)
+    residence = guarantor.region if guarantor is not None else None
+    policy = policy_of(session, account).policy
+    return plan_affordability_problem(policy, residence, installments, monthly_income_cents)
 
 
 # -- intake: a balance row's protections ---------------------------------------------------------
@@ -424,15 +443,6 @@ def missing_information_notice(
 
 # -- privacy requests (HIPAA 45 CFR 164.522; TCPA consent by purpose) ---------------------------
 
-RESTRICTED_CHANNELS: dict[RestrictionKind, frozenset[Channel]] = {
-    RestrictionKind.MAIL_ONLY: frozenset({Channel.EMAIL, Channel.SMS, Channel.CALL}),
-    RestrictionKind.EMAIL_ONLY: frozenset({Channel.LETTER, Channel.SMS, Channel.CALL}),
-    RestrictionKind.NO_CALLS: frozenset({Channel.CALL}),
-    RestrictionKind.NO_TEXTS: frozenset({Channel.SMS}),
-    RestrictionKind.NO_EMAIL: frozenset({Channel.EMAIL}),
-    # One phone number is known: "not at work" is shown on call tasks; calls are not blocked.
-    RestrictionKind.NO_CALLS_AT_WORK: frozenset(),
-}
 CONFIDENTIAL_BLOCKS = frozenset({Channel.EMAIL, Channel.SMS, Channel.CALL})
 """Confidential communications: letters to the alternate address only, no fallback."""
 
@@ -459,7 +469,9 @@ def blocked_channels(
     blocked: set[Channel] = set()
     for row in rows:
         if row.account_id is None or (account is not None and row.account_id == account.id):
-            blocked |= RESTRICTED_CHANNELS[RestrictionKind(row.kind)]
+            blocked |= restriction_blocks(
+                RestrictionKind(row.kind), PhoneKind(guarantor.phone_kind or "")
+            )
     if session.get(ConfidentialAddress, guarantor.id) is not None:
         blocked |= CONFIDENTIAL_BLOCKS
     return blocked
@@ -491,10 +503,7 @@ def apply_requests_to_profile(
 ) -> ContactProfile:
     """A new workflow starts with the standing requests already applied."""
     for channel in blocked_channels(session, guarantor, account):
-        current = profile.status(channel)
-        profile.channels[channel] = ChannelStatus(
-            reachable=False, consent=current.consent, reason="restricted at the patient's request"
-        )
+        profile.channels[channel] = profile.status(channel).model_copy(update={"restricted": True})
     return profile
 
 
@@ -619,6 +628,38 @@ def lift_restriction(
     )
     _record_events(session, guarantor, events)
     audit(session, actor, "channel_restriction_lifted", account, kind=kind.value)
+    return PrivacyChange(str(account.id), account.status is AccountStatus.OPEN, events)
+
+
+def note_phone_kind(guarantor: Guarantor, kind: PhoneKind) -> None:
+    """Intake: the kind of the number when the export says it; a new number of unknown kind
+    forgets the old number's kind (read conservatively under "no calls at work")."""
+    if kind is not PhoneKind.UNKNOWN:
+        guarantor.phone_kind = kind.value
+        return
+    state = inspect(guarantor)
+    if state.persistent and state.attrs.phone.history.has_changes():
+        guarantor.phone_kind = PhoneKind.UNKNOWN.value
+
+
+def set_phone_kind(
+    session: Session, actor: Actor, account_number: str, kind: PhoneKind
+) -> PrivacyChange:
+    """Record what kind of line the guarantor's number is (mobile, home, work). Under "no calls
+    at work" a work number (or one of unknown kind) gets no calls or texts; the workflow and the
+    send-time check are told which channels that opens or closes."""
+    account = _account(session, account_number)
+    guarantor = _guarantor_of(session, account)
+    if not guarantor.phone:
+        raise ValueError("phone_kind: the guarantor has no phone number on file")
+    before = blocked_channels(session, guarantor, account)
+    guarantor.phone_kind = kind.value
+    session.flush()
+    events = channel_events_for(
+        before, blocked_channels(session, guarantor, account), f"phone-{uuid.uuid4().hex[:12]}"
+    )
+    _record_events(session, guarantor, events)
+    audit(session, actor, "phone_kind_recorded", account, kind=kind.value or "unknown")
     return PrivacyChange(str(account.id), account.status is AccountStatus.OPEN, events)
 
 

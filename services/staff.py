@@ -32,7 +32,7 @@ from models.actions import (
 )
 from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
 from models.payloads import Decision, StepDecision
-from services import audit, notes
+from services import audit, notes, protections
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -203,9 +203,19 @@ async def hardship(
 
 
 async def plan(
-    svc: Services, actor: Actor, account_number: str, installments: list[Installment]
+    svc: Services,
+    actor: Actor,
+    account_number: str,
+    installments: list[Installment],
+    *,
+    monthly_income_cents: int | None = None,
 ) -> PlanResult:
-    """Agree a payment plan; the installments must add up to the balance."""
+    """Agree a payment plan; the installments must add up to the balance.
+
+    Where the patient's state or the service state caps a plan at a share of monthly income
+    (Colorado, Maryland: ``workflows.state_rules``), no month may ask more, and the household's
+    monthly income must be given.
+    """
     account = await _account(svc, actor, "plan", account_number)
     try:
         request = PlanRequest(installments=installments, agreed_by=actor.id)
@@ -218,6 +228,13 @@ async def plan(
             Refused(
                 Rejection.INVALID_REQUEST, "installments: due dates must be distinct and in order"
             ),
+        ) from None
+    problem = await svc.db(
+        lambda s: protections.plan_affordability(s, account.id, installments, monthly_income_cents)
+    )
+    if problem:
+        raise await refuse(
+            svc, actor, "plan", account.id, Refused(Rejection.INVALID_REQUEST, problem)
         ) from None
     return await call_workflow(
         svc,

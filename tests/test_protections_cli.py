@@ -84,3 +84,44 @@ async def test_restrict_consent_and_flags_from_the_command_line(
     assert restrictions == ["mail_only"]
     assert sorted(purposes) == ["appointment_reminders", "billing"]  # billing: the import's
     assert audit == [clerk]
+
+
+async def test_no_calls_at_work_and_the_phone_kind_from_the_command_line(
+    settings: Settings, session_factory: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    """Before: "no calls at work" changed no channel; there was no way to say a number is a work
+    number. Now an unknown number is read as work (calls and texts stop) until staff say it is
+    the patient's mobile."""
+    row = BalanceRow.model_validate(balance_row())
+    with session_factory.begin() as session:
+        Intake(session_factory, None, settings).post_account(session, row.account_number, [row])
+    token, clerk = signed_in(session_factory, "staff")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DUNNING_TEMPORAL", "DUNNING_TOKEN", "DUNNING_LOGIN"))
+    } | {
+        "DUNNING_DATABASE__URL": database_url,
+        "DUNNING_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "200",
+        "DUNNING_TOKEN": token,
+    }
+    number = row.account_number
+    code, out = await run_dunning(
+        env, "protections", "restrict", number, "--kind", "no_calls_at_work"
+    )
+    assert code == 0 and "no_calls_at_work recorded; 2 channel(s) changed" in out, out
+    code, out = await run_dunning(env, "protections", "phone-kind", number, "--kind", "pager")
+    assert code == 1 and "kind: expected one of mobile, home or work" in out
+    assert "Traceback" not in out
+    code, out = await run_dunning(env, "protections", "phone-kind", number, "--kind", "Cell")
+    assert code == 0 and "phone kind mobile recorded; 2 channel(s) changed" in out, out
+    with session_factory() as session:
+        account = repo.account_by_number(session, number)
+        assert account is not None
+        actions = session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.account_id == account.id, AuditEvent.actor == clerk
+            )
+        ).all()
+    assert {"channel_restricted", "phone_kind_recorded"} <= set(actions)

@@ -32,6 +32,7 @@ from services import protections
 from services.identity import Actor
 from starter import Intake
 from tests.factories import balance_row
+from workflows.decisions import channel_block
 
 CLERK = Actor(id="clerk-1", name="Clerk One", roles=frozenset({"staff"}))
 
@@ -211,12 +212,15 @@ def test_mail_only_blocks_email_text_and_calls_and_new_workflows_start_with_it(
         (ChannelEventKind.RESTRICTED, Channel.CALL),
     }
     email = _pref(db_session, guarantor, Channel.EMAIL)
-    assert email is not None and email.opted_out_at is not None  # refused at send time too
+    assert email is not None and email.restricted_at is not None  # refused at send time too
     profile = protections.apply_requests_to_profile(
         db_session, guarantor, account, repo.contact_profile(guarantor)
     )
-    assert profile.status(Channel.LETTER).reachable
-    assert not any(profile.status(c).reachable for c in (Channel.EMAIL, Channel.SMS, Channel.CALL))
+    policy = protections.policy_of(db_session, account).policy
+    assert channel_block(policy, Channel.LETTER, profile) == ""
+    assert all(
+        channel_block(policy, c, profile) for c in (Channel.EMAIL, Channel.SMS, Channel.CALL)
+    )
     lifted = protections.lift_restriction(
         db_session, CLERK, account.account_number, RestrictionKind.MAIL_ONLY
     )

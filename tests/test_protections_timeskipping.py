@@ -26,7 +26,7 @@ from models.actions import (
 )
 from models.orm import Communication, ProtectionFlag
 from models.orm import repositories as repo
-from models.orm.protections import FlagKind, RestrictionKind
+from models.orm.protections import ConsentPurpose, FlagKind, RestrictionKind
 from models.payloads import BalanceState, Decision
 from models.policy import Channel
 from services import protections
@@ -177,6 +177,50 @@ async def test_mail_only_reroutes_the_next_text_to_a_letter(
         await c.at_day(6)
         sent = await c.sent()
         assert sent["notice-1"][1] is Channel.LETTER  # sms first in its chain, now restricted
+
+
+async def _restrict_then_lift(
+    client: Client, session_factory: sessionmaker[Session], number: str
+) -> None:
+    for change_of in (protections.restrict_channels, protections.lift_restriction):
+        with session_factory.begin() as session:
+            change = change_of(session, CLERK, number, RestrictionKind.MAIL_ONLY)
+        await protections.notify_privacy_change(client, change)
+
+
+async def test_lifting_mail_only_lets_the_next_text_go(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    """Before: lifting "mail only" left the opt-out it had written on texts, so notice-1 went by
+    letter although the patient had consented to texts and withdrawn the restriction."""
+    async with case(ts_env, settings, session_factory, tmp_path, no_history) as c:
+        await c.at_day(2)
+        await _restrict_then_lift(c.client, session_factory, c.number)
+        await c.at_day(6)
+        assert (await c.sent())["notice-1"][1] is Channel.SMS
+
+
+async def test_lifting_mail_only_never_restores_texts_after_a_revocation(
+    ts_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    """A revocation given before the restriction survives its lifting: no text, a letter."""
+    async with case(ts_env, settings, session_factory, tmp_path, no_history) as c:
+        await c.at_day(1)
+        with session_factory.begin() as session:
+            stop = protections.revoke_consent(
+                session, CLERK, c.number, Channel.SMS, ConsentPurpose.BILLING
+            )
+        await protections.notify_privacy_change(c.client, stop)
+        await c.at_day(2)
+        await _restrict_then_lift(c.client, session_factory, c.number)
+        await c.at_day(6)
+        assert (await c.sent())["notice-1"][1] is Channel.LETTER
 
 
 async def test_full_assistance_after_a_payment_writes_off_and_refunds(

@@ -19,6 +19,7 @@ from models.actions import (
 )
 from models.payloads import ChannelStatus, ContactProfile, LadderState
 from models.policy import Channel, Policy, ReentryMode, StepKind
+from models.protections import RESTRICTED_REASON
 from workflows.decisions import (
     UNREACHABLE,
     Skip,
@@ -54,8 +55,18 @@ def mark_unreachable(profile: ContactProfile, channel: Channel, reason: str) -> 
     )
 
 
-def apply_channel_event(profile: ContactProfile, event: ChannelEventSignal) -> None:
-    """Reflect a deliverability or consent change in the flags the decision core routes by."""
+RESTRICTION_EVENTS = frozenset({ChannelEventKind.RESTRICTED, ChannelEventKind.RESTRICTION_LIFTED})
+
+
+def apply_channel_event(
+    profile: ContactProfile, event: ChannelEventSignal, *, keep_opt_out: bool = True
+) -> None:
+    """Reflect a deliverability or consent change in the flags the decision core routes by.
+
+    A restriction and its lifting leave an opt-out as it was (the patient's own STOP, unsubscribe
+    or "stop calling me"), so lifting restores only what the restriction alone closed.
+    ``keep_opt_out`` False is the behaviour of workflows started before that rule (replay).
+    """
     assert event.channel is not None
     current = profile.status(event.channel)
     match event.kind:
@@ -85,11 +96,17 @@ def apply_channel_event(profile: ContactProfile, event: ChannelEventSignal) -> N
                 consent=True,
                 reason="" if current.reachable else current.reason,
             )
+        case ChannelEventKind.RESTRICTED if keep_opt_out:
+            updated = current.model_copy(update={"restricted": True})
+        case ChannelEventKind.RESTRICTION_LIFTED if keep_opt_out and (
+            current.reason != RESTRICTED_REASON  # else restricted the old way: lifted below
+        ):
+            updated = current.model_copy(update={"restricted": False})
         case ChannelEventKind.RESTRICTED:
             updated = ChannelStatus(
                 reachable=False,
                 consent=current.consent,
-                reason="restricted at the patient's request",
+                reason=RESTRICTED_REASON,
             )
         case ChannelEventKind.RESTRICTION_LIFTED:
             updated = ChannelStatus(

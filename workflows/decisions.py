@@ -34,6 +34,7 @@ from models.payloads import (
     StepRecord,
 )
 from models.policy import Anchor, Channel, ContactRules, NoChannelAction, Policy, Step, StepKind
+from models.protections import RESTRICTED_REASON
 from workflows import protections
 
 UTC = dt.UTC
@@ -255,6 +256,8 @@ def channel_block(policy: Policy, channel: Channel, profile: ContactProfile) -> 
     consent the policy requires (TCPA, 47 U.S.C. 227). A call needs no prior consent.
     """
     status = profile.status(channel)
+    if status.restricted:
+        return f"{channel.value}: {RESTRICTED_REASON}"
     if not status.reachable:
         return f"{channel.value}: {status.reason or 'not reachable'}"
     if status.consent or (

@@ -102,6 +102,7 @@ PATCH_NO_CHANNEL = "edges2-no-channel"  # a step with no usable channel waits, t
 PATCH_CONTACT_TASKS = "edges2-contact-tasks"  # returned mail / unreachable open worklist tasks
 PATCH_REENTRY = "edges2-reentry-collapse"  # steps due while paused collapse into the last one
 PATCH_PERSON = "family-person-wait"  # a step the guarantor's other accounts block waits here
+PATCH_RESTRICTION_KEEPS_OPT_OUT = "protect-restriction-keeps-opt-out"  # lifting never clears it
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -219,7 +220,10 @@ class BalanceEscalationWorkflow:
     def channel_event(self, event: ChannelEventSignal) -> None:
         """A bounce, an undeliverable number, returned mail, STOP or consent: reroutes at once."""
         if self._first_time(f"chan:{event.reference}"):
-            rules.apply_channel_event(self._input.profile, event)
+            keep = event.kind in rules.RESTRICTION_EVENTS and workflow.patched(
+                PATCH_RESTRICTION_KEEPS_OPT_OUT
+            )
+            rules.apply_channel_event(self._input.profile, event, keep_opt_out=keep)
             assert event.channel is not None
             self._event(event.kind.value, event.channel.value)
 

@@ -31,6 +31,11 @@ class StateRule:
     """Statements may not say that care will be refused or delayed for an unpaid balance."""
     limitations_years: int | None = None
     """Statute of limitations for medical debt (collection suits), in years."""
+    plan_cap_bp_hospital: int | None = None
+    """A hospital's payment plan: at most this share of the household's monthly income, in basis
+    points (400 = 4%) due in any calendar month."""
+    plan_cap_bp_clinician: int | None = None
+    """The same for an individual clinician or practice."""
     sources: tuple[str, ...] = field(default=())
 
 
@@ -72,13 +77,26 @@ STATE_RULES: dict[str, StateRule] = {
             "CO",
             bans_credit_reporting=True,
             limitations_years=6,
-            sources=("DOMAIN.md; C.R.S. 5-16-103(3)(k) (HB 23-1126)", "C.R.S. 13-80-103.5"),
+            plan_cap_bp_hospital=400,
+            plan_cap_bp_clinician=200,
+            sources=(
+                "DOMAIN.md; C.R.S. 5-16-103(3)(k) (HB 23-1126)",
+                "C.R.S. 13-80-103.5",
+                "DOMAIN.md (plans capped at 4% of monthly income, 2% for individual clinicians);"
+                " C.R.S. 25.5-3-501 to -506 (HB 21-1198, hospital discounted care)",
+            ),
         ),
         StateRule(
             "MD",
             bans_credit_reporting=True,
             limitations_years=3,
-            sources=("DOMAIN.md; Md. Code, Health-Gen. 19-214.2", "Md. Cts. & Jud. Proc. 5-101"),
+            plan_cap_bp_hospital=500,
+            sources=(
+                "DOMAIN.md; Md. Code, Health-Gen. 19-214.2",
+                "Md. Cts. & Jud. Proc. 5-101",
+                "DOMAIN.md (hospital plans capped at 5% of income); Md. Code, Health-Gen."
+                " 19-214.2 (hospital payment plans)",
+            ),
         ),
     )
 }
@@ -90,6 +108,8 @@ def effective_rule(*states: str | None) -> StateRule:
     rules = [STATE_RULES[s] for s in states if s is not None and s in STATE_RULES]
     caps = [r.contacts_per_7_days for r in rules if r.contacts_per_7_days is not None]
     years = [r.limitations_years for r in rules if r.limitations_years is not None]
+    hospital = [r.plan_cap_bp_hospital for r in rules if r.plan_cap_bp_hospital is not None]
+    clinician = [r.plan_cap_bp_clinician for r in rules if r.plan_cap_bp_clinician is not None]
     return StateRule(
         state="+".join(r.state for r in rules),
         contacts_per_7_days=min(caps) if caps else None,
@@ -97,8 +117,40 @@ def effective_rule(*states: str | None) -> StateRule:
         bans_credit_reporting=any(r.bans_credit_reporting for r in rules),
         bans_refusal_of_care_wording=any(r.bans_refusal_of_care_wording for r in rules),
         limitations_years=min(years) if years else None,
+        plan_cap_bp_hospital=min(hospital) if hospital else None,
+        plan_cap_bp_clinician=min(clinician) if clinician else None,
         sources=tuple(s for r in rules for s in r.sources),
     )
+
+
+def describe(rule: StateRule) -> list[str]:
+    """What ``rule`` adds to the federal rules, one line each, with its sources last."""
+    lines = []
+    if rule.contacts_per_7_days is not None:
+        lines.append(f"at most {rule.contacts_per_7_days} calls, texts or voicemails in 7 days")
+    if rule.no_robocalls:
+        lines.append("no automated calls for medical debt")
+    if rule.bans_credit_reporting:
+        lines.append("no credit reporting of medical debt")
+    if rule.bans_refusal_of_care_wording:
+        lines.append("no wording that care will be refused or delayed for an unpaid balance")
+    if rule.limitations_years is not None:
+        lines.append(
+            f"statute of limitations {rule.limitations_years} years from the first date of"
+            " service: no referral, final notice or other legal wording after it"
+        )
+    if rule.plan_cap_bp_hospital is not None:
+        lines.append(
+            f"hospital payment plans at most {rule.plan_cap_bp_hospital / 100:g}% of monthly income"
+        )
+    if rule.plan_cap_bp_clinician is not None:
+        lines.append(
+            f"clinicians' payment plans at most {rule.plan_cap_bp_clinician / 100:g}% of monthly"
+            " income"
+        )
+    if rule.sources:
+        lines.append("sources: " + "; ".join(rule.sources))
+    return lines
 
 
 REFUSAL_OF_CARE_PHRASES = (

@@ -19,6 +19,7 @@ from activities.rendering import (
     render,
 )
 from config.loader import PolicyBundle
+from models.content_rules import ContentProblem
 from models.orm import Account, ChargeLine, StaffTask, TaskKind
 from models.orm.repositories import AGING_BUCKETS
 from models.payloads import ContactProfile, SendStepInput
@@ -129,6 +130,36 @@ def call_task(
             "communication_id": str(communication_id),
             "summary": summary,
             "outcomes": list(CALL_OUTCOMES),
+        },
+    )
+
+
+def account_services(account: Account) -> tuple[str, ...]:
+    """The account's own service descriptions and dates of service: what an SMS, an email
+    subject or a voicemail may never show (HIPAA 45 CFR 164.502(b))."""
+    found: list[str] = []
+    for charge in account.charges:
+        found.append(charge.description)
+        found += [charge.service_date.strftime(fmt) for fmt in ("%m/%d/%Y", "%m/%d")]
+    return tuple(dict.fromkeys(f for f in found if f.strip()))
+
+
+def content_task(
+    step: SendStepInput, account: Account, channel: Channel, problems: Sequence[ContentProblem]
+) -> StaffTask:
+    """A worklist entry for a message refused at the moment of sending for its wording: which
+    template, which channel, and the rule each word breaks (the policy needs fixing)."""
+    return StaffTask(
+        account_id=account.id,
+        kind=TaskKind.CONTENT,
+        step_id=step.step_id,
+        title=f"Message of step {step.step_id} for account {account.account_number} not sent:"
+        f" its {channel.value} wording breaks a content rule",
+        detail={
+            "template": step.template,
+            "channel": channel.value,
+            "policy_hash": step.policy_hash,
+            "problems": [str(p) for p in problems],
         },
     )
 

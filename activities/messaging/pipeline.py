@@ -60,7 +60,14 @@ from activities.channels import (
 )
 from activities.letters import PRINT_QUEUE, letter_json
 from activities.messaging import claims
-from activities.messaging.composition import call_task, letter_of, local_today, render_step
+from activities.messaging.composition import (
+    account_services,
+    call_task,
+    content_task,
+    letter_of,
+    local_today,
+    render_step,
+)
 from activities.messaging.eligibility import (
     check_quiet_hours,
     contact_point,
@@ -83,11 +90,12 @@ from models.orm import (
     StaffTask,
     TaskKind,
 )
-from models.payloads import SendStepInput, SendStepResult, StepOutcome
+from models.payloads import ContactProfile, SendStepInput, SendStepResult, StepOutcome
 from models.policy import Channel
 from services.protections import remember_confidential
 from workflows.decisions import channel_block
 from workflows.person import MERGEABLE, PersonContact, person_free_at
+from workflows.protections import send_time_content_problems
 
 Clock = Callable[[], dt.datetime]
 PersonKey = tuple[uuid.UUID, Channel, str]
@@ -404,7 +412,10 @@ class MessagingActivities:
                 work.reasons += [r for r in verdict.reasons if r not in work.reasons]
                 work.free_at = verdict.at if work.free_at is None else min(work.free_at, verdict.at)
                 continue
-            self._prepare(work, bundle, channel, local_today(policy, profile, work.now))
+            if not self._prepare(
+                work, bundle, profile, channel, local_today(policy, profile, work.now)
+            ):
+                continue  # its wording breaks a content rule: a staff task says why
             assert work.claim is not None
             person.append(PersonContact(str(account.id), channel, work.now, str(work.claim["id"])))
             chosen.setdefault(key, work)
@@ -444,6 +455,18 @@ class MessagingActivities:
         subject, body = render_merged(
             bundle, primary.step, accounts, sum(balances), channel, today, due
         )
+        if any(
+            send_time_content_problems(
+                bundle.policy, profile, channel, subject, body, account_services(a)
+            )
+            for a in accounts
+        ):
+            # The message covering them would break a content rule: the primary keeps its own
+            # (checked) message, and the others choose again next round.
+            for work in primary.covers:
+                work.merged_into = None
+            primary.covers = []
+            return
         claim.update(subject=subject, body=body)
         if channel is Channel.LETTER:
             scope = FAMILY if bundle.policy.statements.family else MERGED
@@ -451,12 +474,31 @@ class MessagingActivities:
                 merged_letter(bundle, primary.step, accounts, balances, today, due_date, scope)
             )
 
-    def _prepare(self, work: _Work, bundle: PolicyBundle, channel: Channel, today: dt.date) -> None:
-        """Render ``channel``'s message into the claim, and what commits with it."""
+    def _prepare(
+        self,
+        work: _Work,
+        bundle: PolicyBundle,
+        profile: ContactProfile,
+        channel: Channel,
+        today: dt.date,
+    ) -> bool:
+        """Render ``channel``'s message into the claim, and what commits with it.
+
+        False when the rendered message breaks a content rule of the patient's states (the
+        decision core's :func:`~workflows.protections.send_time_content_problems`): it is not
+        sent, a staff task says why, and the next channel of the chain is tried.
+        """
         account = work.account
         assert account is not None
         due = statement_due(work.last_due, today, opens_cycle=channel is Channel.LETTER)
         subject, body = render_step(bundle, work.step, account, channel, today, due)
+        problems = send_time_content_problems(
+            bundle.policy, profile, channel, subject, body, account_services(account)
+        )
+        if problems:
+            work.reasons.append(f"{channel.value}: wording breaks a content rule")
+            work.tasks.append(content_task(work.step, account, channel, problems))
+            return False
         claim = self._row(work, channel, CommunicationStatus.PENDING)
         claim.update(
             recipient=contact_point(account.guarantor, channel),
@@ -478,6 +520,7 @@ class MessagingActivities:
             self._sent_with_claim(work, claim, "staff")
             work.tasks.append(call_task(bundle, work.step, account, claim["id"], body, today))
         work.claim = claim
+        return True
 
     def _sent_with_claim(self, work: _Work, claim: dict[str, Any], provider: str) -> None:
         claim.update(

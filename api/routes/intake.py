@@ -67,6 +67,7 @@ def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
                         "last_name": g.last_name,
                         "email": g.email,
                         "phone": g.phone,
+                        "phone_kind": g.phone_kind.value,
                         "sms_consent": "yes" if g.sms_consent else "no",
                         "address_line1": g.address_line1,
                         "address_line2": g.address_line2,
@@ -131,7 +132,7 @@ async def put_account(
     rows = _rows(account_number, body)
     try:
         posted = await services.post_account(state.intake, rows, who.name)
-    except services.PolicyUnusable as exc:
+    except (services.PolicyUnusable, services.ChargeRefused) as exc:
         raise HTTPException(422, str(exc)) from None
     out = AccountOut(
         account_number=posted.account_number,

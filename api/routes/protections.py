@@ -22,6 +22,7 @@ from api.state import AppState, State
 from models.orm import repositories as repo
 from models.orm.protections import ConsentPurpose, RestrictionKind
 from models.policy import Channel
+from models.protections import PhoneKind
 from services import protections
 from services.protections import AddressIn, PrivacyChange
 
@@ -72,6 +73,10 @@ class IncompleteIn(_Strict):
 class RestrictionIn(_Strict):
     kind: RestrictionKind
     this_account_only: bool = False
+
+
+class PhoneKindIn(_Strict):
+    kind: PhoneKind = Field(description='mobile, home or work; "" when unknown (read as work)')
 
 
 class ConfidentialAddressIn(_Strict):
@@ -221,6 +226,24 @@ async def delete_restriction(
     return await _run(
         lambda: _privacy(
             state, lambda s: protections.lift_restriction(s, actor, account_number, kind)
+        )
+    )
+
+
+@router.put(
+    "/accounts/{account_number}/phone-kind",
+    response_model=DoneOut,
+    responses=ERRORS,
+    summary="The kind of the guarantor's number (a work number gets no calls or texts under \"no"
+    ' calls at work")',
+)
+async def put_phone_kind(
+    account_number: AccountNumber, body: PhoneKindIn, state: State, who: Acting
+) -> DoneOut | JSONResponse:
+    actor = who.actor()
+    return await _run(
+        lambda: _privacy(
+            state, lambda s: protections.set_phone_kind(s, actor, account_number, body.kind)
         )
     )
 

@@ -112,7 +112,13 @@ async def hardship(
 async def plan(account_number: AccountNumber, body: PlanIn, state: State, who: Actor) -> PlanResult:
     """Agree a payment plan; the installments must add up to the balance."""
     items = [Installment(due_on=i.due_on, amount_cents=i.amount_cents) for i in body.installments]
-    return await staff.plan(state.services, who.actor(), account_number, items)
+    return await staff.plan(
+        state.services,
+        who.actor(),
+        account_number,
+        items,
+        monthly_income_cents=body.monthly_income_cents,
+    )
 
 
 @router.post(

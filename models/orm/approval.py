@@ -23,6 +23,7 @@ class TaskKind(StrEnum):
     LOCATE = "locate"  # no usable channel at all: find the patient
     UNCONFIRMED = "unconfirmed"  # a send cut off mid-request: check whether it went out
     REPLY = "reply"  # a patient's text or email nobody could classify: a person reads it
+    CONTENT = "content"  # a message not sent: its wording breaks a content rule (send time)
 
 
 class TaskStatus(StrEnum):

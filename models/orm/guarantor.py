@@ -37,6 +37,8 @@ class Guarantor(Timestamped, Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="")
     language: Mapped[str] = mapped_column(String(8), default="en")
     date_of_birth: Mapped[dt.date | None] = mapped_column(default=None)
+    phone_kind: Mapped[str] = mapped_column(String(8), default="")
+    """mobile, home or work; empty when unknown (``models.protections.PhoneKind``)."""
 
     channels: Mapped[list[ChannelPreference]] = relationship(
         back_populates="guarantor", lazy="raise", cascade="all, delete-orphan"
@@ -57,6 +59,10 @@ class ChannelPreference(Base):
     )
     consent: Mapped[bool] = mapped_column(default=False)
     opted_out_at: Mapped[dt.datetime | None]
+    """The patient opted out (STOP, unsubscribe, revocation): only fresh consent restores it."""
+    restricted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    """Ruled out by a standing request of the patient (mail only, no calls at work, ...), apart
+    from any opt-out: lifting the request clears this and nothing else."""
     deliverability: Mapped[Deliverability] = mapped_column(
         Enum(Deliverability, name="deliverability", values_callable=lambda e: [m.value for m in e]),
         default=Deliverability.OK,

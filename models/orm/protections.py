@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.orm.base import Base, Timestamped, new_id
+from models.protections import RestrictionKind as RestrictionKind  # the pure rules own it
 
 
 class Patient(Timestamped, Base):
@@ -87,17 +88,6 @@ class Consent(Base):
     given_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     recorded_by: Mapped[str] = mapped_column(String(64), default="system")
-
-
-class RestrictionKind(StrEnum):
-    """A patient's request about how to be contacted (HIPAA 45 CFR 164.522)."""
-
-    MAIL_ONLY = "mail_only"
-    EMAIL_ONLY = "email_only"
-    NO_CALLS = "no_calls"
-    NO_CALLS_AT_WORK = "no_calls_at_work"
-    NO_TEXTS = "no_texts"
-    NO_EMAIL = "no_email"
 
 
 class ChannelRestriction(Base):

@@ -102,7 +102,10 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
             consent, reason = False, "opted out"
         elif channel is Channel.SMS and sms_requires_consent and not (pref and pref.consent):
             consent, reason = False, "no recorded consent (TCPA)"
-        channels[channel] = ChannelStatus(reachable=reachable, consent=consent, reason=reason)
+        restricted = pref is not None and pref.restricted_at is not None
+        channels[channel] = ChannelStatus(
+            reachable=reachable, consent=consent, reason=reason, restricted=restricted
+        )
     return ContactProfile(
         time_zone=guarantor.time_zone or "",
         language=guarantor.language,
