@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -56,6 +57,24 @@ users_cli.register(app)
 reconcile_cli.register(app)
 
 log = logging.getLogger("dunning")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"dunning {metadata.version('dunning')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """dunning: polite, lawful follow-up of unpaid patient balances."""
 
 
 def main() -> None:
