@@ -290,6 +290,14 @@ def status(
         console.print(f"waiting for: {view.waiting_for}")
     if view.contact_window:
         console.print(f"window: {view.contact_window}", markup=False)
+    notice = account_state.closing_notice
+    if notice is not None:
+        console.print(
+            f"closing notice: {notice.status.value.replace('_', ' ')}"
+            + (f" ({notice.purpose.value})" if notice.purpose else "")
+            + (f", task {notice.task_id}" if notice.task_id else ""),
+            markup=False,
+        )
     rows = [
         (
             r.at,

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from cli.common import console, current_actor, database, fail, parse_id, settings, with_services
 from config.roles import Permission
-from models.actions import HoldReason, Installment
+from models.actions import ClosingPurpose, HoldReason, Installment
 from models.money import format_cents, parse_cents
 from models.payloads import CallResult, Decision
 from services import facts, queries, staff
@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         settle,
         write_off,
         refer,
+        closing_notice,
         call_outcome,
     ):
         app.command(name=command.__name__.removesuffix("_cmd").replace("_", "-"))(command)
@@ -169,27 +170,49 @@ def worklist(
         console.print("nothing to do")
 
 
-def _decide(task: str, decision: Decision, reason: str) -> None:
+def _decide(
+    task: str, decision: Decision, reason: str, purpose: ClosingPurpose | None = None
+) -> None:
     actor = current_actor(Permission.DECIDE)
-    answer = with_services(lambda svc: staff.decide(svc, actor, task, decision, reason))
+    answer = with_services(
+        lambda svc: staff.decide(svc, actor, task, decision, reason, purpose=purpose)
+    )
     verb = "approved" if answer.decision is Decision.APPROVE else "denied"
     console.print(f"{verb} {answer.subject} (task {answer.task_id})")
 
 
 def approve(
-    task: Annotated[str, typer.Argument(help="task id")],
+    task: Annotated[str, typer.Argument(help="task id, or a unique prefix of it")],
     reason: Note = "",
+    purpose: Annotated[
+        ClosingPurpose | None,
+        typer.Option(
+            help="a closing notice only (Reg F 1006.6(c)): terminate (efforts end), "
+            "may_invoke_remedies, or intends_remedy"
+        ),
+    ] = None,
 ) -> None:
-    """Approve a task: a gated step, a write-off, a referral or a large settlement discount."""
-    _decide(task, Decision.APPROVE, reason)
+    """Approve a task: a gated step, a write-off, a referral, a large settlement discount, or
+    the closing notice after a cease-communication request (with its --purpose)."""
+    _decide(task, Decision.APPROVE, reason, purpose)
 
 
 def deny(
-    task: Annotated[str, typer.Argument(help="task id")],
+    task: Annotated[str, typer.Argument(help="task id, or a unique prefix of it")],
     reason: Annotated[str, typer.Option(help="why, for the audit trail (kept in PostgreSQL)")],
 ) -> None:
     """Deny a task, with a reason."""
     _decide(task, Decision.DENY, reason)
+
+
+def closing_notice(account: AccountArg) -> None:
+    """Open the closing-notice task of an account whose patient asked to cease communication.
+
+    A cease request recorded now opens it by itself; at most one closing notice, ever.
+    """
+    actor = current_actor(Permission.ACT)
+    opened = with_services(lambda svc: staff.request_closing_notice(svc, actor, account))
+    console.print(f"closing notice requested: task {opened.task_id}")
 
 
 def hold_cmd(

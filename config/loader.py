@@ -153,6 +153,14 @@ def _collect_templates(
     uses.append(
         (("staff", "plans", "reminder_template"), plans.reminder_template, plans.reminder_channels)
     )
+    # The one closing notice after a cease-communication request: a letter, in every language.
+    uses.append(
+        (
+            ("staff", "closing_notice", "template"),
+            policy.staff.closing_notice.template,
+            [Channel.LETTER],
+        )
+    )
     for loc, template, channels in uses:
         for channel in channels:
             for lang in policy.languages:
@@ -201,6 +209,8 @@ def _check_approvers(policy: Policy, root: yaml.Node | None, shown: str) -> list
         ("agency_referral", staff.agency_referral),
     ):
         named.append((("staff", key, "approvers"), approval.approvers))
+    if staff.closing_notice.approvers:
+        named.append((("staff", "closing_notice", "approvers"), staff.closing_notice.approvers))
     errors = []
     for loc, approvers in named:
         for j, role in enumerate(approvers):

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.actions import AccountState
+from models.actions import AccountState, ClosingPurpose
 from models.common import REFERENCE_FIELD
 from models.policy import Channel, Policy, PolicyRef, StepKind, Tone
 
@@ -110,6 +110,8 @@ class StepDecision(BaseModel):
     role: str = Field(min_length=1, max_length=32)
     reason: str = Field(default="", max_length=500)  # old histories; callers now send note_id
     note_id: str | None = Field(default=None, max_length=64)
+    purpose: ClosingPurpose | None = None
+    """A closing-notice task's approval names what the letter says (Reg F 1006.6(c))."""
 
 
 class OpenApprovalInput(BaseModel):
@@ -228,6 +230,8 @@ class SendStepInput(BaseModel):
     tone: Tone
     balance_cents: int
     due_at: dt.datetime
+    closing_purpose: ClosingPurpose | None = None
+    """Only for the closing notice after a cease-communication request."""
 
 
 class SendStepResult(BaseModel):

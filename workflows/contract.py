@@ -52,6 +52,7 @@ class Rejection(StrEnum):
     CONTACT_STOPPED = "ContactStopped"
     NO_SURPRISES_DISPUTE = "NoSurprisesDispute"
     TIME_BARRED = "TimeBarred"
+    CLOSING_NOTICE_USED = "ClosingNoticeUsed"
     # the service layer's checks
     ACCOUNT_UNKNOWN = "AccountUnknown"
     TASK_UNKNOWN = "TaskUnknown"

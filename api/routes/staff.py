@@ -151,7 +151,12 @@ async def approve(
 ) -> DecisionResult:
     """Approve a task (four eyes: never your own request; the policy names the roles)."""
     return await staff.decide(
-        state.services, who.actor(), str(task_id), Decision.APPROVE, body.reason
+        state.services,
+        who.actor(),
+        str(task_id),
+        Decision.APPROVE,
+        body.reason,
+        purpose=body.purpose,
     )
 
 
@@ -159,6 +164,14 @@ async def approve(
 async def deny(task_id: uuid.UUID, body: DenyIn, state: State, who: Decider) -> DecisionResult:
     """Deny a task, with a reason (kept in PostgreSQL, out of workflow history)."""
     return await staff.decide(state.services, who.actor(), str(task_id), Decision.DENY, body.reason)
+
+
+@router.post(
+    "/accounts/{account_number}/closing-notice", response_model=TaskOpened, responses=ERRORS
+)
+async def closing_notice(account_number: AccountNumber, state: State, who: Actor) -> TaskOpened:
+    """Open the closing-notice task after a cease-communication request (at most one, ever)."""
+    return await staff.request_closing_notice(state.services, who.actor(), account_number)
 
 
 class CallOutcomeOut(BaseModel):
