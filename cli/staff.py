@@ -14,12 +14,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import console, current_actor, database, fail, parse_id, settings, with_services
+from cli.common import console, current_actor, database, fail, settings, with_services
 from config.roles import Permission
 from models.actions import ClosingPurpose, HoldReason, Installment
 from models.money import format_cents, parse_cents
 from models.payloads import CallResult, Decision
-from services import facts, queries, staff
+from services import facts, ids, queries, staff
 from services.context import Services
 
 AccountArg = Annotated[str, typer.Argument(help="account number")]
@@ -97,7 +97,9 @@ def letters_batch(
 
 @letters_app.command("show")
 def letters_show(
-    communication: Annotated[str, typer.Argument(help="the letter's communication id")],
+    communication: Annotated[
+        str, typer.Argument(help="the letter's communication id, or a unique prefix of it")
+    ],
     out: Annotated[Path, typer.Option(help="where to write the PDF")] = Path("letter.pdf"),
 ) -> None:
     """Compose one queued letter as the print batch will print it, into a PDF file."""
@@ -105,7 +107,7 @@ def letters_show(
     from models.orm import Communication
 
     cfg = settings()
-    key = parse_id("communication", communication)
+    key = with_services(lambda svc: ids.communication_id(svc, communication), temporal=False)
     with database(cfg) as db, db.session_factory() as session:
         row = session.get(Communication, key)
         if row is None:
@@ -156,7 +158,7 @@ def worklist(
     table = Table("task", "account", "kind", "what", "approvers", "due", "status", "notes")
     for task in rows:
         table.add_row(
-            task.task_id,
+            ids.short(task.task_id),
             task.account_number,
             task.kind,
             task.title,

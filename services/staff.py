@@ -35,7 +35,7 @@ from models.actions import (
 )
 from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
 from models.payloads import Decision, StepDecision
-from services import audit, notes
+from services import audit, ids, notes
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -320,17 +320,11 @@ class TaskRow:
 
 
 async def find_task(svc: Services, actor: Actor, action: str, task_id: str) -> TaskRow:
-    """The task with this id, or :class:`Refused` (TASK_UNKNOWN), audited."""
+    """The task with this id or a unique prefix of it, or :class:`Refused`, audited."""
     try:
-        key = uuid.UUID(task_id)
-    except ValueError:
-        raise await refuse(
-            svc,
-            actor,
-            action,
-            None,
-            Refused(Rejection.INVALID_REQUEST, f"task: {task_id!r} is not a task id"),
-        ) from None
+        key = await ids.task_id(svc, task_id)
+    except Refused as exc:
+        raise await refuse(svc, actor, action, None, exc, {"task_id": task_id[:40]}) from None
 
     def load(session: Session) -> TaskRow | None:
         row = session.execute(

@@ -56,6 +56,7 @@ class Rejection(StrEnum):
     # the service layer's checks
     ACCOUNT_UNKNOWN = "AccountUnknown"
     TASK_UNKNOWN = "TaskUnknown"
+    MESSAGE_UNKNOWN = "MessageUnknown"
     TASK_DECIDED = "TaskDecided"
     NO_WORKFLOW = "NoWorkflow"
     NOT_A_CALL_TASK = "NotACallTask"

@@ -7,10 +7,9 @@ A refusal answers ``{"detail", "kind"}`` with the catalogue's status (``api.erro
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
 from api.auth import Permission, Principal, require
@@ -46,6 +45,13 @@ router = APIRouter(tags=["staff"])
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
 Actor = Annotated[Principal, Depends(require(Permission.ACT))]
 Decider = Annotated[Principal, Depends(require(Permission.DECIDE))]
+TaskId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-fA-F][0-9a-fA-F-]{0,35}$",
+        description="the task's id, or a unique prefix of it (as the worklist shows it)",
+    ),
+]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem},
     403: {"model": Problem},
@@ -146,9 +152,7 @@ async def refer(
 
 
 @router.post("/tasks/{task_id}/approve", response_model=DecisionResult, responses=ERRORS)
-async def approve(
-    task_id: uuid.UUID, body: DecisionIn, state: State, who: Decider
-) -> DecisionResult:
+async def approve(task_id: TaskId, body: DecisionIn, state: State, who: Decider) -> DecisionResult:
     """Approve a task (four eyes: never your own request; the policy names the roles)."""
     return await staff.decide(
         state.services,
@@ -161,7 +165,7 @@ async def approve(
 
 
 @router.post("/tasks/{task_id}/deny", response_model=DecisionResult, responses=ERRORS)
-async def deny(task_id: uuid.UUID, body: DenyIn, state: State, who: Decider) -> DecisionResult:
+async def deny(task_id: TaskId, body: DenyIn, state: State, who: Decider) -> DecisionResult:
     """Deny a task, with a reason (kept in PostgreSQL, out of workflow history)."""
     return await staff.decide(state.services, who.actor(), str(task_id), Decision.DENY, body.reason)
 
@@ -182,7 +186,7 @@ class CallOutcomeOut(BaseModel):
 
 @router.post("/tasks/{task_id}/call-outcome", response_model=CallOutcomeOut, responses=ERRORS)
 async def call_outcome(
-    task_id: uuid.UUID, body: CallOutcomeIn, state: State, who: Actor
+    task_id: TaskId, body: CallOutcomeIn, state: State, who: Actor
 ) -> CallOutcomeOut:
     """Record a call: a conversation blocks calls for 7 days (Reg F)."""
     number, outcome = await facts.call_outcome(
