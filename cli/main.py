@@ -318,6 +318,16 @@ def status(
         )
         for e in account_state.events
     ]
+    rows += [
+        (
+            e.at,
+            e.kind,
+            "ledger",
+            "-",
+            e.amount + (f"  ref {e.reference}" if e.reference else ""),
+        )
+        for e in view.ledger
+    ]
     table = Table("when", "what", "outcome", "channel", "why / detail")
     for at, what, outcome, channel, why in sorted(rows, key=lambda r: r[0]):
         table.add_row(at.isoformat(timespec="minutes"), what, outcome, channel, why)

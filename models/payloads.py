@@ -197,6 +197,19 @@ class NextStepView(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
+class LedgerEntry(BaseModel):
+    """A movement of the ledger on the status timeline: a payment, an adjustment, a credit, a
+    write-off. Shown in dollars; ``amount_cents`` is what it did to the balance (signed)."""
+
+    at: dt.datetime
+    kind: str = Field(
+        description="payment, adjustment, insurance_payment, insurance_denial, credit, written_off"
+    )
+    amount_cents: int
+    amount: str = Field(description='the same in dollars, e.g. "-$15.00"')
+    reference: str = ""
+
+
 class StatusView(BaseModel):
     """The ``get_status`` query: where the balance stands, what was sent and what comes next."""
 
@@ -213,6 +226,10 @@ class StatusView(BaseModel):
     credit_cents: int = Field(default=0, description="owed to the patient: the balance below zero")
     contact_window: str = Field(
         default="", description="which locations set the allowed hours, and the window left"
+    )
+    ledger: list[LedgerEntry] = Field(
+        default_factory=list,
+        description="payments, adjustments, credits and write-offs, from the ledger (in dollars)",
     )
 
 
