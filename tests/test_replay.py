@@ -48,6 +48,7 @@ SCENARIOS = {
     "paid_with_open_request",
     "plan_continued_as_new_first_run",
     "plan_continued_as_new_last_run",
+    "closing_notice_sent",
 }
 
 
