@@ -1,4 +1,5 @@
-"""Cease communication allows at most one closing notice (Reg F 1006.6(c)), through the CLI.
+"""Cease communication allows at most one closing notice (Reg F 1006.6(c)), through the CLI
+and the HTTP API.
 
 The cease fact stops the ladder at once and opens a "closing notice" task; a supervisor approves
 it naming its purpose and exactly one letter is queued, by letter only, then nothing more, ever;
@@ -20,16 +21,23 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from models.actions import AccountState, ClosingNoticeStatus, ClosingPurpose
-from models.orm import AuditEvent, Communication, CommunicationStatus, StaffTask, TaskStatus
+from models.orm import (
+    ApiRole,
+    AuditEvent,
+    Communication,
+    CommunicationStatus,
+    StaffTask,
+    TaskStatus,
+)
 from models.payloads import BalanceState
 from models.policy import Channel
 from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import Intake, get_account, get_status
+from tests.api_support import api_settings, ec_key_pair, running_api
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from tests.support.cli import run_dunning
 from tests.support.waits import eventually
-from worker import build_worker
 
 pytestmark = pytest.mark.devserver
 
@@ -94,7 +102,8 @@ async def test_cease_then_one_approved_closing_letter_and_nothing_after(
     zone = midday_zone()
     policy = str(instant_policy(tmp_path, zone))
     rows = [balance_row(time_zone=zone, policy=policy) for _ in range(2)]
-    async with build_worker(client, settings, session_factory):
+    _, public = ec_key_pair()
+    async with running_api(client, api_settings(settings, public), session_factory) as api:
         await intake.import_balances(write_csv(tmp_path / "rows.csv", rows))
         number, denied_number = (r["account_number"] for r in rows)
         account_id, denied_id = intake.account_id(number), intake.account_id(denied_number)
@@ -171,18 +180,35 @@ async def test_cease_then_one_approved_closing_letter_and_nothing_after(
             assert task is not None and task.status is TaskStatus.APPROVED
         assert len(_communications(session_factory, account_id)) == before + 1
 
-        # The denial path: the task closes and nothing is sent, then or later.
+        # The denial path, through the HTTP API: the task closes and nothing is sent, ever.
         denied_before = len(_communications(session_factory, denied_id))
-        code, out = await cli("clerk", "report", "cease-communication", denied_number)
-        assert code == 0, out
+        r = await api.http.post(
+            f"/accounts/{denied_number}/facts/cease-communication",
+            json={},
+            headers=api.auth(ApiRole.STAFF),
+        )
+        assert r.status_code == 200, r.text
         opened = await _notice(client, denied_id, ClosingNoticeStatus.AWAITING_APPROVAL)
         assert opened.closing_notice is not None
         denied_task = opened.closing_notice.task_id
-        code, out = await cli("sup", "deny", denied_task[:8], "--reason", "patient asked")
-        assert code == 0 and "denied closing_notice" in out, out
+        r = await api.http.get("/worklist", headers=api.auth(ApiRole.STAFF))
+        assert denied_task in [t["task_id"] for t in r.json()]
+        sup = api.auth(ApiRole.SUPERVISOR)
+        r = await api.http.post(f"/tasks/{denied_task[:8]}/approve", json={}, headers=sup)
+        assert r.status_code == 422 and "purpose" in r.json()["detail"], r.text
+        r = await api.http.post(
+            f"/tasks/{denied_task[:8]}/deny", json={"reason": "patient asked"}, headers=sup
+        )
+        assert r.status_code == 200 and r.json()["subject"] == "closing_notice", r.text
         await _notice(client, denied_id, ClosingNoticeStatus.DENIED)
-        code, out = await cli("clerk", "closing-notice", denied_number)
-        assert code == 4 and "ClosingNoticeUsed" in out
+        r = await api.http.post(
+            f"/tasks/{denied_task}/approve", json={"purpose": "terminate"}, headers=sup
+        )
+        assert r.status_code == 409 and r.json()["kind"] == "TaskDecided", r.text
+        r = await api.http.post(
+            f"/accounts/{denied_number}/closing-notice", headers=api.auth(ApiRole.STAFF)
+        )
+        assert r.status_code == 409 and r.json()["kind"] == "ClosingNoticeUsed", r.text
         code, out = await cli("clerk", "status", denied_number)
         assert code == 0 and "closing notice: denied" in out, out
         assert len(_communications(session_factory, denied_id)) == denied_before
