@@ -197,4 +197,4 @@ async def call_outcome(
         promised_date=body.promised_date,
         promised_cents=body.promised_cents,
     )
-    return CallOutcomeOut(task_id=str(task_id), account_number=number, result=outcome.result)
+    return CallOutcomeOut(task_id=outcome.task_id, account_number=number, result=outcome.result)
