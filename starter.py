@@ -38,6 +38,7 @@ from models.actions import (
     AdjustmentSignal,
     ChannelEventKind,
     ChannelEventSignal,
+    ClosingNoticeRequest,
     HardshipRequest,
     HoldRequest,
     PlanRequest,
@@ -258,6 +259,14 @@ async def request_write_off(
     client: Client, account_id: str, request: WriteOffRequest
 ) -> TaskOpened:
     return await _update(client, account_id, BalanceEscalationWorkflow.request_write_off, request)
+
+
+async def request_closing_notice(
+    client: Client, account_id: str, request: ClosingNoticeRequest
+) -> TaskOpened:
+    return await _update(
+        client, account_id, BalanceEscalationWorkflow.request_closing_notice, request
+    )
 
 
 async def request_referral(client: Client, account_id: str, request: ReferralRequest) -> TaskOpened:

@@ -95,8 +95,12 @@ def context(
     today: dt.date,
     due_date: dt.date | None = None,
     past_due: bool = False,
+    closing_purpose: str = "",
 ) -> dict[str, Any]:
     """The variables a template of ``channel`` may use.
+
+    ``closing_purpose`` is what the closing notice after a cease-communication request says
+    (``terminate``, ``may_invoke_remedies`` or ``intends_remedy``); empty for every other letter.
 
     ``due_date`` is the statement cycle's (``activities.statement_cycle``); ``past_due`` is true
     only once a due date already quoted to the patient has passed.
@@ -124,6 +128,7 @@ def context(
         "today": today.isoformat(),
         "due_date": (due_date or today + dt.timedelta(days=PAYMENT_TERMS_DAYS)).isoformat(),
         "past_due": past_due,
+        "closing_purpose": closing_purpose,
         "no_surprises_notice": no_surprises_notice(policy, recipient),
         "no_surprises_notice_es": no_surprises_notice(policy, recipient, "es"),
         "lines": [
@@ -246,6 +251,13 @@ def check_templates(bundle: PolicyBundle, today: dt.date | None = None) -> list[
     # Plan reminders are messages too: the same rules (content rules included) apply.
     uses.append(
         (("staff", "plans", "reminder_template"), plans.reminder_template, plans.reminder_channels)
+    )
+    uses.append(
+        (
+            ("staff", "closing_notice", "template"),
+            policy.staff.closing_notice.template,
+            [Channel.LETTER],
+        )
     )
     for loc, template, channels in uses:
         for channel in channels:

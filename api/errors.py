@@ -12,6 +12,7 @@ NOT_FOUND = frozenset(
     {
         Rejection.ACCOUNT_UNKNOWN,
         Rejection.TASK_UNKNOWN,
+        Rejection.MESSAGE_UNKNOWN,
         Rejection.UNKNOWN_TASK,
         Rejection.NOT_A_CALL_TASK,
     }

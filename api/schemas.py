@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from models.actions import AdjustmentKind, HoldReason
+from models.actions import AdjustmentKind, ClosingPurpose, HoldReason
 from models.common import REFERENCE_FIELD
 from models.payloads import CallResult
 from models.phones import to_e164
@@ -215,6 +215,10 @@ class ReferralIn(Strict):
 
 class DecisionIn(Strict):
     reason: Text = Field(default="", max_length=500)
+    purpose: ClosingPurpose | None = Field(
+        default=None,
+        description="a closing notice only (Reg F 1006.6(c)): what the one letter says",
+    )
 
 
 class DenyIn(Strict):

@@ -168,6 +168,7 @@ _NOT_FOUND = frozenset(
     {
         Rejection.ACCOUNT_UNKNOWN,
         Rejection.TASK_UNKNOWN,
+        Rejection.MESSAGE_UNKNOWN,
         Rejection.UNKNOWN_TASK,
         Rejection.NO_WORKFLOW,
         Rejection.NOT_A_CALL_TASK,

@@ -107,14 +107,15 @@ def cease_communication(
     account: AccountArg,
     received: Annotated[str | None, typer.Option(help="date received, YYYY-MM-DD")] = None,
 ) -> None:
-    """A written request to cease communication: the ladder stops (Reg F 1006.6(c))."""
+    """A written request to cease communication: the ladder stops (Reg F 1006.6(c)); a task
+    for the one closing notice allowed opens in the worklist."""
     actor = current_actor(Permission.ACT)
     received_on = _date("received", received)
     _done(
         with_services(
             lambda svc: facts.cease_communication(svc, actor, account, received_on=received_on)
         ),
-        "recorded: the patient is contacted no more",
+        "recorded: the ladder stopped; a closing-notice task opens in the worklist",
     )
 
 

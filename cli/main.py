@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -61,6 +62,24 @@ reconcile_cli.register(app)
 family_cli.register(app)
 
 log = logging.getLogger("dunning")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"dunning {metadata.version('dunning')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """dunning: polite, lawful follow-up of unpaid patient balances."""
 
 
 def main() -> None:
@@ -341,6 +360,14 @@ def status(
         console.print(f"waiting for: {view.waiting_for}")
     if view.contact_window:
         console.print(f"window: {view.contact_window}", markup=False)
+    notice = account_state.closing_notice
+    if notice is not None:
+        console.print(
+            f"closing notice: {notice.status.value.replace('_', ' ')}"
+            + (f" ({notice.purpose.value})" if notice.purpose else "")
+            + (f", task {notice.task_id}" if notice.task_id else ""),
+            markup=False,
+        )
     rows = [
         (
             r.at,
@@ -360,6 +387,16 @@ def status(
             " ".join(x for x in (e.detail, f"by {e.by}" if e.by else "") if x),
         )
         for e in account_state.events
+    ]
+    rows += [
+        (
+            e.at,
+            e.kind,
+            "ledger",
+            "-",
+            e.amount + (f"  ref {e.reference}" if e.reference else ""),
+        )
+        for e in view.ledger
     ]
     table = Table("when", "what", "outcome", "channel", "why / detail")
     for at, what, outcome, channel, why in sorted(rows, key=lambda r: r[0]):

@@ -14,12 +14,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import console, current_actor, database, fail, parse_id, settings, with_services
+from cli.common import console, current_actor, database, fail, settings, with_services
 from config.roles import Permission
-from models.actions import HoldReason, Installment
+from models.actions import ClosingPurpose, HoldReason, Installment
 from models.money import format_cents, parse_cents
 from models.payloads import CallResult, Decision
-from services import facts, queries, staff
+from services import facts, ids, queries, staff
 from services.context import Services
 
 AccountArg = Annotated[str, typer.Argument(help="account number")]
@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         settle,
         write_off,
         refer,
+        closing_notice,
         call_outcome,
     ):
         app.command(name=command.__name__.removesuffix("_cmd").replace("_", "-"))(command)
@@ -96,7 +97,9 @@ def letters_batch(
 
 @letters_app.command("show")
 def letters_show(
-    communication: Annotated[str, typer.Argument(help="the letter's communication id")],
+    communication: Annotated[
+        str, typer.Argument(help="the letter's communication id, or a unique prefix of it")
+    ],
     out: Annotated[Path, typer.Option(help="where to write the PDF")] = Path("letter.pdf"),
 ) -> None:
     """Compose one queued letter as the print batch will print it, into a PDF file."""
@@ -104,7 +107,7 @@ def letters_show(
     from models.orm import Communication
 
     cfg = settings()
-    key = parse_id("communication", communication)
+    key = with_services(lambda svc: ids.communication_id(svc, communication), temporal=False)
     with database(cfg) as db, db.session_factory() as session:
         row = session.get(Communication, key)
         if row is None:
@@ -155,7 +158,7 @@ def worklist(
     table = Table("task", "account", "kind", "what", "approvers", "due", "status", "notes")
     for task in rows:
         table.add_row(
-            task.task_id,
+            ids.short(task.task_id),
             task.account_number,
             task.kind,
             task.title,
@@ -169,27 +172,49 @@ def worklist(
         console.print("nothing to do")
 
 
-def _decide(task: str, decision: Decision, reason: str) -> None:
+def _decide(
+    task: str, decision: Decision, reason: str, purpose: ClosingPurpose | None = None
+) -> None:
     actor = current_actor(Permission.DECIDE)
-    answer = with_services(lambda svc: staff.decide(svc, actor, task, decision, reason))
+    answer = with_services(
+        lambda svc: staff.decide(svc, actor, task, decision, reason, purpose=purpose)
+    )
     verb = "approved" if answer.decision is Decision.APPROVE else "denied"
     console.print(f"{verb} {answer.subject} (task {answer.task_id})")
 
 
 def approve(
-    task: Annotated[str, typer.Argument(help="task id")],
+    task: Annotated[str, typer.Argument(help="task id, or a unique prefix of it")],
     reason: Note = "",
+    purpose: Annotated[
+        ClosingPurpose | None,
+        typer.Option(
+            help="a closing notice only (Reg F 1006.6(c)): terminate (efforts end), "
+            "may_invoke_remedies, or intends_remedy"
+        ),
+    ] = None,
 ) -> None:
-    """Approve a task: a gated step, a write-off, a referral or a large settlement discount."""
-    _decide(task, Decision.APPROVE, reason)
+    """Approve a task: a gated step, a write-off, a referral, a large settlement discount, or
+    the closing notice after a cease-communication request (with its --purpose)."""
+    _decide(task, Decision.APPROVE, reason, purpose)
 
 
 def deny(
-    task: Annotated[str, typer.Argument(help="task id")],
+    task: Annotated[str, typer.Argument(help="task id, or a unique prefix of it")],
     reason: Annotated[str, typer.Option(help="why, for the audit trail (kept in PostgreSQL)")],
 ) -> None:
     """Deny a task, with a reason."""
     _decide(task, Decision.DENY, reason)
+
+
+def closing_notice(account: AccountArg) -> None:
+    """Open the closing-notice task of an account whose patient asked to cease communication.
+
+    A cease request recorded now opens it by itself; at most one closing notice, ever.
+    """
+    actor = current_actor(Permission.ACT)
+    opened = with_services(lambda svc: staff.request_closing_notice(svc, actor, account))
+    console.print(f"closing notice requested: task {opened.task_id}")
 
 
 def hold_cmd(

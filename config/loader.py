@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from config.roles import RolesFileError, load_catalogue
 from config.settings import POLICY_DIR, TEMPLATE_DIR
-from models.policy import Channel, Policy, Statements
+from models.policy import Channel, ClosingNoticeRules, Policy, Statements
 
 TEMPLATE_SUFFIX = ".j2"
 
@@ -83,6 +83,8 @@ def content_hash(policy: Policy, templates: dict[str, str]) -> str:
         del dumped["statements"]  # added later: the policies written before keep their hash
     if policy.thresholds.missed_appointment_fee_cap is None:
         del dumped["thresholds"]["missed_appointment_fee_cap"]  # the same: added later
+    if policy.staff.closing_notice == ClosingNoticeRules():
+        del dumped["staff"]["closing_notice"]  # the same
     canonical = json.dumps(
         {"policy": dumped, "templates": templates},
         sort_keys=True,
@@ -158,6 +160,14 @@ def _collect_templates(
     uses.append(
         (("staff", "plans", "reminder_template"), plans.reminder_template, plans.reminder_channels)
     )
+    # The one closing notice after a cease-communication request: a letter, in every language.
+    uses.append(
+        (
+            ("staff", "closing_notice", "template"),
+            policy.staff.closing_notice.template,
+            [Channel.LETTER],
+        )
+    )
     for loc, template, channels in uses:
         for channel in channels:
             for lang in policy.languages:
@@ -206,6 +216,8 @@ def _check_approvers(policy: Policy, root: yaml.Node | None, shown: str) -> list
         ("agency_referral", staff.agency_referral),
     ):
         named.append((("staff", key, "approvers"), approval.approvers))
+    if staff.closing_notice.approvers:
+        named.append((("staff", "closing_notice", "approvers"), staff.closing_notice.approvers))
     errors = []
     for loc, approvers in named:
         for j, role in enumerate(approvers):

@@ -202,6 +202,13 @@ class WriteOffRequest(BaseModel):
     requested_by: str = STAFF_ID
 
 
+class ClosingNoticeRequest(BaseModel):
+    """Ask for the closing notice of an account whose patient asked to cease communication
+    (opened by itself for cease requests recorded since; this is for those before)."""
+
+    requested_by: str = STAFF_ID
+
+
 class ReferralRequest(BaseModel):
     requested_by: str = STAFF_ID
     note: str = NOTE  # old histories; callers now send note_id
@@ -215,6 +222,35 @@ class ApprovalKind(StrEnum):
     WRITE_OFF = "write_off"
     AGENCY_REFERRAL = "agency_referral"
     SETTLEMENT = "settlement"
+    CLOSING_NOTICE = "closing_notice"  # the one letter allowed after a cease request
+
+
+class ClosingPurpose(StrEnum):
+    """What the one closing notice after a cease-communication request may say (Reg F
+    1006.6(c)(1)-(3)); the approver chooses it."""
+
+    TERMINATE = "terminate"  # (1) further collection efforts are being terminated
+    MAY_INVOKE_REMEDIES = "may_invoke_remedies"  # (2) remedies ordinarily invoked may be invoked
+    INTENDS_REMEDY = "intends_remedy"  # (3) a specified remedy is intended to be invoked
+
+
+class ClosingNoticeStatus(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"
+    SENT = "sent"  # the letter went to the outbox (or print batch); nothing more ever
+    NOT_SENT = "not_sent"  # approved, but no letter could go (no usable address)
+    DENIED = "denied"
+    EXPIRED = "expired"  # nobody decided in time: nothing sent
+
+
+class ClosingNotice(BaseModel):
+    """The closing notice a cease-communication request allows: at most one, approved first."""
+
+    status: ClosingNoticeStatus = ClosingNoticeStatus.AWAITING_APPROVAL
+    task_id: str = ""
+    purpose: ClosingPurpose | None = None
+    decided_by: str = ""
+    sent_at: dt.datetime | None = None
+    communication_id: str | None = None
 
 
 class ApprovalTask(BaseModel):
@@ -261,6 +297,7 @@ class AccountState(BaseModel):
     approved_steps: list[str] = Field(default_factory=list)
     placed_at: dt.datetime | None = None
     events: list[AccountEvent] = Field(default_factory=list)
+    closing_notice: ClosingNotice | None = None
 
 
 class AccountEvent(BaseModel):

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.actions import AccountState
+from models.actions import AccountState, ClosingPurpose
 from models.common import REFERENCE_FIELD
 from models.policy import Channel, Policy, PolicyRef, StepKind, Tone
 
@@ -121,6 +121,8 @@ class StepDecision(BaseModel):
     role: str = Field(min_length=1, max_length=32)
     reason: str = Field(default="", max_length=500)  # old histories; callers now send note_id
     note_id: str | None = Field(default=None, max_length=64)
+    purpose: ClosingPurpose | None = None
+    """A closing-notice task's approval names what the letter says (Reg F 1006.6(c))."""
 
 
 class OpenApprovalInput(BaseModel):
@@ -206,6 +208,19 @@ class NextStepView(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
+class LedgerEntry(BaseModel):
+    """A movement of the ledger on the status timeline: a payment, an adjustment, a credit, a
+    write-off. Shown in dollars; ``amount_cents`` is what it did to the balance (signed)."""
+
+    at: dt.datetime
+    kind: str = Field(
+        description="payment, adjustment, insurance_payment, insurance_denial, credit, written_off"
+    )
+    amount_cents: int
+    amount: str = Field(description='the same in dollars, e.g. "-$15.00"')
+    reference: str = ""
+
+
 class StatusView(BaseModel):
     """The ``get_status`` query: where the balance stands, what was sent and what comes next."""
 
@@ -222,6 +237,10 @@ class StatusView(BaseModel):
     credit_cents: int = Field(default=0, description="owed to the patient: the balance below zero")
     contact_window: str = Field(
         default="", description="which locations set the allowed hours, and the window left"
+    )
+    ledger: list[LedgerEntry] = Field(
+        default_factory=list,
+        description="payments, adjustments, credits and write-offs, from the ledger (in dollars)",
     )
 
 
@@ -242,6 +261,8 @@ class SendStepInput(BaseModel):
     defer_ok: bool = False
     """The workflow waits on a ``deferred`` result (``workflows.person``); without it (histories
     from before), a step the person's rules block is retried by the activity's retry policy."""
+    closing_purpose: ClosingPurpose | None = None
+    """Only for the closing notice after a cease-communication request."""
 
 
 class SendStepResult(BaseModel):

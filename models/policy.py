@@ -415,6 +415,20 @@ class PlanRules(_Frozen):
     max_installments: int = Field(default=24, ge=1, le=120)
 
 
+class ClosingNoticeRules(_Frozen):
+    """The one letter allowed after a written cease-communication request (Reg F 1006.6(c)).
+
+    The request stops the ladder at once and opens a task; an approver (by default the
+    write-off approvers) chooses what the letter says, and it goes by letter only, once.
+    """
+
+    template: str = Field(default="closing-notice", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    approvers: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]] | None = Field(
+        default=None, min_length=1, description="default: staff.write_off.approvers"
+    )
+    wait_days: int = Field(default=7, ge=1, le=90)
+
+
 class StaffRules(_Frozen):
     """What staff may do on a balance, and who must approve it."""
 
@@ -425,6 +439,17 @@ class StaffRules(_Frozen):
     write_off: StaffApproval = Field(default_factory=_default_approval)
     agency_referral: StaffApproval = Field(default_factory=_default_approval)
     plans: PlanRules = PlanRules()
+    closing_notice: ClosingNoticeRules = ClosingNoticeRules()
+
+    @property
+    def closing_notice_approval(self) -> StaffApproval:
+        """Who approves the closing notice; nobody deciding in time sends nothing."""
+        rules = self.closing_notice
+        return StaffApproval(
+            approvers=rules.approvers or self.write_off.approvers,
+            wait_days=rules.wait_days,
+            on_timeout=TimeoutAction.SKIP,
+        )
 
 
 class PaymentAllocation(StrEnum):

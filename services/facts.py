@@ -476,7 +476,8 @@ async def attorney(
 async def cease_communication(
     svc: Services, actor: Actor, account_number: str, *, received_on: dt.date | None = None
 ) -> FactRecorded:
-    """A written request to cease communication (Reg F 1006.6(c)): the ladder stops."""
+    """A written request to cease communication (Reg F 1006.6(c)): the ladder stops, and the
+    workflow opens the task of the one closing notice it allows (approved, or nothing)."""
     facts = {"on": (received_on or dt.date.today()).isoformat()}
     return await life_event(svc, actor, account_number, LifeEventKind.CEASE_COMMUNICATION, facts)
 

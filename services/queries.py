@@ -20,7 +20,7 @@ from models.actions import AccountState
 from models.orm import Account, StaffNote, StaffTask, TaskStatus
 from models.orm import repositories as repo
 from models.payloads import StatusView
-from services import ledger_status
+from services import ledger_status, timeline
 from services.context import Services
 from services.errors import Refused
 from services.identity import Actor
@@ -106,12 +106,13 @@ async def account_status(svc: Services, actor: Actor, account_number: str) -> Ac
     if svc.client is None:
         # Temporal away is no reason to hide what the ledger knows: its view, said as such.
         alone = await ledger_status.account_status(svc.session_factory, None, account_number)
-        return AccountView(
+        view = AccountView(
             account_number=account.number,
             status=alone,
             actions=AccountState(),
             temporal_unreachable=True,
         )
+        return await _with_ledger(svc, view)
     client = svc.client
     try:
         status = await ledger_status.account_status(svc.session_factory, client, account_number)
@@ -123,7 +124,17 @@ async def account_status(svc: Services, actor: Actor, account_number: str) -> Ac
         if refusal is None:
             raise
         raise refusal from None
-    return AccountView(account_number=account.number, status=status, actions=actions)
+    view = AccountView(account_number=account.number, status=status, actions=actions)
+    return await _with_ledger(svc, view)
+
+
+async def _with_ledger(svc: Services, view: AccountView) -> AccountView:
+    """Payments, adjustments, credits and write-offs on the timeline, every amount in dollars."""
+    entries = await svc.db(lambda s: timeline.ledger_entries(s, view.account_number))
+    entries += timeline.written_off(view.actions)
+    view.status.ledger = sorted(entries, key=lambda e: e.at)
+    view.actions = timeline.in_dollars(view.actions)
+    return view
 
 
 async def _actions_if_any(client: Client, account_id: str) -> AccountState:

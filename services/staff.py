@@ -20,6 +20,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import starter
 from models.actions import (
+    ApprovalKind,
+    ClosingNoticeRequest,
+    ClosingPurpose,
     HardshipRequest,
     HoldReason,
     HoldRequest,
@@ -32,7 +35,7 @@ from models.actions import (
 )
 from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
 from models.payloads import Decision, StepDecision
-from services import audit, notes, protections
+from services import audit, ids, notes, protections
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -326,23 +329,19 @@ class TaskRow:
         self.status = task.status
         self.approvers = list(task.approvers)
         self.requested_by = task.requested_by
+        self.subject = task.step_id or ""
+        """The gated step's id, or the kind of staff request (``closing_notice``, ...)."""
         self.account = AccountRef(
             account.id, account.account_number, account.status is AccountStatus.OPEN
         )
 
 
 async def find_task(svc: Services, actor: Actor, action: str, task_id: str) -> TaskRow:
-    """The task with this id, or :class:`Refused` (TASK_UNKNOWN), audited."""
+    """The task with this id or a unique prefix of it, or :class:`Refused`, audited."""
     try:
-        key = uuid.UUID(task_id)
-    except ValueError:
-        raise await refuse(
-            svc,
-            actor,
-            action,
-            None,
-            Refused(Rejection.INVALID_REQUEST, f"task: {task_id!r} is not a task id"),
-        ) from None
+        key = await ids.task_id(svc, task_id)
+    except Refused as exc:
+        raise await refuse(svc, actor, action, None, exc, {"task_id": task_id[:40]}) from None
 
     def load(session: Session) -> TaskRow | None:
         row = session.execute(
@@ -364,12 +363,19 @@ async def find_task(svc: Services, actor: Actor, action: str, task_id: str) -> T
 
 
 async def decide(
-    svc: Services, actor: Actor, task_id: str, decision: Decision, reason: str = ""
+    svc: Services,
+    actor: Actor,
+    task_id: str,
+    decision: Decision,
+    reason: str = "",
+    *,
+    purpose: ClosingPurpose | None = None,
 ) -> DecisionResult:
     """Approve or deny an approval task as the actor, in the role the task's approvers name.
 
     Four eyes compares the actor's id with the requester's (in the workflow); the reason is a
-    note, so its text stays out of workflow history.
+    note, so its text stays out of workflow history. Approving a closing notice (after a
+    cease-communication request) names its ``purpose``; no other task has one.
     """
     action = decision.value
     task = await find_task(svc, actor, action, task_id)
@@ -416,6 +422,20 @@ async def decide(
             ),
             detail,
         )
+    closing = task.subject == ApprovalKind.CLOSING_NOTICE.value
+    problem = None
+    if purpose is not None and not closing:
+        problem = "purpose: only a closing notice has one"
+    elif closing and decision is Decision.APPROVE and purpose is None:
+        problem = "purpose: approving a closing notice names what it says: " + ", ".join(
+            p.value for p in ClosingPurpose
+        )
+    if problem:
+        raise await refuse(
+            svc, actor, action, task.account.id, Refused(Rejection.INVALID_REQUEST, problem), detail
+        )
+    if purpose is not None:
+        detail["purpose"] = purpose.value
     if decision is Decision.DENY and not reason.strip():
         raise await refuse(
             svc,
@@ -435,6 +455,7 @@ async def decide(
         decided_by=actor.id,
         role=role,
         note_id=str(note_id) if note_id else None,
+        purpose=purpose,
     )
 
     async def within_limit(client: Client, account_id: str) -> DecisionResult:
@@ -460,4 +481,21 @@ async def decide(
         account,
         within_limit,
         {**detail, "role": role, **_note_detail(note_id)},
+    )
+
+
+async def request_closing_notice(svc: Services, actor: Actor, account_number: str) -> TaskOpened:
+    """Open the closing-notice task of an account whose patient asked to cease communication.
+
+    A cease request opens it by itself; this is for requests recorded before it did. At most one
+    closing notice, ever: asked again once one was sent, denied or expired, it is refused.
+    """
+    account = await _account(svc, actor, "closing_notice_requested", account_number)
+    request = ClosingNoticeRequest(requested_by=actor.id)
+    return await call_workflow(
+        svc,
+        actor,
+        "closing_notice_requested",
+        account,
+        lambda c, a: starter.request_closing_notice(c, a, request),
     )

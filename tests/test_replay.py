@@ -49,6 +49,7 @@ SCENARIOS = {
     "plan_continued_as_new_first_run",
     "plan_continued_as_new_last_run",
     "family_text_waits_for_spacing",
+    "closing_notice_sent",
 }
 
 

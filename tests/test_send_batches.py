@@ -236,7 +236,7 @@ def test_a_queued_letter_is_shown_as_it_will_be_printed(
     text = " ".join(p.extract_text() or "" for p in PdfReader(out).pages)
     assert "Testy Synthetic" in text and "Amount due: $55.00" in " ".join(text.split())
     missing = CliRunner().invoke(app, ["letters", "show", str(uuid.uuid4())])
-    assert missing.exit_code == 1 and "no message" in missing.output
+    assert missing.exit_code == 3 and "no message" in missing.output
     not_a_letter = messaging.send_step(
         step_input(physician, make_account(session_factory, physician), "notice-1")
     )

@@ -140,7 +140,7 @@ async def test_cli_write_off_with_four_eyes(
         assert code == 0, out
         task_id = out.strip().rsplit(" ", 1)[-1]
         code, out = await run_dunning(as_("clerk"), "worklist")
-        assert code == 0 and task_id in out and number in out and "uncollectable" in out
+        assert code == 0 and task_id[:8] in out and number in out and "uncollectable" in out
         # staff may not decide; the requester may not approve their own request (by identity)
         code, out = await run_dunning(as_("clerk"), "approve", task_id)
         assert code == 6 and "decide permission" in out

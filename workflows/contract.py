@@ -52,9 +52,11 @@ class Rejection(StrEnum):
     CONTACT_STOPPED = "ContactStopped"
     NO_SURPRISES_DISPUTE = "NoSurprisesDispute"
     TIME_BARRED = "TimeBarred"
+    CLOSING_NOTICE_USED = "ClosingNoticeUsed"
     # the service layer's checks
     ACCOUNT_UNKNOWN = "AccountUnknown"
     TASK_UNKNOWN = "TaskUnknown"
+    MESSAGE_UNKNOWN = "MessageUnknown"
     TASK_DECIDED = "TaskDecided"
     NO_WORKFLOW = "NoWorkflow"
     NOT_A_CALL_TASK = "NotACallTask"

@@ -31,6 +31,10 @@ with workflow.unsafe.imports_passed_through():
         ApprovalKind,
         ApprovalTask,
         ChannelEventSignal,
+        ClosingNotice,
+        ClosingNoticeRequest,
+        ClosingNoticeStatus,
+        ClosingPurpose,
         ExportInput,
         HardshipRequest,
         Hold,
@@ -103,6 +107,8 @@ PATCH_CONTACT_TASKS = "edges2-contact-tasks"  # returned mail / unreachable open
 PATCH_REENTRY = "edges2-reentry-collapse"  # steps due while paused collapse into the last one
 PATCH_PERSON = "family-person-wait"  # a step the guarantor's other accounts block waits here
 PATCH_RESTRICTION_KEEPS_OPT_OUT = "protect-restriction-keeps-opt-out"  # lifting never clears it
+PATCH_CLOSING_NOTICE = "front-closing-notice"  # a cease request opens the closing-notice task
+CLOSING_NOTICE_STEP = "closing-notice"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -277,6 +283,9 @@ class BalanceEscalationWorkflow:
         task = self._task(answer.task_id)
         assert task is not None  # guaranteed by the validator
         self._decisions[task.task_id] = answer
+        notice = self._account.closing_notice
+        if task.kind is ApprovalKind.CLOSING_NOTICE and notice is not None:
+            notice.purpose = answer.purpose
         self._changed = True
         return DecisionResult(
             task_id=task.task_id,
@@ -307,6 +316,27 @@ class BalanceEscalationWorkflow:
         if answer.decision is Decision.APPROVE and self._places_with_agency(task):
             self._require_no_nsa_dispute()
             self._require_not_time_barred()
+        self._validate_closing_purpose(task, answer)
+
+    def _validate_closing_purpose(self, task: ApprovalTask, answer: StepDecision) -> None:
+        closing = task.kind is ApprovalKind.CLOSING_NOTICE
+        if answer.purpose is not None and not closing:
+            raise ApplicationError(
+                "purpose: only a closing notice has one", type=Rejection.INVALID_REQUEST
+            )
+        if closing and answer.decision is Decision.APPROVE and answer.purpose is None:
+            raise ApplicationError(
+                "purpose: approving a closing notice names what it says",
+                type=Rejection.INVALID_REQUEST,
+            )
+        notice = self._account.closing_notice
+        if closing and (
+            notice is None or notice.status is not ClosingNoticeStatus.AWAITING_APPROVAL
+        ):
+            raise ApplicationError(
+                "the closing notice was already decided; no second one",
+                type=Rejection.CLOSING_NOTICE_USED,
+            )
 
     @workflow.update(name="hold")
     def hold(self, request: HoldRequest) -> HoldResult:
@@ -384,6 +414,7 @@ class BalanceEscalationWorkflow:
     @set_payment_plan.validator
     def _validate_plan(self, request: PlanRequest) -> None:
         self._require_open()
+        self._require_not_ceased("a payment plan")
         limit = self._input.policy.staff.plans.max_installments
         if self._account.plan is not None:
             raise ApplicationError("a payment plan is already active", type=Rejection.PLAN_ACTIVE)
@@ -423,6 +454,7 @@ class BalanceEscalationWorkflow:
     @propose_settlement.validator
     def _validate_settlement(self, request: SettlementRequest) -> None:
         self._require_open()
+        self._require_not_ceased("a settlement offer")
         if request.amount_cents >= self._state.balance_cents:
             raise ApplicationError(
                 "amount_cents: a settlement must be less than the balance",
@@ -483,6 +515,30 @@ class BalanceEscalationWorkflow:
         if self._request_open(ApprovalKind.AGENCY_REFERRAL):
             raise ApplicationError("a referral request is already open", type=Rejection.TASK_OPEN)
 
+    @workflow.update(name="request_closing_notice")
+    async def request_closing_notice(self, request: ClosingNoticeRequest) -> TaskOpened:
+        """Open the closing-notice task of a cease request recorded before it opened by itself."""
+        task_id = await self._open_closing_notice(request.requested_by)
+        return TaskOpened(task_id=task_id)
+
+    @request_closing_notice.validator
+    def _validate_closing_request(self, request: ClosingNoticeRequest) -> None:
+        self._require_open()
+        if self._account.contact_stopped != LifeEventKind.CEASE_COMMUNICATION.value:
+            raise ApplicationError(
+                "no cease-communication request on this account: there is no closing notice",
+                type=Rejection.INVALID_REQUEST,
+            )
+        notice = self._account.closing_notice
+        if notice is not None and notice.status is ClosingNoticeStatus.AWAITING_APPROVAL:
+            raise ApplicationError("the closing notice is already open", type=Rejection.TASK_OPEN)
+        if notice is not None:
+            raise ApplicationError(
+                f"the closing notice was already {notice.status.value.replace('_', ' ')};"
+                " at most one, ever (Reg F 1006.6(c))",
+                type=Rejection.CLOSING_NOTICE_USED,
+            )
+
     @workflow.update(name="migrate_policy")
     def migrate_policy(self, migration: PolicyMigration) -> PolicyRef:
         """Follow another policy version from the first of its steps that has not run yet."""
@@ -542,6 +598,9 @@ class BalanceEscalationWorkflow:
         """Act on everything that is due now. True if anything changed (the loop decides again)."""
         now = workflow.now()
         account, state = self._account, self._state
+        if self._closing_notice_wanted():
+            await self._open_closing_notice()
+            return True
         for task in list(account.tasks):
             answer = self._decisions.pop(task.task_id, None)
             if answer is not None:
@@ -727,6 +786,7 @@ class BalanceEscalationWorkflow:
         due_at: dt.datetime,
         *,
         defer_ok: bool = False,
+        closing_purpose: ClosingPurpose | None = None,
     ) -> SendStepResult:
         inp = self._input
         result: SendStepResult = await workflow.execute_activity(
@@ -743,6 +803,7 @@ class BalanceEscalationWorkflow:
                 balance_cents=amount_cents,
                 due_at=due_at,
                 defer_ok=defer_ok,
+                closing_purpose=closing_purpose,
             ),
             result_type=SendStepResult,
             start_to_close_timeout=SEND_STEP_TIMEOUT,
@@ -850,6 +911,7 @@ class BalanceEscalationWorkflow:
             ApprovalKind.WRITE_OFF: policy.staff.write_off,
             ApprovalKind.AGENCY_REFERRAL: policy.staff.agency_referral,
             ApprovalKind.SETTLEMENT: policy.staff.settlement,
+            ApprovalKind.CLOSING_NOTICE: policy.staff.closing_notice_approval,
         }[task.kind]
         return approval.on_timeout
 
@@ -888,6 +950,8 @@ class BalanceEscalationWorkflow:
                 decisions.record_skip(
                     state, Skip(index, self._input.policy.steps[index], why), workflow.now()
                 )
+        elif task.kind is ApprovalKind.CLOSING_NOTICE:
+            await self._closing_notice_decided(approved, decided_by)
         elif not approved:
             return
         elif task.kind is ApprovalKind.WRITE_OFF:
@@ -914,6 +978,93 @@ class BalanceEscalationWorkflow:
         self._account.ended = "placed"
         rules.stop_sms_after_placement(self._input.profile)
         self._event("placed_with_agency", "", approved_by)
+
+    # -- the closing notice after a cease-communication request (Reg F 1006.6(c)) --
+
+    def _closing_notice_wanted(self) -> bool:
+        """A cease request stopped contact and no closing notice was considered yet.
+
+        ``patched`` is asked last, only then: histories recorded before this existed replay
+        without the task (their cease request stopped everything, as it did then).
+        """
+        account = self._account
+        return (
+            account.contact_stopped == LifeEventKind.CEASE_COMMUNICATION.value
+            and account.closing_notice is None
+            and not account.ended
+            and workflow.patched(PATCH_CLOSING_NOTICE)
+        )
+
+    async def _open_closing_notice(self, requested_by: str = "system") -> str:
+        approval = self._input.policy.staff.closing_notice_approval
+        # Set before the activity runs: neither the loop nor a concurrent request opens a second.
+        self._account.closing_notice = notice = ClosingNotice()
+        task = await self._open_task(
+            ApprovalKind.CLOSING_NOTICE,
+            approval.approvers,
+            approval.wait_days,
+            requested_by,
+            "Closing notice after a cease-communication request (Reg F 1006.6(c)): "
+            "approve one letter with its purpose, or deny",
+        )
+        notice.task_id = task.task_id
+        return task.task_id
+
+    async def _closing_notice_decided(self, approved: bool | None, decided_by: str) -> None:
+        """Approved: the one letter goes, by letter only; denied or expired: nothing, ever."""
+        notice = self._account.closing_notice
+        assert notice is not None
+        notice.decided_by = decided_by
+        if not approved:
+            notice.status = (
+                ClosingNoticeStatus.DENIED if approved is False else ClosingNoticeStatus.EXPIRED
+            )
+            return
+        policy = self._input.policy
+        step = Step(
+            id=CLOSING_NOTICE_STEP,
+            day=0,
+            channels=[Channel.LETTER],
+            template=policy.staff.closing_notice.template,
+            tone=policy.steps[-1].tone,
+        )
+        channels, blocked = decisions.allowed_channels(policy, step, self._input.profile)
+        ran_at = workflow.now()
+        if not channels:
+            notice.status = ClosingNoticeStatus.NOT_SENT
+            self._event("closing_notice_not_sent", "; ".join(blocked)[:200])
+            return
+        try:
+            result = await self._execute_send(
+                step, channels, self._state.balance_cents, ran_at, closing_purpose=notice.purpose
+            )
+        except ActivityError as err:
+            notice.status = ClosingNoticeStatus.NOT_SENT
+            self._event("closing_notice_not_sent", str(err.cause or err)[:200])
+            return
+        self._state.history.append(
+            StepRecord(
+                step_id=step.id,
+                outcome=result.outcome,
+                at=ran_at,
+                channel=result.channel,
+                communication_id=result.communication_id,
+                reasons=result.reasons,
+            )
+        )
+        sent = result.outcome is StepOutcome.SENT
+        notice.status = ClosingNoticeStatus.SENT if sent else ClosingNoticeStatus.NOT_SENT
+        notice.sent_at = ran_at if sent else None
+        notice.communication_id = result.communication_id
+        purpose = notice.purpose.value if notice.purpose else ""
+        self._event("closing_notice_sent" if sent else "closing_notice_not_sent", purpose)
+
+    def _require_not_ceased(self, what: str) -> None:
+        if self._account.contact_stopped == LifeEventKind.CEASE_COMMUNICATION.value:
+            raise ApplicationError(
+                f"cease communication (Reg F 1006.6(c)): no {what} goes to the patient",
+                type=Rejection.CONTACT_STOPPED,
+            )
 
     # -- small helpers --
 

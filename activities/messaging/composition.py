@@ -63,6 +63,7 @@ def render_step(
         today,
         due_date=due_date,
         past_due=past_due,
+        closing_purpose=step.closing_purpose.value if step.closing_purpose else "",
     )
     try:
         rendered = render(bundle, step.template, guarantor.language, channel, variables)

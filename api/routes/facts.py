@@ -97,7 +97,8 @@ async def attorney(
 async def cease_communication(
     account_number: AccountNumber, body: CeaseIn, state: State, who: Actor
 ) -> FactRecorded:
-    """A written request to cease communication (Reg F 1006.6(c)): the ladder stops."""
+    """A written request to cease communication (Reg F 1006.6(c)): the ladder stops; a task for
+    the one closing notice allowed opens."""
     return await facts.cease_communication(
         state.services, who.actor(), account_number, received_on=body.received_on
     )

@@ -7,10 +7,9 @@ A refusal answers ``{"detail", "kind"}`` with the catalogue's status (``api.erro
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
 from api.auth import Permission, Principal, require
@@ -46,6 +45,13 @@ router = APIRouter(tags=["staff"])
 Reader = Annotated[Principal, Depends(require(Permission.READ))]
 Actor = Annotated[Principal, Depends(require(Permission.ACT))]
 Decider = Annotated[Principal, Depends(require(Permission.DECIDE))]
+TaskId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-fA-F][0-9a-fA-F-]{0,35}$",
+        description="the task's id, or a unique prefix of it (as the worklist shows it)",
+    ),
+]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem},
     403: {"model": Problem},
@@ -152,19 +158,30 @@ async def refer(
 
 
 @router.post("/tasks/{task_id}/approve", response_model=DecisionResult, responses=ERRORS)
-async def approve(
-    task_id: uuid.UUID, body: DecisionIn, state: State, who: Decider
-) -> DecisionResult:
+async def approve(task_id: TaskId, body: DecisionIn, state: State, who: Decider) -> DecisionResult:
     """Approve a task (four eyes: never your own request; the policy names the roles)."""
     return await staff.decide(
-        state.services, who.actor(), str(task_id), Decision.APPROVE, body.reason
+        state.services,
+        who.actor(),
+        str(task_id),
+        Decision.APPROVE,
+        body.reason,
+        purpose=body.purpose,
     )
 
 
 @router.post("/tasks/{task_id}/deny", response_model=DecisionResult, responses=ERRORS)
-async def deny(task_id: uuid.UUID, body: DenyIn, state: State, who: Decider) -> DecisionResult:
+async def deny(task_id: TaskId, body: DenyIn, state: State, who: Decider) -> DecisionResult:
     """Deny a task, with a reason (kept in PostgreSQL, out of workflow history)."""
     return await staff.decide(state.services, who.actor(), str(task_id), Decision.DENY, body.reason)
+
+
+@router.post(
+    "/accounts/{account_number}/closing-notice", response_model=TaskOpened, responses=ERRORS
+)
+async def closing_notice(account_number: AccountNumber, state: State, who: Actor) -> TaskOpened:
+    """Open the closing-notice task after a cease-communication request (at most one, ever)."""
+    return await staff.request_closing_notice(state.services, who.actor(), account_number)
 
 
 class CallOutcomeOut(BaseModel):
@@ -175,7 +192,7 @@ class CallOutcomeOut(BaseModel):
 
 @router.post("/tasks/{task_id}/call-outcome", response_model=CallOutcomeOut, responses=ERRORS)
 async def call_outcome(
-    task_id: uuid.UUID, body: CallOutcomeIn, state: State, who: Actor
+    task_id: TaskId, body: CallOutcomeIn, state: State, who: Actor
 ) -> CallOutcomeOut:
     """Record a call: a conversation blocks calls for 7 days (Reg F)."""
     number, outcome = await facts.call_outcome(
@@ -186,4 +203,4 @@ async def call_outcome(
         promised_date=body.promised_date,
         promised_cents=body.promised_cents,
     )
-    return CallOutcomeOut(task_id=str(task_id), account_number=number, result=outcome.result)
+    return CallOutcomeOut(task_id=outcome.task_id, account_number=number, result=outcome.result)
