@@ -107,6 +107,12 @@ def protections_fields(guarantor_dob: dt.date | None, charge: ChargeIn) -> dict[
         "patient_first_name": patient.first_name if patient else None,
         "patient_last_name": patient.last_name if patient else None,
         "patient_dob": patient.date_of_birth if patient else None,
+        "payer": charge.payer,
+        "claim_status": charge.claim_status,
+        "deductible": dollars_text(charge.deductible_cents),
+        "coinsurance": dollars_text(charge.coinsurance_cents),
+        "copay": dollars_text(charge.copay_cents),
+        "not_covered": dollars_text(charge.not_covered_cents),
     }
 
 
