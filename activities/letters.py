@@ -134,6 +134,7 @@ HEADING = ParagraphStyle(
     spaceBefore=7,
     spaceAfter=3,
     textColor=colors.HexColor("#1F4E79"),
+    keepWithNext=1,  # a heading never ends a page without its block
 )
 TITLE = ParagraphStyle("title", parent=BODY, fontName="Helvetica-Bold", fontSize=14, leading=18)
 CELL = ParagraphStyle("cell", parent=BODY, fontSize=7.5, leading=9, spaceAfter=0)
@@ -149,6 +150,9 @@ _REPEATED_PREFIXES = (
     "Cuenta ",
     "Fecha ",
     "Monto a pagar:",
+    "RETURN SERVICE REQUESTED",  # printed under the return address
+    "Ways to pay:",  # the ways_to_pay block lays them out, with the hours and the coupon
+    "Formas de pago:",
 )
 
 
@@ -176,11 +180,16 @@ def message_text(body: str, letter: LetterContent) -> list[str]:
         kept.append(stripped)
     paragraphs: list[str] = []
     current: list[str] = []
+    summary = " ".join(letter.financial_assistance.split())
     for line in [*kept, ""]:
         if line:
             current.append(line)
         elif current:
-            paragraphs.append(" ".join(current))
+            paragraph = " ".join(current)
+            if summary:  # printed in its own box: the message keeps only what it adds
+                paragraph = " ".join(paragraph.replace(summary, " ").split())
+            if paragraph:
+                paragraphs.append(paragraph)
             current = []
     return paragraphs
 

@@ -43,6 +43,7 @@ from models.orm import ChargeLine, Communication
 from models.payloads import StepOutcome
 from models.policy import Channel, PhoneHours, Weekday
 from tests.fakes.accounts import make_account, step_input
+from tests.support.cli import invoke
 from tests.support.clock import MORNING
 from tests.support.windows import windows
 from worker import build_senders
@@ -386,3 +387,86 @@ def test_envelope_geometry_keeps_windows_apart_from_the_body_and_the_coupon() ->
     address, remit = env.address_window, env.remit_on_page()
     assert env.return_window.top + env.return_window.height + 2 * env.clearance <= address.top
     assert 11 - env.coupon_height + env.clearance <= remit.top  # the remit window is on the coupon
+
+
+def test_letters_sample_renders_what_a_patient_will_receive(tmp_path: Path) -> None:
+    out = tmp_path / "final-es.pdf"
+    result = invoke(
+        "letters",
+        "sample",
+        "hospital-501r",
+        "--step",
+        "final-notice",
+        "--language",
+        "es",
+        "--date",
+        "2027-01-12",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert "hospital-501r final-notice (es)" in result.output
+    pdf = out.read_bytes()
+    words = wording("es")
+    text = _text(pdf)
+    for expected in (
+        words("title.final_notice"),
+        words("amount_due", amount="$295.00"),
+        words("pay_by", date="2027-02-11"),
+        "Buckeye Health Plan negó el reclamo.",
+        "Alex Sample",
+    ):
+        assert expected in text, expected
+    seen = windows(pdf, load_layout())
+    assert seen["address"] == [
+        "Alex Sample",
+        "1 Example Way",
+        "Apartment 2",
+        "Springfield, IL 62701",
+    ]
+    # The same sample, rendered again, is the same file.
+    again = tmp_path / "again.pdf"
+    assert (
+        invoke(
+            "letters",
+            "sample",
+            "hospital-501r",
+            "--step",
+            "final-notice",
+            "--language",
+            "es",
+            "--date",
+            "2027-01-12",
+            "--out",
+            str(again),
+        ).exit_code
+        == 0
+    )
+    assert again.read_bytes() == pdf
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--step", "notice-1"], "step: 'notice-1' is a step without a letter"),
+        (["--step", "nope"], "step: 'nope' is no step of policy hospital-501r"),
+        (["--step", "statement-1", "--language", "fr"], "language: 'fr' is not declared"),
+        (["--step", "statement-1", "--date", "12/01"], "date: '12/01' is not a date"),
+    ],
+)
+def test_letters_sample_refuses_with_the_field_named(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = invoke("letters", "sample", "hospital-501r", *args, "--out", str(tmp_path / "x.pdf"))
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "x.pdf").exists()
+
+
+def test_the_readme_shows_the_rendered_pages() -> None:
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    shown = re.findall(r"\]\((docs/images/[\w.-]+\.png)\)", readme)
+    assert {"docs/images/statement-page1.png", "docs/images/final-notice-page1.png"} <= set(shown)
+    for image in shown:
+        assert (root / image).read_bytes().startswith(b"\x89PNG"), image
