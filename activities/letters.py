@@ -60,10 +60,10 @@ from activities.statement import (
     explain,
     hours_text,
     load_layout,
+    logo_file,
     wording,
 )
 from config.private_files import private_dir, private_file
-from config.settings import PACKAGE_DIR
 from models.money import format_cents
 from models.orm import Account, AccountStatus, AuditEvent, Communication, CommunicationStatus
 from models.policy import Channel
@@ -192,16 +192,6 @@ def message_text(body: str, letter: LetterContent) -> list[str]:
                 paragraphs.append(paragraph)
             current = []
     return paragraphs
-
-
-def logo_path(logo: str) -> Path | None:
-    """The letterhead's logo file: absolute, or relative to the ``config`` folder; None if none."""
-    if not logo:
-        return None
-    path = Path(logo)
-    if not path.is_absolute():
-        path = PACKAGE_DIR / path
-    return path if path.is_file() else None
 
 
 def _top(inches: float) -> float:
@@ -436,7 +426,7 @@ def _return_block(canvas: Canvas, letter: LetterContent, layout: Layout, words: 
     x = (window.left + pad) * inch
     top = window.top + pad
     canvas.saveState()
-    logo = logo_path(letter.logo)
+    logo = logo_file(letter.logo)
     if logo is not None:
         box = layout.logo
         canvas.drawImage(

@@ -275,7 +275,11 @@ def check_templates(bundle: PolicyBundle, today: dt.date | None = None) -> list[
                             f"template {key}.j2: {problem}",
                         )
                     )
-    return errors
+    # the printed statement's wording, logo and remit-to address (activities.statement imports
+    # this module)
+    from activities.statement import statement_problems
+
+    return errors + statement_problems(bundle)
 
 
 def _template_problems(

@@ -20,9 +20,10 @@ from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from activities.rendering import StatementLine, compile_template
+from config.loader import PolicyBundle, PolicyError, field_line
 from config.settings import PACKAGE_DIR
 from models.money import format_cents
-from models.policy import PhoneHours
+from models.policy import Channel, PhoneHours
 from models.statement import ClaimStatus
 
 STATEMENT_DIR = PACKAGE_DIR / "statement"
@@ -265,3 +266,37 @@ def claim_text(line: StatementLine, words: Wording) -> str:
     if line.claim_status in set(ClaimStatus):
         return f"{line.payer} ({words('claim_status.' + str(line.claim_status))})"
     return line.payer
+
+
+def statement_problems(bundle: PolicyBundle) -> list[PolicyError]:
+    """What keeps a policy's letters from printing: a declared language without the statement's
+    wording, a logo file that is not there, a letter without a remit-to address."""
+    policy = bundle.policy
+    if not any(Channel.LETTER in step.channels for step in policy.steps):
+        return []
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for i, language in enumerate(policy.languages):
+        try:
+            wording(language)
+        except StatementConfigError as exc:
+            found.append((("languages", i), str(exc)))
+    if policy.practice.logo and logo_file(policy.practice.logo) is None:
+        found.append(
+            (("practice", "logo"), f"no image file at {policy.practice.logo} (or under config/)")
+        )
+    if not policy.practice.remit_to:
+        found.append((("practice", "remit_to"), "letters need the address checks are mailed to"))
+    return [
+        PolicyError(bundle.source, field_line(bundle.source, loc), ".".join(map(str, loc)), text)
+        for loc, text in found
+    ]
+
+
+def logo_file(logo: str) -> Path | None:
+    """The letterhead's logo file: absolute, or relative to the ``config`` folder; None if none."""
+    if not logo:
+        return None
+    path = Path(logo)
+    if not path.is_absolute():
+        path = PACKAGE_DIR / path
+    return path if path.is_file() else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.messaging import MessagingActivities, PolicyStore
+from activities.statement import statement_problems
 from config.loader import load_policy
 from config.settings import Settings
 from models.imports import BalanceRow, parse_rows
@@ -27,6 +29,7 @@ from starter import Intake
 from tests.factories import HEADER, balance_row, write_csv
 from tests.fakes.accounts import make_account, step_input
 from tests.fakes.providers import SENDGRID_KEY, FakeProviders, fake_providers
+from tests.support.cli import invoke
 from tests.support.clock import MORNING
 from worker import build_senders
 
@@ -142,3 +145,28 @@ async def test_an_imported_visit_keeps_its_remittance_facts(
             line.copay_cents,
             line.not_covered_cents,
         ) == (10000, 2500, 2000, 500)
+
+
+def test_policy_check_names_what_keeps_letters_from_printing(tmp_path: Path) -> None:
+    source = Path(__file__).parent / "policies" / "staff-test.yaml"
+    (tmp_path / "templates").symlink_to(source.parent / "templates")
+    text = source.read_text(encoding="utf-8")
+    assert "  phone: (555) 010-0199\n" in text
+    path = tmp_path / "staff-test.yaml"
+    path.write_text(
+        text.replace("  phone: (555) 010-0199\n", "  phone: (555) 010-0199\n  logo: no-logo.png\n"),
+        encoding="utf-8",
+    )
+    result = invoke("policy", "check", str(path))
+    assert result.exit_code == 1
+    line = text.splitlines().index("  phone: (555) 010-0199") + 2
+    assert f"{path}:{line}: practice.logo: no image file at no-logo.png" in " ".join(
+        result.output.split()
+    )
+    assert "Traceback" not in result.output
+    bundle = load_policy(source)
+    french = replace(bundle, policy=bundle.policy.model_copy(update={"languages": ["en", "fr"]}))
+    (problem,) = statement_problems(french)
+    assert problem.path == "languages.1"
+    assert "fr.yaml: missing: the statement's fixed wording in 'fr'" in problem.message
+    assert statement_problems(bundle) == []
