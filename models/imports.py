@@ -185,7 +185,7 @@ class BalanceRow(BaseModel):
                 " adjustment - patient paid)"
             )
         share = self.deductible + self.coinsurance + self.copay + self.not_covered
-        if share > self.charges - self.insurance_paid - self.insurance_adjustment:
+        if share > max(self.charges - self.insurance_paid - self.insurance_adjustment, 0):
             raise ValueError(
                 "deductible: deductible + coinsurance + copay + not_covered is more than what"
                 " insurance left to the patient (charges - insurance paid - adjustment)"
