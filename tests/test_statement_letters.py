@@ -41,7 +41,7 @@ from config.loader import load_policy, shipped_policies
 from config.settings import Settings
 from models.orm import ChargeLine, Communication
 from models.payloads import StepOutcome
-from models.policy import Channel, PhoneHours, Weekday
+from models.policy import Channel, PhoneHours, StepKind, Tone, Weekday
 from tests.fakes.accounts import make_account, step_input
 from tests.support.cli import invoke
 from tests.support.clock import MORNING
@@ -121,19 +121,31 @@ def _letters(
             for key, value in facts.items():
                 setattr(charge, key, value)
     out = []
-    for step in bundle.policy.steps:
-        if Channel.LETTER not in step.channels:
-            continue
-        result = messaging.send_step(
-            step_input(
-                bundle, account_id, step.id, channels=[Channel.LETTER], balance_cents=BALANCE
+    steps = [
+        step_input(bundle, account_id, s.id, channels=[Channel.LETTER], balance_cents=BALANCE)
+        for s in bundle.policy.steps
+        if Channel.LETTER in s.channels
+    ]
+    plans = bundle.policy.staff.plans
+    if Channel.LETTER in plans.reminder_channels:  # a payment plan's reminder is a letter too
+        steps.append(
+            steps[0].model_copy(
+                update={
+                    "step_id": "plan1-1",
+                    "idempotency_key": f"{account_id}/plan1-1",
+                    "template": plans.reminder_template,
+                    "kind": StepKind.MESSAGE,
+                    "tone": Tone.FRIENDLY,
+                }
             )
         )
-        assert result.outcome is StepOutcome.SENT, (bundle.policy.name, step.id, result)
+    for step in steps:
+        result = messaging.send_step(step)
+        assert result.outcome is StepOutcome.SENT, (bundle.policy.name, step.step_id, result)
         with session_factory() as s:
             row = s.get(Communication, uuid.UUID(result.communication_id or ""))
             assert row is not None and row.letter is not None
-            out.append((step.id, letter_pdf(row), letter_from_json(row.letter)))
+            out.append((step.step_id, letter_pdf(row), letter_from_json(row.letter)))
     assert out, f"{bundle.policy.name} has no letter step"
     return out
 
