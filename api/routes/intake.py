@@ -88,7 +88,15 @@ def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
                 )
             )
         except ValidationError as exc:
-            fields = sorted({str(e["loc"][-1]) for e in exc.errors() if e["loc"]})
+            # a row-level rule names its field first ("deductible: ... is more than ...")
+            fields = sorted(
+                {
+                    str(e["loc"][-1])
+                    if e["loc"]
+                    else str(e["msg"]).removeprefix("Value error, ").split(":")[0]
+                    for e in exc.errors()
+                }
+            )
             raise HTTPException(
                 422, f"charges[{index}] or guarantor: invalid {', '.join(fields)}"
             ) from None
