@@ -180,18 +180,20 @@ def message_text(body: str, letter: LetterContent) -> list[str]:
         kept.append(stripped)
     paragraphs: list[str] = []
     current: list[str] = []
-    summary = " ".join(letter.financial_assistance.split())
     for line in [*kept, ""]:
         if line:
             current.append(line)
         elif current:
-            paragraph = " ".join(current)
-            if summary:  # printed in its own box: the message keeps only what it adds
-                paragraph = " ".join(paragraph.replace(summary, " ").split())
-            if paragraph:
-                paragraphs.append(paragraph)
+            paragraphs.append(" ".join(current))
             current = []
     return paragraphs
+
+
+def summary_in_message(paragraphs: list[str], letter: LetterContent) -> bool:
+    """The policy's message already carries the financial-assistance summary: it is printed
+    once, where the template puts it, and not again in a box of its own."""
+    summary = " ".join(letter.financial_assistance.split())
+    return bool(summary) and any(summary in " ".join(p.split()) for p in paragraphs)
 
 
 def _top(inches: float) -> float:
@@ -300,9 +302,11 @@ def _render(
             PageTemplate(id="later", frames=[later], onPage=later_page),
         ]
     )
+    message = message_text(body, letter)
+    assistance_said = summary_in_message(message, letter)
     blocks: dict[str, Callable[[], list[Flowable]]] = {
         "summary": lambda: _summary(letter, words, title, width),
-        "message": lambda: [Paragraph(escape(p), BODY) for p in message_text(body, letter)],
+        "message": lambda: [Paragraph(escape(p), BODY) for p in message],
         "visits": lambda: [
             Paragraph(escape(words("visits_heading")), HEADING),
             _statement_table(letter, words, width),
@@ -318,7 +322,9 @@ def _render(
         ],
         "ways_to_pay": lambda: _ways_to_pay(letter, words, hours),
         "if_wrong": lambda: _if_wrong(letter, words, hours),
-        "financial_assistance": lambda: _assistance(letter, words, width),
+        "financial_assistance": lambda: (
+            [] if assistance_said else _assistance(letter, words, width)
+        ),
     }
     story: list[Flowable] = []
     for block in layout.blocks:
