@@ -36,6 +36,8 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import LETTER
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import inch
+from reportlab.lib.utils import simpleSplit
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -447,14 +449,22 @@ def _return_block(canvas: Canvas, letter: LetterContent, layout: Layout, words: 
         )
         x += (box.width + 0.1) * inch
     y = _top(top) - 10
-    canvas.setFont("Helvetica-Bold", 10)
-    canvas.drawString(x, y, letter.practice_name)
-    canvas.setFont("Helvetica", 8.5)
+    room = (window.left + window.width - pad) * inch - x
+    size = _fitting_size([letter.practice_name], "Helvetica-Bold", 10, room)
+    names = [letter.practice_name]
+    if stringWidth(letter.practice_name, "Helvetica-Bold", size) > room:
+        size = 8.5  # a long name beside the logo takes two lines rather than leave the window
+        names = simpleSplit(letter.practice_name, "Helvetica-Bold", size, room)
+    canvas.setFont("Helvetica-Bold", size)
+    for i, name in enumerate(names):
+        canvas.drawString(x, y - i * 9.5, name)
+    y -= (len(names) - 1) * 9.5
+    canvas.setFont("Helvetica", _fitting_size(letter.return_address, "Helvetica", 8.5, room))
     for line in letter.return_address:
-        y -= 10.5
+        y -= 10.5 if len(names) == 1 else 9.5
         canvas.drawString(x, y, line)
     canvas.setFont("Helvetica", 7)
-    canvas.drawString(x, y - 11, words("return_service"))
+    canvas.drawString(x, y - 10, words("return_service"))
     canvas.restoreState()
 
 
@@ -486,12 +496,21 @@ def _address(canvas: Canvas, letter: LetterContent, layout: Layout) -> None:
     window = layout.envelopes.address_window
     pad = layout.envelopes.clearance
     canvas.saveState()
-    canvas.setFont("Helvetica", 10)
+    lines = (letter.recipient_name, *letter.address_lines)
+    size = _fitting_size(lines, "Helvetica", 10, (window.width - 2 * pad) * inch)
+    canvas.setFont("Helvetica", size)
     y = _top(window.top + pad) - 10
-    for line in (letter.recipient_name, *letter.address_lines):
+    for line in lines:
         canvas.drawString((window.left + pad) * inch, y, line)
         y -= 12.5
     canvas.restoreState()
+
+
+def _fitting_size(lines: Sequence[str], font: str, size: float, width: float) -> float:
+    """The font size, down to 7 points, at which every line fits the window's width: an address
+    line that ran past the window's edge would be cut off in the envelope."""
+    widest = max((stringWidth(line, font, size) for line in lines), default=0.0)
+    return size if widest <= width else max(7.0, size * width / widest)
 
 
 def _coupon(canvas: Canvas, letter: LetterContent, layout: Layout, words: Wording) -> None:
@@ -542,9 +561,12 @@ def _coupon(canvas: Canvas, letter: LetterContent, layout: Layout, words: Wordin
     # The remit-to address, inside the return envelope's window.
     x = (remit.left + pad) * inch
     y = (remit.bottom + remit.height - pad) * inch - 10
-    canvas.setFont("Helvetica-Bold", 10)
+    room = (remit.width - 2 * pad) * inch
+    canvas.setFont(
+        "Helvetica-Bold", _fitting_size([letter.practice_name], "Helvetica-Bold", 10, room)
+    )
     canvas.drawString(x, y, letter.practice_name)
-    canvas.setFont("Helvetica", 10)
+    canvas.setFont("Helvetica", _fitting_size(letter.remit_to, "Helvetica", 10, room))
     for line in letter.remit_to:
         y -= 12
         canvas.drawString(x, y, line)

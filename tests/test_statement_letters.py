@@ -21,7 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.channels import LetterContent
-from activities.letters import LetterError, letter_from_json, letter_pdf, render_letter
+from activities.letters import (
+    LetterError,
+    letter_from_json,
+    letter_json,
+    letter_pdf,
+    render_letter,
+)
 from activities.messaging import MessagingActivities, PolicyStore
 from activities.messaging.composition import aging_of
 from activities.rendering import StatementLine
@@ -482,3 +488,45 @@ def test_the_readme_shows_the_rendered_pages() -> None:
     assert {"docs/images/statement-page1.png", "docs/images/final-notice-page1.png"} <= set(shown)
     for image in shown:
         assert (root / image).read_bytes().startswith(b"\x89PNG"), image
+
+
+def test_a_long_address_still_fits_its_window() -> None:
+    letter = replace(
+        _sample_letter("Lakeside Community Hospital", "en"),
+        recipient_name="Maximiliana Alexandrina Featherstonehaugh-Worthington",
+        address_lines=(
+            "12345 North Extraordinarily Long Boulevard Name, Suite 1200",
+            "Building C, Care of the Featherstonehaugh Family Trust",
+            "Springfield, NY 10001-1234",
+        ),
+    )
+    letter = replace(
+        letter,
+        practice_name="The Greater Lakeside Regional Community Hospital and Clinics",
+        remit_to=("Patient Financial Services and Customer Billing Department", "PO Box 300"),
+        return_address=("1 Lakeside Drive, Building of the Outpatient Clinics West",),
+        logo="statement/logos/lakeside.png",
+    )
+    assert len(letter.practice_name) == 60  # the longest a practice's name may be
+    seen = windows(render_letter(letter, "", "ref"), load_layout())
+    assert seen["address"] == [letter.recipient_name, *letter.address_lines]
+    assert seen["remit"] == [letter.practice_name, *letter.remit_to]
+    expected = f"{letter.practice_name} {letter.return_address[0]} RETURN SERVICE REQUESTED"
+    assert " ".join(seen["return"]) == expected  # the name beside the logo takes two lines
+
+
+def test_a_letter_queued_before_statements_had_an_identity_still_prints() -> None:
+    """Outbox rows of older releases store no language, remit-to or hours: defaults apply."""
+    letter = _sample_letter("Lakeside Community Hospital", "en")
+    stored = letter_json(letter)
+    for key in ("language", "title_key", "return_address", "remit_to", "phone_hours", "logo"):
+        stored.pop(key)
+    old = letter_from_json(stored)
+    assert old.language == "en" and old.remit_to == () and old.phone_hours is None
+    text = _text(render_letter(old, "", "ref"))
+    assert "Statement" in text and words_en("coupon_enclosed") in text
+    assert "Monday to Friday, 8:00 am to 5:00 pm" in text
+
+
+def words_en(key: str) -> str:
+    return wording("en")(key)
