@@ -14,16 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import (
-    console,
-    current_actor,
-    database,
-    fail,
-    parse_id,
-    refused,
-    settings,
-    with_services,
-)
+from cli.common import console, current_actor, database, fail, parse_id, settings, with_services
 from config.roles import Permission
 from models.actions import HoldReason, Installment
 from models.money import format_cents, parse_cents
@@ -140,6 +131,7 @@ def letters_sample(
 ) -> None:
     """Render a policy's letter for a sample account (synthetic, never stored), into a PDF file."""
     from activities.letters import LetterError
+    from cli.common import refused
     from config.loader import PolicyFileError
     from services.errors import Refused
     from services.statements import sample_letter
