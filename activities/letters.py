@@ -9,11 +9,14 @@ look at. Composition is deterministic: the same row always gives the same bytes,
 matches its manifest's checksums. Composing PDFs once a day in the batch, not in the step, keeps
 the ladder's hot path to checking, rendering and one transaction (``bench/`` measures both).
 
-Layout: the practice's letterhead, the address placed for a #10 window envelope with "Return
-Service Requested", a summary box (amount due, due date, account), the policy's message, the
-statement breakdown per visit (total charges - insurance paid - insurance adjustment - patient
-payments = balance), aging, ways to pay, the financial-assistance summary where the policy
-requires it, and a remittance stub. Envelopes and stubs name no service (HIPAA minimum necessary).
+Layout: ``config/statement/layout.yaml`` orders the body's blocks (summary, the policy's message,
+the visits with their insurer and claim status, why the patient owes each amount, ways to pay,
+what to do if the bill looks wrong, aging, the financial-assistance summary where the policy
+requires it) and places the envelope windows; every fixed word comes from the letter language's
+wording (``activities.statement``). The letterhead puts the practice's name, logo and return
+address in the #10 double-window envelope's upper window and the patient's address in its lower
+one; the coupon at the bottom of page one puts the remit-to address in a #9 return envelope's
+window. Nothing else shows through a window: no amount, no service (HIPAA minimum necessary).
 """
 
 from __future__ import annotations
