@@ -27,7 +27,7 @@ from typing import Protocol
 
 from activities.rendering import StatementLine
 from config.private_files import private_dir, private_file
-from models.policy import Channel
+from models.policy import Channel, PhoneHours
 
 # -- what a sender is given -----------------------------------------------------------------
 
@@ -72,6 +72,17 @@ class LetterContent:
     (steps due together), "family" every open account of the guarantor (a family statement)."""
     allocation: str = ""
     """How a payment against a letter covering several accounts is applied (the policy's)."""
+    language: str = "en"
+    """The language of the letter's fixed wording (``config/statement/<language>.yaml``)."""
+    title_key: str = ""
+    """The wording's title for the step (statement, final_notice...); empty: ``title``."""
+    return_address: tuple[str, ...] = ()
+    """The practice's return address (upper envelope window), below its name."""
+    remit_to: tuple[str, ...] = ()
+    """Where checks go (the coupon, behind the return envelope's window), below the name."""
+    phone_hours: PhoneHours | None = None
+    logo: str = ""
+    tax_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ class OutgoingMessage:
     body: str
     html: str | None = None
     """Email only: the HTML alternative of ``body``."""
+    sender_name: str = ""
+    """Email only: the From name, the account's policy practice (``Practice.name``)."""
 
 
 @dataclass(frozen=True)

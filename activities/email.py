@@ -72,7 +72,8 @@ class SendGridSender:
         Args:
             client: the SendGrid client; its ``host`` may point at a local test server.
             from_email: a verified sender of the SendGrid account.
-            from_name: shown as the sender's name (the practice).
+            from_name: the sender's name when a message names none (the deployment's practice);
+                a step's email carries its policy practice's name (``OutgoingMessage.sender_name``).
             sandbox_mode: SendGrid validates but does not deliver.
             unsubscribe_url: a template with ``{id}``, served by our API
                 (``/unsubscribe/email/{id}``); empty uses SendGrid's own subscription tracking.
@@ -97,8 +98,9 @@ class SendGridSender:
                 f'<p style="font-size:12px;color:#555">To stop receiving these emails, '
                 f'<a href="{escape(link)}">unsubscribe here</a>.</p>'
             )
+        from_email, default_name = self._from
         mail = Mail(
-            from_email=self._from,
+            from_email=(from_email, message.sender_name or default_name),
             to_emails=message.recipient,
             subject=message.subject or "",
             plain_text_content=text,

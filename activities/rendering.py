@@ -48,6 +48,14 @@ class StatementLine:
     patient_paid_cents: int
     good_faith_estimate_cents: int | None = None
     nsa_protected_cents: int = 0
+    payer: str | None = None
+    """The insurer billed for the visit; None: self-pay."""
+    claim_status: str | None = None
+    """``models.statement.ClaimStatus`` value, where the practice's system reports it."""
+    deductible_cents: int = 0
+    coinsurance_cents: int = 0
+    copay_cents: int = 0
+    not_covered_cents: int = 0
 
     @property
     def balance_cents(self) -> int:
@@ -84,6 +92,11 @@ def _env() -> SandboxedEnvironment:
 @lru_cache(maxsize=1024)
 def _compile(source: str) -> Any:
     return _env().from_string(source)
+
+
+def compile_template(source: str) -> Any:
+    """A template of the sandboxed, strict environment (compiled once per source text)."""
+    return _compile(source)
 
 
 def context(
@@ -275,7 +288,11 @@ def check_templates(bundle: PolicyBundle, today: dt.date | None = None) -> list[
                             f"template {key}.j2: {problem}",
                         )
                     )
-    return errors
+    # the printed statement's wording, logo and remit-to address (activities.statement imports
+    # this module)
+    from activities.statement import statement_problems
+
+    return errors + statement_problems(bundle)
 
 
 def _template_problems(

@@ -14,6 +14,7 @@ from models.common import REFERENCE_FIELD
 from models.payloads import CallResult
 from models.phones import to_e164
 from models.protections import PhoneKind
+from models.statement import ClaimStatus
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -104,6 +105,12 @@ class ChargeIn(Strict):
         le=MAX_CENTS,
         description="a balance bill the No Surprises Act protects the patient from: not owed",
     )
+    payer: Text | None = Field(default=None, min_length=1, max_length=100, description="insurer")
+    claim_status: ClaimStatus | None = None
+    deductible_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
+    coinsurance_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
+    copay_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
+    not_covered_cents: int = Field(strict=True, default=0, ge=0, le=MAX_CENTS)
     patient: PatientIn | None = None
 
 

@@ -120,6 +120,38 @@ def letters_show(
     console.print(f"letter {communication}: {out}")
 
 
+@letters_app.command("sample")
+def letters_sample(
+    policy: Annotated[str, typer.Argument(help="a shipped policy's name or a policy file")],
+    step: Annotated[str, typer.Option(help="the letter step's id, e.g. statement-1")],
+    language: Annotated[
+        str | None, typer.Option(help="one the policy declares; default its first")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where to write the PDF")] = Path("sample.pdf"),
+    date: Annotated[str | None, typer.Option(help="statement date, YYYY-MM-DD; default today")] = (
+        None
+    ),
+) -> None:
+    """Render a policy's letter for a sample account (synthetic, never stored), into a PDF file."""
+    from activities.letters import LetterError
+    from cli.common import refused
+    from config.loader import PolicyFileError
+    from services.errors import Refused
+    from services.statements import sample_letter
+
+    when = _date("date", date) if date else dt.date.today()
+    try:
+        sample = sample_letter(policy, step, language, when)
+    except PolicyFileError as exc:
+        fail(str(exc), 2)
+    except Refused as exc:
+        refused(exc)
+    except LetterError as exc:
+        fail(str(exc))
+    out.write_bytes(sample.pdf)
+    console.print(f"{sample.policy} {sample.step} ({sample.language}): {out}")
+
+
 def call_outcome(
     task: Annotated[str, typer.Argument(help="call task id (see `dunning worklist`)")],
     result: Annotated[CallResult, typer.Option(help="what the call came to")],

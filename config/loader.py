@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from config.roles import RolesFileError, load_catalogue
-from config.settings import POLICY_DIR, TEMPLATE_DIR
+from config.settings import POLICY_DIR, TEMPLATE_DIR, load_settings
 from models.policy import Channel, ClosingNoticeRules, Policy, Statements
 
 TEMPLATE_SUFFIX = ".j2"
@@ -111,6 +111,20 @@ def template_dirs(policy_path: Path) -> list[Path]:
     return unique
 
 
+def with_practice_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The policy with the deployment's practice identity where its ``practice`` block is silent.
+
+    The practice identity lives in one place per policy; what a policy leaves out comes from the
+    settings (``DUNNING_PRACTICE__*``), so that the stored policy version, and every letter, email,
+    text and reply made from it, names the practice completely.
+    """
+    practice = data.get("practice", {})
+    if not isinstance(practice, dict):
+        return data  # reported by validation, against the policy's own field
+    defaults = load_settings().practice.policy_defaults()
+    return data | {"practice": defaults | practice}
+
+
 def load_policy(name_or_path: str | Path) -> PolicyBundle:
     """Read, validate and hash a policy file and its templates.
 
@@ -135,7 +149,7 @@ def load_policy(name_or_path: str | Path) -> PolicyBundle:
     if not isinstance(data, dict):
         raise PolicyFileError([PolicyError(shown, 1, "", "expected a mapping of policy fields")])
     try:
-        policy = Policy.model_validate(data)
+        policy = Policy.model_validate(with_practice_defaults(data))
     except ValidationError as exc:
         raise PolicyFileError(_locate(shown, root, exc)) from exc
 

@@ -123,12 +123,31 @@ class ApiSettings(BaseModel):
     )
 
 
+def _weekday_office_hours() -> dict[str, str | list[str]]:
+    return {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "17:00"}
+
+
 class PracticeSettings(BaseModel):
-    """Who the letters come from."""
+    """Who the letters come from: the default of every policy's ``practice`` block.
+
+    A policy's own ``practice`` fields win (a deployment serving several practices); what it
+    leaves out is taken from here by the policy loader (``config.loader``).
+    """
 
     name: str = "Riverside Family Medicine"
     phone: str = "(555) 010-0100"
     pay_url: str = "https://pay.example.org"
+    remit_to: list[str] = Field(
+        default_factory=lambda: ["PO Box 100", "Springfield, IL 62701"],
+        description="street lines only: the practice name is printed above them",
+    )
+    return_address: list[str] = Field(default_factory=list, description="default: remit_to")
+    phone_hours: dict[str, str | list[str]] = Field(
+        default_factory=_weekday_office_hours,
+        description="days (mon..sun), start and end (HH:MM) the billing phone is answered",
+    )
+    logo: str = ""
+    tax_id: str = ""
     default_policy: str = "physician"
     policy_dirs: list[Path] = Field(
         default_factory=lambda: [POLICY_DIR],
@@ -144,6 +163,10 @@ class PracticeSettings(BaseModel):
             if path.is_file():
                 return path
         return None
+
+    def policy_defaults(self) -> dict[str, object]:
+        """The fields a policy's ``practice`` block takes from here when it leaves them out."""
+        return self.model_dump(exclude={"default_policy", "policy_dirs"})
 
 
 class LedgerSettings(BaseModel):

@@ -34,6 +34,10 @@ patient_first_name / _last    Patient First Name / Patient Last Name, Pt First /
 patient_dob                   Patient DOB, Patient Date of Birth, Pt DOB, DOB
 good_faith_estimate           GFE, GFE Amount, Good Faith Estimate Amount, Estimate
 nsa_protected                 NSA Protected, NSA Protected Amount (a balance bill not owed)
+payer                         Insurance, Insurer, Primary Insurance, Payer Name, Carrier
+claim_status                  Claim Status (paid, partly_paid, denied, pending, not_filed)
+deductible / coinsurance      Deductible, Ded / Co-insurance, Coins (the patient's share, why)
+copay / not_covered           Co-pay, Copayment / Not Covered, Non-covered, PR-96
 (payments) reference          Payment ID, Payment Ref, Receipt #, Check #, Transaction ID
 (payments) amount             Payment Amount, Amount Paid, Amt
 (payments) received_on        Payment Date, Date Received, Deposit Date, Post Date
@@ -67,6 +71,7 @@ from models.import_files import read_table
 from models.money import DollarsAsCents, format_cents
 from models.phones import to_e164
 from models.protections import AGE_OF_MAJORITY, PhoneKind, age_on, parse_phone_kind
+from models.statement import ClaimStatus
 
 
 def _blank_to_none(value: object) -> object:
@@ -206,6 +211,14 @@ class BalanceRow(BaseModel):
         Annotated[Amount, Field(ge=0)] | None, BeforeValidator(_blank_to_none)
     ] = None
     nsa_protected: Money0 = Field(default=0, ge=0)
+    payer: Optional = Field(default=None, max_length=100)
+    claim_status: Annotated[
+        ClaimStatus | None, BeforeValidator(ClaimStatus.parse), BeforeValidator(_blank_to_none)
+    ] = None
+    deductible: Money0 = Field(default=0, ge=0)
+    coinsurance: Money0 = Field(default=0, ge=0)
+    copay: Money0 = Field(default=0, ge=0)
+    not_covered: Money0 = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _protections_consistent(self) -> Self:
@@ -214,6 +227,12 @@ class BalanceRow(BaseModel):
             raise ValueError(
                 "nsa_protected: more than the visit's balance (charges - insurance paid -"
                 " adjustment - patient paid)"
+            )
+        share = self.deductible + self.coinsurance + self.copay + self.not_covered
+        if share > max(self.charges - self.insurance_paid - self.insurance_adjustment, 0):
+            raise ValueError(
+                "deductible: deductible + coinsurance + copay + not_covered is more than what"
+                " insurance left to the patient (charges - insurance paid - adjustment)"
             )
         named = (self.patient_first_name, self.patient_last_name, self.patient_dob)
         if any(v is not None for v in named) and self.patient_id is None:
@@ -320,6 +339,12 @@ BALANCE_ALIASES: dict[str, tuple[str, ...]] = {
     "patient_dob": ("patient_date_of_birth", "pt_dob", "dob", "date_of_birth", "birth_date"),
     "good_faith_estimate": ("gfe", "gfe_amount", "good_faith_estimate_amount", "estimate"),
     "nsa_protected": ("nsa_protected_amount", "nsa_protected_balance"),
+    "payer": ("insurance", "insurer", "primary_insurance", "payer_name", "carrier"),
+    "claim_status": ("status_of_claim",),
+    "deductible": ("ded", "deductible_amount"),
+    "coinsurance": ("co_insurance", "coins", "coinsurance_amount"),
+    "copay": ("co_pay", "copayment", "copay_amount"),
+    "not_covered": ("non_covered", "noncovered", "not_covered_amount", "pr_96"),
 }
 PAYMENT_ALIASES: dict[str, tuple[str, ...]] = {
     **_COMMON_ALIASES,

@@ -377,11 +377,70 @@ class Eca501r(_Frozen):
     application_days: int = Field(default=240, ge=240, description="FAP applications accepted")
 
 
+PostalLine = Annotated[str, Field(min_length=1, max_length=60)]
+
+
+class PhoneHours(_Frozen):
+    """When the billing office answers the phone; letters say it in the patient's language."""
+
+    days: list[Weekday] = Field(
+        default_factory=lambda: [Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
+        min_length=1,
+    )
+    start: dt.time = dt.time(8, 0)
+    end: dt.time = dt.time(17, 0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start >= self.end:
+            raise ValueError("phone_hours: start must be before end")
+        return self
+
+
 class Practice(_Frozen):
-    name: str = Field(min_length=1)
+    """The practice's identity: who letters, emails, texts and replies come from.
+
+    The one place letters (letterhead, return address, coupon), emails (the From name), texts and
+    replies read the practice from. A field the policy leaves out takes the deployment's value
+    (``config.settings.PracticeSettings``, filled in by the loader), so a deployment serving one
+    practice names it once and one serving several names each in its policies.
+    """
+
+    name: str = Field(min_length=1, max_length=60)
     phone: str = Field(min_length=7)
     pay_url: str = ""
     financial_assistance_summary: str = ""
+    remit_to: list[PostalLine] = Field(
+        default_factory=list,
+        max_length=4,
+        description="where checks go: printed in the coupon, behind a #9 return envelope's window",
+    )
+    return_address: list[PostalLine] = Field(
+        default_factory=list,
+        max_length=3,
+        description="the letter's return address (upper window); default: remit_to",
+    )
+    financial_assistance_summaries: dict[str, str] = Field(
+        default_factory=dict,
+        description="the summary in other languages, by language code (es: ...)",
+    )
+    phone_hours: PhoneHours = Field(
+        default_factory=lambda: PhoneHours(), description="when the phone is answered"
+    )
+    logo: str = Field(
+        default="",
+        description="a PNG or JPEG for the letterhead: absolute, or relative to config/",
+    )
+    tax_id: str = Field(default="", description="printed on statements where a payer needs it")
+
+    def assistance_summary(self, language: str) -> str:
+        """The financial-assistance summary in ``language``, else in the policy's own words."""
+        return self.financial_assistance_summaries.get(language, self.financial_assistance_summary)
+
+    @property
+    def return_lines(self) -> list[str]:
+        """The return address, the remit-to address when none is given."""
+        return self.return_address or self.remit_to
 
 
 class StaffApproval(_Frozen):

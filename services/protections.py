@@ -170,6 +170,13 @@ def charge_fields(session: Session, guarantor: Guarantor, row: BalanceRow) -> di
     fields: dict[str, Any] = {
         "good_faith_estimate_cents": row.good_faith_estimate,
         "nsa_protected_cents": row.nsa_protected,
+        # the remittance facts the statement explains each visit with (issue 15)
+        "payer": row.payer,
+        "claim_status": row.claim_status.value if row.claim_status else None,
+        "deductible_cents": row.deductible,
+        "coinsurance_cents": row.coinsurance,
+        "copay_cents": row.copay,
+        "not_covered_cents": row.not_covered,
     }
     if row.patient_id is not None:
         patient = upsert_patient(session, guarantor, row)

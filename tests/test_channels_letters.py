@@ -122,14 +122,15 @@ def test_every_letter_of_every_shipped_policy_as_pdf(
         ):
             assert expected in text, (policy.name, step.id, expected)
         assert text.count(f"Amount due: {money(BALANCE)}") == 1
-        # The statement breakdown per visit and its totals.
+        # The statement breakdown per visit (with its insurer) and its totals.
         for expected in (
-            "Total charges",
+            "Charges",
             "Insurance paid",
-            "Insurance adj.",
+            "Adjusted",
             "You paid",
-            "2026-09-14 Office visit $185.00 -$90.00 -$40.00 -$25.00 $30.00",
-            "2026-11-02 Laboratory $60.00 -$20.00 -$15.00 $0.00 $25.00",
+            "You owe",
+            "2026-09-14 Office visit Insurance $185.00 -$90.00 -$40.00 -$25.00 $30.00",
+            "2026-11-02 Laboratory Insurance $60.00 -$20.00 -$15.00 $0.00 $25.00",
             "Total $245.00 -$110.00 -$55.00 -$25.00 $55.00",
         ):
             assert expected in text, (policy.name, step.id, expected)
@@ -139,10 +140,14 @@ def test_every_letter_of_every_shipped_policy_as_pdf(
         assert "Ways to pay" in text and "By phone:" in text
         if policy.practice.pay_url:
             assert f"Online: {policy.practice.pay_url}" in text
+        # Where to mail a check: the remit-to address, on the coupon.
+        for line in (policy.practice.name, *policy.practice.remit_to):
+            assert line in text, (policy.name, step.id, line)
         summary = _flat(policy.practice.financial_assistance_summary)
         fap_required = step.kind is StepKind.FINAL_NOTICE or policy.eca.enabled
-        if summary and fap_required:
-            assert f"Financial assistance. {summary}" in text, (policy.name, step.id)
+        if summary and fap_required:  # in its box, or where the policy's message puts it
+            assert summary in text, (policy.name, step.id)
+            assert text.count(summary) == 1, (policy.name, step.id)
         # The policy's message, without the letterhead and text table the PDF lays out itself.
         letter_paragraphs = [p for p in body.split("\n\n") if p.strip()]
         assert letter_paragraphs

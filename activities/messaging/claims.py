@@ -136,7 +136,8 @@ def result(row: Communication) -> SendStepResult:
     return claim_result(values(row))
 
 
-def outgoing(claim: Mapping[str, Any]) -> OutgoingMessage:
+def outgoing(claim: Mapping[str, Any], sender_name: str = "") -> OutgoingMessage:
+    """The message a claim hands to its provider; ``sender_name`` is the policy's practice."""
     return OutgoingMessage(
         str(claim["id"]),
         claim["idempotency_key"],
@@ -144,6 +145,7 @@ def outgoing(claim: Mapping[str, Any]) -> OutgoingMessage:
         claim["recipient"] or "",
         claim["subject"],
         claim["body"] or "",
+        sender_name=sender_name,
     )
 
 

@@ -23,7 +23,7 @@ from models.content_rules import ContentProblem
 from models.orm import Account, ChargeLine, StaffTask, TaskKind
 from models.orm.repositories import AGING_BUCKETS
 from models.payloads import ContactProfile, SendStepInput
-from models.policy import Channel, Policy, StepKind
+from models.policy import Channel, Policy, StepKind, Tone
 from workflows.decisions import home_zone, zone
 
 CALL_OUTCOMES = ["reached", "voicemail", "no_answer", "wrong_number", "promise_to_pay"]
@@ -84,10 +84,12 @@ def letter_of(
     guarantor = account.guarantor
     rows = tuple(statement_line(c) for c in account.charges)
     fap_required = policy.eca.enabled or step.kind is StepKind.FINAL_NOTICE
+    practice = policy.practice
+    language = letter_language(policy, guarantor.language)
     return LetterContent(
-        practice_name=policy.practice.name,
-        practice_phone=policy.practice.phone,
-        pay_url=policy.practice.pay_url,
+        practice_name=practice.name,
+        practice_phone=practice.phone,
+        pay_url=practice.pay_url,
         recipient_name=f"{guarantor.first_name} {guarantor.last_name}",
         address_lines=tuple(address_lines(guarantor)),
         account_number=account.account_number,
@@ -98,8 +100,33 @@ def letter_of(
         lines=rows,
         aging_cents=aging_of(rows, step.balance_cents, today),
         title=step.template.replace("-", " ").capitalize(),
-        financial_assistance=(policy.practice.financial_assistance_summary if fap_required else ""),
+        financial_assistance=practice.assistance_summary(language) if fap_required else "",
+        language=language,
+        title_key=title_key(step.kind, step.tone),
+        return_address=tuple(practice.return_lines),
+        remit_to=tuple(practice.remit_to),
+        phone_hours=practice.phone_hours,
+        logo=practice.logo,
+        tax_id=practice.tax_id,
     )
+
+
+def letter_language(policy: Policy, language: str) -> str:
+    """The guarantor's language where the policy declares it, else the policy's first."""
+    return language if language in policy.languages else policy.languages[0]
+
+
+def title_key(kind: StepKind, tone: Tone) -> str:
+    """Which title of the statement wording (``config/statement/<language>.yaml``) a step gets."""
+    if kind is StepKind.MESSAGE:
+        if tone is Tone.FINAL:
+            return "final_notice"
+        return "past_due" if tone is Tone.FIRM else "statement"
+    return {
+        StepKind.FINAL_NOTICE: "final_notice",
+        StepKind.AGENCY_REFERRAL: "agency_referral",
+        StepKind.VALIDATION_NOTICE: "validation_notice",
+    }.get(kind, "notice")
 
 
 def call_task(
@@ -195,4 +222,10 @@ def statement_line(charge: ChargeLine) -> StatementLine:
         patient_paid_cents=charge.patient_paid_cents,
         good_faith_estimate_cents=charge.good_faith_estimate_cents,
         nsa_protected_cents=charge.nsa_protected_cents,
+        payer=charge.payer,
+        claim_status=charge.claim_status,
+        deductible_cents=charge.deductible_cents,
+        coinsurance_cents=charge.coinsurance_cents,
+        copay_cents=charge.copay_cents,
+        not_covered_cents=charge.not_covered_cents,
     )

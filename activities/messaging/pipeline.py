@@ -194,6 +194,8 @@ class _Work:
     audits: list[dict[str, Any]] = field(default_factory=list)
     """Committed with the claim when it is won: the audit of a message queued with it."""
     outcome: SendStepResult | BaseException | None = None
+    sender_name: str = ""
+    """The policy practice's name: an email's From name (one practice identity per policy)."""
 
 
 class MessagingActivities:
@@ -499,6 +501,7 @@ class MessagingActivities:
             work.reasons.append(f"{channel.value}: wording breaks a content rule")
             work.tasks.append(content_task(work.step, account, channel, problems))
             return False
+        work.sender_name = bundle.policy.practice.name
         claim = self._row(work, channel, CommunicationStatus.PENDING)
         claim.update(
             recipient=contact_point(account.guarantor, channel),
@@ -738,7 +741,7 @@ class MessagingActivities:
         """Hand each claimed message to its provider, then commit what each send came to."""
         if not sending:
             return
-        messages = [claims.outgoing(w.claim) for w in sending if w.claim is not None]
+        messages = [claims.outgoing(w.claim, w.sender_name) for w in sending if w.claim is not None]
         remote = sum(getattr(self._senders[m.channel], "network", False) for m in messages)
         if remote > 1:  # providers answer in tens of milliseconds: ask them all at once
             sent = list(self._send_pool.map(self._deliver, messages))

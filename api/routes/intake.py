@@ -89,7 +89,15 @@ def _rows(account_number: str, body: AccountIn) -> list[BalanceRow]:
                 )
             )
         except ValidationError as exc:
-            fields = sorted({str(e["loc"][-1]) for e in exc.errors() if e["loc"]})
+            # a row-level rule names its field first ("deductible: ... is more than ...")
+            fields = sorted(
+                {
+                    str(e["loc"][-1])
+                    if e["loc"]
+                    else str(e["msg"]).removeprefix("Value error, ").split(":")[0]
+                    for e in exc.errors()
+                }
+            )
             raise HTTPException(
                 422, f"charges[{index}] or guarantor: invalid {', '.join(fields)}"
             ) from None
@@ -108,6 +116,12 @@ def protections_fields(guarantor_dob: dt.date | None, charge: ChargeIn) -> dict[
         "patient_first_name": patient.first_name if patient else None,
         "patient_last_name": patient.last_name if patient else None,
         "patient_dob": patient.date_of_birth if patient else None,
+        "payer": charge.payer,
+        "claim_status": charge.claim_status,
+        "deductible": dollars_text(charge.deductible_cents),
+        "coinsurance": dollars_text(charge.coinsurance_cents),
+        "copay": dollars_text(charge.copay_cents),
+        "not_covered": dollars_text(charge.not_covered_cents),
     }
 
 

@@ -64,6 +64,10 @@ class ChargeLine(Timestamped, Base):
         UniqueConstraint("account_id", "external_ref"),
         CheckConstraint("charges_cents >= 0", name="charges_not_negative"),
         CheckConstraint("nsa_protected_cents >= 0", name="nsa_protected_not_negative"),
+        CheckConstraint("deductible_cents >= 0", name="deductible_not_negative"),
+        CheckConstraint("coinsurance_cents >= 0", name="coinsurance_not_negative"),
+        CheckConstraint("copay_cents >= 0", name="copay_not_negative"),
+        CheckConstraint("not_covered_cents >= 0", name="not_covered_not_negative"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -84,6 +88,14 @@ class ChargeLine(Timestamped, Base):
     patient_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("patients.id"), index=True, default=None
     )
+    # The insurer's remittance, as the practice's system has it: who paid, the claim's status,
+    # and why the rest is the patient's. The statement explains each visit from these.
+    payer: Mapped[str | None] = mapped_column(String(100), default=None)
+    claim_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    deductible_cents: Mapped[int] = mapped_column(default=0, server_default="0")
+    coinsurance_cents: Mapped[int] = mapped_column(default=0, server_default="0")
+    copay_cents: Mapped[int] = mapped_column(default=0, server_default="0")
+    not_covered_cents: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[Account] = relationship(back_populates="charges", lazy="raise")
 
