@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
-from api.routes import facts, health, intake, protections, staff, unsubscribe, webhooks
+from api.routes import agency, facts, health, intake, protections, staff, unsubscribe, webhooks
 from api.state import AppState
 from api.webhooks.sendgrid import Verifier
 from config.settings import Settings
@@ -86,6 +86,7 @@ def create_app(
     app.include_router(protections.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
+    app.include_router(agency.router)
     return app
 
 

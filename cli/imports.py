@@ -67,7 +67,8 @@ async def run_import(
             )
             lines = [line for line, _ in good]
             try:
-                await importer(candidate, True)
+                checked = await importer(candidate, True)
+                warnings = checked.warnings if attempt == 0 else _renumber(checked.warnings, lines)
                 break
             except CsvImportError as exc:
                 errors = exc.errors if attempt == 0 else _renumber(exc.errors, lines)
@@ -96,6 +97,7 @@ async def run_import(
         if dry_run or not good:
             if dry_run:
                 report.accounts = len({r.get(account_column or "") for _, r in good})
+                report.warnings = warnings
             return report, [e for es in rejected.values() for e in es], rejects
         chunks = _chunks(good, account_column if kind == "balances" else None)
         progress = Progress(
@@ -109,9 +111,11 @@ async def run_import(
         )
         with progress:
             task = progress.add_task(kind, total=len(good))
+            line_of = {id(record): line for line, record in good}
             for index, chunk in enumerate(chunks):
                 path = write_records(work / f"chunk-{index}.csv", header, chunk)
                 part = await importer(path, False)
+                report.warnings += _renumber(part.warnings, [line_of[id(r)] for r in chunk])
                 report.accounts += part.accounts
                 report.new_charges += part.new_charges
                 report.started_or_joined += part.started_or_joined

@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.table import Table
 
+from cli import agency as agency_cli
 from cli import api as api_cli
 from cli import facts as facts_cli
 from cli import policy as policy_cli
@@ -54,6 +55,7 @@ api_cli.register(app)
 facts_cli.register(app)
 users_cli.register(app)
 reconcile_cli.register(app)
+agency_cli.register(app)
 
 log = logging.getLogger("dunning")
 
@@ -190,6 +192,10 @@ def _import(file: Path, kind: str, dry_run: bool, skip_bad: bool) -> None:
                 f"{report.queued} account(s) queued: Temporal did not answer; the worker delivers"
                 " their messages when it is back"
             )
+        if report.warnings:  # closed accounts: for a person to resolve (services.lifecycle)
+            console.print(f"{len(report.warnings)} warning(s):")
+            for warning in report.warnings:
+                console.print(f"  warning: {warning}", highlight=False)
 
     with_services(go, temporal=not dry_run)
 

@@ -34,7 +34,7 @@ from models.actions import (
 from models.orm import Account, Guarantor, LegalFact, StaffTask, TaskKind
 from models.payloads import CallOutcomeSignal, CallResult
 from models.policy import Channel
-from services import audit
+from services import agency, audit
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -386,7 +386,7 @@ async def life_event(
     svc.temporal  # noqa: B018
 
     async def work() -> FactRecorded:
-        def store(session: Session) -> None:
+        def store(session: Session) -> bool:
             session.add(
                 LegalFact(
                     account_id=account.id,
@@ -404,8 +404,13 @@ async def life_event(
                 Outcome.DONE,
                 {**summary, "reference": reference},
             )
+            change = AGENCY_CHANGES.get(kind)
+            return change is not None and agency.tell_agency(
+                session, account.id, change, reference, actor.id
+            )
 
-        await svc.db(store)
+        if await svc.db(store):
+            agency.write_update_file(svc.session_factory, agency.export_dir(svc.settings))
         told = account.open and await starter.notify(
             svc.temporal,
             account.workflow_account_id,
@@ -421,6 +426,12 @@ async def life_event(
 
     return await _guard(svc, actor, action, account, work, summary)
 
+
+AGENCY_CHANGES = {
+    LifeEventKind.BANKRUPTCY: agency.Change.BANKRUPTCY,
+    LifeEventKind.DECEASED: agency.Change.DEATH,
+}
+"""Life events a placed account's agency hears of (the update file)."""
 
 BANKRUPTCY_CHAPTERS = frozenset({7, 9, 11, 12, 13, 15})
 

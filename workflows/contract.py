@@ -63,6 +63,7 @@ class Rejection(StrEnum):
     REFERENCE_CONFLICT = "ReferenceConflict"
     OVER_LIMIT = "OverLimit"
     TEMPORAL_UNREACHABLE = "TemporalUnreachable"
+    NOT_PLACED = "NotPlaced"
 
     @classmethod
     def of(cls, type_name: str | None) -> Rejection:

@@ -63,6 +63,7 @@ from activities.messaging.eligibility import (
     mark_channel,
     profile_now,
 )
+from activities.messaging.first_statement import record_first_statements
 from activities.statement_cycle import statement_due
 from config.loader import PolicyBundle
 from models.orm import (
@@ -514,6 +515,7 @@ class MessagingActivities:
             sent = [self._deliver(m) for m in messages]
         marks: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
+        firsts: list[tuple[uuid.UUID, Channel | str | None, dt.datetime]] = []
         for work, (delivery, error) in zip(sending, sent, strict=True):
             claim = work.claim
             assert claim is not None
@@ -533,6 +535,7 @@ class MessagingActivities:
                         claim["account_id"], claim["id"], claim["step_id"], claim["channel"]
                     )
                 )
+                firsts.append((claim["account_id"], claim["channel"], at))
                 claim.update(status=CommunicationStatus.SENT)
                 work.outcome = claims.claim_result(claim)
                 continue
@@ -571,6 +574,7 @@ class MessagingActivities:
         if marks:
             session.execute(claims.MARK_SENT, claims.rows(marks, claims.MARK_COLUMNS))
             session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
+            record_first_statements(session, firsts)
         session.commit()
 
     def _deliver(self, message: OutgoingMessage) -> tuple[Delivery | None, Exception | None]:
@@ -748,6 +752,7 @@ class MessagingActivities:
         session.add(
             AuditEvent(**claims.sent_audit(row.account_id, row.id, row.step_id, row.channel))
         )
+        record_first_statements(session, [(row.account_id, row.channel, at)])
 
 
 def _reportable(
