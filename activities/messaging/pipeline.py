@@ -477,6 +477,14 @@ class MessagingActivities:
                 work.outcome = claims.claim_result(work.claim)
         if audits:
             session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
+        record_first_statements(  # a letter is sent when its claim commits (the print queue)
+            session,
+            (
+                (w.claim["account_id"], w.claim["channel"], w.claim["sent_at"])
+                for w in claiming
+                if w.won and w.claim and w.claim["status"] is CommunicationStatus.SENT
+            ),
+        )
         session.commit()
         for work in raced:
             try:
@@ -515,7 +523,6 @@ class MessagingActivities:
             sent = [self._deliver(m) for m in messages]
         marks: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
-        firsts: list[tuple[uuid.UUID, Channel | str | None, dt.datetime]] = []
         for work, (delivery, error) in zip(sending, sent, strict=True):
             claim = work.claim
             assert claim is not None
@@ -535,7 +542,6 @@ class MessagingActivities:
                         claim["account_id"], claim["id"], claim["step_id"], claim["channel"]
                     )
                 )
-                firsts.append((claim["account_id"], claim["channel"], at))
                 claim.update(status=CommunicationStatus.SENT)
                 work.outcome = claims.claim_result(claim)
                 continue
@@ -574,7 +580,6 @@ class MessagingActivities:
         if marks:
             session.execute(claims.MARK_SENT, claims.rows(marks, claims.MARK_COLUMNS))
             session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
-            record_first_statements(session, firsts)
         session.commit()
 
     def _deliver(self, message: OutgoingMessage) -> tuple[Delivery | None, Exception | None]:
@@ -752,7 +757,6 @@ class MessagingActivities:
         session.add(
             AuditEvent(**claims.sent_audit(row.account_id, row.id, row.step_id, row.channel))
         )
-        record_first_statements(session, [(row.account_id, row.channel, at)])
 
 
 def _reportable(
