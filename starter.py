@@ -519,6 +519,82 @@ class Intake:
             result = self._post_lines(session, root, [], guarantor, bundle, collect=False)
         return result[0], result[1], routing.warnings
 
+    async def split_post_petition(self, account_number: str, filed_on: dt.date) -> str | None:
+        """A bankruptcy stays the pre-petition balance only: visits on or after the filing date
+        move to a balance of their own, with its own ladder (ledger first, then its workflow).
+
+        Returns the new balance's account number, or None when no visit is post-petition.
+
+        Raises:
+            LookupError: no such account.
+        """
+        with self.session_factory.begin() as session:
+            account = repo.account_by_number(session, account_number)
+            if account is None:
+                raise LookupError(f"account: no account {account_number!r}")
+            lines = session.scalars(
+                select(ChargeLine).where(
+                    ChargeLine.account_id == account.id, ChargeLine.service_date >= filed_on
+                )
+            ).all()
+            if not lines or account.status is not AccountStatus.OPEN or account.balance_cents <= 0:
+                return None
+            guarantor = session.scalars(
+                select(Guarantor)
+                .where(Guarantor.id == account.guarantor_id)
+                .options(selectinload(Guarantor.channels))
+            ).one()
+            bundle = protections.policy_of(session, account)
+            own = Account(
+                account_number=lifecycle.successor_number(session, account),
+                guarantor=guarantor,
+                policy_name=account.policy_name,
+                opened_at=dt.datetime.combine(
+                    min(line.service_date for line in lines), dt.time(), dt.UTC
+                ),
+                continues_account_id=account.id,
+            )
+            session.add(own)
+            session.flush()
+            moved = [(line.external_ref, line.balance_cents) for line in lines]
+            for line in lines:
+                line.account_id = own.id
+            # What was paid is taken from the oldest visits first: the post-petition balance is
+            # at most what the account still owes.
+            cents = min(sum(max(c, 0) for _, c in moved), account.balance_cents)
+            account.balance_cents -= cents
+            own.balance_cents = cents
+            session.add(
+                AuditEvent(
+                    actor="system",
+                    action="post_petition_split",
+                    account_id=account.id,
+                    detail={"to": own.account_number, "lines": len(moved), "cents": cents},
+                )
+            )
+            inp = EscalationInput(
+                account_id=str(own.id),
+                policy=bundle.policy,
+                policy_hash=bundle.hash,
+                profile=protections.apply_requests_to_profile(
+                    session,
+                    guarantor,
+                    own,
+                    repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
+                ),
+                opened_at=own.opened_at,
+            )
+            if cents > 0:
+                charge = ChargeSignal(
+                    reference=f"split:{account.id}",
+                    amount_cents=cents,
+                    posted_at=dt.datetime.now(dt.UTC),
+                )
+                enqueue(session, own.id, "add_charge", charge, start=inp)
+            own_id, number = own.id, own.account_number
+        await self.deliver(own_id)
+        return number
+
     def _post_lines(
         self,
         session: Session,

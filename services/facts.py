@@ -100,6 +100,8 @@ class FactRecorded(BaseModel):
     fact: str
     reference: str
     workflow_told: bool
+    post_petition_account: str | None = None
+    """A bankruptcy: the balance of its own that the post-petition visits moved to, if any."""
 
 
 def _reference(kind: str) -> str:
@@ -463,7 +465,11 @@ async def bankruptcy(
     facts: dict[str, Any] = {"filed_on": filed_on.isoformat(), "chapter": chapter}
     if case_number:
         facts["case_number"] = case_number
-    return await life_event(svc, actor, account_number, LifeEventKind.BANKRUPTCY, facts)
+    recorded = await life_event(svc, actor, account_number, LifeEventKind.BANKRUPTCY, facts)
+    # The stay covers pre-petition debt only: visits on or after the filing date go on being
+    # collected, as a balance of their own (services.lifecycle; issue 11).
+    recorded.post_petition_account = await svc.intake.split_post_petition(account_number, filed_on)
+    return recorded
 
 
 async def death(

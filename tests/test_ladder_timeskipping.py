@@ -192,8 +192,8 @@ async def test_120_day_ladder_walked_by_skipping_time(
     view = await account_status(session_factory, None, number)
     assert (view.state, view.balance_cents) == (BalanceState.PLACED, 4000)
     updates = list((Path(settings.data_dir) / "agency").glob("agency-updates-*.csv"))
-    rows = list(csv.DictReader(io.StringIO(updates[0].read_text())))
-    assert [(r["change"], r["amount"], r["balance"]) for r in rows] == [
+    update_rows = list(csv.DictReader(io.StringIO(updates[0].read_text())))
+    assert [(r["change"], r["amount"], r["balance"]) for r in update_rows] == [
         ("payment", "-15.00", "40.00")
     ]
 
