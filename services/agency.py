@@ -225,7 +225,9 @@ def recall_in_ledger(session: Session, account: Account, by: str, why: str) -> N
     account.status = AccountStatus.RECALLED
     account.closed_at = dt.datetime.now(dt.UTC)
     session.add(
-        AuditEvent(actor=by, action="agency_recall", account_id=account.id, detail={"why": why})
+        AuditEvent(
+            actor=by, action="recalled_from_agency", account_id=account.id, detail={"why": why}
+        )
     )
 
 

@@ -275,7 +275,10 @@ async def test_the_agency_hears_of_payments_disputes_and_the_recall(
         outcomes = session.scalars(
             select(AuditEvent.detail)
             .join(Account, Account.id == AuditEvent.account_id)
-            .where(Account.account_number == number, AuditEvent.action == "agency_recall")
+            .where(
+                Account.account_number == number,
+                AuditEvent.action.in_(["agency_recall", "recalled_from_agency"]),
+            )
         ).all()
     assert {"why": "staff"} in outcomes and any(d.get("kind") == "NotPlaced" for d in outcomes)
 
