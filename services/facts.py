@@ -34,7 +34,7 @@ from models.actions import (
 from models.orm import Account, Guarantor, LegalFact, StaffTask, TaskKind
 from models.payloads import CallOutcomeSignal, CallResult
 from models.policy import Channel
-from services import agency, audit
+from services import agency, audit, lifecycle
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -465,10 +465,24 @@ async def bankruptcy(
     facts: dict[str, Any] = {"filed_on": filed_on.isoformat(), "chapter": chapter}
     if case_number:
         facts["case_number"] = case_number
-    recorded = await life_event(svc, actor, account_number, LifeEventKind.BANKRUPTCY, facts)
+    # The balance that continues a closed account is the same person's debt: stayed too, for
+    # its visits before the filing. (Asked before the split, whose new balance is post-petition.)
+    later = await svc.db(lambda s: lifecycle.open_continuation(s, account_number))
+    svc.temporal  # noqa: B018  (Temporal away: refused before anything is written)
     # The stay covers pre-petition debt only: visits on or after the filing date go on being
-    # collected, as a balance of their own (services.lifecycle; issue 11).
-    recorded.post_petition_account = await svc.intake.split_post_petition(account_number, filed_on)
+    # collected, as a balance of their own (services.lifecycle; issue 11). Split while the
+    # account is still open, before its workflow hears of the filing and closes it.
+    try:
+        split = await svc.intake.split_post_petition(account_number, filed_on)
+    except LookupError:
+        split = None  # refused, and audited, by life_event just below
+    recorded = await life_event(svc, actor, account_number, LifeEventKind.BANKRUPTCY, facts)
+    recorded.post_petition_account = split
+    if later is not None:
+        more = await bankruptcy(
+            svc, actor, later, filed_on=filed_on, chapter=chapter, case_number=case_number
+        )
+        recorded.post_petition_account = more.post_petition_account
     return recorded
 
 
@@ -476,8 +490,12 @@ async def death(
     svc: Services, actor: Actor, account_number: str, *, died_on: dt.date | None = None
 ) -> FactRecorded:
     """The guarantor died: contact ends and the account goes to the estate queue (a task)."""
-    facts = {"on": died_on.isoformat()} if died_on else {}
-    return await life_event(svc, actor, account_number, LifeEventKind.DECEASED, facts)
+    facts: dict[str, Any] = {"on": died_on.isoformat()} if died_on else {}
+    recorded = await life_event(svc, actor, account_number, LifeEventKind.DECEASED, facts)
+    later = await svc.db(lambda s: lifecycle.open_continuation(s, account_number))
+    if later is not None:  # the balance that continues it is the same guarantor's
+        await death(svc, actor, later, died_on=died_on)
+    return recorded
 
 
 async def attorney(

@@ -190,6 +190,18 @@ def successor_number(session: Session, root: Account) -> str:
         n += 1
 
 
+def open_continuation(session: Session, number: str) -> str | None:
+    """The open balance that continues the account (its chain's head), if any.
+
+    Only the head of a chain can be open: every earlier balance closed before it began.
+    """
+    root = session.scalars(select(Account).where(Account.account_number == number)).one_or_none()
+    if root is None:
+        return None
+    head = chain(session, root)[-1]
+    return head.account_number if head is not root and head.status is AccountStatus.OPEN else None
+
+
 def dry_run_warnings(
     session: Session, number: str, rows: list[tuple[int, BalanceRow]]
 ) -> list[RowError]:

@@ -135,6 +135,20 @@ async def test_bankruptcy_stays_pre_petition_visits_and_collects_post_petition_o
         code, out = await run_dunning(env, "status", number)
         assert code == 0 and "stopped" in out and "300.00" in out, out
 
+        # The guarantor dies: reported on the first account, the balance that continues it
+        # (the same person's) goes to the estate queue too.
+        code, out = await run_dunning(env, "report", "death", number, "--on", "2026-11-25")
+        assert code == 0, out
+        result = await client.get_workflow_handle(
+            workflow_id(intake.account_id(own)), result_type=EscalationResult
+        ).result()
+        assert result.state is BalanceState.DECEASED
+
+        async def in_estate() -> bool:
+            return _account(session_factory, own).status is AccountStatus.ESTATE
+
+        await eventually(in_estate)
+
 
 async def _await_visits(session_factory: sessionmaker[Session], number: str) -> list[str]:
     return _statement_visits(session_factory, number)
