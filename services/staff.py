@@ -166,7 +166,7 @@ async def hold(
         agency.write_update_file(svc.session_factory, agency.export_dir(svc.settings))
         detail = {"reason": reason.value, "agency": True, **_note_detail(note_id)}
         await svc.db(lambda s: audit.record(s, actor, "hold", account.id, Outcome.DONE, detail))
-        return HoldResult(until=until)
+        return HoldResult(until=until, agency=True)
     request = HoldRequest(
         reason=reason,
         until=until,

@@ -259,7 +259,7 @@ async def test_the_agency_hears_of_payments_disputes_and_the_recall(
     from models.actions import HoldReason
     from services import staff
 
-    await staff.hold(svc, CLERK, number, HoldReason.DISPUTE)
+    assert (await staff.hold(svc, CLERK, number, HoldReason.DISPUTE)).agency
     done = await recall(svc, CLERK, number)
     assert (done.balance_cents, Path(done.update_file)) == (25000, path)
     rows = [r for r in _rows(path) if r["account_number"] == number]

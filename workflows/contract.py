@@ -78,6 +78,10 @@ class HoldResult(BaseModel):
     """The ladder is paused (until a date, or until someone resumes it)."""
 
     until: dt.datetime | None = Field(default=None, description="ends by itself then")
+    agency: bool = Field(
+        default=False,
+        description="a placed account: the dispute went to the agency in its update file",
+    )
 
 
 class ResumeResult(BaseModel):
