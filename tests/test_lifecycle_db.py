@@ -36,6 +36,7 @@ from services.ledger_status import account_status
 from services.recall import recall
 from starter import Intake
 from tests.factories import balance_row, write_csv
+from tests.support.cli import invoke_in_thread
 from workflows.contract import Rejection
 
 CLERK = Actor(id="clerk-lifecycle", name="clerk-lifecycle", roles=["staff"])
@@ -305,3 +306,27 @@ async def test_approved_assistance_recalls_a_placed_account(
     assert changes == ["recall"]
     rows = _rows(agency.update_file(directory, dt.datetime.now(dt.UTC).date()))
     assert [r["change"] for r in rows if r["account_number"] == number] == ["recall"]
+
+
+async def test_the_cli_dry_run_prints_the_closed_account_warnings(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    intake = Intake(session_factory, None, settings)
+    row = balance_row()
+    await intake.import_balances(write_csv(tmp_path / "a.csv", [row]))
+    _set_status(session_factory, row["account_number"], AccountStatus.PLACED)
+    visit = dict(row, charge_ref=f"{row['charge_ref']}-N", service_date="2026-11-20")
+    night = write_csv(tmp_path / "night.csv", [row, visit])
+    monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(settings.data_dir))
+    result = await invoke_in_thread("import", "balances", str(night), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: row 3: account_number: {row['account_number']} is placed: "
+        f"'{visit['charge_ref']}' starts a balance of its own ({row['account_number']}.2)"
+    ) in " ".join(result.output.split())
+    assert _account(session_factory, row["account_number"]).status is AccountStatus.PLACED
