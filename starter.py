@@ -515,8 +515,8 @@ class Intake:
             )
             if target.collect:
                 result = posted
-        if result is None:
-            result = self._post_lines(session, root, [], guarantor, bundle, collect=False)
+        if result is None:  # nothing to collect: no message, nothing written
+            return self._escalation_input(session, root, guarantor, bundle), [], routing.warnings
         return result[0], result[1], routing.warnings
 
     async def split_post_petition(self, account_number: str, filed_on: dt.date) -> str | None:
@@ -572,18 +572,7 @@ class Intake:
                     detail={"to": own.account_number, "lines": len(moved), "cents": cents},
                 )
             )
-            inp = EscalationInput(
-                account_id=str(own.id),
-                policy=bundle.policy,
-                policy_hash=bundle.hash,
-                profile=protections.apply_requests_to_profile(
-                    session,
-                    guarantor,
-                    own,
-                    repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
-                ),
-                opened_at=own.opened_at,
-            )
+            inp = self._escalation_input(session, own, guarantor, bundle)
             if cents > 0:
                 charge = ChargeSignal(
                     reference=f"split:{account.id}",
@@ -594,6 +583,23 @@ class Intake:
             own_id, number = own.id, own.account_number
         await self.deliver(own_id)
         return number
+
+    def _escalation_input(
+        self, session: Session, account: Account, guarantor: Guarantor, bundle: PolicyBundle
+    ) -> EscalationInput:
+        profile = protections.apply_requests_to_profile(
+            session,
+            guarantor,
+            account,
+            repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
+        )
+        return EscalationInput(
+            account_id=str(account.id),
+            policy=bundle.policy,
+            policy_hash=bundle.hash,
+            profile=profile,
+            opened_at=account.opened_at,
+        )
 
     def _post_lines(
         self,
@@ -652,19 +658,7 @@ class Intake:
                 detail={"charges": len(charges)},
             )
         )
-        profile = protections.apply_requests_to_profile(
-            session,
-            guarantor,
-            account,
-            repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
-        )
-        inp = EscalationInput(
-            account_id=str(account.id),
-            policy=bundle.policy,
-            policy_hash=bundle.hash,
-            profile=profile,
-            opened_at=account.opened_at,
-        )
+        inp = self._escalation_input(session, account, guarantor, bundle)
         for charge in charges:
             enqueue(session, account.id, "add_charge", charge, start=inp)
         for ref, cents in routing.adjustments:
