@@ -79,7 +79,7 @@ from models.payloads import (
     StepDecision,
 )
 from models.policy import Channel, PolicyRef
-from services import credits, protections
+from services import agency, credits, lifecycle, protections
 from services.signal_outbox import INTAKE_RPC_TIMEOUT, Dispatcher, enqueue
 from workflows.contract import (
     DecisionResult,
@@ -356,6 +356,9 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
     queued: int = 0
     """Accounts whose messages wait in the signal outbox (Temporal did not answer)."""
+    warnings: list[RowError] = field(default_factory=list)
+    """Rows a person should look at: a closed account the export disagrees with, a pre-petition
+    charge, a charge that started a balance of its own (``services.lifecycle``)."""
 
 
 @dataclass(frozen=True)
@@ -483,17 +486,23 @@ class Intake:
         if errors:
             raise CsvImportError(sorted(errors, key=lambda e: e.row))
         report = ImportReport(rows=len(rows))
-        by_account: dict[str, list[BalanceRow]] = defaultdict(list)
-        for _, row in rows:
-            by_account[row.account_number].append(row)
+        by_account: dict[str, list[tuple[int, BalanceRow]]] = defaultdict(list)
+        for line, row in rows:
+            by_account[row.account_number].append((line, row))
         report.accounts = len(by_account)
         if dry_run:
+            with self.session_factory() as session:
+                for number, numbered in by_account.items():
+                    report.warnings += lifecycle.dry_run_warnings(session, number, numbered)
             return report
         pending: list[str] = []
         with self.session_factory.begin() as session:
-            for number, account_rows in by_account.items():
-                inp, charges = self.post_account(session, number, account_rows)
+            for number, numbered in by_account.items():
+                inp, charges, warnings = self.post_account_checked(
+                    session, number, [r for _, r in numbered], [line for line, _ in numbered]
+                )
                 report.new_charges += len(charges)
+                report.warnings += warnings
                 if charges:
                     pending.append(inp.account_id)
         # The ledger and its messages are committed together; now the workflows, several
@@ -509,6 +518,15 @@ class Intake:
     def post_account(
         self, session: Session, number: str, rows: list[BalanceRow]
     ) -> tuple[EscalationInput, list[ChargeSignal]]:
+        inp, charges, _ = self.post_account_checked(session, number, rows)
+        return inp, charges
+
+    def post_account_checked(
+        self, session: Session, number: str, rows: list[BalanceRow], lines: list[int] | None = None
+    ) -> tuple[EscalationInput, list[ChargeSignal], list[RowError]]:
+        """Post one account's rows; a closed account's new lines go where ``services.lifecycle``
+        says (never reopening it). Returns the collecting balance's workflow input, its new
+        charges and the rows' warnings."""
         first = rows[0]
         bundle = self.policy_for(first.policy)
         repo.store_policy_version(session, bundle)
@@ -532,6 +550,10 @@ class Intake:
         protections.note_phone_kind(guarantor, first.phone_kind)
         repo.set_channel_consent(session, guarantor, Channel.SMS, first.sms_consent)
         account = repo.account_by_number(session, number)
+        if account is not None:
+            routing = lifecycle.route(session, account, rows, lines)
+            if not routing.plain:
+                return self._post_routed(session, routing, account, guarantor, bundle)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
         if account is None:
             account = Account(
@@ -542,6 +564,142 @@ class Intake:
             )
             session.add(account)
             session.flush()
+        inp, charges = self._post_lines(session, account, rows, guarantor, bundle)
+        return inp, charges, []
+
+    def _post_routed(
+        self,
+        session: Session,
+        routing: lifecycle.Routing,
+        root: Account,
+        guarantor: Guarantor,
+        bundle: PolicyBundle,
+    ) -> tuple[EscalationInput, list[ChargeSignal], list[RowError]]:
+        """A closed account's lines: to a stayed or estate balance (ledger only), or to the
+        balance of their own that continues it (created here, with its own ladder)."""
+        result: tuple[EscalationInput, list[ChargeSignal]] | None = None
+        for target in routing.targets:
+            account = target.account
+            if account is None:
+                assert target.continues is not None
+                account = Account(
+                    account_number=lifecycle.successor_number(session, root),
+                    guarantor=guarantor,
+                    policy_name=bundle.policy.name,
+                    opened_at=dt.datetime.combine(
+                        min(r.service_date for r in target.rows), dt.time(), dt.UTC
+                    ),
+                    continues_account_id=target.continues.id,
+                )
+                session.add(account)
+                session.flush()
+            posted = self._post_lines(
+                session, account, target.rows, guarantor, bundle, collect=target.collect
+            )
+            if target.collect:
+                result = posted
+        if result is None:  # nothing to collect: no message, nothing written
+            return self._escalation_input(session, root, guarantor, bundle), [], routing.warnings
+        return result[0], result[1], routing.warnings
+
+    async def split_post_petition(self, account_number: str, filed_on: dt.date) -> str | None:
+        """A bankruptcy stays the pre-petition balance only: visits on or after the filing date
+        move to a balance of their own, with its own ladder (ledger first, then its workflow).
+
+        Returns the new balance's account number, or None when no visit is post-petition.
+
+        Raises:
+            LookupError: no such account.
+        """
+        with self.session_factory.begin() as session:
+            account = repo.account_by_number(session, account_number)
+            if account is None:
+                raise LookupError(f"account: no account {account_number!r}")
+            lines = session.scalars(
+                select(ChargeLine).where(
+                    ChargeLine.account_id == account.id, ChargeLine.service_date >= filed_on
+                )
+            ).all()
+            if not lines or account.status is not AccountStatus.OPEN or account.balance_cents <= 0:
+                return None
+            guarantor = session.scalars(
+                select(Guarantor)
+                .where(Guarantor.id == account.guarantor_id)
+                .options(selectinload(Guarantor.channels))
+            ).one()
+            bundle = protections.policy_of(session, account)
+            own = Account(
+                account_number=lifecycle.successor_number(session, account),
+                guarantor=guarantor,
+                policy_name=account.policy_name,
+                opened_at=dt.datetime.combine(
+                    min(line.service_date for line in lines), dt.time(), dt.UTC
+                ),
+                continues_account_id=account.id,
+            )
+            session.add(own)
+            session.flush()
+            moved = [(line.external_ref, line.balance_cents) for line in lines]
+            for line in lines:
+                line.account_id = own.id
+            # What was paid is taken from the oldest visits first: the post-petition balance is
+            # at most what the account still owes.
+            cents = min(sum(max(c, 0) for _, c in moved), account.balance_cents)
+            account.balance_cents -= cents
+            own.balance_cents = cents
+            session.add(
+                AuditEvent(
+                    actor="system",
+                    action="post_petition_split",
+                    account_id=account.id,
+                    detail={"to": own.account_number, "lines": len(moved), "cents": cents},
+                )
+            )
+            inp = self._escalation_input(session, own, guarantor, bundle)
+            if cents > 0:
+                charge = ChargeSignal(
+                    reference=f"split:{account.id}",
+                    amount_cents=cents,
+                    posted_at=dt.datetime.now(dt.UTC),
+                )
+                enqueue(session, own.id, "add_charge", charge, start=inp)
+            own_id, number = own.id, own.account_number
+        await self.deliver(own_id)
+        return number
+
+    def _escalation_input(
+        self, session: Session, account: Account, guarantor: Guarantor, bundle: PolicyBundle
+    ) -> EscalationInput:
+        profile = protections.apply_requests_to_profile(
+            session,
+            guarantor,
+            account,
+            repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
+        )
+        return EscalationInput(
+            account_id=str(account.id),
+            policy=bundle.policy,
+            policy_hash=bundle.hash,
+            profile=profile,
+            opened_at=account.opened_at,
+        )
+
+    def _post_lines(
+        self,
+        session: Session,
+        account: Account,
+        rows: list[BalanceRow],
+        guarantor: Guarantor,
+        bundle: PolicyBundle,
+        *,
+        collect: bool = True,
+    ) -> tuple[EscalationInput, list[ChargeSignal]]:
+        """Add new charge lines to the account; with ``collect``, start or join its ladder."""
+        opened = (
+            dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
+            if rows
+            else account.opened_at
+        )
         before = account.balance_cents
         # A workflow follows the account while it is open and owes something; otherwise the new
         # lines net against any credit first and only the rest starts a ladder.
@@ -563,6 +721,8 @@ class Intake:
                 protections.after_charge(session, account, line)
                 new_lines.append((row.charge_ref, line.balance_cents))
         routing = credits.route_new_lines(before, running, new_lines)
+        if not collect:  # a stayed or estate balance: the ledger holds the lines, nobody is asked
+            routing = credits.Routing()
         now = dt.datetime.now(dt.UTC)
         charges = [
             ChargeSignal(reference=ref, amount_cents=cents, posted_at=now)
@@ -581,19 +741,7 @@ class Intake:
                 detail={"charges": len(charges)},
             )
         )
-        profile = protections.apply_requests_to_profile(
-            session,
-            guarantor,
-            account,
-            repo.contact_profile(guarantor, bundle.policy.contact.sms_requires_consent),
-        )
-        inp = EscalationInput(
-            account_id=str(account.id),
-            policy=bundle.policy,
-            policy_hash=bundle.hash,
-            profile=profile,
-            opened_at=account.opened_at,
-        )
+        inp = self._escalation_input(session, account, guarantor, bundle)
         for charge in charges:
             enqueue(session, account.id, "add_charge", charge, start=inp)
         for ref, cents in routing.adjustments:
@@ -653,6 +801,7 @@ class Intake:
             account = repo.account_by_number(session, account_number)
             if account is None:
                 raise LookupError(f"account: no account {account_number!r}")
+            told_agency = False
             _, new = repo.record_payment(
                 session,
                 account,
@@ -673,7 +822,12 @@ class Intake:
                 )
                 if account.status is AccountStatus.OPEN:
                     enqueue(session, account.id, "record_payment", payment)
+                told_agency = agency.record_update(
+                    session, account, agency.Change.PAYMENT, reference, posted_by, -amount_cents
+                )
             account_id, balance = str(account.id), account.balance_cents
+        if told_agency:
+            agency.write_update_file(self.session_factory, agency.export_dir(self.settings))
         return Posted(new, balance, await self.deliver(account_id))
 
     async def import_payments(self, path: Path, *, dry_run: bool = False) -> ImportReport:
@@ -791,6 +945,7 @@ class Intake:
             account = repo.account_by_number(session, account_number)
             if account is None:
                 raise LookupError(f"account: no account {account_number!r}")
+            told_agency = False
             new = repo.record_adjustment(
                 session,
                 account,
@@ -814,7 +969,17 @@ class Intake:
                 )
                 if account.status is AccountStatus.OPEN:
                     enqueue(session, account.id, "post_adjustment", adjustment)
+                told_agency = agency.record_update(
+                    session,
+                    account,
+                    agency.Change.ADJUSTMENT,
+                    adjustment.reference,
+                    posted_by,
+                    adjustment.amount_cents,
+                )
             account_id, balance = str(account.id), account.balance_cents
+        if told_agency:
+            agency.write_update_file(self.session_factory, agency.export_dir(self.settings))
         return Posted(new, balance, await self.deliver(account_id))
 
     async def channel_event(

@@ -10,13 +10,10 @@ from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio import activity
 
-from activities.messaging import contact_point
-from config.private_files import private_dir, private_file
 from models.actions import ExportInput, TaskRecordInput
 from models.orm import Account, AccountStatus, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.payloads import BalanceState, CloseApprovalInput, CloseBalanceInput, OpenApprovalInput
-from models.policy import Channel
-from models.safe_csv import SafeDictWriter
+from services import agency
 from workflows.contract import ActivityName
 
 ACCOUNT_STATUS = {
@@ -28,20 +25,11 @@ ACCOUNT_STATUS = {
     BalanceState.DECEASED: AccountStatus.ESTATE,
 }
 
-PLACEMENT_COLUMNS = [
-    "account_number",
-    "guarantor_ref",
-    "first_name",
-    "last_name",
-    "address",
-    "phone",
-    "email",
-    "balance",
-    "opened_on",
-    "first_statement_on",
-    "placed_on",
-    "approved_by",
-]
+LEDGER_BALANCE_KEPT = frozenset(
+    {AccountStatus.PAID, AccountStatus.PLACED, AccountStatus.STOPPED, AccountStatus.ESTATE}
+)
+"""Endings that change no money: the ledger's balance stands (payments after a placement, a
+post-petition balance of its own); a write-off or settlement sets what is left."""
 
 
 class LedgerActivities:
@@ -65,7 +53,7 @@ class LedgerActivities:
                     status=status,
                     closed_at=dt.datetime.now(dt.UTC),
                     balance_cents=Account.balance_cents
-                    if status is AccountStatus.PAID
+                    if status in LEDGER_BALANCE_KEPT
                     else inp.balance_cents,
                 )
             )
@@ -185,31 +173,9 @@ class LedgerActivities:
             )
             if account.status is AccountStatus.PLACED:
                 return str(path)
-            g = account.guarantor
-            row = {
-                "account_number": account.account_number,
-                "guarantor_ref": g.external_ref,
-                "first_name": g.first_name,
-                "last_name": g.last_name,
-                "address": contact_point(g, Channel.LETTER),
-                "phone": g.phone or "",
-                "email": g.email or "",
-                "balance": f"{inp.balance_cents / 100:.2f}",
-                "opened_on": account.opened_at.date().isoformat(),
-                "first_statement_on": account.first_statement_at.date().isoformat()
-                if account.first_statement_at
-                else "",
-                "placed_on": today.isoformat(),
-                "approved_by": inp.approved_by,
-            }
-            private_dir(path.parent)
-            new_file = not path.exists()
-            private_file(path)  # names and addresses: owner only
-            with path.open("a", newline="", encoding="utf-8") as handle:
-                writer = SafeDictWriter(handle, fieldnames=PLACEMENT_COLUMNS)
-                if new_file:
-                    writer.writeheader()
-                writer.writerow(row)
+            account.placed_at = dt.datetime.now(dt.UTC)
+            row = agency.placement_row(session, account, inp.balance_cents, today, inp.approved_by)
+            agency.write_csv(path, agency.PLACEMENT_COLUMNS, [row], append=True)
             account.status = AccountStatus.PLACED
             session.add(
                 AuditEvent(

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
 from api.routes import (
+    agency,
     facts,
     family,
     health,
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(protections.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
+    app.include_router(agency.router)
     return app
 
 

@@ -134,6 +134,11 @@ class AccountOut(BaseModel):
         description="true (HTTP 202) when the ledger holds the fact and its workflow signal waits "
         "in the outbox for Temporal",
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="a closed account the charges disagree with, a pre-petition charge, or a "
+        "charge that started a balance of its own: for a person to resolve",
+    )
 
 
 class PaymentIn(Strict):

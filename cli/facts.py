@@ -43,6 +43,11 @@ def _date(field: str, text: str | None) -> dt.date | None:
 def _done(recorded: FactRecorded, effect: str) -> None:
     told = effect if recorded.workflow_told else "recorded (no workflow follows the balance)"
     console.print(f"{recorded.account_number}: {recorded.fact} {told}")
+    if recorded.post_petition_account:
+        console.print(
+            f"post-petition visits moved to {recorded.post_petition_account},"
+            " collected on their own"
+        )
 
 
 @report_app.command("bankruptcy")
@@ -52,7 +57,8 @@ def bankruptcy(
     chapter: Annotated[int, typer.Option(help="7, 9, 11, 12, 13 or 15")],
     case: Annotated[str | None, typer.Option(help="the court's case number")] = None,
 ) -> None:
-    """A bankruptcy filing: the automatic stay stops all collection at once."""
+    """A bankruptcy filing: the automatic stay stops collection of pre-petition visits at once;
+    visits on or after the filing date move to a balance of their own."""
     actor = current_actor(Permission.ACT)
     filed_on = _date("filed", filed)
     assert filed_on is not None
@@ -62,7 +68,7 @@ def bankruptcy(
                 svc, actor, account, filed_on=filed_on, chapter=chapter, case_number=case
             )
         ),
-        "recorded: all collection stopped",
+        "recorded: collection of pre-petition visits stopped",
     )
 
 

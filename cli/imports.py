@@ -85,13 +85,17 @@ async def run_import(
     account_column = "account_number" if kind == "balances" else None
     with tempfile.TemporaryDirectory(prefix="dunning-import-") as tmp:
         work = Path(tmp)
+        warnings: list[RowError] = []
         # Each pass may find more (unknown accounts are checked once the rows parse): repeat.
         for attempt in range(3):
             candidate = write_records(work / f"check-{attempt}.csv", header, (r for _, r in good))
             lines = [line for line, _ in good]
             try:
                 if good:
-                    await importer(candidate, True)
+                    checked = await importer(candidate, True)
+                    warnings = (
+                        checked.warnings if attempt == 0 else _renumber(checked.warnings, lines)
+                    )
                 if found and not skip_bad:
                     raise CsvImportError([])
                 break
@@ -131,6 +135,7 @@ async def run_import(
         if dry_run or not good:
             if dry_run:
                 report.accounts = len({r.get(account_column or "account_number") for _, r in good})
+                report.warnings = warnings
             return report, _all(rejected), rejects
         chunks = _chunks(good, account_column)
         progress = Progress(
@@ -144,9 +149,11 @@ async def run_import(
         )
         with progress:
             task = progress.add_task(kind, total=len(good))
+            line_of = {id(record): line for line, record in good}
             for index, chunk in enumerate(chunks):
                 path = write_records(work / f"chunk-{index}.csv", header, chunk)
                 part = await importer(path, False)
+                report.warnings += _renumber(part.warnings, [line_of[id(r)] for r in chunk])
                 report.accounts += part.accounts
                 report.new_charges += part.new_charges
                 report.started_or_joined += part.started_or_joined

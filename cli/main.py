@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.table import Table
 
+from cli import agency as agency_cli
 from cli import api as api_cli
 from cli import facts as facts_cli
 from cli import family as family_cli
@@ -60,6 +61,7 @@ facts_cli.register(app)
 users_cli.register(app)
 reconcile_cli.register(app)
 family_cli.register(app)
+agency_cli.register(app)
 
 log = logging.getLogger("dunning")
 
@@ -258,6 +260,10 @@ def _import(
                 f"{report.queued} account(s) queued: Temporal did not answer; the worker delivers"
                 " their messages when it is back"
             )
+        if report.warnings:  # closed accounts: for a person to resolve (services.lifecycle)
+            console.print(f"{len(report.warnings)} warning(s):")
+            for warning in report.warnings:
+                console.print(f"  warning: {warning}", highlight=False)
 
     with_services(go, temporal=not dry_run)
 

@@ -20,6 +20,7 @@ from models.orm.protections import ConsentPurpose, RestrictionKind
 from models.policy import Channel
 from models.protections import parse_phone_kind
 from services import protections
+from services.agency import export_dir
 from services.protections import AddressIn, PrivacyChange
 from starter import ActionRejected, NotRunning, connect
 
@@ -113,19 +114,19 @@ def assistance(
     program: Annotated[str, typer.Option(help="the assistance program")] = "financial-assistance",
 ) -> None:
     """Approve a financial-assistance application: recompute what is owed from the visits, open a
-    refund task for payments above it ($5 or more) and a recall task for a placed account."""
+    refund task for payments above it ($5 or more), and recall a placed account from the agency."""
     actor = current_actor(Permission.ACT)
 
     async def action(factory: sessionmaker[Session], client: Client | None) -> None:
         outcome = await protections.approve_financial_assistance(
-            factory, client, actor, account, percent, program
+            factory, client, actor, account, percent, program, agency_dir=export_dir(settings())
         )
         console.print(
             f"owed after assistance {format_cents(outcome.responsibility_cents)}; paid"
             f" {format_cents(outcome.paid_cents)}; written off"
             f" {format_cents(outcome.write_off_cents)}; refund due"
             f" {format_cents(outcome.refund_cents)}"
-            + ("; recall from the agency requested" if outcome.recall else "")
+            + ("; recalled from the agency" if outcome.recall else "")
         )
 
     _with_workflow(action)

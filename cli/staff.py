@@ -261,6 +261,9 @@ def hold_cmd(
     result = with_services(
         lambda svc: staff.hold(svc, actor, account, reason, until=end, note=note)
     )
+    if result.agency:
+        console.print(f"{account}: placed; the dispute goes to the agency (update file)")
+        return
     console.print(
         f"{account}: on hold"
         + (f" until {result.until.date().isoformat()}" if result.until else "")

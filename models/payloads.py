@@ -159,6 +159,7 @@ class BalanceState(StrEnum):
     CONTACT_STOPPED = "contact_stopped"  # attorney representation or cease communication
     IN_CREDIT = "in_credit"  # the ledger owes the patient: no ladder runs (never a workflow's)
     UNREACHABLE = "unreachable"  # no usable channel at all: parked, a locate task is open
+    RECALLED = "recalled"  # taken back from the agency (never a workflow's)
 
 
 class EscalationInput(BaseModel):

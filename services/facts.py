@@ -34,7 +34,7 @@ from models.actions import (
 from models.orm import Account, Guarantor, LegalFact, StaffTask, TaskKind
 from models.payloads import CallOutcomeSignal, CallResult
 from models.policy import Channel
-from services import audit
+from services import agency, audit, lifecycle
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -100,6 +100,8 @@ class FactRecorded(BaseModel):
     fact: str
     reference: str
     workflow_told: bool
+    post_petition_account: str | None = None
+    """A bankruptcy: the balance of its own that the post-petition visits moved to, if any."""
 
 
 def _reference(kind: str) -> str:
@@ -386,7 +388,7 @@ async def life_event(
     svc.temporal  # noqa: B018
 
     async def work() -> FactRecorded:
-        def store(session: Session) -> None:
+        def store(session: Session) -> bool:
             session.add(
                 LegalFact(
                     account_id=account.id,
@@ -404,8 +406,13 @@ async def life_event(
                 Outcome.DONE,
                 {**summary, "reference": reference},
             )
+            change = AGENCY_CHANGES.get(kind)
+            return change is not None and agency.tell_agency(
+                session, account.id, change, reference, actor.id
+            )
 
-        await svc.db(store)
+        if await svc.db(store):
+            agency.write_update_file(svc.session_factory, agency.export_dir(svc.settings))
         told = account.open and await starter.notify(
             svc.temporal,
             account.workflow_account_id,
@@ -421,6 +428,12 @@ async def life_event(
 
     return await _guard(svc, actor, action, account, work, summary)
 
+
+AGENCY_CHANGES = {
+    LifeEventKind.BANKRUPTCY: agency.Change.BANKRUPTCY,
+    LifeEventKind.DECEASED: agency.Change.DEATH,
+}
+"""Life events a placed account's agency hears of (the update file)."""
 
 BANKRUPTCY_CHAPTERS = frozenset({7, 9, 11, 12, 13, 15})
 
@@ -452,15 +465,37 @@ async def bankruptcy(
     facts: dict[str, Any] = {"filed_on": filed_on.isoformat(), "chapter": chapter}
     if case_number:
         facts["case_number"] = case_number
-    return await life_event(svc, actor, account_number, LifeEventKind.BANKRUPTCY, facts)
+    # The balance that continues a closed account is the same person's debt: stayed too, for
+    # its visits before the filing. (Asked before the split, whose new balance is post-petition.)
+    later = await svc.db(lambda s: lifecycle.open_continuation(s, account_number))
+    svc.temporal  # noqa: B018  (Temporal away: refused before anything is written)
+    # The stay covers pre-petition debt only: visits on or after the filing date go on being
+    # collected, as a balance of their own (services.lifecycle; issue 11). Split while the
+    # account is still open, before its workflow hears of the filing and closes it.
+    try:
+        split = await svc.intake.split_post_petition(account_number, filed_on)
+    except LookupError:
+        split = None  # refused, and audited, by life_event just below
+    recorded = await life_event(svc, actor, account_number, LifeEventKind.BANKRUPTCY, facts)
+    recorded.post_petition_account = split
+    if later is not None:
+        more = await bankruptcy(
+            svc, actor, later, filed_on=filed_on, chapter=chapter, case_number=case_number
+        )
+        recorded.post_petition_account = more.post_petition_account
+    return recorded
 
 
 async def death(
     svc: Services, actor: Actor, account_number: str, *, died_on: dt.date | None = None
 ) -> FactRecorded:
     """The guarantor died: contact ends and the account goes to the estate queue (a task)."""
-    facts = {"on": died_on.isoformat()} if died_on else {}
-    return await life_event(svc, actor, account_number, LifeEventKind.DECEASED, facts)
+    facts: dict[str, Any] = {"on": died_on.isoformat()} if died_on else {}
+    recorded = await life_event(svc, actor, account_number, LifeEventKind.DECEASED, facts)
+    later = await svc.db(lambda s: lifecycle.open_continuation(s, account_number))
+    if later is not None:  # the balance that continues it is the same guarantor's
+        await death(svc, actor, later, died_on=died_on)
+    return recorded
 
 
 async def attorney(

@@ -11,14 +11,14 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from config.loader import PolicyFileError
 from models.actions import ChannelEventSignal
-from models.imports import BalanceRow
+from models.imports import BalanceRow, RowError
 from models.orm import Account, AccountStatus, AuditEvent, Guarantor
 from models.orm import repositories as repo
 from models.payloads import ChargeSignal, EscalationInput
@@ -41,6 +41,8 @@ class AccountPosted:
     balance_cents: int
     delivered: bool = True
     """False when the workflow has not heard yet: its messages wait in the signal outbox."""
+    warnings: list[RowError] = field(default_factory=list)
+    """What a person should resolve (a closed account: ``services.lifecycle``)."""
 
 
 async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> AccountPosted:
@@ -65,10 +67,10 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
             raise ChargeRefused(f"charges[{index}].{problem}")
     number = rows[0].account_number
 
-    def post() -> tuple[EscalationInput, list[ChargeSignal], int]:
+    def post() -> tuple[EscalationInput, list[ChargeSignal], int, list[RowError]]:
         # Blocking database work: in a thread, never on the event loop shared with the worker.
         with intake.session_factory.begin() as session:
-            inp, charges = intake.post_account(session, number, rows)
+            inp, charges, warnings = intake.post_account_checked(session, number, rows)
             session.add(
                 AuditEvent(
                     actor=actor,
@@ -80,13 +82,13 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
             session.flush()
             account = repo.account_by_number(session, number)
             assert account is not None
-            return inp, charges, account.balance_cents
+            return inp, charges, account.balance_cents, warnings
 
-    inp, charges, balance = await asyncio.to_thread(post)
+    inp, charges, balance, warnings = await asyncio.to_thread(post)
     # The charges' messages were queued with the ledger rows; deliver them now if Temporal
     # answers, else the worker's dispatcher does.
     delivered = await intake.deliver(inp.account_id)
-    return AccountPosted(number, len(charges), balance, delivered)
+    return AccountPosted(number, len(charges), balance, delivered, warnings)
 
 
 def _phone_digits(phone: str) -> str:

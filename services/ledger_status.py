@@ -39,6 +39,7 @@ LEDGER_STATE = {
     AccountStatus.PLACED: BalanceState.PLACED,
     AccountStatus.STOPPED: BalanceState.STOPPED,
     AccountStatus.ESTATE: BalanceState.DECEASED,
+    AccountStatus.RECALLED: BalanceState.RECALLED,
 }
 
 
@@ -120,6 +121,8 @@ async def account_status(
         return ledger_view(account)
     view.balance_cents = account.balance_cents
     view.credit_cents = account.credit_cents
+    if account.status is AccountStatus.RECALLED:  # the ledger knows; the ended workflow cannot
+        view.state = BalanceState.RECALLED
     if account.finished or view.state in FINISHED:
         view.next_step, view.waiting_for = None, ""
     if account.credit_cents and view.state in FINISHED:
@@ -136,6 +139,7 @@ FINISHED = frozenset(
         BalanceState.STOPPED,
         BalanceState.DECEASED,
         BalanceState.IN_CREDIT,
+        BalanceState.RECALLED,
     }
 )
 

@@ -11,6 +11,7 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, inspect, select
@@ -351,14 +352,19 @@ def approve_assistance_in_ledger(
             note="refund what was paid above the amount owed after financial assistance (501(r))",
         )
     if outcome.recall:
+        # Recalled at once, through the same ledger step as ``dunning recall`` (issue 18); the
+        # flag stays for a person to reverse any extraordinary collection action (501(r)).
+        from services import agency
+
+        agency.recall_in_ledger(session, account, actor.id, "financial_assistance")
         flag(
             session,
             account,
             FlagKind.AGENCY_RECALL,
             f"fa-{stamp}",
             actor=actor,
-            note="financial assistance approved: recall the account from the agency and reverse"
-            " any extraordinary collection action (501(r))",
+            note="financial assistance approved: the account was recalled from the agency;"
+            " reverse any extraordinary collection action (501(r))",
         )
     audit(
         session,
@@ -800,15 +806,22 @@ async def approve_financial_assistance(
     account_number: str,
     discount_percent: int,
     program: str = "financial-assistance",
+    *,
+    agency_dir: Path | None = None,
 ) -> AssistanceOutcome:
-    """An approved application: ledger first (refund and recall tasks, audit), then the workflow
-    writes off down to what is still owed. A placed or closed account gets its tasks only."""
+    """An approved application: ledger first (refund task, the recall of a placed account, audit),
+    then the workflow writes off down to what is still owed. A placed or closed account gets its
+    ledger part only; a recall is written to the day's agency update file in ``agency_dir``."""
     if not 1 <= discount_percent <= 100:
         raise ValueError("percent: between 1 and 100")
     with session_factory.begin() as session:
         account = _account(session, account_number)
         outcome = approve_assistance_in_ledger(session, actor, account, discount_percent, program)
         account_id, is_open = str(account.id), account.status is AccountStatus.OPEN
+    if outcome.recall and agency_dir is not None:
+        from services import agency
+
+        agency.write_update_file(session_factory, agency_dir)
     if is_open and client is not None:
         from starter import grant_hardship  # the typed workflow call
 

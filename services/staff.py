@@ -35,7 +35,7 @@ from models.actions import (
 )
 from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
 from models.payloads import Decision, StepDecision
-from services import audit, ids, notes, protections
+from services import agency, audit, ids, notes, protections
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -154,9 +154,22 @@ async def hold(
     until: dt.datetime | None = None,
     note: str = "",
 ) -> HoldResult:
-    """Pause the ladder: a dispute, an itemised-bill request, insurance pending, an application."""
+    """Pause the ladder: a dispute, an itemised-bill request, insurance pending, an application.
+
+    A dispute of a placed account goes to the agency instead (its update file): the agency holds
+    collection while it is resolved.
+    """
     account = await _account(svc, actor, "hold", account_number)
     note_id = await _note(svc, actor, "hold", note, account)
+    if reason is HoldReason.DISPUTE and await svc.db(
+        lambda s: agency.tell_agency(
+            s, account.id, agency.Change.DISPUTE, f"{account.id}:{uuid.uuid4().hex[:12]}", actor.id
+        )
+    ):
+        agency.write_update_file(svc.session_factory, agency.export_dir(svc.settings))
+        detail = {"reason": reason.value, "agency": True, **_note_detail(note_id)}
+        await svc.db(lambda s: audit.record(s, actor, "hold", account.id, Outcome.DONE, detail))
+        return HoldResult(until=until, agency=True)
     request = HoldRequest(
         reason=reason,
         until=until,

@@ -58,6 +58,7 @@ async def test_account_intake_is_idempotent_by_reference(api: Api) -> None:
         "new_charges": 1,
         "balance_cents": 5500,
         "queued": False,
+        "warnings": [],
     }
     again = await api.http.put(f"/accounts/{number}", json=body, headers=auth)
     assert again.status_code == 200 and again.json() == first.json()

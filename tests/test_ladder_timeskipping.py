@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import uuid
@@ -23,6 +24,7 @@ from models.payloads import (
     StepDecision,
     StepOutcome,
 )
+from services.ledger_status import account_status
 from starter import ActionRejected, Intake, decide_step, get_status, workflow_id
 from tests.factories import balance_row, patient_day, write_csv
 from tests.support.clock import (
@@ -173,6 +175,27 @@ async def test_120_day_ladder_walked_by_skipping_time(
     with session_factory() as session:
         account = session.get(Account, task.account_id)
         assert account is not None and account.status is AccountStatus.PLACED
+        first_letter = session.scalars(
+            select(Communication.sent_at).where(
+                Communication.account_id == task.account_id, Communication.step_id == "statement-1"
+            )
+        ).one()
+    # Issue 17: the first statement's date is recorded when it goes out and reaches the agency,
+    # with the last contact and the balance by age.
+    assert first_letter is not None and account.first_statement_at == first_letter
+    placed = next(csv.DictReader(io.StringIO(placements[0].read_text())))
+    assert placed["first_statement_on"] == first_letter.date().isoformat()
+    assert placed["last_contact_on"] >= placed["first_statement_on"]
+    assert sum(float(v) for k, v in placed.items() if k.startswith("balance_")) == 55
+    # A payment after placement: `status` shows the live ledger, the agency gets an update row.
+    await Intake(session_factory, None, settings).post_payment_fact(number, 1500, f"AG-{number}")
+    view = await account_status(session_factory, None, number)
+    assert (view.state, view.balance_cents) == (BalanceState.PLACED, 4000)
+    updates = list((Path(settings.data_dir) / "agency").glob("agency-updates-*.csv"))
+    update_rows = list(csv.DictReader(io.StringIO(updates[0].read_text())))
+    assert [(r["change"], r["amount"], r["balance"]) for r in update_rows] == [
+        ("payment", "-15.00", "40.00")
+    ]
 
 
 async def test_payment_mid_ladder_ends_it_and_duplicates_change_nothing(

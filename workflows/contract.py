@@ -65,6 +65,7 @@ class Rejection(StrEnum):
     REFERENCE_CONFLICT = "ReferenceConflict"
     OVER_LIMIT = "OverLimit"
     TEMPORAL_UNREACHABLE = "TemporalUnreachable"
+    NOT_PLACED = "NotPlaced"
 
     @classmethod
     def of(cls, type_name: str | None) -> Rejection:
@@ -79,6 +80,10 @@ class HoldResult(BaseModel):
     """The ladder is paused (until a date, or until someone resumes it)."""
 
     until: dt.datetime | None = Field(default=None, description="ends by itself then")
+    agency: bool = Field(
+        default=False,
+        description="a placed account: the dispute went to the agency in its update file",
+    )
 
 
 class ResumeResult(BaseModel):

@@ -74,6 +74,7 @@ from activities.messaging.eligibility import (
     mark_channel,
     profile_now,
 )
+from activities.messaging.first_statement import record_first_statements
 from activities.messaging.merging import FAMILY, MERGED, merged_letter, render_merged
 from activities.statement_cycle import statement_due
 from config.loader import PolicyBundle
@@ -711,6 +712,14 @@ class MessagingActivities:
                 work.outcome = claims.claim_result(work.claim)
         if audits:
             session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
+        record_first_statements(  # a letter is sent when its claim commits (the print queue)
+            session,
+            (
+                (w.claim["account_id"], w.claim["channel"], w.claim["sent_at"])
+                for w in claiming
+                if w.won and w.claim and w.claim["status"] is CommunicationStatus.SENT
+            ),
+        )
         session.commit()
         for work in raced:
             try:

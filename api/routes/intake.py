@@ -153,6 +153,7 @@ async def put_account(
         new_charges=posted.new_charges,
         balance_cents=posted.balance_cents,
         queued=not posted.delivered,
+        warnings=[f"{w.field}: {w.message}" for w in posted.warnings],
     )
     return idempotency.remember(
         state.session_factory,

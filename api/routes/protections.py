@@ -24,6 +24,7 @@ from models.orm.protections import ConsentPurpose, RestrictionKind
 from models.policy import Channel
 from models.protections import PhoneKind
 from services import protections
+from services.agency import export_dir
 from services.protections import AddressIn, PrivacyChange
 
 router = APIRouter(tags=["protections"])
@@ -164,6 +165,7 @@ async def post_assistance(
             account_number,
             body.discount_percent,
             body.program,
+            agency_dir=export_dir(state.settings),
         )
         return AssistanceOut(**outcome.__dict__)
 

@@ -7,6 +7,7 @@ from models.orm.account import (
     ChargeLine,
     Payment,
 )
+from models.orm.agency import AgencyUpdate
 from models.orm.api_token import ApiRole, ApiToken
 from models.orm.approval import StaffTask, TaskKind, TaskStatus
 from models.orm.audit import AuditEvent
@@ -30,6 +31,7 @@ __all__ = [
     "Account",
     "AccountStatus",
     "Adjustment",
+    "AgencyUpdate",
     "ApiRole",
     "ApiToken",
     "AuditEvent",

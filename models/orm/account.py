@@ -24,6 +24,21 @@ class AccountStatus(StrEnum):
     PLACED = "placed"  # with a collection agency
     STOPPED = "stopped"  # bankruptcy: automatic stay
     ESTATE = "estate"  # the guarantor died: estate queue
+    RECALLED = "recalled"  # taken back from the agency
+
+
+CLOSED_FOR_IMPORT = frozenset(
+    {
+        AccountStatus.PLACED,
+        AccountStatus.WRITTEN_OFF,
+        AccountStatus.SETTLED,
+        AccountStatus.STOPPED,
+        AccountStatus.ESTATE,
+        AccountStatus.RECALLED,
+    }
+)
+"""Balances an import never reopens: new lines start a balance of their own
+(``services.lifecycle``)."""
 
 
 class Account(Timestamped, Base):
@@ -44,6 +59,11 @@ class Account(Timestamped, Base):
     opened_at: Mapped[dt.datetime]
     first_statement_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
+    placed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    continues_account_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("accounts.id"), index=True, default=None
+    )
+    """The closed account this balance began after (a charge after placement or a filing)."""
 
     guarantor: Mapped[Guarantor] = relationship(lazy="raise")
     charges: Mapped[list[ChargeLine]] = relationship(
