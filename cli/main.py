@@ -19,6 +19,7 @@ from cli import facts as facts_cli
 from cli import policy as policy_cli
 from cli import protections as protections_cli
 from cli import reconcile as reconcile_cli
+from cli import remittance as remittance_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli import users as users_cli
@@ -44,7 +45,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-import_app = typer.Typer(help="Import a practice-management export (CSV).", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import a practice-management export (CSV) or a payer's 835 remittance.",
+    no_args_is_help=True,
+)
 app.add_typer(import_app, name="import")
 app.add_typer(policy_cli.app, name="policy")
 app.add_typer(protections_cli.app, name="protections")
@@ -54,6 +58,7 @@ api_cli.register(app)
 facts_cli.register(app)
 users_cli.register(app)
 reconcile_cli.register(app)
+remittance_cli.register(import_app)
 
 log = logging.getLogger("dunning")
 

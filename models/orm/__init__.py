@@ -23,6 +23,7 @@ from models.orm.protections import (
     Patient,
     ProtectionFlag,
 )
+from models.orm.remittance import RemittanceClaim
 from models.orm.user import User
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
@@ -50,6 +51,7 @@ __all__ = [
     "Payment",
     "PolicyVersion",
     "ProtectionFlag",
+    "RemittanceClaim",
     "SignalOutbox",
     "StaffNote",
     "StaffTask",
