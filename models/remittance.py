@@ -208,9 +208,13 @@ def _parse(text: str, name: str) -> Remittance:
     try:
         reader = pyx12.x12context.X12ContextReader(param, errh, io.StringIO(text))
         with reader:
-            _walk(reader, result, problems)
-    except (pyx12.errors.X12Error, pyx12.errors.EngineError) as exc:
+            found: list[str] = []
+            _walk(reader, result, found)
+            problems.extend(f"{name}: {problem}" for problem in found)
+    except pyx12.errors.X12Error as exc:  # envelope problems (ISA, GS): no data of a claim
         problems.append(f"{name}: not a readable X12 file ({_safe(exc)})")
+    except pyx12.errors.EngineError:  # its message quotes the segment: names, member ids
+        problems.append(f"{name}: the segments do not follow the 835 implementation guide")
     except ValueError as exc:  # an amount or code of ours, with its segment number
         problems.append(f"{name}: {exc}")
     except (KeyError, IndexError, AttributeError, TypeError) as exc:
@@ -233,8 +237,10 @@ def _walk(reader: Any, result: Remittance, problems: list[str]) -> None:
     total = 0
     seen: dict[tuple[str, str, str], int] = {}
     in_835 = False
+    ended = False
     for node in reader.iter_segments("2100"):
         seg_id = node.id
+        ended = seg_id == "IEA"
         if seg_id == "ST":
             in_835 = node.get_value("ST01") == "835"
             if not in_835:
@@ -253,15 +259,27 @@ def _walk(reader: Any, result: Remittance, problems: list[str]) -> None:
         elif seg_id == "TRN":
             trace = (node.get_value("TRN02") or "").strip()
             payer = (node.get_value("TRN03") or "").strip()
+            if not trace:
+                problems.append(
+                    f"segment {node.cur_line_number} TRN02: the trace number is missing"
+                )
         elif seg_id == "N1" and node.get_value("N101") == "PR" and not payer:
             payer = (node.get_value("N104") or node.get_value("N102") or "").strip()
         elif seg_id == "2100":
             if not trace:
                 problems.append(f"segment {node.cur_line_number}: claim before any TRN trace")
                 continue
-            if not result.payments or result.payments[-1][0] != trace:
+            if not result.payments or result.payments[-1][:2] != (trace, payer):
                 result.payments.append((trace, payer, total, paid_on))
             result.claims.append(_claim(node, trace, payer, seen))
+        elif (
+            seg_id == "SE"
+            and trace
+            and (not result.payments or result.payments[-1][:2] != (trace, payer))
+        ):
+            result.payments.append((trace, payer, total, paid_on))  # a payment without claims
+    if not ended:
+        problems.append("the file ends before its IEA trailer: it is cut short")
 
 
 def _claim(
