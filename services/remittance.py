@@ -177,14 +177,17 @@ def match_claims(
         )
     )
     reversed_refs = {(c.claim_ref, c.payer_claim_id) for c in claims if c.reversal}
-    originals = set(
-        session.execute(
-            select(RemittanceClaim.claim_ref, RemittanceClaim.payer_claim_id).where(
-                RemittanceClaim.claim_ref.in_({ref for ref, _ in reversed_refs}),
-                RemittanceClaim.claim_status != "22",
-            )
-        ).tuples()
-    )
+    # Payments a reversal may take back: posted from an earlier payment (another trace number).
+    originals: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for claim_ref, payer_claim_id, trace in session.execute(
+        select(
+            RemittanceClaim.claim_ref, RemittanceClaim.payer_claim_id, RemittanceClaim.trace_number
+        ).where(
+            RemittanceClaim.claim_ref.in_({ref for ref, _ in reversed_refs}),
+            RemittanceClaim.claim_status != "22",
+        )
+    ):
+        originals[(claim_ref, payer_claim_id)].add(trace)
     out = []
     for claim in claims:
         ref = _ref(claim, pattern)
@@ -202,7 +205,7 @@ def match_claims(
         if (
             posting.account_number
             and claim.reversal
-            and ((claim.claim_ref, claim.payer_claim_id) not in originals)
+            and not originals[(claim.claim_ref, claim.payer_claim_id)] - {claim.trace_number}
         ):
             # Reversing a payment the ledger never saw would raise the patient's balance by
             # money nobody owes: staff look at it instead.
