@@ -409,11 +409,19 @@ class Intake:
             return report
         pending: list[str] = []
         with self.session_factory.begin() as session:
+            # Two queries for the chunk's accounts and guarantors; the rows are then written in
+            # one flush at commit (multi-row INSERTs), not a round trip per account.
+            repo.preload_batch(
+                session,
+                list(by_account),
+                list(dict.fromkeys(rows[0].guarantor_id for rows in by_account.values())),
+            )
             for number, account_rows in by_account.items():
                 inp, charges = self.post_account(session, number, account_rows)
                 report.new_charges += len(charges)
                 if charges:
                     pending.append(inp.account_id)
+            repo.flush_batch(session)
         # The ledger and its messages are committed together; now the workflows, several
         # accounts at a time (each account's messages in order). What Temporal does not take now
         # stays in the outbox for the worker's dispatcher.
@@ -451,14 +459,13 @@ class Intake:
         account = repo.account_by_number(session, number)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
         if account is None:
-            account = Account(
+            account = repo.new_account(
+                session,
                 account_number=number,
                 guarantor=guarantor,
                 policy_name=bundle.policy.name,
                 opened_at=opened,
             )
-            session.add(account)
-            session.flush()
         before = account.balance_cents
         # A workflow follows the account while it is open and owes something; otherwise the new
         # lines net against any credit first and only the rest starts a ladder.
@@ -489,14 +496,14 @@ class Intake:
             account.status = AccountStatus.OPEN
             account.closed_at = None
             account.opened_at = opened
-        session.flush()
-        session.add(
+        repo.add_dependent(
+            session,
             AuditEvent(
                 actor="import",
                 action="balance_imported",
                 account_id=account.id,
                 detail={"charges": len(charges)},
-            )
+            ),
         )
         profile = protections.apply_requests_to_profile(
             session,

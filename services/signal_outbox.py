@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from models.actions import AdjustmentSignal, ChannelEventSignal, LifeEventSignal
 from models.orm import Account, AccountStatus, SignalOutbox
+from models.orm.repositories import add_dependent
 from models.payloads import CallOutcomeSignal, ChargeSignal, EscalationInput, PaymentSignal
 from workflows.escalation import WORKFLOW_NAME
 
@@ -83,13 +84,14 @@ def enqueue(
 
     ``start`` makes it a signal-with-start (a charge that opens the account's workflow).
     """
-    session.add(
+    add_dependent(
+        session,
         SignalOutbox(
             account_id=uuid.UUID(str(account_id)),
             name=name,
             payload=payload.model_dump(mode="json"),
             start_input=start.model_dump(mode="json") if start is not None else None,
-        )
+        ),
     )
 
 
