@@ -497,6 +497,15 @@ class Intake:
             return report
         pending: list[str] = []
         with self.session_factory.begin() as session:
+            # Two queries for the chunk's accounts and guarantors; the rows are then written in
+            # one flush at commit (multi-row INSERTs), not a round trip per account.
+            repo.preload_batch(
+                session,
+                list(by_account),
+                list(
+                    dict.fromkeys(numbered[0][1].guarantor_id for numbered in by_account.values())
+                ),
+            )
             for number, numbered in by_account.items():
                 inp, charges, warnings = self.post_account_checked(
                     session, number, [r for _, r in numbered], [line for line, _ in numbered]
@@ -505,6 +514,7 @@ class Intake:
                 report.warnings += warnings
                 if charges:
                     pending.append(inp.account_id)
+            repo.flush_batch(session)
         # The ledger and its messages are committed together; now the workflows, several
         # accounts at a time (each account's messages in order). What Temporal does not take now
         # stays in the outbox for the worker's dispatcher.
@@ -556,14 +566,13 @@ class Intake:
                 return self._post_routed(session, routing, account, guarantor, bundle)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
         if account is None:
-            account = Account(
+            account = repo.new_account(
+                session,
                 account_number=number,
                 guarantor=guarantor,
                 policy_name=bundle.policy.name,
                 opened_at=opened,
             )
-            session.add(account)
-            session.flush()
         inp, charges = self._post_lines(session, account, rows, guarantor, bundle)
         return inp, charges, []
 
@@ -732,14 +741,14 @@ class Intake:
             account.status = AccountStatus.OPEN
             account.closed_at = None
             account.opened_at = opened
-        session.flush()
-        session.add(
+        repo.add_dependent(
+            session,
             AuditEvent(
                 actor="import",
                 action="balance_imported",
                 account_id=account.id,
                 detail={"charges": len(charges)},
-            )
+            ),
         )
         inp = self._escalation_input(session, account, guarantor, bundle)
         for charge in charges:

@@ -18,7 +18,16 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from cli.common import console
 from models.import_profiles import Converted, prepare
@@ -38,6 +47,14 @@ CHUNK_ROWS = 500
 PROGRESS_MIN_ROWS = 1000
 REJECT_COLUMNS = ["row", "error"]
 Importer = Callable[[Path, bool], Awaitable[ImportReport]]
+
+
+class RateColumn(ProgressColumn):
+    """Rows per second so far (rich's own speed columns speak of bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} rows/s")
 
 
 def rejects_path(file: Path) -> Path:
@@ -142,6 +159,7 @@ async def run_import(
             TextColumn(f"importing {kind}"),
             BarColumn(),
             MofNCompleteColumn(),
+            RateColumn(),
             TimeRemainingColumn(),
             console=console,
             transient=True,

@@ -22,6 +22,7 @@ from cli import family as family_cli
 from cli import policy as policy_cli
 from cli import protections as protections_cli
 from cli import reconcile as reconcile_cli
+from cli import remittance as remittance_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli import users as users_cli
@@ -50,7 +51,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-import_app = typer.Typer(help="Import a practice-management export (CSV).", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import a practice-management export (CSV) or a payer's 835 remittance.",
+    no_args_is_help=True,
+)
 app.add_typer(import_app, name="import")
 app.add_typer(policy_cli.app, name="policy")
 app.add_typer(protections_cli.app, name="protections")
@@ -62,6 +66,7 @@ users_cli.register(app)
 reconcile_cli.register(app)
 family_cli.register(app)
 agency_cli.register(app)
+remittance_cli.register(import_app)
 
 log = logging.getLogger("dunning")
 

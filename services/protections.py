@@ -46,6 +46,7 @@ from models.orm import (
     PolicyVersion,
     ProtectionFlag,
 )
+from models.orm import repositories as repo
 from models.orm.protections import ConsentPurpose, FlagKind, FlagStatus, RestrictionKind
 from models.payloads import ContactProfile
 from models.policy import Channel
@@ -149,6 +150,10 @@ def plan_affordability(
 # -- intake: a balance row's protections ---------------------------------------------------------
 
 
+CONSENT_ADDED = "dunning.batch.consent_added"
+"""``session.info`` key: guarantors given a billing-texts consent in this session."""
+
+
 def charge_fields(session: Session, guarantor: Guarantor, row: BalanceRow) -> dict[str, Any]:
     """The protection fields of a new charge line: good-faith estimate, NSA-protected amount and
     the patient (kept apart from the guarantor, who is the one written to)."""
@@ -157,16 +162,23 @@ def charge_fields(session: Session, guarantor: Guarantor, row: BalanceRow) -> di
     if row.sms_consent:
         if guarantor.id is None:
             session.flush()
-        if not has_billing_consent(session, guarantor, Channel.SMS):
+        added: set[uuid.UUID] = session.info.setdefault(CONSENT_ADDED, set())
+        # A guarantor created by this import has no consent on file: no need to ask.
+        if guarantor.id not in added and (
+            repo.is_new(session, repo.NEW_GUARANTORS, guarantor.id)
+            or not has_billing_consent(session, guarantor, Channel.SMS)
+        ):
+            added.add(guarantor.id)
             # The import's sms_consent column is consent to billing texts; keep its purpose.
-            session.add(
+            repo.add_dependent(
+                session,
                 Consent(
                     guarantor_id=guarantor.id,
                     channel=Channel.SMS.value,
                     purpose=ConsentPurpose.BILLING.value,
                     source="import: sms_consent column",
                     recorded_by="import",
-                )
+                ),
             )
     fields: dict[str, Any] = {
         "good_faith_estimate_cents": row.good_faith_estimate,
@@ -473,6 +485,8 @@ def blocked_channels(
     session: Session, guarantor: Guarantor, account: Account | None
 ) -> set[Channel]:
     """Every channel the guarantor's standing requests rule out (for one account, or all)."""
+    if repo.is_new(session, repo.NEW_GUARANTORS, guarantor.id):
+        return set()  # created by this import: no request or confidential address yet
     rows = session.scalars(
         select(ChannelRestriction).where(
             ChannelRestriction.guarantor_id == guarantor.id,

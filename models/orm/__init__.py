@@ -24,6 +24,7 @@ from models.orm.protections import (
     Patient,
     ProtectionFlag,
 )
+from models.orm.remittance import RemittanceClaim
 from models.orm.user import User
 from models.orm.webhook import IdempotencyKey, WebhookEvent
 
@@ -52,6 +53,7 @@ __all__ = [
     "Payment",
     "PolicyVersion",
     "ProtectionFlag",
+    "RemittanceClaim",
     "SignalOutbox",
     "StaffNote",
     "StaffTask",

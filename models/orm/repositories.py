@@ -50,21 +50,101 @@ def store_policy_version(session: Session, bundle: PolicyBundle) -> None:
     )
 
 
+BATCH_ACCOUNTS = "dunning.batch.accounts"
+BATCH_GUARANTORS = "dunning.batch.guarantors"
+NEW_ACCOUNTS = "dunning.batch.new_accounts"
+NEW_GUARANTORS = "dunning.batch.new_guarantors"
+"""``session.info`` keys of a bulk import (:func:`preload_batch`): the accounts and guarantors
+of a chunk read in one query each, and those created in this session (nothing of them is in the
+database yet, so questions about their earlier rows need no query)."""
+
+
+def preload_batch(
+    session: Session, account_numbers: Sequence[str], guarantor_refs: Sequence[str]
+) -> None:
+    """Read a chunk's accounts and guarantors in two queries, so that posting each account asks
+    the database nothing and the session writes the whole chunk in one flush (multi-row
+    INSERTs)."""
+    accounts: dict[str, Account | None] = dict.fromkeys(account_numbers)
+    for account in session.scalars(
+        select(Account).where(Account.account_number.in_(list(account_numbers)))
+    ):
+        accounts[account.account_number] = account
+    guarantors: dict[str, Guarantor | None] = dict.fromkeys(guarantor_refs)
+    for guarantor in session.scalars(
+        select(Guarantor)
+        .where(Guarantor.external_ref.in_(list(guarantor_refs)))
+        .options(selectinload(Guarantor.channels))
+    ):
+        guarantors[guarantor.external_ref] = guarantor
+    session.info[BATCH_ACCOUNTS] = accounts
+    session.info[BATCH_GUARANTORS] = guarantors
+    session.info.setdefault(NEW_ACCOUNTS, set())
+    session.info.setdefault(NEW_GUARANTORS, set())
+
+
+DEFERRED = "dunning.batch.deferred"
+
+
+def add_dependent(session: Session, row: object) -> None:
+    """Add a row that refers to an account or guarantor by id alone (no relationship tells the
+    session to write it after them): in a bulk import it waits for :func:`flush_batch`."""
+    if BATCH_ACCOUNTS in session.info:
+        session.info.setdefault(DEFERRED, []).append(row)
+    else:
+        session.add(row)
+
+
+def flush_batch(session: Session) -> None:
+    """Write a bulk import's accounts and guarantors, then the rows that refer to them."""
+    session.flush()
+    session.add_all(session.info.pop(DEFERRED, []))
+    session.flush()
+    for key in (BATCH_ACCOUNTS, BATCH_GUARANTORS, NEW_ACCOUNTS, NEW_GUARANTORS):
+        session.info.pop(key, None)
+
+
+def is_new(session: Session, key: str, row_id: uuid.UUID | None) -> bool:
+    """Whether this account or guarantor was created in this session's bulk import."""
+    return row_id is not None and row_id in session.info.get(key, ())
+
+
 def account_by_number(session: Session, account_number: str) -> Account | None:
+    preloaded: dict[str, Account | None] | None = session.info.get(BATCH_ACCOUNTS)
+    if preloaded is not None and account_number in preloaded:
+        return preloaded[account_number]
     return session.scalars(
         select(Account).where(Account.account_number == account_number)
     ).one_or_none()
 
 
+def new_account(session: Session, **fields: Any) -> Account:
+    """A new account with its id given now (no flush needed to know it)."""
+    account = Account(id=uuid.uuid4(), **fields)
+    session.add(account)
+    preloaded: dict[str, Account | None] | None = session.info.get(BATCH_ACCOUNTS)
+    if preloaded is not None:
+        preloaded[account.account_number] = account
+        session.info[NEW_ACCOUNTS].add(account.id)
+    return account
+
+
 def upsert_guarantor(session: Session, external_ref: str, fields: dict[str, Any]) -> Guarantor:
-    guarantor = session.scalars(
-        select(Guarantor)
-        .where(Guarantor.external_ref == external_ref)
-        .options(selectinload(Guarantor.channels))
-    ).one_or_none()
+    preloaded: dict[str, Guarantor | None] | None = session.info.get(BATCH_GUARANTORS)
+    if preloaded is not None and external_ref in preloaded:
+        guarantor = preloaded[external_ref]
+    else:
+        guarantor = session.scalars(
+            select(Guarantor)
+            .where(Guarantor.external_ref == external_ref)
+            .options(selectinload(Guarantor.channels))
+        ).one_or_none()
     if guarantor is None:
-        guarantor = Guarantor(external_ref=external_ref, channels=[], **fields)
+        guarantor = Guarantor(id=uuid.uuid4(), external_ref=external_ref, channels=[], **fields)
         session.add(guarantor)
+        if preloaded is not None:
+            preloaded[external_ref] = guarantor
+            session.info[NEW_GUARANTORS].add(guarantor.id)
     else:
         for key, value in fields.items():
             setattr(guarantor, key, value)
@@ -117,13 +197,18 @@ def contact_profile(guarantor: Guarantor, sms_requires_consent: bool = True) -> 
 
 def add_charge_line(session: Session, account: Account, line: ChargeLine) -> bool:
     """Insert a charge line unless its reference is already on the account. True if new."""
-    exists = session.scalar(
+    added: set[tuple[uuid.UUID, str]] = session.info.setdefault("dunning.batch.lines", set())
+    if (account.id, line.external_ref) in added:
+        return False
+    # An account created in this session has no line in the database yet.
+    exists = not is_new(session, NEW_ACCOUNTS, account.id) and session.scalar(
         select(func.count())
         .select_from(ChargeLine)
         .where(ChargeLine.account_id == account.id, ChargeLine.external_ref == line.external_ref)
     )
     if exists:
         return False
+    added.add((account.id, line.external_ref))
     line.account_id = account.id
     session.add(line)
     account.balance_cents += line.balance_cents
