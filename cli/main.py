@@ -19,6 +19,7 @@ from cli import facts as facts_cli
 from cli import policy as policy_cli
 from cli import protections as protections_cli
 from cli import reconcile as reconcile_cli
+from cli import reports as reports_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli import users as users_cli
@@ -54,6 +55,7 @@ api_cli.register(app)
 facts_cli.register(app)
 users_cli.register(app)
 reconcile_cli.register(app)
+reports_cli.register(app)
 
 log = logging.getLogger("dunning")
 

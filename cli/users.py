@@ -62,7 +62,8 @@ def add(
     name: Annotated[str, typer.Argument(help="login name: letters, digits and . _ @ -")],
     role: Annotated[list[str], typer.Option(help="a role of config/roles.yaml; repeatable")],
 ) -> None:
-    """Add a user with one or more roles, and print their login token once."""
+    """Add a user with one or more roles; print their login token and console password once."""
+    from services.console_auth import set_password
     from services.users import IdentityError, add_user, issue_token
 
     by = administrator()
@@ -71,6 +72,7 @@ def add(
         try:
             user = add_user(session, name, role, by)
             token, _ = issue_token(session, by, user=user.name)
+            password = set_password(session, user.name, by)
         except (IdentityError, RolesFileError) as exc:
             fail(str(exc))
     console.print(
@@ -79,6 +81,25 @@ def add(
         highlight=False,
     )
     print(token)
+    console.print("Their console password (/console), shown once:", highlight=False)
+    print(password)
+
+
+@user_app.command("password")
+def password(name: Annotated[str, typer.Argument(help="the user")]) -> None:
+    """Set a new one-time console password for a user (also lifts a lock-out); printed once."""
+    from services.console_auth import set_password
+    from services.users import IdentityError
+
+    by = administrator()
+    cfg = settings()
+    with database(cfg) as db, db.session_factory.begin() as session:
+        try:
+            secret = set_password(session, name, by)
+        except IdentityError as exc:
+            fail(str(exc))
+    console.print(f"console password for {name}, shown once:", highlight=False)
+    print(secret)
 
 
 @user_app.command("token")
