@@ -1,4 +1,7 @@
-"""``dunning report NAME [--csv]``: the console's reports from the live ledger, in a terminal."""
+"""``dunning reports NAME [--csv]``: the console's reports from the live ledger, in a terminal.
+
+(``reports``, plural: ``dunning report`` is taken by the facts one reports about an account.)
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from services.context import Services
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="report")(report)
+    app.command(name="reports")(report)
 
 
 def report(

@@ -76,13 +76,16 @@ def add(
         except (IdentityError, RolesFileError) as exc:
             fail(str(exc))
     console.print(
-        f"user {name} ({', '.join(role)}) added. Their login token, shown once: give it to them "
-        "and have them run `dunning login`:",
+        f"user {name} ({', '.join(role)}) added. Their console password (/console), shown once:",
+        highlight=False,
+    )
+    print(password)
+    # The token stays the last line: `dunning user add NAME --role R | tail -1 | dunning login`.
+    console.print(
+        "Their login token, shown once: give it to them and have them run `dunning login`:",
         highlight=False,
     )
     print(token)
-    console.print("Their console password (/console), shown once:", highlight=False)
-    print(password)
 
 
 @user_app.command("password")

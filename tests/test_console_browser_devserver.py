@@ -75,6 +75,17 @@ async def _import(
     return [r["account_number"] for r in rows]
 
 
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+    .map(e => e.name)"""
+
+
+async def _accessible(page: Page) -> None:
+    """Every control has a label; the first Tab reaches the skip link (keyboard users)."""
+    assert await page.evaluate(UNLABELLED) == []
+    assert await page.locator("html").get_attribute("lang") == "en"
+
+
 async def _csrf(page: Page) -> str:
     value = await page.locator("input[name=csrf]").first.get_attribute("value")
     assert value
@@ -89,6 +100,7 @@ async def test_sign_in_wrong_password_lock_out_and_sign_out(
     await page.goto(f"{console.url}/console/worklist")
     await expect(page).to_have_url(f"{console.url}/console/sign-in")  # no session: sign in first
     await console.shot(page, "sign-in")
+    await _accessible(page)
     await page.get_by_label("Name").fill(clerk.name)
     await page.get_by_label("Password").fill("not-the-password")
     await page.get_by_role("button", name="Sign in").click()
@@ -205,6 +217,9 @@ async def test_a_day_of_work_in_the_browser(
     # Clerk: the call, recorded from the worklist.
     page = await console.sign_in(clerk)
     await console.shot(page, "worklist")
+    await _accessible(page)
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     card = page.locator(f"#task-{call_task.id}")
     await card.get_by_label("Call outcome").select_option("promise_to_pay")
     promised = (dt.date.today() + dt.timedelta(days=7)).isoformat()
@@ -224,6 +239,7 @@ async def test_a_day_of_work_in_the_browser(
     await expect(page.locator("#timeline")).to_contain_text("call-1")
     await expect(page.locator("#hold")).to_contain_text("promise to pay since")  # the promise
     await console.shot(page, "account")
+    await _accessible(page)
     await page.goto(f"{console.url}/console/accounts?q={own}")
     await expect(page.get_by_role("heading", name=f"Account {own}")).to_be_visible()
     await page.get_by_label("Hold reason").select_option("dispute")
@@ -285,6 +301,7 @@ async def test_a_day_of_work_in_the_browser(
     await expect(page3.locator("svg.chart rect.bar")).to_have_count(5)
     await expect(page3.locator("#aging")).to_contain_text("0-30")
     await console.shot(page3, "aging")
+    await _accessible(page3)
     async with page3.expect_download() as info:
         await page3.get_by_role("link", name="Download CSV").click()
     download = await info.value
@@ -297,3 +314,40 @@ async def test_a_day_of_work_in_the_browser(
     total = lines[-1].split(",")
     assert total[0] == "total" and int(total[1]) >= 2  # at least the two balances still open
     assert sum(b.accounts for b in ledger) == int(total[1])
+
+
+async def test_a_read_only_role_reads_but_may_not_act_or_decide(
+    console: Console, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    """The admin role (read, admin) sees accounts and reports; actions are not offered, and a
+    posted one is refused with the permission it lacks (audited)."""
+    admin = person(session_factory, "admin", "admin")
+    (number,) = await _import(settings, console, tmp_path, 1)
+    page = await console.sign_in(admin)
+    await page.goto(f"{console.url}/console/accounts/{number}")
+    await expect(page.get_by_role("heading", name=f"Account {number}")).to_be_visible()
+    await expect(page.get_by_text("Your roles may only read this account.")).to_be_visible()
+    assert await page.get_by_role("button", name="Hold", exact=True).count() == 0
+    csrf = await _csrf(page)
+    r = await page.request.post(
+        f"{console.url}/console/accounts/{number}/hold",
+        form={"csrf": csrf, "reason": "dispute"},
+        max_redirects=0,
+    )
+    assert r.status == 403 and "(act)" in await r.text()
+    r = await page.request.post(
+        f"{console.url}/console/tasks/{uuid.uuid4()}/decide",
+        form={"csrf": csrf, "decision": "approve"},
+        max_redirects=0,
+    )
+    assert r.status == 403 and "(decide)" in await r.text()
+    refused = {e.detail["permission"] for e in _audit(session_factory, "forbidden", admin.user_id)}
+    assert refused == {"act", "decide"}
+    assert not _audit(session_factory, "hold", admin.user_id)
+    await page.goto(f"{console.url}/console/reports/aging")
+    await expect(page.locator("svg.chart")).to_be_visible()
+    await page.goto(f"{console.url}/console/accounts?q=NO-SUCH-{uuid.uuid4().hex[:6]}")
+    await expect(page.get_by_text("No account starts with")).to_be_visible()
+    await page.goto(f"{console.url}/console/accounts/NO-SUCH-ACCOUNT")
+    await expect(page.get_by_role("alert")).to_contain_text("account: no account")
+    await console.shot(page, "read-only")
