@@ -182,7 +182,7 @@ async def test_a_day_of_work_in_the_browser(
     clerk = person(session_factory, "clerk", "staff")
     clerk2 = person(session_factory, "clerk2", "staff")
     lead = person(session_factory, "lead", "billing_lead", "supervisor")
-    called, written_off, own = await _import(settings, console, tmp_path, 3, calls=True)
+    called, written_off, own, denied = await _import(settings, console, tmp_path, 4, calls=True)
     svc: Services = console.app.state.dunning.services
 
     def open_tasks(number: str, kind: TaskKind) -> list[StaffTask]:
@@ -213,6 +213,7 @@ async def test_a_day_of_work_in_the_browser(
     )
     wanted = await staff.write_off(svc, as_clerk, written_off, "uncollectable (synthetic)")
     mine = await staff.write_off(svc, as_lead, own, "lead's own request (synthetic)")
+    to_deny = await staff.write_off(svc, as_clerk, denied, "too soon (synthetic)")
 
     # Clerk: the call, recorded from the worklist.
     page = await console.sign_in(clerk)
@@ -284,6 +285,21 @@ async def test_a_day_of_work_in_the_browser(
         account = repo.account_by_number(s, written_off)
         assert account is not None
         account_id = str(account.id)
+    # Denying needs a reason: refused without one, done with one; the balance stays followed.
+    card = page3.locator(f"#task-{to_deny.task_id}")
+    await card.get_by_role("button", name="Deny").click()
+    await expect(page3.get_by_role("status")).to_have_text("Not denied: reason: required to deny")
+    card = page3.locator(f"#task-{to_deny.task_id}")
+    await card.get_by_label("Reason").fill("too early to write off")
+    await card.get_by_role("button", name="Deny").click()
+    await expect(page3.get_by_role("status")).to_have_text(f"Task {to_deny.task_id[:8]} denied.")
+
+    async def deny_recorded() -> bool:
+        with session_factory() as s:
+            task = s.get(StaffTask, uuid.UUID(to_deny.task_id))
+            return task is not None and task.status is TaskStatus.DENIED
+
+    assert await eventually(deny_recorded, timeout=30.0)
     result = await dev_env.client.get_workflow_handle(
         workflow_id(account_id), result_type=EscalationResult
     ).result()
@@ -291,6 +307,7 @@ async def test_a_day_of_work_in_the_browser(
     await page3.reload()  # the decided task has left the worklist; the lead's own is still there
     await expect(page3.locator(f"#task-{wanted.task_id}")).to_have_count(0)
     await expect(page3.locator(f"#task-{mine.task_id}")).to_have_count(1)
+    await expect(page3.locator(f"#task-{to_deny.task_id}")).to_have_count(0)
     await console.shot(page3, "worklist-lead")
     decided = _audit(session_factory, "approve", lead.user_id)
     assert [e.detail["outcome"] for e in decided].count("done") == 1

@@ -276,12 +276,13 @@ async def decide(request: Request, task_id: str) -> Response:
     if choice not in ("approve", "deny"):
         return _back(signed, f"{PREFIX}/worklist", "refused", "decision: approve or deny")
     decision = Decision.APPROVE if choice == "approve" else Decision.DENY
+    done = "approved" if decision is Decision.APPROVE else "denied"
     svc = _state(request).services
     try:
         await staff.decide(svc, signed.who, task_id, decision, _field(form, "reason"))
     except Refused as exc:
-        return _back(signed, f"{PREFIX}/worklist", "refused", f"Not {choice}d: {exc.message}")
-    return _back(signed, f"{PREFIX}/worklist", "ok", f"Task {task_id[:8]} {choice}d.")
+        return _back(signed, f"{PREFIX}/worklist", "refused", f"Not {done}: {exc.message}")
+    return _back(signed, f"{PREFIX}/worklist", "ok", f"Task {task_id[:8]} {done}.")
 
 
 @router.post("/tasks/{task_id}/call")
