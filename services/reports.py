@@ -39,12 +39,18 @@ def aging(session: Session, as_of: dt.datetime) -> list[AgingBucket]:
         )
     ).all()
     for days, cents in rows:
-        for name, low, high in AGING_BUCKETS:
-            if days >= low and (high is None or days <= high):
-                counts[name][0] += 1
-                counts[name][1] += cents
-                break
+        name = bucket_of(int(days))
+        counts[name][0] += 1
+        counts[name][1] += cents
     return [AgingBucket(name, n, cents) for name, (n, cents) in counts.items()]
+
+
+def bucket_of(days: int) -> str:
+    """The aging bucket of a balance opened ``days`` ago (the same for one account and for all)."""
+    for name, low, high in AGING_BUCKETS:
+        if days >= low and (high is None or days <= high):
+            return name
+    return AGING_BUCKETS[0][0]  # opened in the future (a clock set wrong): the youngest
 
 
 def aging_rows(buckets: list[AgingBucket]) -> list[list[str]]:

@@ -189,3 +189,19 @@ def test_cli_user_add_prints_a_console_password_and_report_csv(
     result = runner.invoke(app, ["reports", "nope"], env={"DUNNING_TOKEN": admin_token})
     assert result.exit_code == 2 and "name: unknown report 'nope'" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("days", "bucket"),
+    [
+        (0, "0-30"),
+        (30, "0-30"),
+        (31, "31-60"),
+        (90, "61-90"),
+        (91, "91-120"),
+        (121, "120+"),
+        (-2, "0-30"),
+    ],
+)
+def test_one_account_falls_in_the_bucket_the_report_counts_it_in(days: int, bucket: str) -> None:
+    assert reports.bucket_of(days) == bucket

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from api.console.sessions import COOKIE
 from config.settings import Settings
 from models.orm import AuditEvent, StaffTask, TaskKind, TaskStatus
@@ -239,6 +241,9 @@ async def test_a_day_of_work_in_the_browser(
     await expect(page.locator("#timeline")).to_contain_text("statement-1: sent")
     await expect(page.locator("#timeline")).to_contain_text("call-1")
     await expect(page.locator("#hold")).to_contain_text("promise to pay since")  # the promise
+    # balance_row's visit was on 2026-10-01: the account is as old as that (today's bucket).
+    days = (dt.datetime.now(dt.UTC).date() - dt.date(2026, 10, 1)).days
+    await expect(page.locator("#age")).to_contain_text(f"{days} days since opened (aging ")
     await console.shot(page, "account")
     await _accessible(page)
     await page.goto(f"{console.url}/console/accounts?q={own}")
@@ -368,3 +373,26 @@ async def test_a_read_only_role_reads_but_may_not_act_or_decide(
     await page.goto(f"{console.url}/console/accounts/NO-SUCH-ACCOUNT")
     await expect(page.get_by_role("alert")).to_contain_text("account: no account")
     await console.shot(page, "read-only")
+
+
+async def test_behind_https_the_session_cookie_is_secure(
+    dev_env: WorkflowEnvironment, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    """Over HTTPS (a proxy terminating TLS passes the scheme on) the cookies are Secure too, and
+    pages are neither cached nor framed."""
+    clerk = person(session_factory, "clerk", "staff")
+    app = create_app(settings, session_factory, dev_env.client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as http:
+        form = await http.get("/console/sign-in")
+        assert form.headers["x-frame-options"] == "DENY"
+        assert "no-store" in form.headers["cache-control"]
+        pre = form.headers["set-cookie"]
+        assert "HttpOnly" in pre and "SameSite=strict" in pre and "Secure" in pre
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        r = await http.post(
+            "/console/sign-in", data={"csrf": csrf, "name": clerk.name, "password": clerk.password}
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/console/worklist"
+        session = next(c for c in r.headers.get_list("set-cookie") if c.startswith(COOKIE))
+        assert "HttpOnly" in session and "SameSite=strict" in session and "Secure" in session

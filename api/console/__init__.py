@@ -341,6 +341,9 @@ async def account(request: Request, number: str) -> Response:
             signed=signed,
         )
     lines = await svc.db(lambda s: accounts.ledger_lines(s, number))
+    found = await svc.db(lambda s: accounts.search(s, number))
+    opened = next((f.opened_at for f in found if f.number == view.account_number), None)
+    days = (dt.datetime.now(dt.UTC) - opened).days if opened else None
     timeline: list[dict[str, Any]] = [
         {
             "at": h.at,
@@ -362,6 +365,8 @@ async def account(request: Request, number: str) -> Response:
             "lines": lines,
             "timeline": timeline,
             "hold_reasons": list(HoldReason),
+            "age_days": days,
+            "age_bucket": reports.bucket_of(days) if days is not None else "",
         },
         signed=signed,
     )
