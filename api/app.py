@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from api import console
 from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
 from api.routes import (
@@ -98,6 +99,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(agency.router)
+    console.mount(app, app.state.dunning.services)
     return app
 
 

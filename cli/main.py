@@ -23,6 +23,7 @@ from cli import policy as policy_cli
 from cli import protections as protections_cli
 from cli import reconcile as reconcile_cli
 from cli import remittance as remittance_cli
+from cli import reports as reports_cli
 from cli import simulate as simulate_cli
 from cli import staff as staff_cli
 from cli import users as users_cli
@@ -67,6 +68,7 @@ reconcile_cli.register(app)
 family_cli.register(app)
 agency_cli.register(app)
 remittance_cli.register(import_app)
+reports_cli.register(app)
 
 log = logging.getLogger("dunning")
 

@@ -87,6 +87,7 @@ async def run_engine(settings: Settings, *, with_api: bool, embedded_temporal: b
             console.print(f"  Temporal         {stack.temporal_address}")
             if api_url:
                 console.print(f"  HTTP API         {api_url}  (docs at {api_url}/docs)")
+                console.print(f"  staff console    {api_url}/console")
             console.print(f"  outbox           {Path(settings.outbox_dir).resolve()}")
             console.print("  Ctrl-C stops everything; open balances resume on the next run.")
             serve = asyncio.create_task(server.serve()) if server else None

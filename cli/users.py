@@ -62,7 +62,8 @@ def add(
     name: Annotated[str, typer.Argument(help="login name: letters, digits and . _ @ -")],
     role: Annotated[list[str], typer.Option(help="a role of config/roles.yaml; repeatable")],
 ) -> None:
-    """Add a user with one or more roles, and print their login token once."""
+    """Add a user with one or more roles; print their login token and console password once."""
+    from services.console_auth import set_password
     from services.users import IdentityError, add_user, issue_token
 
     by = administrator()
@@ -71,14 +72,37 @@ def add(
         try:
             user = add_user(session, name, role, by)
             token, _ = issue_token(session, by, user=user.name)
+            password = set_password(session, user.name, by)
         except (IdentityError, RolesFileError) as exc:
             fail(str(exc))
     console.print(
-        f"user {name} ({', '.join(role)}) added. Their login token, shown once: give it to them "
-        "and have them run `dunning login`:",
+        f"user {name} ({', '.join(role)}) added. Their console password (/console), shown once:",
+        highlight=False,
+    )
+    print(password)
+    # The token stays the last line: `dunning user add NAME --role R | tail -1 | dunning login`.
+    console.print(
+        "Their login token, shown once: give it to them and have them run `dunning login`:",
         highlight=False,
     )
     print(token)
+
+
+@user_app.command("password")
+def password(name: Annotated[str, typer.Argument(help="the user")]) -> None:
+    """Set a new one-time console password for a user (also lifts a lock-out); printed once."""
+    from services.console_auth import set_password
+    from services.users import IdentityError
+
+    by = administrator()
+    cfg = settings()
+    with database(cfg) as db, db.session_factory.begin() as session:
+        try:
+            secret = set_password(session, name, by)
+        except IdentityError as exc:
+            fail(str(exc))
+    console.print(f"console password for {name}, shown once:", highlight=False)
+    print(secret)
 
 
 @user_app.command("token")

@@ -13,6 +13,7 @@ from models.orm.approval import StaffTask, TaskKind, TaskStatus
 from models.orm.audit import AuditEvent
 from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
+from models.orm.console import ConsoleLogin
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.ledger import DriftRecord, SignalOutbox
 from models.orm.note import LegalFact, StaffNote
@@ -44,6 +45,7 @@ __all__ = [
     "CommunicationStatus",
     "ConfidentialAddress",
     "Consent",
+    "ConsoleLogin",
     "Deliverability",
     "DriftRecord",
     "Guarantor",
