@@ -358,10 +358,12 @@ async def crash_restart(db: Database, n: int, kill_after: float, timeout: float)
     db_file = data_dir / "temporal.db"
     port = free_port()
     settings = db.settings_for("chaos-crash").model_copy(update={"data_dir": data_dir})
+    began = time.monotonic()
     first = _run_process(data_dir, db, port)
     second: subprocess.Popen[bytes] | None = None
     try:
         address = await _running(data_dir, first)
+        started_s = time.monotonic() - began
         client = await Client.connect(address, data_converter=pydantic_data_converter)
         await Intake(db.session_factory, client, settings).import_balances(csv_path)
         threshold = int(n * STEPS * kill_after)
@@ -378,6 +380,7 @@ async def crash_restart(db: Database, n: int, kill_after: float, timeout: float)
         killed_at = time.monotonic()
         second = _run_process(data_dir, db, port)
         await _running(data_dir, second)
+        restarted_s = time.monotonic() - killed_at
         servers = [p.pid for p in temporal_servers(db_file)]
 
         async def finished() -> bool:
@@ -387,8 +390,10 @@ async def crash_restart(db: Database, n: int, kill_after: float, timeout: float)
         recovered_s = time.monotonic() - killed_at
         end = tally(db, numbers, outbox)
         servers_at_end = len(temporal_servers(db_file))
+        stopping = time.monotonic()
         second.send_signal(signal.SIGINT)
         stopped = await asyncio.to_thread(second.wait, 60)
+        stop_s = time.monotonic() - stopping
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -410,4 +415,7 @@ async def crash_restart(db: Database, n: int, kill_after: float, timeout: float)
         orphan_stopped=bool(left_behind) and not set(left_behind) & set(servers),
         restarted_run_exit_code=stopped,
         recovered_s=round(recovered_s, 1),
+        start_s=round(started_s, 1),
+        restart_s=round(restarted_s, 1),
+        stop_s=round(stop_s, 1),
     )

@@ -57,6 +57,7 @@ async def test_crash_restart_smoke(db: Database) -> None:
     assert details["temporal_servers_left_by_the_kill"] == 1
     assert details["temporal_servers_after_restart"] == 1 and details["orphan_stopped"] is True
     assert details["restarted_run_exit_code"] == 0
+    print(details)
 
 
 @pytest.mark.timeout(240)

@@ -89,6 +89,9 @@ WORKFLOW_NAME = "balance-escalation"
 # Above the providers' 20 s request timeout; short, because a worker that dies mid-send is noticed
 # only when it expires.
 SEND_STEP_TIMEOUT = timedelta(seconds=45)
+# A step waiting on its batch heartbeats (activities.batching): a worker that died mid-send is
+# noticed after this, and the step retried on another worker, well before SEND_STEP_TIMEOUT.
+SEND_STEP_HEARTBEAT = timedelta(seconds=15)
 LEDGER_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -100,6 +103,7 @@ PROMISE_GRACE_DAYS = 3
 PATCH_NO_CHANNEL = "edges2-no-channel"  # a step with no usable channel waits, then on_no_channel
 PATCH_CONTACT_TASKS = "edges2-contact-tasks"  # returned mail / unreachable open worklist tasks
 PATCH_REENTRY = "edges2-reentry-collapse"  # steps due while paused collapse into the last one
+PATCH_SEND_HEARTBEAT = "ledger-send-heartbeat"  # send_step has a heartbeat timeout
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -718,6 +722,9 @@ class BalanceEscalationWorkflow:
             ),
             result_type=SendStepResult,
             start_to_close_timeout=SEND_STEP_TIMEOUT,
+            heartbeat_timeout=SEND_STEP_HEARTBEAT
+            if workflow.patched(PATCH_SEND_HEARTBEAT)
+            else None,
             retry_policy=ACTIVITY_RETRY,
         )
         return result
