@@ -17,8 +17,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from activities.channels import OutboxSender, OutgoingMessage
 from config.private_files import private_file
 from embedded.postgres import EmbeddedPostgres
+from models.policy import Channel
 
 SERVER_USER = "embedded_postgres"
 
@@ -70,3 +72,25 @@ def test_embedded_postgres_starts_in_a_private_data_folder(tmp_path: Path) -> No
         assert stat.S_IMODE(data_dir.stat().st_mode) == _expected_mode()
     finally:
         server.stop()
+
+
+def test_outbox_mailboxes_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)  # a permissive umask: the modes are set explicitly
+    try:
+        sender = OutboxSender(tmp_path / "outbox")
+        delivery = sender.send(
+            OutgoingMessage(
+                communication_id="c-1",
+                idempotency_key="k-1",
+                channel=Channel.EMAIL,
+                recipient="someone@example.test",
+                subject="Your statement",
+                body="Synthetic body",
+            )
+        )
+    finally:
+        os.umask(previous)
+    assert delivery.file_path is not None
+    mailbox = Path(delivery.file_path)
+    assert stat.S_IMODE(mailbox.stat().st_mode) == 0o600
+    assert stat.S_IMODE(mailbox.parent.stat().st_mode) == 0o700
