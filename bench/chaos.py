@@ -44,7 +44,7 @@ from bench.common import (
     report,
     write_csv,
 )
-from embedded.temporal import dev_server_path, free_port
+from embedded.temporal import DEV_SERVER_STARTUP_TIMEOUT, dev_server_path, free_port
 from services.signal_outbox import Dispatcher, pending_count
 from starter import Intake, get_status
 from worker import build_worker
@@ -60,6 +60,7 @@ async def _temporal(db_file: Path, port: int) -> WorkflowEnvironment:
         port=port,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
 
 
