@@ -11,6 +11,8 @@ import os
 import pwd
 import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -36,9 +38,18 @@ def _expected_mode() -> int:
     return 0o710 if os.geteuid() == 0 else 0o700
 
 
+@pytest.fixture
+def outside_pytest_tmp() -> Iterator[Path]:
+    """A folder under the system's temporary folder, not pytest's: as root the server's user must
+    pass through every folder above its own, and pytest sets its ``/tmp/pytest-of-root`` back to
+    0700 whenever a session starts (another agent's, on a shared machine)."""
+    with tempfile.TemporaryDirectory(prefix="dunning-private-") as folder:
+        yield Path(folder)
+
+
 @pytest.mark.timeout(180)
-def test_embedded_postgres_starts_in_a_private_data_folder(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_embedded_postgres_starts_in_a_private_data_folder(outside_pytest_tmp: Path) -> None:
+    data_dir = outside_pytest_tmp / "data"
     data_dir.mkdir(mode=0o700)
     secret = private_file(data_dir / "temporal.db")
     server = EmbeddedPostgres(data_dir / "postgres", database="sealed")
