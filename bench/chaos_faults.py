@@ -33,7 +33,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,20 +196,36 @@ def _kill_9(proc: subprocess.Popen[bytes] | psutil.Process) -> None:
         proc.wait(30)
 
 
-async def worker_killed(db: Database, n: int, kill_after: float, timeout: float) -> Result:
-    """``kill -9`` of the worker once ``kill_after`` of the steps are sent; a fresh one finishes."""
-    settings = db.settings_for("chaos-killed").model_copy(
+@contextlib.asynccontextmanager
+async def _temporal(client: Client | None) -> AsyncIterator[Client]:
+    """``client``, or a fresh dev server's, stopped afterwards."""
+    if client is not None:
+        yield client
+        return
+    env = await start_dev_server()
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()
+
+
+async def worker_killed(
+    db: Database, n: int, kill_after: float, timeout: float, client: Client | None = None
+) -> Result:
+    """``kill -9`` of the worker once ``kill_after`` of the steps are sent; a fresh one finishes.
+
+    On ``client``'s server (a test's), else on a dev server of its own."""
+    settings = db.settings_for(f"chaos-killed-{uuid.uuid4().hex[:8]}").model_copy(
         update={"data_dir": db.directory / "killed-data"}
     )
     rows, csv_path = _balances(db, n, "killed")
     numbers = [r["account_number"] for r in rows]
     outbox = Path(settings.outbox_dir)
-    env = await start_dev_server()
-    try:
-        address = env.client.service_client.config.target_host
+    async with _temporal(client) as temporal:
+        address = temporal.service_client.config.target_host
         proc = await asyncio.to_thread(_worker_process, address, db, settings)
         try:
-            await Intake(db.session_factory, env.client, settings).import_balances(csv_path)
+            await Intake(db.session_factory, temporal, settings).import_balances(csv_path)
             threshold = int(n * STEPS * kill_after)
 
             async def far_enough() -> bool:
@@ -221,7 +238,7 @@ async def worker_killed(db: Database, n: int, kill_after: float, timeout: float)
             if proc.poll() is None:
                 _kill_9(proc)
         killed_at = time.monotonic()
-        async with build_worker(env.client, settings, db.session_factory):
+        async with build_worker(temporal, settings, db.session_factory):
 
             async def finished() -> bool:
                 return len(tally(db, numbers, outbox).done) >= n * STEPS
@@ -229,8 +246,6 @@ async def worker_killed(db: Database, n: int, kill_after: float, timeout: float)
             await wait_for(finished, timeout)
             recovered_s = time.monotonic() - killed_at
             end = tally(db, numbers, outbox)
-    finally:
-        await env.shutdown()
     return result(
         "chaos_worker_killed",
         n,
@@ -268,23 +283,29 @@ def postgres_stopped(pgdata: Path) -> Iterator[Callable[[], None]]:
         resume()
 
 
-async def postgres_paused(db: Database, n: int, pause_s: float, timeout: float) -> Result:
-    """The balances' steps fall due while PostgreSQL is stopped for ``pause_s`` seconds."""
-    settings = db.settings_for("chaos-pg").model_copy(update={"data_dir": db.directory / "pg-data"})
+async def postgres_paused(
+    db: Database, n: int, pause_s: float, timeout: float, client: Client | None = None
+) -> Result:
+    """The balances' steps fall due while PostgreSQL is stopped for ``pause_s`` seconds.
+
+    ``db`` must be an embedded server of its own (``bench.common.database``): it is the one
+    stopped. On ``client``'s Temporal server, else on a dev server of its own."""
+    settings = db.settings_for(f"chaos-pg-{uuid.uuid4().hex[:8]}").model_copy(
+        update={"data_dir": db.directory / "pg-data"}
+    )
     rows, csv_path = _balances(db, n, "paused")
     numbers = [r["account_number"] for r in rows]
     outbox = Path(settings.outbox_dir)
-    env = await start_dev_server()
-    try:
+    async with _temporal(client) as temporal:
         # The workflows start with no worker polling: their first steps are due at once.
-        await Intake(db.session_factory, env.client, settings).import_balances(csv_path)
+        await Intake(db.session_factory, temporal, settings).import_balances(csv_path)
         at_fault = tally(db, numbers, outbox)
         with postgres_stopped(db.directory / "pg") as resume:
             # Resumed from a thread: a worker blocked on the database cannot delay it.
             timer = threading.Timer(pause_s, resume)
             timer.start()
             try:
-                async with build_worker(env.client, settings, db.session_factory):
+                async with build_worker(temporal, settings, db.session_factory):
                     await asyncio.to_thread(timer.join)
                     resumed_at = time.monotonic()
 
@@ -296,8 +317,6 @@ async def postgres_paused(db: Database, n: int, pause_s: float, timeout: float) 
                     end = tally(db, numbers, outbox)
             finally:
                 timer.cancel()
-    finally:
-        await env.shutdown()
     return result(
         "chaos_postgres_paused",
         n,

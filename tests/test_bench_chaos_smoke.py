@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.testing import WorkflowEnvironment
 
 from bench import chaos, chaos_faults
 from bench.common import Database, Result, database
@@ -44,8 +45,8 @@ def db(
 
 
 @pytest.mark.timeout(240)
-async def test_worker_killed_smoke(db: Database) -> None:
-    result = await chaos_faults.worker_killed(db, N, 1.0, TIMEOUT)
+async def test_worker_killed_smoke(db: Database, dev_env: WorkflowEnvironment) -> None:
+    result = await chaos_faults.worker_killed(db, N, 1.0, TIMEOUT, dev_env.client)
     details = _all_sent_once(result)
     assert details["sent_at_fault"] == EXPECTED and details["repaired"] == 0
 
@@ -57,14 +58,13 @@ async def test_crash_restart_smoke(db: Database) -> None:
     assert details["temporal_servers_left_by_the_kill"] == 1
     assert details["temporal_servers_after_restart"] == 1 and details["orphan_stopped"] is True
     assert details["restarted_run_exit_code"] == 0
-    print(details)
 
 
 @pytest.mark.timeout(240)
-async def test_postgres_paused_smoke(tmp_path: Path) -> None:
+async def test_postgres_paused_smoke(tmp_path: Path, dev_env: WorkflowEnvironment) -> None:
     # Its own embedded PostgreSQL: the one it stops is nobody else's.
     async with database() as own:
-        result = await chaos_faults.postgres_paused(own, N, 3.0, TIMEOUT)
+        result = await chaos_faults.postgres_paused(own, N, 3.0, TIMEOUT, dev_env.client)
     details = _all_sent_once(result)
     assert details["sent_at_fault"] == 0 and details["repaired"] == EXPECTED
     path = tmp_path / "results.json"
