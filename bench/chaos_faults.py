@@ -342,14 +342,15 @@ def _run_process(data_dir: Path, db: Database, temporal_port: int) -> subprocess
         DUNNING_LEDGER__RECONCILE_AT_START="false",
     )
     env.pop("DUNNING_TEMPORAL__ADDRESS", None)
-    return subprocess.Popen(
-        [sys.executable, "-c", "import cli; cli.main()", "run"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=(data_dir.parent / "run.log").open("ab"),
-    )
+    with (data_dir.parent / "run.log").open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-c", "import cli; cli.main()", "run"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 async def _running(data_dir: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> str:
