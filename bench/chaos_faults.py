@@ -12,8 +12,9 @@ the engine to finish, then counts from the ledger and the outbox mailboxes:
 - ``lost``: steps that should have been sent and were not, once the engine had time to finish;
 - ``repaired``: steps that were in flight or due when the fault struck and were completed after it.
 
-``chaos_worker_killed``: ``kill -9`` of the worker process once a third of the steps are sent; a
-fresh worker takes over (the killed worker's steps are retried after their start-to-close timeout).
+``chaos_worker_killed``: ``kill -9`` of the worker process once at least a third of the steps are
+sent (polled: under load the kill lands later); a fresh worker takes over (the killed worker's
+steps are retried once their heartbeats stop).
 ``chaos_postgres_paused``: every process of the embedded PostgreSQL stopped (SIGSTOP) while the
 steps fall due, then continued (SIGCONT). ``chaos_crash_restart``: ``kill -9`` of ``dunning run``
 (embedded Temporal, worker, API) mid-batch; a second ``dunning run`` on the same data folder stops
