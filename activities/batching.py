@@ -12,6 +12,11 @@ waiting on providers): on a busy machine batches grow rather than multiply.
 
 Cancelling an activity (the worker shuts down, the server times the attempt out) does not stop
 its batch: the step is sent or not as a whole, and the next attempt finds its outbox rows.
+
+A step still waiting after :data:`HEARTBEAT_EVERY` (its batch is with PostgreSQL or a provider)
+heartbeats while it waits: the workflow sets a heartbeat timeout, so the server notices a worker
+that died mid-send within that timeout and retries the step on another, instead of after the whole
+start-to-close timeout. A step done sooner (nearly all) sends no heartbeat at all.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from models.payloads import SendStepInput, SendStepResult
 from workflows.contract import ActivityName
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 3.0
+"""Seconds between heartbeats of a waiting step: well inside the workflow's heartbeat timeout."""
 
 _Queued = tuple[SendStepInput, dt.datetime, "asyncio.Future[SendStepResult]"]
 
@@ -70,7 +78,16 @@ class StepBatcher:
             task = loop.create_task(self._drain())
             self._drainers.add(task)  # a reference, so the task is not collected mid-way
             task.add_done_callback(self._drainers.discard)
-        return await future
+        try:
+            while True:
+                try:
+                    # shield: a heartbeat's timeout must not cancel the step's future
+                    return await asyncio.wait_for(asyncio.shield(future), HEARTBEAT_EVERY)
+                except TimeoutError:
+                    activity.heartbeat()
+        except asyncio.CancelledError:
+            future.cancel()  # a step not yet taken by a batch is dropped from it
+            raise
 
     async def _drain(self) -> None:
         try:

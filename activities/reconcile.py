@@ -43,6 +43,7 @@ class ReconcileActivities:
             drifts=len(drifts),
             repaired=sum(d.repaired for d in drifts),
             refund_tasks=report.refund_tasks,
+            pruned=report.pruned.total if report.pruned else 0,
         )
 
 

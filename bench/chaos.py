@@ -5,9 +5,13 @@
   queued signals. Figures: payments sent, delivered (repaired), lost and duplicated.
 - ``chaos_webhook_copies``: 50 provider events, each claimed by 20 concurrent threads: applied,
   duplicated and lost.
+- ``chaos_worker_killed``, ``chaos_postgres_paused``, ``chaos_crash_restart``
+  (``bench.chaos_faults``), 1,000 balances each: ``kill -9`` of the worker mid-batch,
+  PostgreSQL stopped 60 s while their steps fall due, ``kill -9`` of ``dunning run`` mid-batch
+  then a restart. Steps sent, duplicated, lost and repaired.
 
-The ``chaos_*`` entries are merged into ``bench/results.json``. ``--quick``: 50 balances, a 5 s
-outage.
+The ``chaos_*`` entries are merged into ``bench/results.json``. ``--quick``: 50 balances, 5 s
+outages.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.webhooks.common import claim
+from bench import chaos_faults
 from bench.common import (
     RESULTS,
     Database,
@@ -39,7 +44,7 @@ from bench.common import (
     report,
     write_csv,
 )
-from embedded.temporal import dev_server_path, free_port
+from embedded.temporal import DEV_SERVER_STARTUP_TIMEOUT, dev_server_path, free_port
 from services.signal_outbox import Dispatcher, pending_count
 from starter import Intake, get_status
 from worker import build_worker
@@ -55,6 +60,7 @@ async def _temporal(db_file: Path, port: int) -> WorkflowEnvironment:
         port=port,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
 
 
@@ -166,11 +172,21 @@ def merge(results: list[Result], path: Path = RESULTS) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+FAULT_TIMEOUT = 600.0
+"""How long a fault run waits for the engine to finish before counting what is missing as lost."""
+KILL_AFTER = 1 / 3
+"""The share of the steps sent when a process is killed: mid-batch."""
+
+
 async def main(quick: bool) -> None:
+    n, outage = (50, 5.0) if quick else (1000, 60.0)
     async with database() as db:
         results = [
-            await temporal_outage(db, 50 if quick else 1000, 5.0 if quick else 60.0),
+            await temporal_outage(db, n, outage),
             webhook_copies(db, 10 if quick else 50, 20),
+            await chaos_faults.worker_killed(db, n, KILL_AFTER, FAULT_TIMEOUT),
+            await chaos_faults.postgres_paused(db, n, outage, FAULT_TIMEOUT),
+            await chaos_faults.crash_restart(db, n, KILL_AFTER, FAULT_TIMEOUT),
         ]
     report(results)
     merge(results)

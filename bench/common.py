@@ -32,7 +32,7 @@ from temporalio.worker import Worker
 from bench.baseline import BaselineWorkflow, TrivialWorkflow, noop
 from config.settings import POLICY_DIR, Settings
 from embedded.postgres import EmbeddedPostgres
-from embedded.temporal import dev_server_path, test_server_path
+from embedded.temporal import DEV_SERVER_STARTUP_TIMEOUT, dev_server_path, test_server_path
 from models.orm.database import make_engine, make_session_factory, migrate
 from worker import workflow_runner
 
@@ -278,6 +278,7 @@ async def start_dev_server() -> WorkflowEnvironment:
         dev_server_existing_path=dev_server_path(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
 
 

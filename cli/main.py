@@ -128,10 +128,11 @@ def run() -> None:
     """Start everything on its embedded defaults: database, Temporal, worker and HTTP API."""
     from cli.runner import run_engine
     from embedded.runlock import DataDirBusy
+    from embedded.temporal import EmbeddedServerError
 
     try:
         asyncio.run(run_engine(settings(), with_api=True))
-    except DataDirBusy as exc:
+    except (DataDirBusy, EmbeddedServerError) as exc:
         fail(str(exc))
 
 

@@ -47,6 +47,12 @@ def reconcile(
             console.print(table)
         if report.refund_tasks:
             console.print(f"opened {report.refund_tasks} refund task(s) for accounts in credit")
+        if report.pruned and report.pruned.total:
+            console.print(
+                f"pruned {report.pruned.signal_outbox} delivered outbox message(s) and "
+                f"{report.pruned.webhook_events} webhook claim(s) older than "
+                f"{cfg.ledger.retention_days} days"
+            )
         return 1 if any(not d.repaired for d in drifts) else 0
 
     raise typer.Exit(asyncio.run(go()))

@@ -181,6 +181,12 @@ class LedgerSettings(BaseModel):
     reconcile_at_start: bool = Field(
         default=True, description="run the reconciliation once when a worker starts"
     )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="delivered signal-outbox rows and applied webhook claims older than this are "
+        "pruned by the daily reconciliation",
+    )
 
 
 class Settings(BaseSettings):

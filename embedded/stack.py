@@ -24,7 +24,12 @@ from config.private_files import private_dir, private_file
 from config.settings import Settings
 from embedded.postgres import EmbeddedPostgres
 from embedded.runlock import clear_pidfile, run_lock, stop_left_servers, write_pidfile
-from embedded.temporal import dev_server_path, free_port
+from embedded.temporal import (
+    DEV_SERVER_STARTUP_TIMEOUT,
+    EmbeddedServerError,
+    dev_server_path,
+    free_port,
+)
 from models.orm.database import make_engine, make_session_factory, migrate
 
 log = logging.getLogger(__name__)
@@ -95,16 +100,24 @@ class Stack:
         else:
             port = free_port(settings.temporal.dev_server_port)
             ui_port = free_port(settings.temporal.dev_server_ui_port)
-            self._env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=dev_server_path(),
-                dev_server_database_filename=str(data_dir / "temporal.db"),
-                port=port,
-                ui=True,
-                ui_port=ui_port,
-                data_converter=pydantic_data_converter,
-                namespace=settings.temporal.namespace,
-                dev_server_log_level="error",
-            )
+            try:
+                self._env = await WorkflowEnvironment.start_local(
+                    dev_server_existing_path=dev_server_path(),
+                    dev_server_database_filename=str(data_dir / "temporal.db"),
+                    port=port,
+                    ui=True,
+                    ui_port=ui_port,
+                    data_converter=pydantic_data_converter,
+                    namespace=settings.temporal.namespace,
+                    dev_server_log_level="error",
+                    dev_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
+                )
+            except RuntimeError as exc:
+                stop_left_servers(data_dir, data_dir / "temporal.db")  # a slow one, half started
+                raise EmbeddedServerError(
+                    f"the embedded Temporal server did not start on port {port} within "
+                    f"{DEV_SERVER_STARTUP_TIMEOUT.total_seconds():.0f} s ({exc})"
+                ) from None
             self.client = self._env.client
             self.temporal_address = f"127.0.0.1:{port}"
             self.ui_url = f"http://127.0.0.1:{ui_port}"

@@ -6,10 +6,19 @@ interpreter of this environment.
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import socket
 import sys
 from pathlib import Path
+
+DEV_SERVER_STARTUP_TIMEOUT = dt.timedelta(seconds=60)
+"""How long the dev server may take to answer: the SDK's default (5 s) is too short on a busy
+machine, where ``dunning run`` then failed although the server was only slow to start."""
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server did not start (the message says which and why)."""
 
 
 def _binary(name: str) -> str:

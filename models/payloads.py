@@ -327,6 +327,8 @@ class ReconcileResult(BaseModel):
     drifts: int = 0
     repaired: int = 0
     refund_tasks: int = 0
+    pruned: int = 0
+    """Delivered bookkeeping rows past ``ledger.retention_days``, deleted (services.retention)."""
 
 
 class ContactTaskInput(BaseModel):

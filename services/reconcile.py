@@ -11,7 +11,9 @@ balance; for every running workflow it expects an open account. What differs is 
 - ``unknown_account``: a workflow for no account in the ledger. Repair: terminate it.
 
 Pending outbox messages are delivered first: a fact on its way is not a drift. Every drift is
-printed by the caller and recorded in ``drift_records``.
+printed by the caller and recorded in ``drift_records``. A repairing pass (``fix``, as the daily
+schedule runs it) also prunes delivered bookkeeping rows past ``ledger.retention_days``
+(``services.retention``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from models.orm import Account, AccountStatus, DriftRecord, Guarantor, PolicyVer
 from models.orm import repositories as repo
 from models.payloads import ChargeSignal, EscalationInput, StatusView
 from services.ledger_status import open_refund_tasks
+from services.retention import Pruned, prune
 from services.signal_outbox import Dispatcher, enqueue, workflow_id
 from workflows.escalation import WORKFLOW_NAME
 
@@ -55,6 +58,7 @@ class Report:
     checked_workflows: int = 0
     refund_tasks: int = 0
     drifts: list[Drift] | None = None
+    pruned: Pruned | None = None
 
 
 def _account_id(wid: str) -> uuid.UUID | None:
@@ -121,6 +125,8 @@ class Reconciler:
                 session, dt.datetime.now(dt.UTC), self.settings.ledger.refund_after_days
             )
         report.drifts = drifts
+        if fix:
+            report.pruned = prune(self.session_factory, self.settings.ledger.retention_days)
         return report
 
     def _pending(self, accounts: list[uuid.UUID] | None) -> list[uuid.UUID]:

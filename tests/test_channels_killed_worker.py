@@ -2,7 +2,8 @@
 
 A worker runs in a subprocess against the dev server and a real PostgreSQL; the fake Twilio holds
 the first request while the test kills that process with SIGKILL. A fresh worker then retries the
-step after its start-to-close timeout, finds the outbox row claimed before the call, and does not
+step once its heartbeats stop (the heartbeat timeout, 15 s; before, the 45 s start-to-close
+timeout), finds the outbox row claimed before the call, and does not
 send again: Twilio received exactly one request, the row ends ``unconfirmed``.
 """
 
@@ -32,6 +33,7 @@ from tests.factories import balance_row, midday_zone, policy_in, write_csv
 from tests.fakes.providers import TWILIO_SID, TWILIO_TOKEN, fake_providers
 from tests.support.waits import eventually, readline_within
 from worker import build_worker
+from workflows.escalation import SEND_STEP_TIMEOUT
 
 WORKER_START_TIMEOUT = 60.0
 
@@ -112,6 +114,7 @@ async def test_worker_killed_mid_send_sends_exactly_once(
                 assert claimed.status is CommunicationStatus.PENDING
                 assert claimed.channel is Channel.SMS
             proc.send_signal(signal.SIGKILL)
+            killed_at = asyncio.get_running_loop().time()
             await asyncio.to_thread(proc.wait, 10)
         finally:
             if proc.poll() is None:
@@ -142,8 +145,11 @@ async def test_worker_killed_mid_send_sends_exactly_once(
                     return False
                 return any(r.step_id == "notice-1" for r in view.history)
 
-            # The retry comes after the activity's start-to-close timeout (45 s).
+            # The retry comes after the step's heartbeat timeout (15 s), not its start-to-close
+            # timeout (45 s): a dead worker is noticed when its heartbeats stop.
             await eventually(recorded, 240)
+            waited = asyncio.get_running_loop().time() - killed_at
+            assert waited < SEND_STEP_TIMEOUT.total_seconds() - 5, waited
             view = await get_status(client, account_id)
         record = next(r for r in view.history if r.step_id == "notice-1")
         assert record.outcome is StepOutcome.SENT and record.channel is Channel.SMS

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from config.settings import Settings
-from embedded.temporal import dev_server_path, free_port
+from embedded.temporal import DEV_SERVER_STARTUP_TIMEOUT, dev_server_path, free_port
 from models.orm import ApiRole
 from services.signal_outbox import Dispatcher, pending_count
 from starter import Intake, get_status, workflow_id
@@ -42,6 +42,7 @@ async def temporal(db_file: Path, port: int) -> AsyncIterator[WorkflowEnvironmen
         port=port,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
     try:
         yield env

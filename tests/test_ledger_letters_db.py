@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import stat
 import uuid
 from pathlib import Path
 
@@ -66,6 +67,10 @@ async def test_print_batch_drops_paid_and_held_and_prints_the_ledgers_balance(
     with session_factory() as session:
         batch = build_print_batch(session, day_clock.date(), zone("America/New_York"), tmp_path)
     assert (batch.letters, batch.dropped) == (1, 2)
+    # Names and addresses: the print files are the owner's only, whatever the umask.
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    for path in (batch.pdf_path, batch.manifest_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
     with batch.manifest_path.open(encoding="utf-8") as fh:
         manifest = {m["communication_id"]: m for m in csv.DictReader(fh)}
     assert manifest[queued[0]]["action"] == "dropped"

@@ -84,8 +84,27 @@ async def test_each_drift_is_found_and_repaired(
             ("unknown_account", None, None, None),
         }
         assert not any(d.repaired for d in found.drifts or [])
+        assert found.pruned is None  # a report only: nothing deleted
+
+        # The closed account's delivered start is past the retention: the repairing pass prunes it.
+        aged = dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.ledger.retention_days + 1)
+        with session_factory.begin() as session:
+            old_rows = session.scalars(
+                update(SignalOutbox)
+                .where(
+                    SignalOutbox.account_id == ids[closed], SignalOutbox.delivered_at.is_not(None)
+                )
+                .values(delivered_at=aged)
+                .returning(SignalOutbox.id)
+            ).all()
+        assert old_rows
 
         fixed = await reconciler.run(fix=True, accounts=scope)
+        assert fixed.pruned is not None and fixed.pruned.signal_outbox >= len(old_rows)
+        with session_factory() as session:
+            assert not session.scalars(
+                select(SignalOutbox.id).where(SignalOutbox.id.in_(old_rows))
+            ).all()
         assert {d.kind for d in fixed.drifts or [] if d.repaired} == {
             "balance",
             "missing_workflow",

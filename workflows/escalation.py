@@ -94,6 +94,9 @@ WORKFLOW_NAME = "balance-escalation"
 # Above the providers' 20 s request timeout; short, because a worker that dies mid-send is noticed
 # only when it expires.
 SEND_STEP_TIMEOUT = timedelta(seconds=45)
+# A step waiting on its batch heartbeats (activities.batching): a worker that died mid-send is
+# noticed after this, and the step retried on another worker, well before SEND_STEP_TIMEOUT.
+SEND_STEP_HEARTBEAT = timedelta(seconds=15)
 LEDGER_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -109,6 +112,7 @@ PATCH_PERSON = "family-person-wait"  # a step the guarantor's other accounts blo
 PATCH_RESTRICTION_KEEPS_OPT_OUT = "protect-restriction-keeps-opt-out"  # lifting never clears it
 PATCH_CLOSING_NOTICE = "front-closing-notice"  # a cease request opens the closing-notice task
 CLOSING_NOTICE_STEP = "closing-notice"
+PATCH_SEND_HEARTBEAT = "ledger-send-heartbeat"  # send_step has a heartbeat timeout
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -807,6 +811,9 @@ class BalanceEscalationWorkflow:
             ),
             result_type=SendStepResult,
             start_to_close_timeout=SEND_STEP_TIMEOUT,
+            heartbeat_timeout=SEND_STEP_HEARTBEAT
+            if workflow.patched(PATCH_SEND_HEARTBEAT)
+            else None,
             retry_policy=ACTIVITY_RETRY,
         )
         return result

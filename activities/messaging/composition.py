@@ -102,7 +102,8 @@ def letter_of(
         title=step.template.replace("-", " ").capitalize(),
         financial_assistance=practice.assistance_summary(language) if fap_required else "",
         language=language,
-        title_key=title_key(step.kind, step.tone),
+        # The one letter after a cease request says what it is, never "Statement".
+        title_key="closing_notice" if step.closing_purpose else title_key(step.kind, step.tone),
         return_address=tuple(practice.return_lines),
         remit_to=tuple(practice.remit_to),
         phone_hours=practice.phone_hours,
