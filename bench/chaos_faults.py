@@ -151,7 +151,8 @@ def _balances(db: Database, n: int, name: str) -> tuple[list[dict[str, str]], Pa
     zone = midday_zone()
     folder = db.directory / name
     folder.mkdir(parents=True, exist_ok=True)
-    rows = balance_rows(n, instant_policy(folder, STEPS, zone), zone)
+    # The policy goes where the run's settings look policies up by name (the database folder).
+    rows = balance_rows(n, instant_policy(db.directory, STEPS, zone), zone)
     return rows, write_csv(folder / "balances.csv", rows)
 
 

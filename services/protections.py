@@ -953,7 +953,10 @@ def flag_time_barred_account(session: Session, account: Account, today: dt.date)
     """Flag one account if its debt is time-barred on ``today``; True if a flag was opened."""
     from workflows.protections import time_barred_since
 
-    guarantor = session.get(Guarantor, account.guarantor_id)
+    # An account of this import is not flushed yet (bulk writes): its guarantor is in memory.
+    guarantor: Guarantor | None = account.__dict__.get("guarantor")
+    if guarantor is None and account.guarantor_id is not None:
+        guarantor = session.get(Guarantor, account.guarantor_id)
     try:
         policy = policy_of(session, account).policy
     except LookupError:

@@ -41,6 +41,9 @@ def db(
     session_factory: sessionmaker[Session],
     settings: Settings,
 ) -> Database:
+    # The runs write their policy into the folder and name it in their rows, as the bench's own
+    # database does (`practice.policy_dirs`).
+    settings.practice.policy_dirs.append(tmp_path)
     return Database(tmp_path, database_url, engine, session_factory, settings)
 
 

@@ -14,7 +14,7 @@ from config.settings import Settings
 from models.orm import Account, SignalOutbox
 from services.signal_outbox import DELIVERED, Dispatcher, pending_count
 from starter import Intake, get_status, workflow_id
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 from worker import build_worker
 
@@ -28,7 +28,7 @@ async def test_a_batch_is_delivered_in_order_and_a_repeated_batch_changes_nothin
     tmp_path: Path,
 ) -> None:
     client = dev_env.client
-    policy = str(instant_policy(tmp_path, midday_zone()))
+    policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
     rows = [balance_row(policy=policy) for _ in range(3)]  # 55.00 owed each
     away = Intake(session_factory, None, settings)  # Temporal away: everything queues
     await away.import_balances(write_csv(tmp_path / "a.csv", rows))

@@ -19,7 +19,7 @@ from services.context import Services
 from services.identity import SYSTEM
 from services.remittance import import_remittance
 from starter import Intake, get_status
-from tests.factories import balance_row, instant_policy, midday_zone, write_csv
+from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
 from tests.identities import signed_in
 from tests.support.cli import run_dunning
 from tests.support.waits import eventually
@@ -30,9 +30,9 @@ pytestmark = pytest.mark.devserver
 DATA = Path(__file__).parent / "data" / "remittance"
 
 
-def _accounts(tmp_path: Path, tag: str) -> tuple[Path, dict[str, str]]:
+def _accounts(settings: Settings, tmp_path: Path, tag: str) -> tuple[Path, dict[str, str]]:
     """Three accounts billed at the gross charge, before the payer adjudicated their claims."""
-    policy = str(instant_policy(tmp_path, midday_zone()))
+    policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
     gross = {"insurance_paid": "0", "insurance_adjustment": "0", "policy": policy}
     a = balance_row(charge_ref=f"A-{tag}", charges="185.00", **gross)
     b = balance_row(charge_ref=f"B-{tag}", charges="200.00", **gross)
@@ -79,7 +79,7 @@ async def test_an_835_posts_once_and_explains_the_patients_share(
 ) -> None:
     client = dev_env.client
     tag = uuid.uuid4().hex[:8].upper()
-    csv, refs = _accounts(tmp_path, tag)
+    csv, refs = _accounts(settings, tmp_path, tag)
     era = _era(tmp_path, refs)
     numbers = [refs["a"], refs["b"], refs["CLAIM-C"]]
     svc = Services(settings, session_factory, client)
@@ -196,7 +196,7 @@ async def test_cli_dry_run_lists_every_claim_and_bad_files_are_one_line(
     database_url: str,
 ) -> None:
     tag = uuid.uuid4().hex[:8].upper()
-    csv, refs = _accounts(tmp_path, tag)
+    csv, refs = _accounts(settings, tmp_path, tag)
     await Intake(session_factory, None, settings).import_balances(csv)
     era = _era(tmp_path, refs)
     token, _ = signed_in(session_factory, "billing_lead")
