@@ -717,7 +717,12 @@ class MessagingActivities:
             (
                 (w.claim["account_id"], w.claim["channel"], w.claim["sent_at"])
                 for w in claiming
-                if w.won and w.claim and w.claim["status"] is CommunicationStatus.SENT
+                if w.won
+                and w.claim
+                and w.claim["status"] is CommunicationStatus.SENT
+                # As loaded with the batch: an account whose first statement is dated is done.
+                and w.account is not None
+                and w.account.first_statement_at is None
             ),
         )
         session.commit()
