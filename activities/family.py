@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from typing import Any
+from xml.sax.saxutils import escape
 
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, Spacer
 from sqlalchemy import Uuid, any_, func, select
@@ -26,15 +27,12 @@ from sqlalchemy.orm import Session, selectinload
 from activities.channels import AccountSection, LetterContent
 from activities.messaging import claims
 from activities.messaging.merging import FAMILY, covering_letter, sections
+from activities.statement import Wording
 from models.money import format_cents
 from models.orm import Account, AccountStatus, Payment
 
-ALLOCATION_NOTES = {
-    "oldest_first": "A payment for this statement is applied to the account with the oldest visit"
-    " first, then to the next, unless you tell us otherwise.",
-    "largest_first": "A payment for this statement is applied to the account with the largest"
-    " balance first, then to the next, unless you tell us otherwise.",
-}
+ALLOCATION_NOTES = frozenset({"oldest_first", "largest_first"})
+"""The allocation rules a family statement explains (``family.<rule>`` of the wording files)."""
 
 
 def letter_now_covering(
@@ -75,24 +73,34 @@ def letter_now_covering(
     return covering_letter(stored, parts, stored.scope), ""
 
 
-def account_sections(letter: LetterContent, width: float, table: Any) -> list[Flowable]:
-    """Each account's statement (``table`` lays out one account's visits), then the total."""
+def account_sections(
+    letter: LetterContent, width: float, table: Any, words: Wording
+) -> list[Flowable]:
+    """Each account's statement (``table`` lays out one account's visits), then the total, in
+    the letter's language (``config/statement/<language>.yaml``, ``family.*``)."""
     from activities.letters import BODY, HEADING
 
     def money(cents: int) -> str:
         return format_cents(cents, letter.currency)
 
     story: list[Flowable] = [
-        Paragraph(f"Statement of your {len(letter.accounts)} accounts", HEADING)
+        Paragraph(escape(words("family.heading", count=len(letter.accounts))), HEADING)
     ]
     for part in letter.accounts:
         story.append(
             KeepTogether(
                 [
                     Paragraph(
-                        f"<b>Account {part.account_number}</b>: balance"
-                        f" {money(part.balance_cents)}; payments received"
-                        f" {money(part.payments_cents)}",
+                        "<b>"
+                        + escape(
+                            words(
+                                "family.account",
+                                number=part.account_number,
+                                balance=money(part.balance_cents),
+                                payments=money(part.payments_cents),
+                            )
+                        )
+                        + "</b>",
                         BODY,
                     ),
                     table(_one_account(letter, part), width),
@@ -100,12 +108,10 @@ def account_sections(letter: LetterContent, width: float, table: Any) -> list[Fl
                 ]
             )
         )
-    story.append(
-        Paragraph(f"<b>Total due for all accounts: {money(letter.amount_due_cents)}</b>", BODY)
-    )
-    story.append(
-        Paragraph(ALLOCATION_NOTES.get(letter.allocation, ALLOCATION_NOTES["oldest_first"]), BODY)
-    )
+    total = words("family.total", total=money(letter.amount_due_cents))
+    story.append(Paragraph(f"<b>{escape(total)}</b>", BODY))
+    allocation = letter.allocation if letter.allocation in ALLOCATION_NOTES else "oldest_first"
+    story.append(Paragraph(escape(words(f"family.{allocation}")), BODY))
     return story
 
 

@@ -339,7 +339,9 @@ def _visits(letter: LetterContent, words: Wording, width: float) -> list[Flowabl
     if letter.accounts:  # several accounts of one guarantor (activities.family)
         from activities.family import account_sections
 
-        return account_sections(letter, width, lambda one, w: _statement_table(one, words, w))
+        return account_sections(
+            letter, width, lambda one, w: _statement_table(one, words, w), words
+        )
     return [
         Paragraph(escape(words("visits_heading")), HEADING),
         _statement_table(letter, words, width),

@@ -8,6 +8,7 @@ text behind each envelope window is read back from the PDF with pdfminer.six.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import re
@@ -20,7 +21,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.channels import LetterContent
+from activities.channels import AccountSection, LetterContent
 from activities.letters import (
     LetterError,
     letter_from_json,
@@ -530,3 +531,27 @@ def test_a_letter_queued_before_statements_had_an_identity_still_prints() -> Non
 
 def words_en(key: str) -> str:
     return wording("en")(key)
+
+
+def test_a_family_statement_speaks_the_letters_language() -> None:
+    """A letter covering several accounts of one guarantor has its fixed words in the wording
+    files too: a Spanish family statement carries none of the English ones."""
+    one = _sample_letter("Lakeside Community Hospital", "es")
+    sections = tuple(
+        AccountSection(f"id-{n}", f"A-00012{n}", one.amount_due_cents, one.lines, 1000)
+        for n in (3, 4)
+    )
+    family = dataclasses.replace(
+        one,
+        accounts=sections,
+        amount_due_cents=2 * one.amount_due_cents,
+        scope="family",
+        allocation="oldest_first",
+    )
+    text = _text(render_letter(family, "Gracias.\n", "ref"))
+    spanish, english = wording("es"), wording("en")
+    assert spanish("family.heading", count=2) in text
+    assert spanish("family.oldest_first")[:40] in text
+    for key in ("heading", "total", "oldest_first"):
+        english_words = english(f"family.{key}", count=2, total="$0.00")[:20]
+        assert english_words not in text, key
