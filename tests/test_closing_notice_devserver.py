@@ -8,7 +8,6 @@ a second approval or a second request is refused. Denying the task sends nothing
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from services.users import add_user, issue_token
 from starter import Intake, get_account, get_status
 from tests.api_support import api_settings, ec_key_pair, running_api
 from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
-from tests.support.cli import run_dunning
+from tests.support.cli import cli_env, run_dunning
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.devserver
@@ -86,14 +85,7 @@ async def test_cease_then_one_approved_closing_letter_and_nothing_after(
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    base = dict(
-        os.environ,
-        DUNNING_DATABASE__URL=database_url,
-        DUNNING_DATA_DIR=str(settings.data_dir),
-        DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
-        DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-        COLUMNS="320",
-    )
+    base = cli_env(settings, database_url, client)
     users = _users(session_factory)
 
     async def cli(user: str, *args: str) -> tuple[int, str]:

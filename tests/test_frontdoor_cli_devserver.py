@@ -6,7 +6,6 @@ expected failure is one line and a documented exit code, never a traceback.
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import Intake, get_account, get_status, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
-from tests.support.cli import run_dunning
+from tests.support.cli import cli_env, run_dunning
 from tests.support.waits import eventually
 from worker import build_worker
 
@@ -69,14 +68,7 @@ async def test_report_facts_and_clear_errors(
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    env = dict(
-        os.environ,
-        DUNNING_DATABASE__URL=database_url,
-        DUNNING_DATA_DIR=str(settings.data_dir),
-        DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
-        DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-        COLUMNS="320",
-    )
+    env = cli_env(settings, database_url, client)
     _users(session_factory)
     zone = midday_zone()
     policy = policy_in(settings, instant_policy(tmp_path, zone))

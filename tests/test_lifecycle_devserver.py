@@ -8,7 +8,6 @@ visits; the stayed balance never turns ``open`` again.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import Intake, get_status, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
-from tests.support.cli import run_dunning
+from tests.support.cli import cli_env, run_dunning
 from tests.support.waits import eventually
 from worker import build_worker
 
@@ -65,15 +64,7 @@ async def test_bankruptcy_stays_pre_petition_visits_and_collects_post_petition_o
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    env = dict(
-        os.environ,
-        DUNNING_DATABASE__URL=database_url,
-        DUNNING_DATA_DIR=str(settings.data_dir),
-        DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
-        DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-        DUNNING_TOKEN=_token(session_factory),
-        COLUMNS="320",
-    )
+    env = cli_env(settings, database_url, client, DUNNING_TOKEN=_token(session_factory))
     policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
     # The CLI's own import looks the policy up by name in the same folders.
     env["DUNNING_PRACTICE__POLICY_DIRS"] = json.dumps(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from services.identity import SYSTEM
 from services.users import add_user, issue_token
 from starter import ActionRejected, Intake, decide_step, request_write_off, workflow_id
 from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
-from tests.support.cli import run_dunning
+from tests.support.cli import cli_env, run_dunning
 from worker import build_worker
 from workflows.contract import DecisionResult, Rejection, TaskOpened
 
@@ -107,14 +106,7 @@ async def test_cli_write_off_with_four_eyes(
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    env = dict(
-        os.environ,
-        DUNNING_DATABASE__URL=database_url,
-        DUNNING_DATA_DIR=str(settings.data_dir),
-        DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
-        DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-        COLUMNS="320",
-    )
+    env = cli_env(settings, database_url, client)
     tag = uuid.uuid4().hex[:6]
     # Users and their login tokens, as `dunning user add` makes them (printed once).
     tokens: dict[str, str] = {}

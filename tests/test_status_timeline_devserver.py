@@ -4,7 +4,6 @@ ledger: ``dunning status`` (text and ``--json``) and the API's status, on the de
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from services.users import add_user, issue_token
 from starter import Intake, decide_step, get_status, request_write_off
 from tests.api_support import api_settings, ec_key_pair, running_api
 from tests.factories import balance_row, instant_policy, midday_zone, policy_in, write_csv
-from tests.support.cli import run_dunning
+from tests.support.cli import cli_env, run_dunning
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.devserver
@@ -40,15 +39,7 @@ async def test_money_on_the_timeline_in_dollars(
     with session_factory.begin() as session:
         add_user(session, f"reader-{tag}", ["staff"], SYSTEM)
         token = issue_token(session, SYSTEM, user=f"reader-{tag}")[0]
-    env = dict(
-        os.environ,
-        DUNNING_DATABASE__URL=database_url,
-        DUNNING_DATA_DIR=str(settings.data_dir),
-        DUNNING_TEMPORAL__ADDRESS=client.service_client.config.target_host,
-        DUNNING_TEMPORAL__TASK_QUEUE=settings.temporal.task_queue,
-        DUNNING_TOKEN=token,
-        COLUMNS="320",
-    )
+    env = cli_env(settings, database_url, client, DUNNING_TOKEN=token)
     zone = midday_zone()
     policy = policy_in(settings, instant_policy(tmp_path, zone))
     owing = balance_row(time_zone=zone, policy=policy)  # $55.00 owed
