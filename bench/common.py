@@ -296,7 +296,9 @@ async def stack() -> AsyncIterator[Stack]:
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping server: one per workflow, because it hangs with several."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=test_server_path(), data_converter=pydantic_data_converter
+        test_server_existing_path=test_server_path(),
+        data_converter=pydantic_data_converter,
+        test_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
     try:
         yield env

@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from embedded.postgres import EmbeddedPostgres
-from embedded.temporal import dev_server_path, test_server_path
+from embedded.temporal import DEV_SERVER_STARTUP_TIMEOUT, dev_server_path, test_server_path
 from models.orm.database import make_engine, make_session_factory
 from tests.support.clock import TUESDAY_MORNING
 from tests.support.database import migrated_database
@@ -107,6 +107,9 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=dev_server_path(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        # The SDK's 5 s is too short on a busy machine, and one slow start of this shared server
+        # would fail every dev-server test of the session.
+        dev_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
     yield env
     await env.shutdown()
@@ -118,6 +121,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server_path(),
         data_converter=pydantic_data_converter,
+        test_server_startup_timeout=DEV_SERVER_STARTUP_TIMEOUT,
     )
     yield env
     await env.shutdown()
