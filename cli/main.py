@@ -208,6 +208,9 @@ def _import(
     from cli.imports import run_import, summarise
     from models.import_profiles import ProfileError, prepare
 
+    # Importing posts balances and payments: a signed-in person (or integration) whose roles
+    # grant intake, like the API's import routes; a dry run reads the ledger, so it asks read.
+    current_actor(Permission.READ if dry_run else Permission.INTAKE)
     try:
         as_of = dt.date.fromisoformat(as_of_text) if as_of_text else dt.date.today()
     except ValueError:

@@ -100,6 +100,17 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     )
 
 
+@pytest.fixture
+def cli_signed_in(monkeypatch: pytest.MonkeyPatch, session_factory: sessionmaker[Session]) -> str:
+    """The CLI in this process acts as a new billing lead (who may import): their token in
+    ``DUNNING_TOKEN``. Returns the token."""
+    from tests.identities import signed_in
+
+    token, _ = signed_in(session_factory, "billing_lead")
+    monkeypatch.setenv("DUNNING_TOKEN", token)
+    return token
+
+
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server, shared by the session's concurrency and message tests."""

@@ -47,6 +47,9 @@ from tests.identities import signed_in
 from tests.support.clock import MORNING, NEW_YORK
 from worker import build_senders
 
+# The CLI imports as a signed-in person whose roles grant intake.
+pytestmark = pytest.mark.usefixtures("cli_signed_in")
+
 DAY = dt.timedelta(days=1)
 
 
@@ -247,7 +250,7 @@ def test_a_family_payment_is_spread_oldest_visit_first(
     session_factory: sessionmaker[Session],
 ) -> None:
     monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
-    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "staff")[0])
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "billing_lead")[0])
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DUNNING_TEMPORAL__ADDRESS", raising=False)
     guarantor = f"G-{uuid.uuid4().hex[:8]}"

@@ -13,7 +13,11 @@ from models.imports import BalanceRow, CsvImportError, parse_rows
 from models.orm import Account, ChargeLine
 from starter import Intake
 from tests.factories import HEADER, balance_row, write_csv
+from tests.identities import signed_in
 from tests.support.cli import invoke
+
+# The CLI imports as a signed-in person whose roles grant intake.
+pytestmark = pytest.mark.usefixtures("cli_signed_in")
 
 
 def _count(session_factory: sessionmaker[Session], rows: list[dict[str, str]]) -> tuple[int, int]:
@@ -101,3 +105,24 @@ def test_cli_reports_bad_rows_and_exits_non_zero(
     result = invoke("import", "balances", str(good), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "would import 1 rows for 1 accounts" in result.output
+
+
+def test_importing_needs_a_person_whose_roles_grant_intake(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """An import posts balances and payments: nobody signed in, or staff without the intake
+    permission, is refused before anything is read or written (the API's rule, on the CLI)."""
+    monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    rows = [balance_row()]
+    path = write_csv(tmp_path / "rows.csv", rows)
+    monkeypatch.delenv("DUNNING_TOKEN")
+    result = invoke("import", "balances", str(path))
+    assert result.exit_code == 6 and "not logged in" in result.output, result.output
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "staff")[0])
+    result = invoke("import", "payments", str(path))
+    assert result.exit_code == 6 and "intake permission" in result.output, result.output
+    assert _count(session_factory, rows) == (0, 0)

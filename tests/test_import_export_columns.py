@@ -17,6 +17,9 @@ from models.orm import repositories as repo
 from tests.factories import balance_row, write_csv
 from tests.support.cli import run_dunning
 
+# The CLI imports as a signed-in person whose roles grant intake.
+pytestmark = pytest.mark.usefixtures("cli_signed_in")
+
 EXPORT_HEADER = [
     "Acct #",
     "Guarantor ID",

@@ -19,6 +19,9 @@ from models.orm import Account, ChargeLine, Guarantor
 from tests.identities import signed_in
 from tests.support.cli import invoke
 
+# The CLI imports as a signed-in person whose roles grant intake.
+pytestmark = pytest.mark.usefixtures("cli_signed_in")
+
 AS_OF = "2026-11-30"
 
 
@@ -31,7 +34,7 @@ def cli_env(
 ) -> None:
     """The CLI on the test database, signed in as staff, with Temporal away (messages queue)."""
     monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
-    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "staff")[0])
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "billing_lead")[0])
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DUNNING_TEMPORAL__ADDRESS", raising=False)
 

@@ -12,6 +12,9 @@ from cli.main import app
 from tests.factories import balance_row, write_csv
 from tests.identities import signed_in
 
+# The CLI imports as a signed-in person whose roles grant intake.
+pytestmark = pytest.mark.usefixtures("cli_signed_in")
+
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
@@ -24,7 +27,7 @@ def test_pay_past_the_balance_and_aging_credits_without_temporal(
     session_factory: sessionmaker[Session],
 ) -> None:
     monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)
-    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "staff")[0])
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "billing_lead")[0])
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("DUNNING_TEMPORAL__ADDRESS", raising=False)
     row = balance_row()  # 55.00

@@ -39,6 +39,9 @@ from tests.factories import balance_row, write_csv
 from tests.support.cli import invoke_in_thread
 from workflows.contract import Rejection
 
+# The CLI imports as a signed-in person whose roles grant intake.
+pytestmark = pytest.mark.usefixtures("cli_signed_in")
+
 CLERK = Actor(id="clerk-lifecycle", name="clerk-lifecycle", roles=["staff"])
 
 

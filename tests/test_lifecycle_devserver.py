@@ -35,7 +35,7 @@ FILED = "2026-11-02"
 def _token(session_factory: sessionmaker[Session]) -> str:
     with session_factory.begin() as session:
         name = f"clerk-bk-{uuid.uuid4().hex[:6]}"
-        add_user(session, name, ["staff"], SYSTEM)
+        add_user(session, name, ["billing_lead"], SYSTEM)  # reports and imports
         return issue_token(session, SYSTEM, user=name)[0]
 
 

@@ -25,6 +25,9 @@ from models.phones import to_e164
 from tests.api_support import Api, account_body, api_settings, ec_key_pair, running_api
 from tests.factories import balance_row, write_csv
 
+# The CLI imports as a signed-in person whose roles grant intake.
+pytestmark = pytest.mark.usefixtures("cli_signed_in")
+
 runner = CliRunner()
 
 
@@ -63,7 +66,10 @@ def test_csv_rows_are_normalised_and_a_bad_number_names_row_and_column(tmp_path:
     assert "not a valid phone number" in errors[0].message
 
 
-def test_import_dry_run_reports_the_bad_number_and_writes_nothing(tmp_path: Path) -> None:
+def test_import_dry_run_reports_the_bad_number_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("DUNNING_DATABASE__URL", database_url)  # where the signed-in user is
     path = write_csv(tmp_path / "balances.csv", [balance_row(), balance_row(phone="555-0100")])
     result = runner.invoke(app, ["import", "balances", str(path), "--dry-run"])
     assert result.exit_code != 0
