@@ -369,7 +369,7 @@ async def test_a_read_only_role_reads_but_may_not_act_or_decide(
     await page.goto(f"{console.url}/console/reports/aging")
     await expect(page.locator("svg.chart")).to_be_visible()
     await page.goto(f"{console.url}/console/accounts?q=NO-SUCH-{uuid.uuid4().hex[:6]}")
-    await expect(page.get_by_text("No account starts with")).to_be_visible()
+    await expect(page.get_by_text("No account matches")).to_be_visible()
     await page.goto(f"{console.url}/console/accounts/NO-SUCH-ACCOUNT")
     await expect(page.get_by_role("alert")).to_contain_text("account: no account")
     await console.shot(page, "read-only")

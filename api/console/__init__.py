@@ -24,10 +24,9 @@ from starlette.datastructures import FormData
 from api.console.charts import bar_chart
 from api.console.sessions import COOKIE, PRE_COOKIE, ConsoleSession, SessionStore
 from config.roles import Permission
-from models.actions import HoldReason
-from models.orm import User
+from models.actions import ClosingPurpose, HoldReason
 from models.payloads import CallResult, Decision
-from services import accounts, audit, console_auth, facts, queries, reports, staff
+from services import audit, console_auth, facts, reports, staff
 from services.audit import Outcome
 from services.context import Services
 from services.errors import Refused
@@ -61,6 +60,11 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.console = ConsoleState(services)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
+    from api.console import accounts as account_pages
+    from api.console import worklist as worklist_page
+
+    app.include_router(worklist_page.router)
+    app.include_router(account_pages.router)
 
     @app.exception_handler(NeedSignIn)
     async def need_sign_in(request: Request, exc: Exception) -> Response:
@@ -227,47 +231,6 @@ async def sign_out(request: Request) -> Response:
 # -- worklist ------------------------------------------------------------------------------------
 
 
-@router.get("/worklist", response_class=HTMLResponse)
-async def worklist(request: Request, kind: str = "") -> Response:
-    signed = await _signed(request, Permission.READ)
-    svc = _state(request).services
-    tasks = await queries.worklist(svc, signed.who)
-    kinds = sorted({t.kind for t in tasks})
-    if kind:
-        tasks = [t for t in tasks if t.kind == kind]
-    names = await svc.db(_user_names)
-    return _page(
-        request,
-        "worklist.html",
-        {
-            "tasks": tasks,
-            "kinds": kinds,
-            "kind": kind,
-            "names": names,
-            "call_results": list(CallResult),
-            "requester": requester,
-        },
-        signed=signed,
-    )
-
-
-REQUEST_NOTES = ("write_off", "referral")
-
-
-def requester(task: queries.TaskView) -> str:
-    """Who asked for a task, for the page (four eyes itself is the service's and workflow's): the
-    task row's requester, or for a write-off or referral request the author of its note."""
-    if task.requested_by != "system":
-        return task.requested_by
-    return next((n.author for n in task.notes if n.kind in REQUEST_NOTES), task.requested_by)
-
-
-def _user_names(session: Any) -> dict[str, str]:
-    from sqlalchemy import select
-
-    return {str(u.id): u.name for u in session.scalars(select(User))}
-
-
 @router.post("/tasks/{task_id}/decide")
 async def decide(request: Request, task_id: str) -> Response:
     signed = await _signed(request, Permission.DECIDE)
@@ -277,9 +240,17 @@ async def decide(request: Request, task_id: str) -> Response:
         return _back(signed, f"{PREFIX}/worklist", "refused", "decision: approve or deny")
     decision = Decision.APPROVE if choice == "approve" else Decision.DENY
     done = "approved" if decision is Decision.APPROVE else "denied"
+    purpose: ClosingPurpose | None = None
+    if _field(form, "purpose"):
+        try:
+            purpose = ClosingPurpose(_field(form, "purpose"))
+        except ValueError:
+            return _back(signed, f"{PREFIX}/worklist", "refused", "purpose: choose what it says")
     svc = _state(request).services
     try:
-        await staff.decide(svc, signed.who, task_id, decision, _field(form, "reason"))
+        await staff.decide(
+            svc, signed.who, task_id, decision, _field(form, "reason"), purpose=purpose
+        )
     except Refused as exc:
         return _back(signed, f"{PREFIX}/worklist", "refused", f"Not {done}: {exc.message}")
     return _back(signed, f"{PREFIX}/worklist", "ok", f"Task {task_id[:8]} {done}.")
@@ -315,61 +286,6 @@ async def call_outcome(request: Request, task_id: str) -> Response:
 
 
 # -- accounts ------------------------------------------------------------------------------------
-
-
-@router.get("/accounts", response_class=HTMLResponse)
-async def search(request: Request, q: str = "") -> Response:
-    signed = await _signed(request, Permission.READ)
-    found = await _state(request).services.db(lambda s: accounts.search(s, q))
-    if len(found) == 1 and found[0].number.lower() == q.strip().lower():
-        return RedirectResponse(f"{PREFIX}/accounts/{quote(found[0].number)}", status_code=303)
-    return _page(request, "search.html", {"q": q, "found": found}, signed=signed)
-
-
-@router.get("/accounts/{number}", response_class=HTMLResponse)
-async def account(request: Request, number: str) -> Response:
-    signed = await _signed(request, Permission.READ)
-    svc = _state(request).services
-    try:
-        view = await queries.account_status(svc, signed.who, number)
-    except Refused as exc:
-        return _page(
-            request,
-            "search.html",
-            {"q": number, "found": [], "error": exc.message},
-            404,
-            signed=signed,
-        )
-    lines = await svc.db(lambda s: accounts.ledger_lines(s, number))
-    found = await svc.db(lambda s: accounts.search(s, number))
-    opened = next((f.opened_at for f in found if f.number == view.account_number), None)
-    days = (dt.datetime.now(dt.UTC) - opened).days if opened else None
-    timeline: list[dict[str, Any]] = [
-        {
-            "at": h.at,
-            "what": f"{h.step_id}: {h.outcome.value}",
-            "channel": h.channel.value if h.channel else "",
-            "why": "; ".join(h.reasons),
-        }
-        for h in view.status.history
-    ] + [
-        {"at": e.at, "what": e.kind.replace("_", " "), "channel": "", "why": e.detail}
-        for e in view.actions.events
-    ]
-    timeline.sort(key=lambda row: row["at"])
-    return _page(
-        request,
-        "account.html",
-        {
-            "view": view,
-            "lines": lines,
-            "timeline": timeline,
-            "hold_reasons": list(HoldReason),
-            "age_days": days,
-            "age_bucket": reports.bucket_of(days) if days is not None else "",
-        },
-        signed=signed,
-    )
 
 
 @router.post("/accounts/{number}/hold")
