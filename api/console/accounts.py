@@ -152,14 +152,10 @@ def suggested_plan(balance_cents: int, today: dt.date, months: int = 3) -> str:
     share, rest = divmod(balance_cents, months)
     lines = []
     for i in range(months):
-        month = today.month + i
-        due = dt.date(today.year + (month - 1) // 12, (month - 1) % 12 + 1, min(today.day, 28))
-        if i == 0:
-            due = today + dt.timedelta(days=7)
+        due = today + dt.timedelta(days=7 + 30 * i)
         cents = share + (rest if i == months - 1 else 0)
         lines.append(f"{due.isoformat()} {format_cents(cents).lstrip('$').replace(',', '')}")
-    dates = [line.split()[0] for line in lines]
-    return "\n".join(lines) if dates == sorted(set(dates)) else lines[0]
+    return "\n".join(lines)
 
 
 @router.get("/accounts/{number}", response_class=HTMLResponse)
@@ -365,12 +361,18 @@ async def bankruptcy(request: Request, number: str) -> Response:
 @router.post("/accounts/{number}/attorney")
 async def attorney(request: Request, number: str) -> Response:
     async def work(svc: Services, who: Actor, form: FormData) -> str:
-        contact = facts.AttorneyContact(
-            name=_field(form, "attorney_name"),
-            firm=_field(form, "firm") or None,
-            phone=_field(form, "attorney_phone") or None,
-            email=_field(form, "attorney_email") or None,
-        )
+        try:
+            contact = facts.AttorneyContact(
+                name=_field(form, "attorney_name"),
+                firm=_field(form, "firm") or None,
+                phone=_field(form, "attorney_phone") or None,
+                email=_field(form, "attorney_email") or None,
+            )
+        except ValidationError as exc:  # said with the form's names of the fields
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else "attorney"
+            field = name if name == "firm" else f"attorney_{name}"
+            raise BadField(f"{field}: {first['msg']}") from None
         await facts.attorney(svc, who, number, contact)
         return "Attorney representation recorded: only the attorney is contacted."
 

@@ -1,0 +1,105 @@
+"""The console's account look-ups on the real database: search by account number, guarantor name
+or phone (scoped to this test's own rows by a unique name), a guarantor's contact, the plan form's
+suggestion and the installments it reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy.orm import Session
+
+from api.console.accounts import BadField, installments, suggested_plan
+from models.orm import Account, AccountStatus, Guarantor
+from services import accounts
+
+NOW = dt.datetime(2026, 12, 1, 15, 0, tzinfo=dt.UTC)
+
+
+def _account(session: Session, first: str, last: str, phone: str | None) -> str:
+    tag = uuid.uuid4().hex[:8].upper()
+    guarantor = Guarantor(
+        external_ref=f"G-{tag}",
+        first_name=first,
+        last_name=last,
+        phone=phone,
+        address_line1="1 Example Way",
+        city="Springfield",
+        region="NY",
+        postal_code="10001",
+    )
+    session.add(guarantor)
+    session.flush()
+    number = f"S-{tag}"
+    session.add(
+        Account(
+            account_number=number,
+            guarantor_id=guarantor.id,
+            policy_name="physician",
+            status=AccountStatus.OPEN,
+            balance_cents=5500,
+            opened_at=NOW,
+        )
+    )
+    session.flush()
+    return number
+
+
+def test_search_by_number_name_and_phone(db_session: Session) -> None:
+    last = f"Synthetic{uuid.uuid4().hex[:6]}"
+    # A phone no other row of the shared database has: 555 numbers with a random line.
+    line = f"{uuid.uuid4().int % 10**7:07d}"
+    ada = _account(db_session, "Ada", last, f"+1 (212) {line[:3]}-{line[3:]}")
+    bob = _account(db_session, "Bob", last, "+12125550123")
+    carl = _account(db_session, "Carl", f"Other{uuid.uuid4().hex[:6]}", None)
+
+    def numbers(text: str) -> set[str]:
+        return {f.number for f in accounts.search(db_session, text)}
+
+    assert numbers(ada) == {ada}
+    assert numbers(ada[:6].lower()) >= {ada}  # a prefix, in any case
+    assert numbers(last) == {ada, bob}  # the last name finds both of the family
+    assert numbers(f"ada {last}".upper()) == {ada}  # "first last"
+    assert numbers(f"{last}, Bob") == {bob}  # "last, first"
+    assert numbers(f"212-{line[:3]}-{line[3:]}") == {ada}  # the phone's digits, any punctuation
+    assert numbers(line) == {ada}
+    assert carl not in numbers("212")  # three digits are too few for a phone search
+    assert numbers(f"{last}_") == set()  # "_" is a character, not a wildcard
+    found = {f.number: f for f in accounts.search(db_session, last)}
+    assert found[ada].guarantor == f"Ada {last}" and found[ada].balance_cents == 5500
+    assert accounts.search(db_session, "   ") == []
+
+
+def test_contact_and_messages_of_an_account(db_session: Session) -> None:
+    number = _account(db_session, "Ada", "Synthetic", "+12125550123")
+    who = accounts.contact(db_session, number)
+    assert who is not None
+    assert who.name == "Ada Synthetic" and who.phone == "+12125550123"
+    assert who.address == ["1 Example Way", "Springfield, NY 10001"]
+    assert accounts.contact(db_session, "NO-SUCH-ACCOUNT") is None
+    assert accounts.sent(db_session, number) == []
+
+
+def test_plan_form_reads_installments_and_names_the_bad_line() -> None:
+    items = installments("2027-01-15 27.50\n\n2027-02-15=$27.50\n")
+    assert [(i.due_on.isoformat(), i.amount_cents) for i in items] == [
+        ("2027-01-15", 2750),
+        ("2027-02-15", 2750),
+    ]
+    with pytest.raises(BadField, match=r"^installments: line 2 'next month 10'"):
+        installments("2027-01-15 10\nnext month 10")
+    with pytest.raises(BadField, match=r"^installments: line 1: the amount must be more"):
+        installments("2027-01-15 0")
+    with pytest.raises(BadField, match=r"^installments: give at least one line"):
+        installments("  \n")
+
+
+@pytest.mark.parametrize("balance", [5500, 100, 1, 1_000_001])
+def test_suggested_plan_adds_up_to_the_balance(balance: int) -> None:
+    text = suggested_plan(balance, dt.date(2026, 12, 31))
+    items = installments(text)
+    assert sum(i.amount_cents for i in items) == balance
+    dates = [i.due_on for i in items]
+    assert dates == sorted(set(dates)) and dates[0] == dt.date(2027, 1, 7)
+    assert suggested_plan(0, dt.date(2026, 12, 31)) == ""
