@@ -313,7 +313,13 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
     }
     for task in calls:
         card = page.locator(f"#task-{task.id}")
-        await expect(card.locator(".phone")).to_have_text("+12125550123")
+        with session_factory() as s:
+            account = s.get(Account, task.account_id)
+            assert account is not None
+            guarantor = s.get(Guarantor, account.guarantor_id)
+            assert guarantor is not None and guarantor.phone
+            dial = guarantor.phone
+        await expect(card.locator(".phone")).to_have_text(dial)
         await card.get_by_text("Call script").click()
         await expect(card.locator(".script pre")).not_to_be_empty()
     await console.shot(page, "worklist-calls")
@@ -335,7 +341,10 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
             done = s.get(StaffTask, task.id)
             assert done is not None and done.status is TaskStatus.DONE
             assert done.detail["outcome"]["result"] == result
-    assert len(_audit(session_factory, "call_outcome", clerk.user_id)) == 4
+    audited = {
+        e.detail.get("task_id") for e in _audit(session_factory, "call_outcome", clerk.user_id)
+    }
+    assert audited >= {str(t.id) for t in calls}
     # A promise without its date is refused, naming it (the call task is already done: the
     # workflow's outcome stands).
     r = await page.request.post(
