@@ -22,10 +22,9 @@ from config.settings import Settings
 from models.orm import AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.orm import repositories as repo
 from models.payloads import BalanceState, EscalationResult
-from services import reports, staff
+from services import reports
 from services.console_auth import MAX_FAILURES
 from services.context import Services
-from services.identity import Actor
 from starter import Intake, workflow_id
 from tests.console_support import Console, person, running_console
 from tests.factories import INSTANT_POLICY, balance_row, midday_zone, policy_in, write_csv
@@ -179,13 +178,16 @@ async def test_a_day_of_work_in_the_browser(
     tmp_path: Path,
     dev_env: WorkflowEnvironment,
 ) -> None:
-    """Two staff users and a billing lead (who is also a supervisor, the physician approver):
-    calls recorded, a write-off approved with four eyes, a hold and a resume, the aging report."""
+    """Two staff users and a billing lead (who is also a supervisor, the physician approver), in
+    the browser only: write-offs requested, a call recorded, a hold and a resume, a payment plan,
+    a write-off approved and one denied with four eyes (the lead's own request refused), the aging
+    report read and downloaded."""
     clerk = person(session_factory, "clerk", "staff")
     clerk2 = person(session_factory, "clerk2", "staff")
     lead = person(session_factory, "lead", "billing_lead", "supervisor")
-    called, written_off, own, denied = await _import(settings, console, tmp_path, 4, calls=True)
-    svc: Services = console.app.state.dunning.services
+    called, written_off, own, denied, planned = await _import(
+        settings, console, tmp_path, 5, calls=True
+    )
 
     def open_tasks(number: str, kind: TaskKind) -> list[StaffTask]:
         with session_factory() as s:
@@ -208,17 +210,30 @@ async def test_a_day_of_work_in_the_browser(
     assert isinstance(tasks, list) and len(tasks) == 1
     call_task: StaffTask = tasks[0]
 
-    # A staff member asks for a write-off (the service the CLI and API use); another for the lead.
-    as_clerk = Actor(id=clerk.user_id, name=clerk.name, roles=frozenset({"staff"}))
-    as_lead = Actor(
-        id=lead.user_id, name=lead.name, roles=frozenset({"billing_lead", "supervisor"})
-    )
-    wanted = await staff.write_off(svc, as_clerk, written_off, "uncollectable (synthetic)")
-    mine = await staff.write_off(svc, as_lead, own, "lead's own request (synthetic)")
-    to_deny = await staff.write_off(svc, as_clerk, denied, "too soon (synthetic)")
+    class Asked:
+        def __init__(self, number: str) -> None:
+            (task,) = open_tasks(number, TaskKind.APPROVAL)
+            self.task_id = str(task.id)
+
+    async def request_write_off(page: Page, number: str, reason: str) -> Asked:
+        """From the account page, as the signed-in person: the request opens an approval task."""
+        await page.goto(f"{console.url}/console/accounts/{number}")
+        await page.locator("#act-write-off summary").click()
+        await page.get_by_label("Write-off reason").fill(reason)
+        await page.get_by_role("button", name="Request write-off").click()
+        await expect(page.get_by_role("status").first).to_contain_text("Write-off requested")
+        return Asked(number)
+
+    # In the browser: a staff member asks for two write-offs, the lead for one of their own.
+    page = await console.sign_in(clerk)
+    wanted = await request_write_off(page, written_off, "uncollectable (synthetic)")
+    to_deny = await request_write_off(page, denied, "too soon (synthetic)")
+    page3 = await console.sign_in(lead)
+    mine = await request_write_off(page3, own, "lead's own request (synthetic)")
+    assert len(_audit(session_factory, "write_off_requested", clerk.user_id)) == 2
 
     # Clerk: the call, recorded from the worklist.
-    page = await console.sign_in(clerk)
+    await page.goto(f"{console.url}/console/worklist")
     await console.shot(page, "worklist")
     await _accessible(page)
     await page.keyboard.press("Tab")
@@ -274,8 +289,18 @@ async def test_a_day_of_work_in_the_browser(
     assert r.status == 403 and "(decide)" in await r.text()
     assert _audit(session_factory, "forbidden", clerk2.user_id)
 
+    # The other staff member agrees a payment plan on the phone, from the account page.
+    await page2.goto(f"{console.url}/console/accounts/{planned}")
+    await page2.locator("#act-plan summary").click()
+    await page2.get_by_role("button", name="Agree plan").click()  # the suggested installments
+    await expect(page2.get_by_role("status").first).to_have_text(
+        "Payment plan of 3 installments agreed."
+    )
+    await expect(page2.locator("#plan")).to_contain_text("3 installments agreed")
+    assert _audit(session_factory, "plan", clerk2.user_id)
+
     # The lead: four eyes explained and enforced on their own request; approves the clerk's.
-    page3 = await console.sign_in(lead)
+    await page3.goto(f"{console.url}/console/worklist")
     own_card = page3.locator(f"#task-{mine.task_id}")
     await expect(own_card).to_contain_text("You requested this: four eyes")
     await own_card.get_by_role("button", name="Approve").click()
