@@ -176,3 +176,18 @@ def contact(session: Session, number: str) -> Contact | None:
     place = " ".join(p for p in (g.city and f"{g.city},", g.region, g.postal_code) if p)
     lines = [line for line in (g.address_line1, g.address_line2, place) if line]
     return Contact(f"{g.first_name} {g.last_name}", g.phone or "", g.email or "", lines)
+
+
+def aging(session: Session, number: str, today: dt.date) -> list[tuple[str, int]]:
+    """The account's balance by age of its visits (days since the date of service), as its
+    statements show it (``activities.messaging.composition.aging_of``); empty for no account."""
+    from activities.messaging.composition import aging_of, statement_line
+
+    account = session.scalars(select(Account).where(Account.account_number == number)).first()
+    if account is None:
+        return []
+    rows = [
+        statement_line(c)
+        for c in session.scalars(select(ChargeLine).where(ChargeLine.account_id == account.id))
+    ]
+    return list(aging_of(rows, account.balance_cents, today))

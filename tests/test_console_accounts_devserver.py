@@ -127,6 +127,7 @@ async def test_each_account_action_in_the_browser(
     await expect(page.locator("#guarantor")).to_contain_text(f"Testy {last}")
     await expect(page.locator("#ledger")).to_contain_text("insurance paid")
     await expect(page.locator("#policy")).to_contain_text("instant")
+    await expect(page.locator("#account-aging")).to_contain_text("55.00")  # one visit's bucket
     await _accessible(page)
 
     # Hardship: a percent out of range is refused by its field; 10% is granted.
@@ -286,6 +287,11 @@ async def test_each_account_action_in_the_browser(
     )  # another account's letter is not served under this one
     assert "application/pdf" not in r.headers["content-type"]
     await console.shot(page, "account-full")
+    # On a tablet (portrait) the page fits its width: nothing to scroll sideways.
+    await page.set_viewport_size({"width": 820, "height": 1180})
+    await page.reload()
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await console.shot(page, "account-tablet")
 
 
 async def test_worklist_filters_call_outcomes_and_other_task_kinds(
@@ -385,6 +391,30 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
     await card.get_by_role("link", name="Open the account's actions").click()
     await expect(page3.get_by_role("heading", name=f"Account {numbers[1]}")).to_be_visible()
     await console.shot(page3, "worklist-estate")
+
+    # A cease request opens the one closing notice's approval: approved with what it says.
+    await _open(console, page2, numbers[2])
+    await _submit(_form(page2, "cease-communication"), "Report cease communication")
+    await _said(page2, "Cease-communication request recorded")
+
+    async def closing() -> list[StaffTask]:
+        tasks = _tasks(session_factory, numbers[2], TaskKind.APPROVAL)
+        return [t for t in tasks if t.step_id == "closing_notice"]
+
+    notice = await eventually(closing, timeout=30.0)
+    assert isinstance(notice, list) and len(notice) == 1
+    await page3.goto(f"{console.url}/console/worklist?kind=approval")
+    card = page3.locator(f"#task-{notice[0].id}")
+    await card.get_by_label("Closing notice says").select_option("terminate")
+    await card.get_by_label("Reason").fill("patient asked us to stop")
+    await card.get_by_role("button", name="Approve").click()
+    await _said(page3, f"Task {str(notice[0].id)[:8]} approved.")
+    (approved,) = [
+        e
+        for e in _audit(session_factory, "approve", lead.user_id)
+        if e.detail.get("task_id") == str(notice[0].id)
+    ]
+    assert approved.detail["purpose"] == "terminate" and approved.detail["outcome"] == "done"
 
 
 ACTIONS: dict[str, dict[str, Any]] = {

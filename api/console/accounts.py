@@ -177,6 +177,7 @@ async def account(request: Request, number: str) -> Response:
     found = await svc.db(lambda s: accounts.search(s, number))
     sent = await svc.db(lambda s: accounts.sent(s, number))
     who = await svc.db(lambda s: accounts.contact(s, number))
+    by_age = await svc.db(lambda s: accounts.aging(s, number, dt.date.today()))
     opened = next((f.opened_at for f in found if f.number == number), None)
     days = (dt.datetime.now(dt.UTC) - opened).days if opened else None
     credits = [e for e in view.status.ledger if e.kind in ("credit", "written_off")]
@@ -203,6 +204,7 @@ async def account(request: Request, number: str) -> Response:
             "timeline": timeline,
             "sent": sent,
             "contact": who,
+            "by_age": by_age,
             "hold_reasons": list(HoldReason),
             "channels": list(Channel),
             "consent_sources": list(facts.ConsentSource),
