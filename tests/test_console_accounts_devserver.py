@@ -328,6 +328,8 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
         await expect(card.locator(".phone")).to_have_text(dial)
         await card.get_by_text("Call script").click()
         await expect(card.locator(".script pre")).not_to_be_empty()
+    # The scripts wrap: nothing to scroll sideways at 1280 pixels.
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     await console.shot(page, "worklist-calls")
     await _accessible(page)
     # Age: none of today's tasks is a week old.
@@ -443,8 +445,17 @@ async def test_a_read_only_role_is_refused_every_account_action(
     refused for the act permission (audited); without the CSRF token a staff user is refused."""
     admin = person(session_factory, "admin", "admin")
     clerk = person(session_factory, "clerk", "staff")
-    (number,) = await _import(settings, console, tmp_path, 1)
+    (number,) = await _import(settings, console, tmp_path, 1, calls=True)
+
+    async def call_open() -> list[StaffTask]:
+        return _tasks(session_factory, number, TaskKind.CALL)
+
+    calls = await eventually(call_open, timeout=30.0)
+    assert isinstance(calls, list) and len(calls) == 1
     page = await console.sign_in(admin)
+    card = page.locator(f"#task-{calls[0].id}")  # the call is shown, its outcome not offered
+    await expect(card).to_contain_text("may not record calls")
+    assert await card.get_by_role("button", name="Record").count() == 0
     await _open(console, page, number)
     assert await page.locator("#act-plan").count() == 0
     csrf = await _csrf(page)
