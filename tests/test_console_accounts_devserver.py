@@ -344,6 +344,7 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
         await card.get_by_label("Call outcome").select_option(result)
         await card.get_by_role("button", name="Record").click()
         await _said(page, f"recorded: {result.replace('_', ' ')}.")
+        await expect(page).to_have_url(f"{console.url}/console/worklist?kind=call")  # kept
     for task, result in zip(calls, results, strict=True):
         with session_factory() as s:
             done = s.get(StaffTask, task.id)

@@ -231,13 +231,22 @@ async def sign_out(request: Request) -> Response:
 # -- worklist ------------------------------------------------------------------------------------
 
 
+def _worklist_back(form: FormData) -> str:
+    """The worklist with the filters the form was sent from (only a worklist address)."""
+    sent = _field(form, "back")
+    return (
+        sent if sent.startswith(f"{PREFIX}/worklist") and "//" not in sent else f"{PREFIX}/worklist"
+    )
+
+
 @router.post("/tasks/{task_id}/decide")
 async def decide(request: Request, task_id: str) -> Response:
     signed = await _signed(request, Permission.DECIDE)
     form = await _form(request, signed)
+    back = _worklist_back(form)
     choice = _field(form, "decision")
     if choice not in ("approve", "deny"):
-        return _back(signed, f"{PREFIX}/worklist", "refused", "decision: approve or deny")
+        return _back(signed, back, "refused", "decision: approve or deny")
     decision = Decision.APPROVE if choice == "approve" else Decision.DENY
     done = "approved" if decision is Decision.APPROVE else "denied"
     purpose: ClosingPurpose | None = None
@@ -245,44 +254,41 @@ async def decide(request: Request, task_id: str) -> Response:
         try:
             purpose = ClosingPurpose(_field(form, "purpose"))
         except ValueError:
-            return _back(signed, f"{PREFIX}/worklist", "refused", "purpose: choose what it says")
+            return _back(signed, back, "refused", "purpose: choose what it says")
     svc = _state(request).services
     try:
         await staff.decide(
             svc, signed.who, task_id, decision, _field(form, "reason"), purpose=purpose
         )
     except Refused as exc:
-        return _back(signed, f"{PREFIX}/worklist", "refused", f"Not {done}: {exc.message}")
-    return _back(signed, f"{PREFIX}/worklist", "ok", f"Task {task_id[:8]} {done}.")
+        return _back(signed, back, "refused", f"Not {done}: {exc.message}")
+    return _back(signed, back, "ok", f"Task {task_id[:8]} {done}.")
 
 
 @router.post("/tasks/{task_id}/call")
 async def call_outcome(request: Request, task_id: str) -> Response:
     signed = await _signed(request, Permission.ACT)
     form = await _form(request, signed)
+    back = _worklist_back(form)
     try:
         result = CallResult(_field(form, "result"))
     except ValueError:
-        return _back(
-            signed, f"{PREFIX}/worklist", "refused", "result: choose what the call came to"
-        )
+        return _back(signed, back, "refused", "result: choose what the call came to")
     promised: dt.date | None = None
     if result is CallResult.PROMISE_TO_PAY:
         try:
             promised = dt.date.fromisoformat(_field(form, "promised_date"))
         except ValueError:
-            return _back(
-                signed, f"{PREFIX}/worklist", "refused", "promised_date: give the promised date"
-            )
+            return _back(signed, back, "refused", "promised_date: give the promised date")
     svc = _state(request).services
     try:
         number, _ = await facts.call_outcome(
             svc, signed.who, task_id, result, promised_date=promised, note=_field(form, "note")
         )
     except Refused as exc:
-        return _back(signed, f"{PREFIX}/worklist", "refused", f"Not recorded: {exc.message}")
+        return _back(signed, back, "refused", f"Not recorded: {exc.message}")
     label = result.value.replace("_", " ")
-    return _back(signed, f"{PREFIX}/worklist", "ok", f"Call on {number} recorded: {label}.")
+    return _back(signed, back, "ok", f"Call on {number} recorded: {label}.")
 
 
 # -- accounts ------------------------------------------------------------------------------------

@@ -148,6 +148,7 @@ async def worklist(request: Request, kind: str = "", age: str = "", assignee: st
             "purposes": list(ClosingPurpose),
             "what_to_do": WHAT_TO_DO,
             "requester": requester,
+            "back": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         },
         signed=signed,
     )
