@@ -151,6 +151,8 @@ async def test_each_account_action_in_the_browser(
         _form(page, "settlement"), "Offer settlement", {"Settlement amount, dollars": "forty"}
     )
     await _said(page, "Not offered: amount: 'forty' is not an amount in dollars")
+    await expect(page.get_by_label("Settlement amount, dollars")).to_have_value("forty")  # kept
+    await expect(page.locator("#act-settlement")).to_have_attribute("open", "")
     await _submit(
         _form(page, "settlement"), "Offer settlement", {"Settlement amount, dollars": "40"}
     )
@@ -167,6 +169,10 @@ async def test_each_account_action_in_the_browser(
         {"Installments (one a line: YYYY-MM-DD amount; they add up to the balance)": "x 55"},
     )
     await _said(page, "Not agreed: installments: line 1 'x 55'")
+    box = page.locator("#plan-installments")
+    await expect(box).to_have_value("x 55")  # what was typed, kept once
+    await page.reload()
+    assert (await box.input_value()).count("\n") == 2  # the suggestion again
     await _submit(_form(page, "plan"), "Agree plan")  # the suggestion: 3 installments, $55.00
     await _said(page, "Payment plan of 3 installments agreed.")
     await expect(page.locator("#plan")).to_contain_text("3 installments agreed")
@@ -196,6 +202,7 @@ async def test_each_account_action_in_the_browser(
     address = {"Street": "2 Example Road", "City": "Springfield", "State": "ny", "ZIP code": "1000"}
     await _submit(_form(page, "address"), "Correct address", address)
     await _said(page, "Not corrected: postal_code:")
+    await expect(_form(page, "address").get_by_label("Street")).to_have_value("2 Example Road")
     await _submit(_form(page, "address"), "Correct address", {**address, "ZIP code": "10002"})
     await _said(page, "Address corrected: letters may go again.")
     await expect(page.locator("#guarantor")).to_contain_text("2 Example Road")

@@ -122,12 +122,17 @@ async def _act(request: Request, number: str, undone: str, work: Work) -> Respon
     url = _url(number)
     try:
         done = await work(_state(request).services, signed.who, form)
-    except BadField as exc:
-        return _back(signed, url, "refused", f"Not {undone}: {exc}")
-    except ValidationError as exc:
-        return _back(signed, url, "refused", f"Not {undone}: {_validation(exc)}")
-    except Refused as exc:
-        return _back(signed, url, "refused", f"Not {undone}: {exc.message}")
+    except (BadField, ValidationError, Refused) as exc:
+        if isinstance(exc, Refused):
+            why = exc.message
+        elif isinstance(exc, ValidationError):
+            why = _validation(exc)
+        else:
+            why = str(exc)
+        action = request.url.path.rsplit("/", 1)[-1]
+        typed = {k: v for k, v in form.multi_items() if k != "csrf" and isinstance(v, str)}
+        signed.session.kept = {action: typed}  # shown again in its form: nothing typed is lost
+        return _back(signed, url, "refused", f"Not {undone}: {why}")
     return _back(signed, url, "ok", done)
 
 
@@ -173,6 +178,11 @@ async def account(request: Request, number: str) -> Response:
             signed=signed,
         )
     number = view.account_number
+    kept, signed.session.kept = signed.session.kept, {}
+
+    def kept_value(action: str, name: str, default: str = "") -> str:
+        return kept.get(action, {}).get(name, default)
+
     lines = await svc.db(lambda s: accounts.ledger_lines(s, number))
     found = await svc.db(lambda s: accounts.search(s, number))
     sent = await svc.db(lambda s: accounts.sent(s, number))
@@ -205,6 +215,8 @@ async def account(request: Request, number: str) -> Response:
             "sent": sent,
             "contact": who,
             "by_age": by_age,
+            "kept": kept,
+            "kept_value": kept_value,
             "hold_reasons": list(HoldReason),
             "channels": list(Channel),
             "consent_sources": list(facts.ConsentSource),

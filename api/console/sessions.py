@@ -25,6 +25,8 @@ class ConsoleSession:
     last_seen: float
     flash: list[tuple[str, str]] = field(default_factory=list)
     """Messages for the next page: (kind, text), kind "ok" or "refused"."""
+    kept: dict[str, dict[str, str]] = field(default_factory=dict)
+    """A refused form's fields by its action, shown again once so that nothing typed is lost."""
 
 
 class SessionStore:
