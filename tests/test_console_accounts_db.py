@@ -1,6 +1,7 @@
 """The console's account look-ups on the real database: search by account number, guarantor name
 or phone (scoped to this test's own rows by a unique name), a guarantor's contact, the plan form's
-suggestion and the installments it reads."""
+suggestion and the installments it reads; the worklist's "for me" filter and where deciding comes
+back to."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import uuid
 
 import pytest
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
+from api.console import _worklist_back
 from api.console.accounts import BadField, installments, suggested_plan
+from api.console.worklist import workable_by
 from models.orm import Account, AccountStatus, Guarantor
 from services import accounts
+from services.identity import Actor, permissions
+from services.queries import TaskView
 
 NOW = dt.datetime(2026, 12, 1, 15, 0, tzinfo=dt.UTC)
 
@@ -103,3 +109,47 @@ def test_suggested_plan_adds_up_to_the_balance(balance: int) -> None:
     dates = [i.due_on for i in items]
     assert dates == sorted(set(dates)) and dates[0] == dt.date(2027, 1, 7)
     assert suggested_plan(0, dt.date(2026, 12, 31)) == ""
+
+
+@pytest.mark.parametrize(
+    ("sent", "back"),
+    [
+        ("/console/worklist?kind=call&age=7", "/console/worklist?kind=call&age=7"),
+        ("https://elsewhere.example.test/console/worklist", "/console/worklist"),
+        ("//elsewhere.example.test/console/worklist", "/console/worklist"),
+        ("/console/worklist//elsewhere.example.test", "/console/worklist"),
+        ("/console/accounts/T-1", "/console/worklist"),
+        ("", "/console/worklist"),
+    ],
+)
+def test_deciding_comes_back_only_to_the_worklist(sent: str, back: str) -> None:
+    assert _worklist_back(FormData([("back", sent)])) == back
+
+
+def _task(kind: str, approvers: list[str], requested_by: str = "system") -> TaskView:
+    return TaskView(
+        task_id=str(uuid.uuid4()),
+        account_number="T-1",
+        kind=kind,
+        title="synthetic",
+        approvers=approvers,
+        status="open",
+        requested_by=requested_by,
+    )
+
+
+def test_what_i_may_work_follows_roles_permissions_and_four_eyes() -> None:
+    lead = Actor(id="u-lead", name="lead", roles=frozenset({"billing_lead", "supervisor"}))
+    clerk = Actor(id="u-clerk", name="clerk", roles=frozenset({"staff"}))
+    admin = Actor(id="u-admin", name="admin", roles=frozenset({"admin"}))
+    approval = _task("approval", ["supervisor", "manager"], requested_by="u-clerk")
+    own = _task("approval", ["supervisor"], requested_by="u-lead")
+    directors = _task("approval", ["director"])
+    call = _task("call", [])
+    for who, expected in (
+        (lead, [True, False, False, True]),  # never their own request; only their roles' tasks
+        (clerk, [False, False, False, True]),  # staff may act, not decide
+        (admin, [False, False, False, False]),  # read only
+    ):
+        got = [workable_by(t, who, permissions(who)) for t in (approval, own, directors, call)]
+        assert got == expected, who.name

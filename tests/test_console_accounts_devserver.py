@@ -52,6 +52,39 @@ def _tasks(
         return list(s.scalars(query))
 
 
+LOW_CONTRAST = """() => {
+  const rgb = s => (s.match(/[0-9.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = e => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const text = [...e.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join('');
+    if (!text.trim() || !e.getClientRects().length) continue;
+    const style = getComputedStyle(e);
+    if (style.visibility === 'hidden') continue;
+    const [a, b] = [lum(rgb(style.color).slice(0, 3)), lum(background(e))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const large = parseFloat(style.fontSize) >= 24 ||
+      (parseFloat(style.fontSize) >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${e.tagName} ${ratio.toFixed(2)} ${text.trim()}`);
+  }
+  return low;
+}"""
+
+
+async def _readable(page: Page) -> None:
+    """Every visible text has WCAG AA contrast with its background (4.5:1, 3:1 when large)."""
+    assert await page.evaluate(LOW_CONTRAST) == []
+
+
 async def _open(console: Console, page: Page, number: str) -> None:
     await page.goto(f"{console.url}/console/accounts/{number}")
     await expect(page.get_by_role("heading", name=f"Account {number}")).to_be_visible()
@@ -129,6 +162,14 @@ async def test_each_account_action_in_the_browser(
     await expect(page.locator("#policy")).to_contain_text("instant")
     await expect(page.locator("#account-aging")).to_contain_text("55.00")  # one visit's bucket
     await _accessible(page)
+    for section in await page.locator("details summary").all():  # every action form unfolded
+        await section.click()
+    await _readable(page)
+    # From the keyboard: a folded section opens with Enter on its summary.
+    await page.reload()
+    await page.locator("#act-plan summary").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#act-plan")).to_have_attribute("open", "")
 
     # Hardship: a percent out of range is refused by its field; 10% is granted.
     await _submit(
@@ -335,6 +376,7 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
         await expect(card.locator(".phone")).to_have_text(dial)
         await card.get_by_text("Call script").click()
         await expect(card.locator(".script pre")).not_to_be_empty()
+    await _readable(page)
     # The scripts wrap: nothing to scroll sideways at 1280 pixels.
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     await console.shot(page, "worklist-calls")
