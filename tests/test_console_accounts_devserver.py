@@ -234,6 +234,9 @@ async def test_each_account_action_in_the_browser(
     )
     await _said(page, "Referral requested: task")
     assert len(_tasks(session_factory, requests, TaskKind.APPROVAL)) == 2
+    # A closing notice exists only after a cease request: the workflow's answer is shown.
+    await _submit(_form(page, "closing-notice"), "Request closing notice")
+    await _said(page, "Not requested: no cease-communication request on this account")
     await console.shot(page, "account-actions")
 
     # Contact: returned mail, a bad ZIP code named, the address, email, phone and consent.
@@ -455,6 +458,8 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
 
     notice = await eventually(closing, timeout=30.0)
     assert isinstance(notice, list) and len(notice) == 1
+    await _submit(_form(page2, "closing-notice"), "Request closing notice")
+    await _said(page2, "Not requested: the closing notice is already open")  # the one allowed
     await page3.goto(f"{console.url}/console/worklist?kind=approval")
     card = page3.locator(f"#task-{notice[0].id}")
     await card.get_by_label("Closing notice says").select_option("terminate")
