@@ -60,7 +60,7 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.console = ConsoleState(services)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
-    from api.console.reports import router as reports_router  # imports this module
+    from api.console.report_pages import router as reports_router  # imports this module
 
     app.include_router(reports_router)
 

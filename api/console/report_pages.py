@@ -8,6 +8,7 @@ report over the live ledger); this module checks the read permission, parses the
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -107,8 +108,17 @@ async def report_page(
         "as_of": options.as_of,
         "query": _query(options),
         "chart": bar_chart(chart.title, chart.labels, chart.values, chart.shown) if chart else None,
+        "numeric": numeric_columns(found.rows),
     }
     return _page(request, "report.html", context, signed=signed)
+
+
+NUMBER = re.compile(r"-?[\d.,]+%?|n/a|")
+
+
+def numeric_columns(rows: list[list[str]]) -> list[bool]:
+    """Which columns hold figures (aligned right, as figures are), from the rows' text."""
+    return [all(NUMBER.fullmatch(row[i]) for row in rows[1:]) for i in range(len(rows[0]))]
 
 
 def _unknown(request: Request, signed: Signed, name: str) -> Response:
