@@ -6,22 +6,27 @@ Each page is written as a screenshot, its print view too."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Page, expect
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from config.roles import Permission, load_catalogue
 from config.settings import Settings
-from models.orm import AuditEvent
+from models.orm import Account, AuditEvent, Communication, CommunicationStatus
 from services import reports
+from services.context import Services
+from starter import Intake
 from tests.console_support import Console, person, running_console
+from tests.factories import INSTANT_POLICY, balance_row, midday_zone, policy_in, write_csv
 from tests.support.report_ledger import Ledger, build_ledger
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.devserver
 
@@ -202,3 +207,58 @@ async def test_every_role_that_may_read_reads_the_reports(
     anonymous = await console.page()
     await anonymous.goto(f"{console.url}/console/reports/over-90")
     await expect(anonymous).to_have_url(f"{console.url}/console/sign-in")
+
+
+async def test_a_dispute_held_in_the_console_and_a_sent_statement_show_in_the_reports(
+    console: Console, settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """End to end: a balance imported on a policy of its own, its first statement sent by the
+    workflow, a dispute hold by a clerk on the account page; the reports count both."""
+    zone, policy_name = midday_zone(), f"instant-rpt{uuid.uuid4().hex[:6]}"
+    policy = tmp_path / "instant.yaml"
+    policy.write_text(
+        INSTANT_POLICY.format(tz=zone).replace("name: instant", f"name: {policy_name}"),
+        encoding="utf-8",
+    )
+    row = balance_row(time_zone=zone, policy=policy_in(settings, policy))  # owes $55.00
+    svc: Services = console.app.state.dunning.services
+    await Intake(svc.session_factory, svc.client, settings).import_balances(
+        write_csv(tmp_path / "rows.csv", [row])
+    )
+
+    async def statement_sent() -> bool:
+        with session_factory() as s:
+            return bool(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Communication)
+                    .join(Account, Account.id == Communication.account_id)
+                    .where(
+                        Account.account_number == row["account_number"],
+                        Communication.step_id == "statement-1",
+                        Communication.status == CommunicationStatus.SENT,
+                    )
+                )
+            )
+
+    await eventually(statement_sent, 60.0)
+    clerk = person(session_factory, "clerk", "staff")
+    page = await console.sign_in(clerk)
+    await page.goto(f"{console.url}/console/accounts/{row['account_number']}")
+    await page.get_by_label("Hold reason").select_option("dispute")
+    await page.get_by_role("button", name="Hold", exact=True).click()
+    await expect(page.locator("#hold")).to_contain_text("dispute since")
+    scope = urlencode({"policy": policy_name, "months": "1"})
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+
+    await page.goto(f"{console.url}/console/reports/disputes?{scope}")
+    assert (await _rows(page, "disputes"))[1:] == [[month, "1", "55.00", "0", "0.00", "1", "55.00"]]
+    await page.goto(f"{console.url}/console/reports/outcomes-by-step?{scope}")
+    assert (await _rows(page, "outcomes-by-step"))[1:] == [
+        [policy_name, "statement-1", "0", "0", "n/a", "0.00", "1"]  # its 14 days have not ended
+    ]
+    await page.goto(f"{console.url}/console/reports/cost-by-channel?{scope}")
+    letters = ["letter", "1", "0.75", "0.75", "0.00", "n/a"]  # nothing paid yet
+    assert (await _rows(page, "cost-by-channel"))[1] == letters
+    await page.goto(f"{console.url}/console/reports/aging?{scope}")
+    assert (await _rows(page, "aging"))[-1] == ["total", "1", "55.00"]
