@@ -167,6 +167,11 @@ def test_every_report_is_scoped_to_its_policy(db_session: Session, ledger: Ledge
     for name in reports.REPORTS:
         mine, theirs = _build(db_session, ledger, name), _build(db_session, other, name)
         assert mine.rows != theirs.rows, name
+    empty = _build(db_session, other, "days-in-ar")
+    assert empty.figures["days"] is None and empty.rows[-1] == [
+        "days in A/R",
+        "n/a (nothing charged)",
+    ]
 
 
 def test_unknown_report_and_bad_options_are_named() -> None:
