@@ -21,6 +21,7 @@ from config.settings import Settings
 from models.orm import Account, Guarantor, StaffTask, TaskKind, TaskStatus
 from models.orm import repositories as repo
 from tests.console_support import Console, person, running_console
+from tests.factories import UNLOCATED_PHONE, UNLOCATED_ZIP
 from tests.support.waits import eventually
 from tests.test_console_browser_devserver import _accessible, _audit, _csrf, _import
 
@@ -143,14 +144,14 @@ async def test_each_account_action_in_the_browser(
         assert account is not None
         guarantor = s.get(Guarantor, account.guarantor_id)
         assert guarantor is not None
-        guarantor.last_name, guarantor.phone = last, f"+1212{line}"
+        guarantor.last_name, guarantor.phone = last, f"+1500{line}"  # no place
     await page.get_by_role("link", name="Accounts").click()
     await page.get_by_label("Account number, guarantor name or phone").fill(last.lower())
     await page.get_by_role("button", name="Search").click()
     await expect(page.locator("tbody tr")).to_have_count(1)
     await expect(page.locator("tbody")).to_contain_text(f"Testy {last}")
     await page.get_by_label("Account number, guarantor name or phone").fill(
-        f"(212) {line[:3]}-{line[3:]}"
+        f"(500) {line[:3]}-{line[3:]}"
     )
     await page.get_by_role("button", name="Search").click()
     await expect(page.locator("tbody tr")).to_have_count(1)
@@ -243,18 +244,18 @@ async def test_each_account_action_in_the_browser(
     await _open(console, page, contact)
     await _submit(_form(page, "letter-returned"), "Report returned mail")
     await _said(page, "Returned mail recorded")
-    address = {"Street": "2 Example Road", "City": "Springfield", "State": "ny", "ZIP code": "1000"}
+    address = {"Street": "2 Example Road", "City": "Springfield", "State": "ny", "ZIP code": "9999"}
     await _submit(_form(page, "address"), "Correct address", address)
     await _said(page, "Not corrected: postal_code:")
     await expect(_form(page, "address").get_by_label("Street")).to_have_value("2 Example Road")
-    await _submit(_form(page, "address"), "Correct address", {**address, "ZIP code": "10002"})
+    await _submit(_form(page, "address"), "Correct address", {**address, "ZIP code": UNLOCATED_ZIP})
     await _said(page, "Address corrected: letters may go again.")
     await expect(page.locator("#guarantor")).to_contain_text("2 Example Road")
     await _submit(_form(page, "email"), "Correct email", {"New email": "not-an-email"})
     await _said(page, "Not corrected: email: not an email address")
     await _submit(_form(page, "email"), "Correct email", {"New email": "ada@example.test"})
     await _said(page, "Email corrected")
-    await _submit(_form(page, "phone"), "Correct phone", {"New phone": "+1 212 555 0188"})
+    await _submit(_form(page, "phone"), "Correct phone", {"New phone": "+1 500 555 0188"})
     await _said(page, "Phone corrected")
     await _submit(
         _form(page, "consent"),
@@ -269,7 +270,7 @@ async def test_each_account_action_in_the_browser(
         assert g is not None
         assert (g.address_line1, g.postal_code, g.email) == (
             "2 Example Road",
-            "10002",
+            UNLOCATED_ZIP,
             "ada@example.test",
         )
     for action in ("report_letter_returned", "report_address_corrected", "report_opted_out"):
@@ -486,9 +487,9 @@ ACTIONS: dict[str, dict[str, Any]] = {
     "attorney": {"attorney_name": "synthetic"},
     "cease-communication": {},
     "letter-returned": {},
-    "address": {"line1": "x", "city": "y", "state": "NY", "postal_code": "10001"},
+    "address": {"line1": "x", "city": "y", "state": "NY", "postal_code": UNLOCATED_ZIP},
     "email": {"email": "a@example.test"},
-    "phone": {"phone": "+12125550123"},
+    "phone": {"phone": UNLOCATED_PHONE},
     "consent": {"channel": "sms", "change": "given", "via": "phone"},
 }
 
