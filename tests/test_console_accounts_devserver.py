@@ -195,6 +195,9 @@ async def test_each_account_action_in_the_browser(
     await _said(page, "Not offered: amount: 'forty' is not an amount in dollars")
     await expect(page.get_by_label("Settlement amount, dollars")).to_have_value("forty")  # kept
     await expect(page.locator("#act-settlement")).to_have_attribute("open", "")
+    await _open(console, page, plan)  # another account's page: its form is empty
+    await expect(page.get_by_label("Settlement amount, dollars")).to_have_value("")
+    await _open(console, page, money)
     await _submit(
         _form(page, "settlement"), "Offer settlement", {"Settlement amount, dollars": "40"}
     )

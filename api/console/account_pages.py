@@ -131,7 +131,8 @@ async def _act(request: Request, number: str, undone: str, work: Work) -> Respon
             why = str(exc)
         action = request.url.path.rsplit("/", 1)[-1]
         typed = {k: v for k, v in form.multi_items() if k != "csrf" and isinstance(v, str)}
-        signed.session.kept = {action: typed}  # shown again in its form: nothing typed is lost
+        # Shown again in its form on this account's page: nothing typed is lost.
+        signed.session.kept = {f"{action} {number}": typed}
         return _back(signed, url, "refused", f"Not {undone}: {why}")
     return _back(signed, url, "ok", done)
 
@@ -178,7 +179,13 @@ async def account(request: Request, number: str) -> Response:
             signed=signed,
         )
     number = view.account_number
-    kept, signed.session.kept = signed.session.kept, {}
+    stash, signed.session.kept = signed.session.kept, {}
+    kept = {
+        action: typed
+        for key, typed in stash.items()
+        for action, _, of in [key.partition(" ")]
+        if of == number
+    }
 
     def kept_value(action: str, name: str, default: str = "") -> str:
         return kept.get(action, {}).get(name, default)

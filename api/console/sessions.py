@@ -26,7 +26,8 @@ class ConsoleSession:
     flash: list[tuple[str, str]] = field(default_factory=list)
     """Messages for the next page: (kind, text), kind "ok" or "refused"."""
     kept: dict[str, dict[str, str]] = field(default_factory=dict)
-    """A refused form's fields by its action, shown again once so that nothing typed is lost."""
+    """A refused form's fields by "<action> <account number>", shown again once in that account's
+    form so that nothing typed is lost."""
 
 
 class SessionStore:
