@@ -362,6 +362,12 @@ async def test_a_day_of_work_in_the_browser(
     assert total[0] == "total" and int(total[1]) >= 2  # at least the two balances still open
     assert sum(b.accounts for b in ledger) == int(total[1])
 
+    # And what the ladder's steps collect: the reports list, then outcomes by step.
+    await page3.get_by_role("link", name="Reports", exact=True).click()
+    await page3.locator("#reports a[href$='/outcomes-by-step']").click()
+    await expect(page3.locator("#outcomes-by-step")).to_contain_text("statement-1")
+    await console.shot(page3, "day-outcomes-by-step")
+
 
 async def test_a_read_only_role_reads_but_may_not_act_or_decide(
     console: Console, session_factory: sessionmaker[Session], settings: Settings, tmp_path: Path
