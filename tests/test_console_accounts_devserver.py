@@ -365,6 +365,9 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
     calls = await eventually(all_calls, timeout=40.0)
     assert isinstance(calls, list)
     page = await console.sign_in(clerk)
+    # Every kind may be chosen, open tasks of it or not.
+    for kind in TaskKind:
+        await expect(page.locator(f"#kind option[value='{kind.value}']")).to_have_count(1)
     # Filter: calls only; the script and the number on each card.
     await page.get_by_label("Kind").select_option("call")
     await page.get_by_role("button", name="Filter").click()

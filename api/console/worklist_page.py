@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from api.console import PREFIX, _page, _signed, _state
 from config.roles import Permission
 from models.actions import ClosingPurpose
-from models.orm import Account, Guarantor, StaffTask, User
+from models.orm import Account, Guarantor, StaffTask, TaskKind, User
 from models.payloads import CallResult
 from services import queries
 from services.identity import Actor
@@ -116,7 +116,7 @@ async def worklist(request: Request, kind: str = "", age: str = "", assignee: st
     signed = await _signed(request, Permission.READ)
     svc = _state(request).services
     tasks = await queries.worklist(svc, signed.who)
-    kinds = sorted({t.kind for t in tasks} | {"approval", "call"})
+    kinds = [k.value for k in TaskKind]  # every kind, open tasks or not
     roles = sorted({r for t in tasks for r in t.approvers})
     extras = await svc.db(lambda s: _extras(s, [t.task_id for t in tasks]))
     now = dt.datetime.now(dt.UTC)
