@@ -4,7 +4,7 @@ Approvals are decided (``services.staff.decide``) and call outcomes recorded
 (``services.facts.call_outcome``) by the console's routes in ``api.console``; this page shows
 each task with what working it needs: the call script and the number to dial, who may decide an
 approval and why the requester may not (four eyes), and for the tasks the ladder opens by itself
-(estate, address, locate, refund, unconfirmed, reply, content) what closes them.
+(estate, address, locate, refund, unconfirmed, reply, content) what a person does for them.
 """
 
 from __future__ import annotations
