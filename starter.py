@@ -91,7 +91,7 @@ from workflows.contract import (
     SettlementResult,
     TaskOpened,
 )
-from workflows.escalation import BalanceEscalationWorkflow
+from workflows.escalation import FEATURES, BalanceEscalationWorkflow
 from workflows.protections import fee_cap_problem
 
 R = TypeVar("R")
@@ -691,6 +691,7 @@ class Intake:
             policy_hash=bundle.hash,
             profile=profile,
             opened_at=account.opened_at,
+            features=FEATURES,  # every patch in force from the first event, no markers
         )
 
     def _post_lines(
