@@ -586,11 +586,15 @@ class Intake:
         inp, charges = self._post_lines(session, account, rows, guarantor, bundle)
         return inp, charges, []
 
-    def refresh_experiments(self) -> experiment_intake.Routing:
+    def refresh_experiments(self, session: Session | None = None) -> experiment_intake.Routing:
         """Read the running experiments and the stored default policy (once per import or
-        request: a promotion or a stopped arm applies from the next one)."""
-        with self.session_factory() as session:
+        request: a promotion or a stopped arm applies from the next one), in ``session`` or a
+        session of its own."""
+        if session is not None:
             self._routing = experiment_intake.load_routing(session)
+            return self._routing
+        with self.session_factory() as own:
+            self._routing = experiment_intake.load_routing(own)
         return self._routing
 
     def _experiment_bundle(
@@ -604,8 +608,12 @@ class Intake:
     ) -> PolicyBundle:
         """The arm's policy for a balance an experiment takes (``services.experiments``)."""
         routing = self._routing if self._routing is not None else self.refresh_experiments()
+        # Eligibility compares the names rows use (a policy file's name in the policy folders).
+        requested = (
+            rows[0].policy or routing.default_policy or self.settings.practice.default_policy
+        )
         entry = experiment_intake.policy_for_entry(
-            session, routing, account, rows, bundle.policy.name, running=running, new=new
+            session, routing, account, rows, requested, running=running, new=new
         )
         if entry is None:
             return bundle

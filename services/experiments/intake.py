@@ -175,6 +175,8 @@ def policy_for_entry(
         policies = experiment.config.eligible_policies
         if ineligible_because(experiment.config.eligibility, policies, candidate) is not None:
             continue
+        if repo.BATCH_ACCOUNTS not in session.info:
+            session.flush()  # the account first: the rows below refer to it by id alone
         point = bucket(experiment.key, str(account.id))
         arm = experiment.arm_for(point)
         assignment = ExperimentAssignment(

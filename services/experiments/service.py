@@ -231,6 +231,66 @@ async def start(svc: Services, actor: Actor, path: Path) -> ExperimentSummary:
     return await start_checked(svc, actor, checked)
 
 
+def start_in(session: Session, actor: Actor, checked: Checked) -> ExperimentSummary:
+    """Write a checked experiment and its arms in ``session`` (the caller commits).
+
+    Raises:
+        Refused: EXPERIMENT_CLOSED when an experiment of that id exists already, or a running
+            one takes balances of the same policy (one experiment per balance, never two).
+    """
+    config = checked.config
+    if session.scalars(select(Experiment.id).where(Experiment.key == config.id)).first():
+        raise Refused(
+            Rejection.EXPERIMENT_CLOSED,
+            f"id: an experiment {config.id!r} exists already; give a new one its own id",
+        )
+    for other in session.scalars(
+        select(Experiment).where(Experiment.status == ExperimentStatus.RUNNING)
+    ):
+        theirs = ExperimentConfig.model_validate(other.config).eligible_policies
+        shared = sorted(set(theirs) & set(config.eligible_policies))
+        if shared:
+            raise Refused(
+                Rejection.EXPERIMENT_CLOSED,
+                f"eligibility.policies: experiment {other.key!r} already takes balances of"
+                f" {', '.join(shared)}; stop it first",
+            )
+    experiment = Experiment(
+        key=config.id,
+        config=config.model_dump(mode="json"),
+        config_hash=checked.config_hash,
+        status=ExperimentStatus.RUNNING,
+        started_by=actor.id,
+    )
+    session.add(experiment)
+    session.flush()
+    for position, arm in enumerate(config.arms):
+        bundle = checked.policies[arm.name]
+        repo.store_policy_version(session, bundle)
+        session.add(
+            ExperimentArm(
+                experiment_id=experiment.id,
+                name=arm.name,
+                position=position,
+                champion=position == 0,
+                policy_name=arm.policy,  # the name rows and the policy folders use
+                policy_hash=bundle.hash,
+                share_bp=int(arm.share * 100),
+                status=ArmStatus.ACTIVE,
+            )
+        )
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "experiment_started",
+        None,
+        Outcome.DONE,
+        {"experiment": config.id, "config_hash": checked.config_hash},
+    )
+    return _summary(experiment, _arms(session, experiment))
+
+
 async def start_checked(svc: Services, actor: Actor, checked: Checked) -> ExperimentSummary:
     """Start the experiment a file describes: from now on eligible new balances get an arm.
 
@@ -239,61 +299,7 @@ async def start_checked(svc: Services, actor: Actor, checked: Checked) -> Experi
         Refused: EXPERIMENT_CLOSED when an experiment of that id exists already, or a running
             one takes balances of the same policy (one experiment per balance, never two).
     """
-    config = checked.config
-
-    def write(session: Session) -> ExperimentSummary:
-        if session.scalars(select(Experiment.id).where(Experiment.key == config.id)).first():
-            raise Refused(
-                Rejection.EXPERIMENT_CLOSED,
-                f"id: an experiment {config.id!r} exists already; give a new one its own id",
-            )
-        for other in session.scalars(
-            select(Experiment).where(Experiment.status == ExperimentStatus.RUNNING)
-        ):
-            theirs = ExperimentConfig.model_validate(other.config).eligible_policies
-            shared = sorted(set(theirs) & set(config.eligible_policies))
-            if shared:
-                raise Refused(
-                    Rejection.EXPERIMENT_CLOSED,
-                    f"eligibility.policies: experiment {other.key!r} already takes balances of"
-                    f" {', '.join(shared)}; stop it first",
-                )
-        experiment = Experiment(
-            key=config.id,
-            config=config.model_dump(mode="json"),
-            config_hash=checked.config_hash,
-            status=ExperimentStatus.RUNNING,
-            started_by=actor.id,
-        )
-        session.add(experiment)
-        session.flush()
-        for position, arm in enumerate(config.arms):
-            bundle = checked.policies[arm.name]
-            repo.store_policy_version(session, bundle)
-            session.add(
-                ExperimentArm(
-                    experiment_id=experiment.id,
-                    name=arm.name,
-                    position=position,
-                    champion=position == 0,
-                    policy_name=bundle.policy.name,
-                    policy_hash=bundle.hash,
-                    share_bp=int(arm.share * 100),
-                    status=ArmStatus.ACTIVE,
-                )
-            )
-        session.flush()
-        audit.record(
-            session,
-            actor,
-            "experiment_started",
-            None,
-            Outcome.DONE,
-            {"experiment": config.id, "config_hash": checked.config_hash},
-        )
-        return _summary(experiment, _arms(session, experiment))
-
-    return await svc.db(write)
+    return await svc.db(lambda session: start_in(session, actor, checked))
 
 
 # -- status ----------------------------------------------------------------------------------

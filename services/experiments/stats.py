@@ -69,12 +69,12 @@ def required_sample(
     if not math.isfinite(sd) or sd <= 0 or mde <= 0 or ratio <= 0:
         return None
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return int(math.ceil((1 + 1 / ratio) * sd**2 * float(z) ** 2 / mde**2))
+    return math.ceil((1 + 1 / ratio) * sd**2 * float(z) ** 2 / mde**2)
 
 
 def compare(
-    champion: Sequence[float],
-    challenger: Sequence[float],
+    champion: Sequence[float] | NDArray[np.float64],
+    challenger: Sequence[float] | NDArray[np.float64],
     *,
     mde: float,
     alpha: float = 0.05,
