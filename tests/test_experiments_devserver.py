@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from config.settings import POLICY_DIR, Settings
 from models.orm import Account, DefaultPolicy, Experiment, ExperimentArm, ExperimentAssignment
 from starter import Intake, get_status
 from tests.api_support import running_api
+from tests.console_support import person
 from tests.factories import balance_row, instant_policy, midday_zone, write_csv
 from tests.identities import signed_in
 from tests.support.cli import invoke_in_thread
@@ -183,6 +185,23 @@ async def test_an_experiment_runs_end_to_end(
             assert stop.status_code == 403
             unknown = await api.http.get(f"/experiments/no-such-{tag}", headers=staff)
             assert unknown.status_code == 404
+
+            # The console's read-only page: the arms, their figures and the chart.
+            reader = person(session_factory, "reader", "staff")
+            form = await api.http.get("/console/sign-in")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert csrf is not None
+            signed = await api.http.post(
+                "/console/sign-in",
+                data={"csrf": csrf.group(1), "name": reader.name, "password": reader.password},
+            )
+            assert signed.status_code == 303, signed.text
+            listed = await api.http.get("/console/experiments")
+            assert listed.status_code == 200 and f"/console/experiments/{key}" in listed.text
+            page = await api.http.get(f"/console/experiments/{key}")
+            assert page.status_code == 200
+            assert 'data-arm="challenger"' in page.text and "$20.00" in page.text
+            assert "too few balances" in page.text
 
             # Promote the challenger: preview, then the champion's running balances move.
             monkeypatch.setenv("DUNNING_TOKEN", lead_token)

@@ -61,6 +61,9 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.console = ConsoleState(services)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
+    from api.console import experiments  # its pages use this module's helpers
+
+    app.include_router(experiments.router)
 
     @app.exception_handler(NeedSignIn)
     async def need_sign_in(request: Request, exc: Exception) -> Response:
