@@ -219,6 +219,17 @@ async def test_an_experiment_runs_end_to_end(
             )
             assert again_promote.status_code == 409
 
+            # Starting through the API: the same checks as the file's, the field named.
+            body = yaml.safe_load(config.read_text(encoding="utf-8"))
+            taken = await api.http.post("/experiments", json=body, headers=lead_auth)
+            assert taken.status_code == 409 and "exists already" in taken.json()["detail"]
+            body["challengers"][0]["share"] = 60
+            bad = await api.http.post("/experiments", json=body, headers=lead_auth)
+            assert bad.status_code == 422
+            assert "champion.share: the shares add up to 110" in bad.json()["detail"]
+            by_staff = await api.http.post("/experiments", json=body, headers=staff)
+            assert by_staff.status_code == 403
+
             # New balances that name no policy now get the promoted one, and no arm.
             fresh = balance_row(time_zone=zone, policy="")
             await intake.import_balances(write_csv(tmp_path / "d.csv", [fresh]))
