@@ -142,14 +142,20 @@ def policy_for_entry(
         None
         if new
         else session.execute(
-            select(ExperimentAssignment, ExperimentArm)
+            select(ExperimentAssignment, ExperimentArm, Experiment.status)
             .join(ExperimentArm, ExperimentArm.id == ExperimentAssignment.arm_id)
+            .join(Experiment, Experiment.id == ExperimentAssignment.experiment_id)
             .where(ExperimentAssignment.account_id == account.id)
         ).first()
     )
     if pinned is not None:
         kept = pinned[1]
-        if running or kept.status is ArmStatus.ACTIVE:
+        if running:
+            # The rows join the ladder the arm started (unless a migration moved it since).
+            return Entry(kept.policy_name) if account.policy_name == kept.policy_name else None
+        if pinned[2] is not ExperimentStatus.RUNNING:
+            return None  # a new ladder after the experiment ended: the usual policy
+        if kept.status is ArmStatus.ACTIVE:
             return Entry(kept.policy_name)
         champion = session.scalars(
             select(ExperimentArm.policy_name).where(
