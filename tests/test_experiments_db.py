@@ -7,6 +7,7 @@ of one test must never take the balances other tests import into the shared data
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from pathlib import Path
@@ -23,17 +24,20 @@ from models.orm import (
     Account,
     ArmStatus,
     AuditEvent,
+    Experiment,
     ExperimentArm,
     ExperimentAssignment,
+    ExperimentStatus,
     Guarantor,
     Payment,
 )
 from services.experiments import forecast as forecasting
 from services.experiments.core import ArmSlot, bucket, pick_arm
-from services.experiments.service import check_file, report, start_in
+from services.experiments.service import check_file, guard_loop, report, start_in
 from services.identity import Actor
 from starter import Intake
 from tests.factories import balance_row
+from tests.support.waits import eventually
 
 LEAD = Actor(id="lead-exp-test", name="lead", roles=frozenset({"billing_lead"}))
 
@@ -358,3 +362,95 @@ def test_the_guard_stops_a_harmful_challenger_and_spares_a_harmless_one(
     intake.refresh_experiments(db_session)
     later = {_post(intake, db_session, policy=champ)[1] for _ in range(40)}
     assert harmful not in later and harmless in later
+
+
+async def test_the_worker_guard_loop_stops_a_harmful_challenger_by_itself(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The periodic path: committed rows (the loop reads in sessions of its own), policies of
+    this test's own so that no other test's balance is eligible, the experiment ended after."""
+    champ = _policy(tmp_path, f"champ-{uuid.uuid4().hex[:8]}")
+    harmful = _policy(tmp_path, f"harm-{uuid.uuid4().hex[:8]}")
+    settings.practice.policy_dirs.append(tmp_path)
+    with session_factory.begin() as session:
+        key = _experiment(
+            settings,
+            tmp_path,
+            session,
+            [("champion", champ, 50), ("harmful", harmful, 50)],
+            guards=[{"metric": "disputes", "max_rate": 0.10, "min_balances": 10}],
+        )
+        arms = {
+            a.name: a
+            for a in session.scalars(
+                select(ExperimentArm).where(ExperimentArm.policy_name.in_([champ, harmful]))
+            )
+        }
+        guarantor = Guarantor(
+            id=uuid.uuid4(), external_ref=f"G-{key}", first_name="Testy", last_name="Synthetic"
+        )
+        session.add(guarantor)
+        session.flush()
+        entered = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        accounts: list[Account] = []
+        facts: list[ExperimentAssignment | AuditEvent] = []
+        for i in range(24):
+            arm = "champion" if i % 2 else "harmful"
+            account = Account(
+                id=uuid.uuid4(),
+                account_number=f"{key}-{i}",
+                guarantor_id=guarantor.id,
+                policy_name=arms[arm].policy_name,
+                balance_cents=5000,
+                opened_at=entered,
+            )
+            accounts.append(account)
+            facts.append(
+                ExperimentAssignment(
+                    experiment_id=arms[arm].experiment_id,
+                    arm_id=arms[arm].id,
+                    account_id=account.id,
+                    bucket=0.0,
+                    policy_hash="test",
+                    balance_cents=5000,
+                    assigned_at=entered,
+                )
+            )
+            if arm == "harmful" and i % 4 == 0:  # half of the harmful arm disputes its bill
+                facts.append(
+                    AuditEvent(
+                        actor=LEAD.id,
+                        action="hold",
+                        account_id=account.id,
+                        at=entered + dt.timedelta(days=1),
+                        detail={"outcome": "done", "reason": "dispute"},
+                    )
+                )
+        session.add_all(accounts)
+        session.flush()
+        session.add_all(facts)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        guard_loop(session_factory, stop, interval=dt.timedelta(milliseconds=50))
+    )
+
+    def arm_status() -> ArmStatus:
+        with session_factory() as session:
+            return session.scalars(
+                select(ExperimentArm.status).where(ExperimentArm.id == arms["harmful"].id)
+            ).one()
+
+    try:
+        await eventually(lambda: asyncio.to_thread(lambda: arm_status() is ArmStatus.STOPPED))
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 10)
+        with session_factory.begin() as session:
+            experiment = session.scalars(select(Experiment).where(Experiment.key == key)).one()
+            experiment.status = ExperimentStatus.STOPPED
+    with session_factory() as session:
+        harmed = session.get(ExperimentArm, arms["harmful"].id)
+        assert harmed is not None and harmed.stop_reason is not None
+        assert harmed.stop_reason.startswith("guard: disputes 50.0% of 12 balances")
+        champion = session.get(ExperimentArm, arms["champion"].id)
+        assert champion is not None and champion.status is ArmStatus.ACTIVE
