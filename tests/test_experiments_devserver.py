@@ -244,6 +244,11 @@ async def test_an_experiment_runs_end_to_end(
             after = await invoke_in_thread("experiment", "status", key, "--no-forecast")
             assert after.exit_code == 0, after.output
             assert "promoted" in after.output
+            table = await invoke_in_thread("experiment", "status", key, "--csv", "--no-forecast")
+            assert table.exit_code == 0, table.output
+            header, champion_row = table.stdout.splitlines()[:2]
+            assert header.startswith("arm,policy,status,balances,collected_cents")
+            assert champion_row.startswith(f"champion,{champ},active,{counts['champion']},2000,")
     finally:
         # The stored default is the whole database's: leave it as the other tests expect.
         with session_factory.begin() as session:
