@@ -31,6 +31,7 @@ from models.orm import (
     Guarantor,
     Payment,
 )
+from services.experiments import chart
 from services.experiments import forecast as forecasting
 from services.experiments.core import ArmSlot, bucket, pick_arm
 from services.experiments.service import check_file, guard_loop, report, start_in
@@ -296,6 +297,8 @@ def test_a_synthetic_portfolio_with_a_known_effect_is_recovered_within_the_inter
     assert effect.required_per_challenger is not None
     assert effect.required_per_challenger < effect.n_challenger
     assert by_arm["challenger"].curve[-1] > by_arm["champion"].curve[-1]
+    png = chart.png(found, tmp_path / "arms.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_the_guard_stops_a_harmful_challenger_and_spares_a_harmless_one(

@@ -203,6 +203,21 @@ async def test_an_experiment_runs_end_to_end(
             assert 'data-arm="challenger"' in page.text and "$20.00" in page.text
             assert "too few balances" in page.text
 
+            # Stop: the champion alone cannot be stopped; the billing lead stops the experiment,
+            # and a new eligible balance then gets no arm.
+            monkeypatch.setenv("DUNNING_TOKEN", lead_token)
+            alone = await invoke_in_thread(
+                "experiment", "stop", key, "--arm", "champion", "--reason", "no"
+            )
+            assert alone.exit_code == 2 and "the champion cannot be stopped alone" in alone.output
+            stopped = await api.http.post(
+                f"/experiments/{key}/stop", json={"reason": "enough data"}, headers=lead_auth
+            )
+            assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+            late = balance_row(time_zone=zone, policy=champ)
+            await intake.import_balances(write_csv(tmp_path / "late.csv", [late]))
+            assert _arms(session_factory, [late["account_number"]]) == {}
+
             # Promote the challenger: preview, then the champion's running balances move.
             monkeypatch.setenv("DUNNING_TOKEN", lead_token)
             promoted = await invoke_in_thread("experiment", "promote", key, "challenger", "--yes")
