@@ -60,9 +60,11 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.console = ConsoleState(services)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
+    from api.console import experiments  # its pages use this module's helpers
     from api.console.report_pages import router as reports_router  # imports this module
 
     app.include_router(reports_router)
+    app.include_router(experiments.router)
 
     @app.exception_handler(NeedSignIn)
     async def need_sign_in(request: Request, exc: Exception) -> Response:
