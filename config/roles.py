@@ -33,6 +33,7 @@ class Permission(StrEnum):
     DECIDE = "decide"  # approve or deny a task (the policy's approvers and four eyes still apply)
     INTAKE = "intake"  # balances, payments, adjustments
     ADMIN = "admin"  # users and tokens
+    EXPERIMENT = "experiment"  # start, stop and promote champion and challenger experiments
 
 
 class LimitKind(StrEnum):
