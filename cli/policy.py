@@ -331,7 +331,7 @@ def migrate(
     bundle = _load(new_file)
     if not account and not all_on:
         fail("name the balances to move: --account NUMBER (repeatable) or --all-on POLICY", 2)
-    actor = current_actor(Permission.DECIDE)
+    actor = current_actor(Permission.POLICY)
 
     async def go(svc: Services) -> list[MigrationOutcome]:
         plans = await policy_ops.migration_plans(svc, actor, bundle, account or [], all_on)

@@ -61,6 +61,10 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.console = ConsoleState(services)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
+    from api.console import letters, policies  # they use this module's helpers: import it first
+
+    app.include_router(policies.router)
+    app.include_router(letters.router)
 
     @app.exception_handler(NeedSignIn)
     async def need_sign_in(request: Request, exc: Exception) -> Response:
