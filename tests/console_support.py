@@ -126,7 +126,8 @@ A11Y_SCAN = """() => {
     .filter(e => parseInt(e.getAttribute('tabindex'), 10) > 0).map(e => e.outerHTML.slice(0, 80));
   const focusable = [...document.querySelectorAll(
       'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]')]
-    .filter(e => !e.disabled && e.getAttribute('tabindex') !== '-1')
+    .filter(e => !e.disabled && (e.getAttribute('tabindex') !== '-1'
+      || e.matches('a[href], button, input, select, textarea, summary')))
     .filter(e => e.classList.contains('skip') || visible(e))
     .filter(e => !(e.type === 'radio' && !e.checked
       && document.querySelector(`input[type=radio][name="${e.name}"]:checked`)));
@@ -192,13 +193,19 @@ CONTRAST = """() => {
     if (ratio < (large ? 3 : 4.5)) {
       failures.push(`${e.tagName.toLowerCase()}.${e.className && e.className.baseVal !== undefined
         ? e.className.baseVal : e.className} "${e.textContent.trim().slice(0, 30)}" `
-        + `${ratio.toFixed(2)}:1 (${s.color} on rgb(${bg.slice(0, 3).join(',')}))`);
+        + `${ratio.toFixed(2)}:1 (rgb(${fg.slice(0, 3).join(',')})`
+        + ` on rgb(${bg.slice(0, 3).join(',')}))`);
     }
   }
   return {failures, checked};
 }"""
 
 TAB_LIMIT = 400
+TOP_OF_PAGE = (
+    "const h = document.documentElement; h.setAttribute('tabindex', '-1'); h.focus();"
+    " window.scrollTo(0, 0);"
+)
+"""Focus before the first element of the document, where a page load starts the Tab order."""
 
 
 async def assert_accessible(page: Page) -> None:
@@ -222,9 +229,7 @@ async def assert_accessible(page: Page) -> None:
     assert scan["positive"] == [], f"positive tabindex breaks the Tab order: {scan['positive']}"
     expected = len(scan["focusable"])
     # Start where a page load starts: before the first element of the document.
-    await page.evaluate(
-        "() => { const h = document.documentElement; h.setAttribute('tabindex', '-1'); h.focus(); }"
-    )
+    await page.evaluate(f"() => {{ {TOP_OF_PAGE} }}")
     reached: list[int] = []
     for _ in range(min(TAB_LIMIT, expected * 4 + 4)):
         await page.keyboard.press("Tab")
@@ -236,7 +241,8 @@ async def assert_accessible(page: Page) -> None:
             reached.append(index)
         if len(reached) == expected:
             break
-    await page.evaluate("() => document.documentElement.removeAttribute('tabindex')")
+    # Leave the page as loaded: the next Tab goes to the skip link again.
+    await page.evaluate(f"() => {{ {TOP_OF_PAGE} }}")
     missed = [scan["focusable"][i] for i in range(expected) if i not in reached]
     assert not missed, f"the keyboard does not reach: {missed}"
     assert reached == sorted(reached), "the Tab order follows the document order"

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, ViewportSize, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
@@ -295,7 +295,7 @@ async def test_letters_batch_manifest_and_pdf_download(
     assert not _audit(session_factory, "print_batch_downloaded", reader.user_id)
 
 
-TABLET = {"width": 768, "height": 1024}
+TABLET: ViewportSize = {"width": 768, "height": 1024}
 
 
 async def test_every_page_accessible_and_fits_a_tablet(
