@@ -162,5 +162,6 @@ async def test_migrate_needs_the_policy_permission(
         "policy", "migrate", "physician", "--account", "NO-SUCH-ACCOUNT", "--yes"
     )
     assert result.exit_code == 6  # not allowed, before anything is looked up
-    assert "may not do this: it needs the policy permission" in result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "may not do this: it needs the policy permission" in said
     assert "no account" not in result.output
