@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.rendering import check_templates
-from config.loader import PolicyBundle, PolicyFileError, load_policy
+from config.loader import PolicyBundle, PolicyFileError, load_policy, resolve_policy_path
 from config.settings import Settings
 from models.calendars import calendar_warnings
 from models.orm import Account, AccountStatus, AuditEvent, Communication, PolicyVersion
@@ -89,20 +89,19 @@ class PinnedAccount:
     """When the ledger last saw it on this version (a message or a migration)."""
 
 
-def check_file(path: Path, today: dt.date | None = None) -> CheckResult:
-    """Load, validate and render every template of ``path``, as ``dunning policy check`` does."""
-    name = path.stem
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return CheckResult(name, path, "", None, [f"{path}: cannot read: {exc.strerror}"])
+def check_file(file: str | Path, today: dt.date | None = None) -> CheckResult:
+    """``dunning policy check`` of one file (or shipped policy name): load and validate it,
+    render every template with synthetic data, and warn about its calendar."""
+    path = resolve_policy_path(file)
     try:
         bundle = load_policy(path)
     except PolicyFileError as exc:
-        return CheckResult(name, path, text, None, [str(e) for e in exc.errors])
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        return CheckResult(path.stem, path, text, None, [str(e) for e in exc.errors])
+    text = path.read_text(encoding="utf-8")
     errors = [str(e) for e in check_templates(bundle)]
     warnings = calendar_warnings(bundle.policy.contact, today or dt.date.today())
-    return CheckResult(name, path, text, None if errors else bundle, errors, warnings)
+    return CheckResult(path.stem, path, text, None if errors else bundle, errors, warnings)
 
 
 def policy_files(settings: Settings) -> dict[str, Path]:
