@@ -18,6 +18,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -25,7 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.rendering import check_templates
-from config.loader import PolicyBundle, PolicyFileError, load_policy, resolve_policy_path
+from config.loader import (
+    PolicyBundle,
+    PolicyFileError,
+    load_policy,
+    resolve_policy_path,
+    template_dirs,
+)
 from config.settings import Settings
 from models.calendars import calendar_warnings
 from models.orm import Account, AccountStatus, AuditEvent, Communication, PolicyVersion
@@ -91,8 +98,27 @@ class PinnedAccount:
 
 def check_file(file: str | Path, today: dt.date | None = None) -> CheckResult:
     """``dunning policy check`` of one file (or shipped policy name): load and validate it,
-    render every template with synthetic data, and warn about its calendar."""
+    render every template with synthetic data, and warn about its calendar.
+
+    Remembered while the file, its templates and the day stay the same (rendering every template
+    in every tone takes most of a second): the console checks on each page it shows.
+    """
     path = resolve_policy_path(file)
+    try:
+        stat = path.stat()
+        templates = [p.stat().st_mtime_ns for d in template_dirs(path) for p in d.rglob("*.j2")]
+    except OSError:
+        return _check(path, today or dt.date.today())
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, max(templates, default=0))
+    return _checked(key, today or dt.date.today())
+
+
+@lru_cache(maxsize=64)
+def _checked(key: tuple[str, int, int, int], today: dt.date) -> CheckResult:
+    return _check(Path(key[0]), today)
+
+
+def _check(path: Path, today: dt.date) -> CheckResult:
     try:
         bundle = load_policy(path)
     except PolicyFileError as exc:
@@ -100,7 +126,7 @@ def check_file(file: str | Path, today: dt.date | None = None) -> CheckResult:
         return CheckResult(path.stem, path, text, None, [str(e) for e in exc.errors])
     text = path.read_text(encoding="utf-8")
     errors = [str(e) for e in check_templates(bundle)]
-    warnings = calendar_warnings(bundle.policy.contact, today or dt.date.today())
+    warnings = calendar_warnings(bundle.policy.contact, today)
     return CheckResult(path.stem, path, text, None if errors else bundle, errors, warnings)
 
 
