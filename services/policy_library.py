@@ -320,13 +320,22 @@ def document_text(found: PolicyBundle) -> str:
 
 
 def preview_options(
-    policy: Policy, balance_cents: int, first_statement: dt.date, time_zone: str
+    policy: Policy,
+    balance_cents: int,
+    first_statement: dt.date,
+    time_zone: str,
+    *,
+    state: str = "",
+    language: str = "",
+    sms_consent: bool = True,
 ) -> PreviewOptions:
     """A preview of a balance from a first statement on ``first_statement`` at the policy's send
-    time, for a patient in ``time_zone`` with every channel open (texts with consent).
+    time, for a patient in ``time_zone`` (and ``state``, whose rules then apply, as
+    ``dunning policy preview --state``) with every channel open, texts only with ``sms_consent``.
 
     Raises:
-        Refused: (invalid request) naming the field: a balance not above zero, an unknown zone.
+        Refused: (invalid request) naming the field: a balance not above zero, an unknown zone,
+            a state that is not two letters, a language the policy does not declare.
     """
     if balance_cents <= 0:
         raise Refused(Rejection.INVALID_REQUEST, "balance: must be more than $0.00")
@@ -338,13 +347,24 @@ def preview_options(
             Rejection.INVALID_REQUEST,
             f"time zone: unknown {name!r}; use an IANA name such as America/Chicago",
         ) from exc
+    state = state.strip().upper()
+    if state and (len(state) != 2 or not state.isalpha()):
+        raise Refused(Rejection.INVALID_REQUEST, f"state: two letters such as MN, got {state!r}")
+    language = language or policy.languages[0]
+    if language not in policy.languages:
+        raise Refused(
+            Rejection.INVALID_REQUEST,
+            f"language: policy {policy.name} has {', '.join(policy.languages)}, not {language!r}",
+        )
+    channels = {c: ChannelStatus(reachable=True) for c in Channel}
+    if not sms_consent:
+        channels[Channel.SMS] = ChannelStatus(
+            reachable=True, consent=False, reason="no recorded consent (TCPA)"
+        )
     tz = zone(policy.contact.practice_time_zone)
     first = dt.datetime.combine(first_statement, policy.contact.send_time, tzinfo=tz)
     profile = ContactProfile(
-        time_zone=name,
-        language=policy.languages[0],
-        channels={c: ChannelStatus(reachable=True) for c in Channel},
+        time_zone=name, language=language, channels=channels, state=state or None
     )
-    return PreviewOptions(
-        balance_cents, first.astimezone(dt.UTC), profile, first.astimezone(dt.UTC)
-    )
+    at = first.astimezone(dt.UTC)
+    return PreviewOptions(balance_cents, at, profile, at)

@@ -177,6 +177,15 @@ async def test_policies_read_preview_diff_pinned_and_migrate(
     await expect(page.get_by_role("alert")).to_have_text(
         "time zone: unknown 'Mars/Olympus'; use an IANA name such as America/Chicago"
     )
+    # The patient's state: its rules apply, as `dunning policy preview --state`.
+    await page.get_by_label("Patient's time zone").fill("America/Chicago")
+    await page.get_by_label("State", exact=True).fill("M1")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.get_by_role("alert")).to_have_text("state: two letters such as MN, got 'M1'")
+    await page.get_by_label("State", exact=True).fill("mn")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.locator("#rules")).to_contain_text("state rules of MN (residence)")
+    await expect(page.locator("#preview tbody tr")).to_have_count(3)
 
     # Diff: the running version against the file.
     await page.goto(f"{console.url}/console/policies/{name}/diff")

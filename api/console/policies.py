@@ -75,6 +75,9 @@ async def preview(
     balance: str = DEFAULT_BALANCE,
     tz: str = "",
     first: str = "",
+    state: str = "",
+    language: str = "",
+    texts: str = "consent",
 ) -> Response:
     signed = await _signed(request, Permission.READ)
     svc = _state(request).services
@@ -88,6 +91,9 @@ async def preview(
         "tz": tz or policy.contact.default_patient_time_zone,
         "first": first or dt.date.today().isoformat(),
         "version": version,
+        "state": state,
+        "language": language or policy.languages[0],
+        "texts": texts,
     }
     context: dict[str, Any] = {"bundle": bundle, "form": form, "url": _url(name), "marks": MARKS}
     try:
@@ -102,7 +108,15 @@ async def preview(
                 Rejection.INVALID_REQUEST,
                 f"first statement: {form['first']!r} is not a date (YYYY-MM-DD)",
             ) from exc
-        options = library.preview_options(policy, cents, day, form["tz"])
+        options = library.preview_options(
+            policy,
+            cents,
+            day,
+            form["tz"],
+            state=state,
+            language=form["language"],
+            sms_consent=texts != "no-consent",
+        )
     except Refused as exc:
         context["error"] = exc.message
         return _page(request, "policy_preview.html", context, 422, signed=signed)
