@@ -344,8 +344,19 @@ async def test_every_page_accessible_and_fits_a_tablet(
             await expect(page.locator("main h1")).to_be_visible()
             await assert_fits(page)
             await assert_accessible(page)
-    await tablet.goto(f"{console.url}/console/policies/{name}/preview")
+    shipped = (
+        "/console/policies/physician/preview?balance=180.00&tz=America/Chicago&first=2026-11-02"
+    )
+    await tablet.goto(f"{console.url}{shipped}")
     await console.shot(tablet, "tablet-policy-preview")
+    # The shipped physician policy: eight steps, a call and the referral's approval gate.
+    await desk.goto(f"{console.url}{shipped}")
+    await expect(desk.locator("svg.timeline .mark")).to_have_count(8)
+    await expect(desk.locator("#preview tr", has_text="agency-referral")).to_contain_text(
+        "needs approval by"
+    )
+    await assert_accessible(desk)
+    await console.shot(desk, "policy-preview-physician")
     # The forbidden page too (a staff member asking to migrate).
     clerk = person(session_factory, "clerk", "staff")
     page = await console.sign_in(clerk)
