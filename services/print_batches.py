@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from services.audit import Outcome
 from services.errors import Refused
 from services.identity import Actor
 from workflows.contract import Rejection
+
+_BUILDING = threading.Lock()
 
 DEFAULT_TIME_ZONE = "America/New_York"
 """The zone a day is counted in when none is given (the CLI's default too)."""
@@ -86,7 +89,8 @@ def build(session: Session, settings: Settings, day: dt.date, tz: ZoneInfo) -> B
         Refused: (invalid request) a queued letter cannot be composed (its id only).
     """
     try:
-        batch = build_print_batch(session, day, tz, directory(settings))
+        with _BUILDING:  # one writer of the print folder's files at a time in this process
+            batch = build_print_batch(session, day, tz, directory(settings))
     except LetterError as exc:
         raise Refused(Rejection.INVALID_REQUEST, str(exc)) from exc
     with batch.manifest_path.open(encoding="utf-8", newline="") as fh:

@@ -64,7 +64,9 @@ async def policy(request: Request, name: str, version: str = "") -> Response:
 
 
 def _missing(request: Request, signed: Any, exc: Refused) -> Response:
-    return _page(request, "policy_missing.html", {"message": exc.message}, 404, signed=signed)
+    """An unknown policy or version (404), or a file that does not pass its check (422)."""
+    status = 422 if exc.kind is Rejection.POLICY_UNUSABLE else 404
+    return _page(request, "policy_missing.html", {"message": exc.message}, status, signed=signed)
 
 
 @router.get("/{name}/preview", response_class=HTMLResponse)
