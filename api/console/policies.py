@@ -15,8 +15,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.console import PREFIX, _back, _field, _form, _page, _signed, _state
+from api.console import PREFIX, Signed, _back, _field, _form, _page, _signed, _state
 from api.console.timeline_chart import MARKS, timeline_chart
+from config.loader import PolicyBundle
 from config.roles import Permission
 from models.money import format_cents, parse_cents
 from services import policy as policy_ops
@@ -63,7 +64,7 @@ async def policy(request: Request, name: str, version: str = "") -> Response:
     )
 
 
-def _missing(request: Request, signed: Any, exc: Refused) -> Response:
+def _missing(request: Request, signed: Signed, exc: Refused) -> Response:
     """An unknown policy or version (404), or a file that does not pass its check (422)."""
     status = 422 if exc.kind is Rejection.POLICY_UNUSABLE else 404
     return _page(request, "policy_missing.html", {"message": exc.message}, status, signed=signed)
@@ -191,8 +192,8 @@ async def pinned(request: Request, name: str, version: str) -> Response:
 
 
 async def _plans(
-    request: Request, signed: Any, name: str, to: str, numbers: list[str]
-) -> tuple[Any, list[policy_ops.MigrationPlan]]:
+    request: Request, signed: Signed, name: str, to: str, numbers: list[str]
+) -> tuple[PolicyBundle, list[policy_ops.MigrationPlan]]:
     svc = _state(request).services
     bundle = await svc.db(lambda s: library.bundle(s, svc.settings, name, to))
     plans = await policy_ops.migration_plans(
