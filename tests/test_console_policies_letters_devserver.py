@@ -234,6 +234,16 @@ async def test_policies_read_preview_diff_pinned_and_migrate(
     await console.shot(page, "policy-migrate")
     await assert_accessible(page)
     assert not _audit(session_factory, "policy_migrated", lead.user_id)  # nothing moved yet
+    # The file changes between the preview and the confirmation: refused, nothing moves.
+    edited = path.read_text(encoding="utf-8")
+    path.write_text(edited.replace("day: 45,", "day: 50,"), encoding="utf-8")
+    await page.get_by_role("button", name=f"Confirm: move 2 balance(s) to {new[:12]}").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"Not migrated: version: no version {new} of policy '{name}'"
+    )
+    assert not _audit(session_factory, "policy_migrated", lead.user_id)
+    path.write_text(edited, encoding="utf-8")  # back to the version previewed
+    await page.goto(f"{console.url}/console/policies/{name}/migrate")
     await page.get_by_role("button", name=f"Confirm: move 2 balance(s) to {new[:12]}").click()
     await expect(page.get_by_role("status")).to_have_text(
         f"Moved 2 balance(s) to {name}@{new[:12]}."
