@@ -26,6 +26,7 @@ from config.settings import Settings
 from models.orm import AuditEvent, Communication, CommunicationStatus
 from models.orm import repositories as repo
 from models.policy import Channel
+from services import reports
 from services.context import Services
 from starter import Intake
 from tests.console_support import (
@@ -339,6 +340,7 @@ async def test_every_page_accessible_and_fits_a_tablet(
         f"/console/policies/{name}/diff",
         f"/console/policies/{name}/migrate",
         "/console/policies/no-such-policy",
+        *[f"/console/reports/{report}" for report in reports.REPORTS],
     ]
     desk = await console.sign_in(lead)
     tablet_context = await console.browser.new_context(viewport=TABLET)
@@ -359,7 +361,7 @@ async def test_every_page_accessible_and_fits_a_tablet(
             await expect(page.locator("main h1")).to_be_visible()
             await assert_fits(page)
             await assert_accessible(page)
-    assert checked >= 10
+    assert checked >= 20
     shipped = (
         "/console/policies/physician/preview?balance=180.00&tz=America/Chicago&first=2026-11-02"
     )

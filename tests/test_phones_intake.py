@@ -96,14 +96,14 @@ async def api(
 
 @pytest.mark.devserver
 async def test_api_intake_stores_e164_and_refuses_an_invalid_number(api: Api) -> None:
-    body = account_body(phone="(917) 555-0142")
+    body = account_body(phone="(500) 555-0142")
     r = await api.http.put("/accounts/P-E164-1", json=body, headers=api.auth(ApiRole.INTEGRATION))
     assert r.status_code == 200, r.text
     with api.session_factory() as session:
         account = repo.account_by_number(session, "P-E164-1")
         assert account is not None
         guarantor = session.get(Guarantor, account.guarantor_id)
-        assert guarantor is not None and guarantor.phone == "+19175550142"
+        assert guarantor is not None and guarantor.phone == "+15005550142"
     bad = account_body(phone="(555) 010-0100")
     r = await api.http.put("/accounts/P-E164-2", json=bad, headers=api.auth(ApiRole.INTEGRATION))
     assert r.status_code == 422

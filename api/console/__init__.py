@@ -21,7 +21,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from api.console.charts import bar_chart
 from api.console.sessions import COOKIE, PRE_COOKIE, ConsoleSession, SessionStore
 from config.roles import Permission
 from models.actions import HoldReason
@@ -62,7 +61,9 @@ def mount(app: FastAPI, services: Services) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
     from api.console import letters, policies  # they use this module's helpers: import it first
+    from api.console.report_pages import router as reports_router  # imports this module
 
+    app.include_router(reports_router)
     app.include_router(policies.router)
     app.include_router(letters.router)
 
@@ -404,44 +405,3 @@ async def resume(request: Request, number: str) -> Response:
     except Refused as exc:
         return _back(signed, url, "refused", f"Not resumed: {exc.message}")
     return _back(signed, url, "ok", "Resumed.")
-
-
-# -- reports -------------------------------------------------------------------------------------
-
-
-@router.get("/reports/aging", response_class=HTMLResponse)
-async def aging(request: Request) -> Response:
-    signed = await _signed(request, Permission.READ)
-    now = dt.datetime.now(dt.UTC)
-    buckets = await _state(request).services.db(lambda s: reports.aging(s, now))
-    chart = bar_chart(
-        "Open balances by age (days since opened), amount owed",
-        [b.bucket for b in buckets],
-        [b.cents for b in buckets],
-        [f"${reports.dollars(b.cents)} ({b.accounts})" for b in buckets],
-    )
-    return _page(
-        request,
-        "aging.html",
-        {"rows": reports.aging_rows(buckets), "chart": chart, "as_of": now},
-        signed=signed,
-    )
-
-
-@router.get("/reports/aging.csv")
-async def aging_csv(request: Request) -> Response:
-    signed = await _signed(request, Permission.READ)
-    now = dt.datetime.now(dt.UTC)
-    buckets = await _state(request).services.db(lambda s: reports.aging(s, now))
-    who = signed.who
-    await _state(request).services.db(
-        lambda s: audit.record(s, who, "report_exported", None, Outcome.DONE, {"report": "aging"})
-    )
-    return Response(
-        reports.to_csv(reports.aging_rows(buckets)),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="aging-{now:%Y-%m-%d}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
