@@ -80,6 +80,7 @@ from models.payloads import (
 )
 from models.policy import Channel, PolicyRef
 from services import agency, credits, lifecycle, protections
+from services.experiments import intake as experiment_intake
 from services.signal_outbox import INTAKE_RPC_TIMEOUT, Dispatcher, enqueue
 from workflows.contract import (
     DecisionResult,
@@ -91,7 +92,7 @@ from workflows.contract import (
     SettlementResult,
     TaskOpened,
 )
-from workflows.escalation import BalanceEscalationWorkflow
+from workflows.escalation import FEATURES, BalanceEscalationWorkflow
 from workflows.protections import fee_cap_problem
 
 R = TypeVar("R")
@@ -392,6 +393,7 @@ class Intake:
         self._client = client
         self.settings = settings
         self._policies: dict[str, PolicyBundle] = {}
+        self._routing: experiment_intake.Routing | None = None
         self.dispatcher = Dispatcher(
             client, session_factory, settings.temporal.task_queue, INTAKE_RPC_TIMEOUT
         )
@@ -422,7 +424,11 @@ class Intake:
             PolicyFileError: the policy is there but not usable.
         """
         if name is None:
-            return self.policy(self.settings.practice.default_policy)
+            routing = self._routing if self._routing is not None else self.refresh_experiments()
+            # A promotion stores the default for new balances in the database; it wins.
+            name = routing.default_policy
+            if name is None:
+                return self.policy(self.settings.practice.default_policy)
         found = self.settings.practice.policy_file(name)
         if found is None:
             raise LookupError(_no_policy(name))
@@ -460,6 +466,7 @@ class Intake:
 
     async def import_balances(self, path: Path, *, dry_run: bool = False) -> ImportReport:
         """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
+        self.refresh_experiments()
         rows, errors = parse_rows(path, BalanceRow)
         rows, duplicates = check_charge_refs(rows)
         errors += duplicates + self._restated_balances(rows)
@@ -565,6 +572,8 @@ class Intake:
             if not routing.plain:
                 return self._post_routed(session, routing, account, guarantor, bundle)
         opened = dt.datetime.combine(min(r.service_date for r in rows), dt.time(), dt.UTC)
+        new = account is None
+        running = account is not None and experiment_intake.is_running(account)
         if account is None:
             account = repo.new_account(
                 session,
@@ -573,8 +582,48 @@ class Intake:
                 policy_name=bundle.policy.name,
                 opened_at=opened,
             )
+        bundle = self._experiment_bundle(session, account, rows, bundle, running, new)
         inp, charges = self._post_lines(session, account, rows, guarantor, bundle)
         return inp, charges, []
+
+    def refresh_experiments(self, session: Session | None = None) -> experiment_intake.Routing:
+        """Read the running experiments and the stored default policy (once per import or
+        request: a promotion or a stopped arm applies from the next one), in ``session`` or a
+        session of its own."""
+        if session is not None:
+            self._routing = experiment_intake.load_routing(session)
+            return self._routing
+        with self.session_factory() as own:
+            self._routing = experiment_intake.load_routing(own)
+        return self._routing
+
+    def _experiment_bundle(
+        self,
+        session: Session,
+        account: Account,
+        rows: list[BalanceRow],
+        bundle: PolicyBundle,
+        running: bool,
+        new: bool,
+    ) -> PolicyBundle:
+        """The arm's policy for a balance an experiment takes (``services.experiments``)."""
+        routing = self._routing if self._routing is not None else self.refresh_experiments()
+        # Eligibility compares the names rows use (a policy file's name in the policy folders).
+        requested = (
+            rows[0].policy or routing.default_policy or self.settings.practice.default_policy
+        )
+        entry = experiment_intake.policy_for_entry(
+            session, routing, account, rows, requested, running=running, new=new
+        )
+        if entry is None:
+            return bundle
+        arm_bundle = self.policy_for(entry.policy_name)
+        repo.store_policy_version(session, arm_bundle)
+        if entry.assignment is not None:
+            entry.assignment.policy_hash = arm_bundle.hash
+        if not running:
+            account.policy_name = arm_bundle.policy.name
+        return arm_bundle
 
     def _post_routed(
         self,
@@ -691,6 +740,7 @@ class Intake:
             policy_hash=bundle.hash,
             profile=profile,
             opened_at=account.opened_at,
+            features=FEATURES,  # every patch in force from the first event, no markers
         )
 
     def _post_lines(

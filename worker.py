@@ -30,6 +30,7 @@ from activities.sms import TwilioSender, make_client
 from config.settings import Settings
 from models.policy import Channel
 from services import unsubscribe
+from services.experiments import service as experiment_guards
 from services.signal_outbox import Dispatcher
 from workflows.escalation import BalanceEscalationWorkflow
 from workflows.reconcile import LedgerReconcileWorkflow
@@ -182,7 +183,8 @@ async def run_worker(
     """Run until ``stop`` is set, then shut down gracefully (running activities finish).
 
     Beside the worker, the signal outbox's dispatcher delivers ledger facts that were committed
-    while Temporal did not answer.
+    while Temporal did not answer, and the experiments' guards run every 15 minutes
+    (``services.experiments.service.guard_loop``).
     """
     worker = build_worker(client, settings, session_factory)
     dispatcher = Dispatcher(client, session_factory, settings.temporal.task_queue)
@@ -190,5 +192,7 @@ async def run_worker(
     async with worker:
         await ensure_schedule(client, settings)
         dispatching = asyncio.create_task(dispatcher.run(stop))
+        guarding = asyncio.create_task(experiment_guards.guard_loop(session_factory, stop))
         await stop.wait()
         await dispatching
+        await guarding

@@ -18,6 +18,7 @@ from api.edge import AuditLimiter, AuthThrottle, BodyLimit
 from api.errors import refused_handler
 from api.routes import (
     agency,
+    experiments,
     facts,
     family,
     health,
@@ -99,6 +100,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(agency.router)
+    app.include_router(experiments.router)
     console.mount(app, app.state.dunning.services)
     return app
 

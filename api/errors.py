@@ -15,6 +15,7 @@ NOT_FOUND = frozenset(
         Rejection.MESSAGE_UNKNOWN,
         Rejection.UNKNOWN_TASK,
         Rejection.NOT_A_CALL_TASK,
+        Rejection.EXPERIMENT_UNKNOWN,
     }
 )
 

@@ -172,6 +172,7 @@ _NOT_FOUND = frozenset(
         Rejection.UNKNOWN_TASK,
         Rejection.NO_WORKFLOW,
         Rejection.NOT_A_CALL_TASK,
+        Rejection.EXPERIMENT_UNKNOWN,
     }
 )
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cli import agency as agency_cli
 from cli import api as api_cli
+from cli import experiments as experiments_cli
 from cli import facts as facts_cli
 from cli import family as family_cli
 from cli import policy as policy_cli
@@ -58,6 +59,7 @@ import_app = typer.Typer(
 )
 app.add_typer(import_app, name="import")
 app.add_typer(policy_cli.app, name="policy")
+app.add_typer(experiments_cli.app, name="experiment")
 app.add_typer(protections_cli.app, name="protections")
 app.command()(simulate_cli.simulate)
 staff_cli.register(app)

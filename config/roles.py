@@ -34,6 +34,7 @@ class Permission(StrEnum):
     INTAKE = "intake"  # balances, payments, adjustments
     ADMIN = "admin"  # users and tokens
     POLICY = "policy"  # move running balances to another policy version (the lead owns policies)
+    EXPERIMENT = "experiment"  # start, stop and promote champion and challenger experiments
 
 
 class LimitKind(StrEnum):

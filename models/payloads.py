@@ -177,6 +177,13 @@ class EscalationInput(BaseModel):
     state: LadderState | None = Field(default=None, description="carried across continue-as-new")
     account: AccountState | None = Field(default=None, description="carried across continue-as-new")
     history_limit: int = Field(default=10_000, ge=50, description="continue-as-new beyond this")
+    features: int = Field(
+        default=0,
+        ge=0,
+        description="how many of the workflow's patches (workflows.escalation.PATCHES) are in"
+        " force from the start: the starter sets all of them; 0 (inputs recorded before) asks"
+        " workflow.patched for each",
+    )
 
 
 class EscalationResult(BaseModel):

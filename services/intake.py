@@ -55,7 +55,8 @@ async def post_account(intake: Intake, rows: list[BalanceRow], actor: str) -> Ac
         PolicyUnusable: the policy the rows name cannot be loaded.
         ChargeRefused: a charge line above the policy's missed-appointment fee cap.
     """
-    name = rows[0].policy or intake.settings.practice.default_policy
+    routing = await asyncio.to_thread(intake.refresh_experiments)
+    name = rows[0].policy or routing.default_policy or intake.settings.practice.default_policy
     try:
         bundle = intake.policy_for(rows[0].policy)
     except LookupError as exc:

@@ -36,7 +36,7 @@ from models.payloads import ChargeSignal, EscalationInput, StatusView
 from services.ledger_status import open_refund_tasks
 from services.retention import Pruned, prune
 from services.signal_outbox import Dispatcher, enqueue, workflow_id
-from workflows.escalation import WORKFLOW_NAME
+from workflows.escalation import FEATURES, WORKFLOW_NAME
 
 QUERY_TIMEOUT = dt.timedelta(seconds=5)
 
@@ -245,4 +245,5 @@ class Reconciler:
             policy_hash=bundle.hash,
             profile=profile,
             opened_at=account.opened_at,
+            features=FEATURES,  # every patch in force from the first event, no markers
         )

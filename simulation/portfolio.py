@@ -20,6 +20,7 @@ from models.orm import ChannelPreference, Deliverability, Guarantor
 from models.orm.repositories import contact_profile
 from models.payloads import ContactProfile
 from models.policy import Channel, Policy
+from services.locations import patient_locations
 
 UTC = dt.UTC
 
@@ -48,7 +49,12 @@ class SimBalance:
     profile: ContactProfile
 
 
-ProfileKey = tuple[str, str, bool, bool, bool, bool, bool]
+ProfileKey = tuple[str, str, bool, bool, bool, bool, bool, tuple[str, ...], str | None]
+
+PLACELESS_ZIP = "99999"
+"""A well-formed ZIP code no ZIP database places: a synthetic address adds no time zone."""
+PLACELESS_PHONE = "+15005550100"
+"""A valid number with no place (NANP 500): a synthetic phone adds no time zone either."""
 
 
 class ProfileBook:
@@ -67,8 +73,27 @@ class ProfileBook:
         email: bool,
         phone: bool,
         sms_consent: bool,
+        postal_code: str | None = None,
+        phone_number: str | None = None,
+        region: str | None = None,
     ) -> ContactProfile:
-        key = (time_zone, language, address, email, phone, sms_consent, self._sms_requires_consent)
+        """The profile the import would give such a guarantor: the row's own ZIP code, number and
+        state when given (they add the places the allowed window counts, and the state's rules),
+        else placeless stand-ins, so that ``time_zone`` alone places a synthetic patient."""
+        postal_code = (postal_code or PLACELESS_ZIP) if address else None
+        phone_number = (phone_number or PLACELESS_PHONE) if phone else None
+        places = tuple(loc.time_zone for loc in patient_locations(postal_code, phone_number))
+        key = (
+            time_zone,
+            language,
+            address,
+            email,
+            phone,
+            sms_consent,
+            self._sms_requires_consent,
+            places,
+            region,
+        )
         profile = self._profiles.get(key)
         if profile is None:
             guarantor = Guarantor(
@@ -76,10 +101,11 @@ class ProfileBook:
                 first_name="Sim",
                 last_name="Ulated",
                 email="sim@example.test" if email else None,
-                phone="+15550100000" if phone else None,
+                phone=phone_number,
                 address_line1="1 Example Way" if address else None,
                 city="Springfield" if address else None,
-                postal_code="10001" if address else None,
+                postal_code=postal_code,
+                region=region,
                 time_zone=time_zone,
                 language=language,
                 channels=[
@@ -100,6 +126,9 @@ class ProfileBook:
             email=bool(row.email),
             phone=bool(row.phone),
             sms_consent=row.sms_consent,
+            postal_code=row.postal_code,
+            phone_number=row.phone,
+            region=row.state,
         )
 
 

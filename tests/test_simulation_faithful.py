@@ -40,6 +40,16 @@ CASES = {
         None,
     ),
     "honolulu-email-no-sms": ({"time_zone": "Pacific/Honolulu", "sms_consent": "no"}, None),
+    # A New York number and ZIP code as well: the window is the hours both places allow.
+    "honolulu-with-new-york-phone-and-address": (
+        {
+            "time_zone": "Pacific/Honolulu",
+            "sms_consent": "no",
+            "phone": "+12125550123",
+            "postal_code": "10001",
+        },
+        None,
+    ),
     # $55.00 owed, $35.00 paid on day 25: $20.00 left, so call-1 (min $25.00) is skipped.
     "chicago-pays-partially": ({"time_zone": "America/Chicago", "sms_consent": "yes"}, (25, 3500)),
 }

@@ -66,6 +66,9 @@ class Rejection(StrEnum):
     OVER_LIMIT = "OverLimit"
     TEMPORAL_UNREACHABLE = "TemporalUnreachable"
     NOT_PLACED = "NotPlaced"
+    # champion and challenger experiments (services.experiments)
+    EXPERIMENT_UNKNOWN = "ExperimentUnknown"
+    EXPERIMENT_CLOSED = "ExperimentClosed"
 
     @classmethod
     def of(cls, type_name: str | None) -> Rejection:

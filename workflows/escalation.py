@@ -113,6 +113,21 @@ PATCH_RESTRICTION_KEEPS_OPT_OUT = "protect-restriction-keeps-opt-out"  # lifting
 PATCH_CLOSING_NOTICE = "front-closing-notice"  # a cease request opens the closing-notice task
 CLOSING_NOTICE_STEP = "closing-notice"
 PATCH_SEND_HEARTBEAT = "ledger-send-heartbeat"  # send_step has a heartbeat timeout
+PATCH_NSA_PLAN = "nsa-dispute-pauses-plan"  # no plan reminder while an NSA dispute is pending
+PATCHES = (
+    PATCH_NO_CHANNEL,
+    PATCH_CONTACT_TASKS,
+    PATCH_REENTRY,
+    PATCH_PERSON,
+    PATCH_RESTRICTION_KEEPS_OPT_OUT,
+    PATCH_CLOSING_NOTICE,
+    PATCH_SEND_HEARTBEAT,
+    PATCH_NSA_PLAN,
+)
+"""Every patch so far, oldest first: a run started with ``EscalationInput.features == n`` has the
+first ``n`` in force from its first event, without asking ``workflow.patched`` (whose marker
+would cost each new balance an event and a command per patch). Append new patches at the end."""
+FEATURES = len(PATCHES)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -131,6 +146,12 @@ class BalanceEscalationWorkflow:
         self._opening: set[ApprovalKind] = set()  # staff requests whose task is being opened
         self._contact_tasks: set[str] = set()  # address / locate tasks this run has open
 
+    def _has(self, patch: str) -> bool:
+        """Whether ``patch`` is in force: from the start for runs started with it (their input's
+        ``features``), else as ``workflow.patched`` says (histories recorded before it existed
+        replay without it; a run of code that has it records its marker and takes it)."""
+        return PATCHES.index(patch) < self._input.features or workflow.patched(patch)
+
     @workflow.run
     async def run(self, inp: EscalationInput) -> EscalationResult:
         state = self._state
@@ -145,6 +166,8 @@ class BalanceEscalationWorkflow:
                 # Only here: every decision and due piece of work has been consumed.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 inp.state, inp.account = state, self._account
+                # The next run starts with this code: every patch so far is in force there.
+                inp.features = FEATURES
                 workflow.continue_as_new(inp)
             deadline = self._next_deadline()
             self._next, self._waiting_for = None, self._blocked_by()
@@ -154,7 +177,7 @@ class BalanceEscalationWorkflow:
                     state,
                     inp.profile,
                     workflow.now(),
-                    no_channel_rule=workflow.patched(PATCH_NO_CHANNEL),
+                    no_channel_rule=self._has(PATCH_NO_CHANNEL),
                 )
                 match decision:
                     case Done(reason, write_off=True):
@@ -178,7 +201,7 @@ class BalanceEscalationWorkflow:
                     case SendNow(planned):
                         await self._run_step(planned)
                         continue
-            if workflow.patched(PATCH_CONTACT_TASKS) and await self._sync_contact_tasks():
+            if self._has(PATCH_CONTACT_TASKS) and await self._sync_contact_tasks():
                 continue
             await self._wait_for_change(deadline)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -230,7 +253,7 @@ class BalanceEscalationWorkflow:
     def channel_event(self, event: ChannelEventSignal) -> None:
         """A bounce, an undeliverable number, returned mail, STOP or consent: reroutes at once."""
         if self._first_time(f"chan:{event.reference}"):
-            keep = event.kind in rules.RESTRICTION_EVENTS and workflow.patched(
+            keep = event.kind in rules.RESTRICTION_EVENTS and self._has(
                 PATCH_RESTRICTION_KEEPS_OPT_OUT
             )
             rules.apply_channel_event(self._input.profile, event, keep_opt_out=keep)
@@ -643,9 +666,7 @@ class BalanceEscalationWorkflow:
 
     def _plan_paused(self) -> bool:
         """No plan reminder goes out while a No Surprises Act dispute is pending."""
-        return protections.nsa_dispute_pending(self._account) and workflow.patched(
-            "nsa-dispute-pauses-plan"
-        )
+        return protections.nsa_dispute_pending(self._account) and self._has(PATCH_NSA_PLAN)
 
     async def _plan_due(self, now: dt.datetime) -> bool:
         plan, state, policy = self._account.plan, self._state, self._input.policy
@@ -739,7 +760,7 @@ class BalanceEscalationWorkflow:
             planned.channels,
             self._state.balance_cents,
             planned.at,
-            defer_ok=workflow.patched(PATCH_PERSON),
+            defer_ok=self._has(PATCH_PERSON),
         )
         if result.outcome is StepOutcome.DEFERRED:
             # Not sent: the step waits for the person's spacing (workflows.person), then retries.
@@ -811,9 +832,7 @@ class BalanceEscalationWorkflow:
             ),
             result_type=SendStepResult,
             start_to_close_timeout=SEND_STEP_TIMEOUT,
-            heartbeat_timeout=SEND_STEP_HEARTBEAT
-            if workflow.patched(PATCH_SEND_HEARTBEAT)
-            else None,
+            heartbeat_timeout=SEND_STEP_HEARTBEAT if self._has(PATCH_SEND_HEARTBEAT) else None,
             retry_policy=ACTIVITY_RETRY,
         )
         return result
@@ -999,7 +1018,7 @@ class BalanceEscalationWorkflow:
             account.contact_stopped == LifeEventKind.CEASE_COMMUNICATION.value
             and account.closing_notice is None
             and not account.ended
-            and workflow.patched(PATCH_CLOSING_NOTICE)
+            and self._has(PATCH_CLOSING_NOTICE)
         )
 
     async def _open_closing_notice(self, requested_by: str = "system") -> str:
@@ -1094,7 +1113,7 @@ class BalanceEscalationWorkflow:
     def _reenter(self, why: str) -> None:
         """Back on the ladder after a pause: the steps that came due meanwhile are collapsed into
         the last of them (the policy's ``contact.reentry``), never sent back to back."""
-        if not workflow.patched(PATCH_REENTRY):
+        if not self._has(PATCH_REENTRY):
             return
         now = workflow.now()
         for skip in rules.collapse_overdue(

@@ -60,10 +60,11 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.console = ConsoleState(services)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
-    from api.console import letters, policies  # they use this module's helpers: import it first
+    from api.console import experiments, letters, policies  # they use this module's helpers
     from api.console.report_pages import router as reports_router  # imports this module
 
     app.include_router(reports_router)
+    app.include_router(experiments.router)
     app.include_router(policies.router)
     app.include_router(letters.router)
 

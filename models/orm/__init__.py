@@ -14,6 +14,14 @@ from models.orm.audit import AuditEvent
 from models.orm.base import Base
 from models.orm.communication import Communication, CommunicationStatus
 from models.orm.console import ConsoleLogin
+from models.orm.experiment import (
+    ArmStatus,
+    DefaultPolicy,
+    Experiment,
+    ExperimentArm,
+    ExperimentAssignment,
+    ExperimentStatus,
+)
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.ledger import DriftRecord, SignalOutbox
 from models.orm.note import LegalFact, StaffNote
@@ -36,6 +44,7 @@ __all__ = [
     "AgencyUpdate",
     "ApiRole",
     "ApiToken",
+    "ArmStatus",
     "AuditEvent",
     "Base",
     "ChannelPreference",
@@ -46,8 +55,13 @@ __all__ = [
     "ConfidentialAddress",
     "Consent",
     "ConsoleLogin",
+    "DefaultPolicy",
     "Deliverability",
     "DriftRecord",
+    "Experiment",
+    "ExperimentArm",
+    "ExperimentAssignment",
+    "ExperimentStatus",
     "Guarantor",
     "IdempotencyKey",
     "LegalFact",
