@@ -22,7 +22,6 @@ from activities.rendering import (
 from cli.common import EXIT_REFUSED, console, current_actor, err_console, fail, with_services
 from config.loader import PolicyBundle, PolicyFileError, load_policy
 from config.roles import Permission
-from models.calendars import calendar_warnings
 from models.money import format_cents, parse_cents
 from models.payloads import (
     ChannelStatus,
@@ -40,6 +39,7 @@ from services.policy import (
     preview_state_rules,
 )
 from services.policy import diff as policy_diff
+from services.policy_library import check_file
 from workflows.decisions import window_note, zone
 
 
@@ -82,24 +82,18 @@ def check(files: Annotated[list[Path], typer.Argument(help="policy files (YAML)"
     """
     failed = False
     for file in files:
-        try:
-            bundle = load_policy(file)
-        except PolicyFileError as exc:
+        result = check_file(file)
+        if result.bundle is None:
             failed = True
-            for error in exc.errors:
-                _err(str(error))
+            for error in result.errors:
+                _err(error)
             continue
-        template_errors = check_templates(bundle)
-        if template_errors:
-            failed = True
-            for error in template_errors:
-                _err(str(error))
-            continue
+        bundle = result.bundle
         _out(
             f"{file}: ok ({bundle.policy.name}, {len(bundle.policy.steps)} steps, "
             f"version {bundle.hash[:12]})",
         )
-        for warning in calendar_warnings(bundle.policy.contact, dt.date.today()):
+        for warning in result.warnings:
             _out(f"{file}: warning: {warning}")
     if failed:
         raise typer.Exit(1)
@@ -331,7 +325,7 @@ def migrate(
     bundle = _load(new_file)
     if not account and not all_on:
         fail("name the balances to move: --account NUMBER (repeatable) or --all-on POLICY", 2)
-    actor = current_actor(Permission.DECIDE)
+    actor = current_actor(Permission.POLICY)
 
     async def go(svc: Services) -> list[MigrationOutcome]:
         plans = await policy_ops.migration_plans(svc, actor, bundle, account or [], all_on)

@@ -33,6 +33,7 @@ class Permission(StrEnum):
     DECIDE = "decide"  # approve or deny a task (the policy's approvers and four eyes still apply)
     INTAKE = "intake"  # balances, payments, adjustments
     ADMIN = "admin"  # users and tokens
+    POLICY = "policy"  # move running balances to another policy version (the lead owns policies)
     EXPERIMENT = "experiment"  # start, stop and promote champion and challenger experiments
 
 

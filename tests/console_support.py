@@ -104,3 +104,156 @@ async def running_console(
             server.should_exit = True
             await serving
             sock.close()
+
+
+# -- accessibility: what every console page must pass (call it on each page a test visits) ------
+
+A11Y_SCAN = """() => {
+  const visible = e => {
+    const s = getComputedStyle(e);
+    return s.visibility !== 'hidden' && s.display !== 'none' && e.getClientRects().length > 0;
+  };
+  const controls = [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea')];
+  const unlabelled = controls.filter(e => !(e.labels && e.labels.length)
+      && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+    .map(e => e.outerHTML.slice(0, 80));
+  const actions = [...document.querySelectorAll('a[href], button, summary')];
+  const nameless = actions.filter(e => !(e.innerText || '').trim()
+      && !e.getAttribute('aria-label') && !e.getAttribute('title'))
+    .map(e => e.outerHTML.slice(0, 80));
+  const positive = [...document.querySelectorAll('[tabindex]')]
+    .filter(e => parseInt(e.getAttribute('tabindex'), 10) > 0).map(e => e.outerHTML.slice(0, 80));
+  const focusable = [...document.querySelectorAll(
+      'a[href], button, input:not([type=hidden]), select, textarea, summary, [tabindex]')]
+    .filter(e => !e.disabled && (e.getAttribute('tabindex') !== '-1'
+      || e.matches('a[href], button, input, select, textarea, summary')))
+    .filter(e => e.classList.contains('skip') || visible(e))
+    .filter(e => !(e.type === 'radio' && !e.checked
+      && document.querySelector(`input[type=radio][name="${e.name}"]:checked`)));
+  focusable.forEach((e, i) => e.setAttribute('data-a11y', String(i)));
+  const first = focusable[0];
+  const skip = first && first.matches('a.skip[href^="#"]')
+    && document.getElementById(first.getAttribute('href').slice(1)) !== null;
+  return {
+    unlabelled, nameless, positive, skip,
+    mains: document.querySelectorAll('main').length,
+    banner: document.querySelectorAll('body > header').length,
+    lang: document.documentElement.getAttribute('lang'),
+    focusable: focusable.map(e => e.outerHTML.slice(0, 80)),
+  };
+}"""
+
+CONTRAST = """() => {
+  const parse = c => {
+    const m = c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const p = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const over = (top, below) => {
+    const a = top[3];
+    return [0, 1, 2].map(i => top[i] * a + below[i] * (1 - a)).concat([1]);
+  };
+  const background = e => {
+    const layers = [];
+    for (let n = e; n && n.nodeType === 1; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    let bg = [255, 255, 255, 1];
+    for (const c of layers.reverse()) bg = over(c, bg);
+    return bg;
+  };
+  const lum = c => {
+    const [r, g, b] = c.slice(0, 3).map(v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const failures = [];
+  let checked = 0;
+  for (const e of document.querySelectorAll('body *')) {
+    const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || e.closest('[aria-hidden=true]') || e.disabled) continue;
+    const s = getComputedStyle(e);
+    if (s.visibility === 'hidden' || s.display === 'none' || !e.getClientRects().length) continue;
+    if (e.closest('.skip') && !e.matches(':focus')) continue;  /* off screen until focused */
+    const isSvg = e instanceof SVGElement;
+    const fg = parse(isSvg ? s.fill : s.color);
+    if (!fg) continue;
+    const bg = background(e);
+    const text = over(fg, bg);
+    const [hi, lo] = [lum(text), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(s.fontSize);
+    const large = size >= 24 || (size >= 18.66 && parseInt(s.fontWeight, 10) >= 700);
+    checked += 1;
+    if (ratio < (large ? 3 : 4.5)) {
+      failures.push(`${e.tagName.toLowerCase()}.${e.className && e.className.baseVal !== undefined
+        ? e.className.baseVal : e.className} "${e.textContent.trim().slice(0, 30)}" `
+        + `${ratio.toFixed(2)}:1 (rgb(${fg.slice(0, 3).join(',')})`
+        + ` on rgb(${bg.slice(0, 3).join(',')}))`);
+    }
+  }
+  return {failures, checked};
+}"""
+
+TAB_LIMIT = 400
+TOP_OF_PAGE = (
+    "const h = document.documentElement; h.setAttribute('tabindex', '-1'); h.focus();"
+    " window.scrollTo(0, 0);"
+)
+"""Focus before the first element of the document, where a page load starts the Tab order."""
+
+
+async def assert_accessible(page: Page) -> None:
+    """The accessibility basics of a console page (WCAG 2.1 AA, the parts a script can check):
+
+    - the page's language, one ``main`` landmark, a banner, and a skip link first in the Tab
+      order that points at an element of the page;
+    - every form control has a label (``<label for>``, ``aria-label`` or ``aria-labelledby``),
+      every link and button a name; no positive ``tabindex`` (the Tab order is the reading order);
+    - the keyboard reaches every action: pressing Tab from the top focuses each visible link,
+      button and control, in document order;
+    - text contrast at least 4.5:1 (3:1 for large text), computed from the computed styles with
+      the WCAG relative-luminance formula, semi-transparent backgrounds composited.
+    """
+    scan = await page.evaluate(A11Y_SCAN)
+    assert scan["lang"] == "en", "the page states its language"
+    assert scan["mains"] == 1 and scan["banner"] == 1, "one main landmark and a banner"
+    assert scan["skip"], "the first focusable element is a skip link to the main content"
+    assert scan["unlabelled"] == [], f"form controls without a label: {scan['unlabelled']}"
+    assert scan["nameless"] == [], f"links or buttons without a name: {scan['nameless']}"
+    assert scan["positive"] == [], f"positive tabindex breaks the Tab order: {scan['positive']}"
+    expected = len(scan["focusable"])
+    # Start where a page load starts: before the first element of the document.
+    await page.evaluate(f"() => {{ {TOP_OF_PAGE} }}")
+    reached: list[int] = []
+    for _ in range(min(TAB_LIMIT, expected * 4 + 4)):
+        await page.keyboard.press("Tab")
+        index = await page.evaluate(
+            "() => { const a = document.activeElement;"
+            " return a && a.dataset.a11y !== undefined ? Number(a.dataset.a11y) : -1; }"
+        )
+        if index >= 0 and index not in reached:
+            reached.append(index)
+        if len(reached) == expected:
+            break
+    # Leave the page as loaded: the next Tab goes to the skip link again.
+    await page.evaluate(f"() => {{ {TOP_OF_PAGE} }}")
+    missed = [scan["focusable"][i] for i in range(expected) if i not in reached]
+    assert not missed, f"the keyboard does not reach: {missed}"
+    assert reached == sorted(reached), "the Tab order follows the document order"
+    contrast = await page.evaluate(CONTRAST)
+    assert contrast["checked"] > 0, "some text was checked"
+    assert contrast["failures"] == [], f"text below the contrast minimum: {contrast['failures']}"
+
+
+async def assert_fits(page: Page) -> None:
+    """No horizontal scroll: the page fits its viewport's width (a tablet's 768 px included)."""
+    widths = await page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], f"page {widths[0]} px wide in a {widths[1]} px viewport"

@@ -140,3 +140,28 @@ async def test_migrate_names_an_unknown_account(
     )
     assert result.exit_code == 3  # not found
     assert "no account 'NO-SUCH-ACCOUNT'" in result.output
+
+
+async def test_migrate_needs_the_policy_permission(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A supervisor decides tasks but does not own the policies: migrating is the billing lead's
+    (``policy`` permission), as on the console's policy pages."""
+    assert settings.database.url is not None
+    monkeypatch.setenv("DUNNING_DATABASE__URL", settings.database.url.get_secret_value())
+    monkeypatch.setenv(
+        "DUNNING_TEMPORAL__ADDRESS", dev_env.client.service_client.config.target_host
+    )
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DUNNING_TOKEN", signed_in(session_factory, "supervisor")[0])
+    result = await invoke_in_thread(
+        "policy", "migrate", "physician", "--account", "NO-SUCH-ACCOUNT", "--yes"
+    )
+    assert result.exit_code == 6  # not allowed, before anything is looked up
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "may not do this: it needs the policy permission" in said
+    assert "no account" not in result.output

@@ -59,7 +59,7 @@ def mount(app: FastAPI, services: Services) -> None:
     app.state.console = ConsoleState(services)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
-    from api.console import experiments  # its pages use this module's helpers
+    from api.console import experiments, letters, policies  # they use this module's helpers
     from api.console.account_pages import router as accounts_router  # imports this module
     from api.console.report_pages import router as reports_router  # imports this module
     from api.console.worklist_page import router as worklist_router  # imports this module
@@ -68,6 +68,8 @@ def mount(app: FastAPI, services: Services) -> None:
     app.include_router(accounts_router)
     app.include_router(reports_router)
     app.include_router(experiments.router)
+    app.include_router(policies.router)
+    app.include_router(letters.router)
 
     @app.exception_handler(NeedSignIn)
     async def need_sign_in(request: Request, exc: Exception) -> Response:
