@@ -109,9 +109,17 @@ async def running_console(
 # -- accessibility: what every console page must pass (call it on each page a test visits) ------
 
 A11Y_SCAN = """() => {
+  // Inside a closed <details> (but not its summary) nothing is shown or focusable, though
+  // Chromium keeps its boxes (content-visibility) and its computed display.
+  const folded = e => {
+    const d = e.closest('details:not([open])');
+    const summary = e.closest('summary');
+    return d !== null && !(summary && summary.parentElement === d);
+  };
   const visible = e => {
     const s = getComputedStyle(e);
-    return s.visibility !== 'hidden' && s.display !== 'none' && e.getClientRects().length > 0;
+    return s.visibility !== 'hidden' && s.display !== 'none' && e.getClientRects().length > 0
+      && !folded(e);
   };
   const controls = [...document.querySelectorAll(
     'input:not([type=hidden]), select, textarea')];
@@ -119,7 +127,8 @@ A11Y_SCAN = """() => {
       && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
     .map(e => e.outerHTML.slice(0, 80));
   const actions = [...document.querySelectorAll('a[href], button, summary')];
-  const nameless = actions.filter(e => !(e.innerText || '').trim()
+  // textContent: innerText is empty inside a closed <details>, whose buttons still have a name.
+  const nameless = actions.filter(e => !(e.innerText || e.textContent || '').trim()
       && !e.getAttribute('aria-label') && !e.getAttribute('title'))
     .map(e => e.outerHTML.slice(0, 80));
   const positive = [...document.querySelectorAll('[tabindex]')]
