@@ -179,12 +179,15 @@ def balance_rows(n: int, policy: Path, time_zone: str) -> list[dict[str, str]]:
                 "first_name": "Bench",
                 "last_name": "Synthetic",
                 "email": f"b{k.lower()}@example.test",
-                "phone": "+12125550123",
+                # Area code 500 and ZIP 99999 have no place: the midday zone on record alone sets
+                # the allowed hours (a New York number would hold every step for New York's
+                # morning whenever the bench runs at New York's night).
+                "phone": "+15005550123",
                 "sms_consent": "no",
                 "address_line1": "1 Example Way",
                 "city": "Springfield",
                 "state": "NY",
-                "postal_code": "10001",
+                "postal_code": "99999",
                 "time_zone": time_zone,
                 "charge_ref": f"C-{k}",
                 "service_date": "2026-10-01",

@@ -20,6 +20,7 @@ from api.app import create_app
 from api.auth import create_token
 from config.settings import Settings
 from models.orm import ApiRole
+from tests.factories import UNLOCATED_ZIP, midday_zone
 from worker import build_worker
 
 TWILIO_TOKEN = "test-twilio-auth-token-0123456789"
@@ -79,13 +80,14 @@ async def running_api(
         yield Api(http, make_tokens(session_factory), settings, session_factory, client)
 
 
-NEW_YORK_AREA_CODES = ("212", "332", "347", "516", "631", "646", "718", "914", "917", "929")
-
-
 def synthetic_phone() -> str:
-    """A valid number in E.164 on the fictional 555 exchange of a New York area code."""
+    """A valid number in E.164 on the 555 exchange of area code 500, which has no place.
+
+    A geographic number would add its time zone to the patient's allowed window, and a dev-server
+    test would then depend on the time of day there (see ``tests.factories.UNLOCATED_PHONE``).
+    """
     n = uuid.uuid4().int
-    return f"+1{NEW_YORK_AREA_CODES[n % 10]}555{n // 10 % 10**4:04d}"
+    return f"+1500555{n % 10**4:04d}"
 
 
 def account_body(reference: str | None = None, **guarantor: Any) -> dict[str, Any]:
@@ -101,7 +103,9 @@ def account_body(reference: str | None = None, **guarantor: Any) -> dict[str, An
         "address_line1": "1 Example Way",
         "city": "Springfield",
         "state": "NY",
-        "postal_code": "10001",
+        "postal_code": UNLOCATED_ZIP,
+        # Where it is midday now: a dev-server test sends in real time, whatever the hour.
+        "time_zone": midday_zone(),
     }
     g.update(guarantor)
     return {

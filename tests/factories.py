@@ -43,6 +43,18 @@ HEADER = [
 ]
 
 
+UNLOCATED_PHONE = "+15005550123"
+"""A valid number with no place (NANP 500: personal communication service): it adds no time zone.
+
+Synthetic guarantors are located by their ``time_zone`` alone. A geographic number or a real ZIP
+code would add its zone to the allowed window (Reg F: every known location), and a real-time
+test whose patient lives at midday somewhere (``midday_zone``) would wait for New York's morning
+whenever it runs at New York's night. Tests of locations give their own number and ZIP code."""
+
+UNLOCATED_ZIP = "99999"
+"""A well-formed ZIP code that no ZIP database places: it adds no time zone either."""
+
+
 def balance_row(**overrides: Any) -> dict[str, Any]:
     n = uuid.uuid4().hex[:8].upper()
     row = {
@@ -51,12 +63,12 @@ def balance_row(**overrides: Any) -> dict[str, Any]:
         "first_name": "Testy",
         "last_name": "Synthetic",
         "email": f"t{n.lower()}@example.test",
-        "phone": "+12125550123",
+        "phone": UNLOCATED_PHONE,
         "sms_consent": "yes",
         "address_line1": "1 Example Way",
         "city": "Springfield",
         "state": "NY",
-        "postal_code": "10001",
+        "postal_code": UNLOCATED_ZIP,
         "time_zone": "America/New_York",
         "charge_ref": f"C-{n}",
         "service_date": "2026-10-01",

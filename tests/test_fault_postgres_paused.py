@@ -42,7 +42,10 @@ async def test_statements_due_while_postgres_is_paused_are_sent_once(
         worker_db = make_session_factory(engine)
         try:
             rows = [
-                balance_row(policy=policy_in(settings, instant_policy(tmp_path, midday_zone())))
+                balance_row(
+                    time_zone=midday_zone(),
+                    policy=policy_in(settings, instant_policy(tmp_path, midday_zone())),
+                )
                 for _ in range(BALANCES)
             ]
             client = dev_env.client

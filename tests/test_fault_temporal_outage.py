@@ -54,7 +54,7 @@ async def test_payments_posted_while_temporal_is_down_reach_their_workflows(
     settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
-    rows = [balance_row(policy=policy) for _ in range(3)]  # 55.00 each
+    rows = [balance_row(time_zone=midday_zone(), policy=policy) for _ in range(3)]  # 55.00 each
     db_file, port = tmp_path / "temporal.db", free_port()
     async with temporal(db_file, port) as first:
         client = first.client

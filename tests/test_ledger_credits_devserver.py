@@ -31,7 +31,9 @@ async def test_overpaid_account_is_in_credit_and_new_charges_net_first(
 ) -> None:
     client = dev_env.client
     intake = Intake(session_factory, client, settings)
-    row = balance_row(policy=policy_in(settings, instant_policy(tmp_path, midday_zone())))  # 55.00
+    row = balance_row(
+        time_zone=midday_zone(), policy=policy_in(settings, instant_policy(tmp_path, midday_zone()))
+    )  # 55.00
     number = row["account_number"]
     async with build_worker(client, settings, session_factory):
         await intake.import_balances(write_csv(tmp_path / "a.csv", [row]))

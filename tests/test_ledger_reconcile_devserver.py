@@ -34,7 +34,7 @@ async def test_each_drift_is_found_and_repaired(
 ) -> None:
     client = dev_env.client
     policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
-    rows = [balance_row(policy=policy) for _ in range(3)]  # 55.00 each
+    rows = [balance_row(time_zone=midday_zone(), policy=policy) for _ in range(3)]  # 55.00 each
     lost_payment, lost_start, closed = (r["account_number"] for r in rows)
     online = Intake(session_factory, client, settings)
     async with build_worker(client, settings, session_factory):

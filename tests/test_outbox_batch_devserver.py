@@ -29,7 +29,9 @@ async def test_a_batch_is_delivered_in_order_and_a_repeated_batch_changes_nothin
 ) -> None:
     client = dev_env.client
     policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
-    rows = [balance_row(policy=policy) for _ in range(3)]  # 55.00 owed each
+    rows = [
+        balance_row(time_zone=midday_zone(), policy=policy) for _ in range(3)
+    ]  # 55.00 owed each
     away = Intake(session_factory, None, settings)  # Temporal away: everything queues
     await away.import_balances(write_csv(tmp_path / "a.csv", rows))
     for row in rows:

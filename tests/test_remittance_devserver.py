@@ -34,6 +34,7 @@ def _accounts(settings: Settings, tmp_path: Path, tag: str) -> tuple[Path, dict[
     """Three accounts billed at the gross charge, before the payer adjudicated their claims."""
     policy = policy_in(settings, instant_policy(tmp_path, midday_zone()))
     gross = {"insurance_paid": "0", "insurance_adjustment": "0", "policy": policy}
+    gross["time_zone"] = midday_zone()
     a = balance_row(charge_ref=f"A-{tag}", charges="185.00", **gross)
     b = balance_row(charge_ref=f"B-{tag}", charges="200.00", **gross)
     c = balance_row(charge_ref=f"C-{tag}", charges="90.00", **gross)
