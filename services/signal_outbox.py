@@ -30,6 +30,7 @@ from models.actions import AdjustmentSignal, ChannelEventSignal, LifeEventSignal
 from models.orm import Account, AccountStatus, SignalOutbox
 from models.orm.repositories import add_dependent
 from models.payloads import CallOutcomeSignal, ChargeSignal, EscalationInput, PaymentSignal
+from models.policy import Policy
 from workflows.escalation import WORKFLOW_NAME
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,51 @@ def workflow_id(account_id: str | uuid.UUID) -> str:
     return f"balance-{account_id}"
 
 
+_DUMPED_POLICIES: dict[int, tuple[Policy, dict[str, Any]]] = {}
+"""A policy's JSON form by the policy object's id (kept alive here, so the id is not reused):
+an import of thousands of accounts on one policy dumps it once, not once per account."""
+_LOADED_POLICIES: dict[str, tuple[dict[str, Any], Policy]] = {}
+"""A delivered start's policy by its hash, with the JSON it was read from: a batch of starts on
+one policy validates it once. Used only when a row's JSON equals the cached JSON."""
+_POLICY_CACHE_SIZE = 64
+
+
+def _policy_json(policy: Policy) -> dict[str, Any]:
+    cached = _DUMPED_POLICIES.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    if len(_DUMPED_POLICIES) >= _POLICY_CACHE_SIZE:
+        _DUMPED_POLICIES.clear()
+    dumped = policy.model_dump(mode="json")
+    _DUMPED_POLICIES[id(policy)] = (policy, dumped)
+    return dumped
+
+
+def start_input_json(start: EscalationInput) -> dict[str, Any]:
+    """A workflow input as the outbox stores it (``model_dump(mode="json")``), the policy's part
+    dumped once per policy object. The dict is shared between rows: never mutate it."""
+    data = start.model_dump(mode="json", exclude={"policy"})
+    data["policy"] = _policy_json(start.policy)
+    return data
+
+
+def start_input_model(data: dict[str, Any]) -> EscalationInput:
+    """A stored workflow input as a model; a policy already validated (same hash, same JSON) is
+    reused instead of validated again for every start."""
+    policy_json = data.get("policy")
+    cached = _LOADED_POLICIES.get(str(data.get("policy_hash")))
+    if cached is not None and cached[0] == policy_json:
+        rest = {k: v for k, v in data.items() if k != "policy"}
+        # A model instance is taken as it is (pydantic does not validate instances again).
+        return EscalationInput.model_validate({**rest, "policy": cached[1]})
+    inp = EscalationInput.model_validate(data)
+    if isinstance(policy_json, dict):
+        if len(_LOADED_POLICIES) >= _POLICY_CACHE_SIZE:
+            _LOADED_POLICIES.clear()
+        _LOADED_POLICIES[inp.policy_hash] = (policy_json, inp.policy)
+    return inp
+
+
 def enqueue(
     session: Session,
     account_id: str | uuid.UUID,
@@ -90,7 +136,7 @@ def enqueue(
             account_id=uuid.UUID(str(account_id)),
             name=name,
             payload=payload.model_dump(mode="json"),
-            start_input=start.model_dump(mode="json") if start is not None else None,
+            start_input=start_input_json(start) if start is not None else None,
         ),
     )
 
@@ -122,6 +168,17 @@ class Dispatcher:
         self.rpc_timeout = rpc_timeout
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._quiet_until = 0.0  # after a failed delivery, messages queue without a new attempt
+        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def _gate(self) -> asyncio.Semaphore:
+        """At most ``concurrency`` messages in flight for this dispatcher, whichever of its
+        deliveries sends them: batches delivered at the same time share the limit."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            self._gates = {k: v for k, v in self._gates.items() if not k.is_closed()}
+            gate = self._gates[loop] = asyncio.Semaphore(self.concurrency)
+        return gate
 
     async def deliver_account(self, account_id: str | uuid.UUID) -> bool:
         """Send the account's pending messages in order. True when none is left pending."""
@@ -145,7 +202,7 @@ class Dispatcher:
 
     async def _deliver_batch(self, client: Client, keys: list[uuid.UUID]) -> int:
         pending = await asyncio.to_thread(self._pending, keys)
-        gate = asyncio.Semaphore(self.concurrency)
+        gate = self._gate()
         done: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
 
@@ -244,7 +301,7 @@ class Dispatcher:
             await asyncio.wait_for(
                 client.start_workflow(
                     WORKFLOW_NAME,
-                    EscalationInput.model_validate(start_input),
+                    start_input_model(start_input),
                     id=workflow_id(account_id),
                     task_queue=self.task_queue,
                     start_signal=name,
