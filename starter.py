@@ -740,7 +740,8 @@ class Intake:
                     amount_cents=cents,
                     posted_at=dt.datetime.now(dt.UTC),
                 )
-                enqueue(session, own.id, "add_charge", charge, start=inp)
+                repo.store_policy_version(session, bundle)
+                enqueue(session, own.id, "add_charge", charge, start=inp, policy_stored=True)
             own_id, number = own.id, own.account_number
         await self.deliver(own_id)
         return number
@@ -821,7 +822,8 @@ class Intake:
         )
         inp = self._escalation_input(session, account, guarantor, bundle)
         for charge in charges:
-            enqueue(session, account.id, "add_charge", charge, start=inp)
+            # The caller stored the policy's version (post_account_checked): the message names it.
+            enqueue(session, account.id, "add_charge", charge, start=inp, policy_stored=True)
         for ref, cents in routing.adjustments:
             enqueue(
                 session,

@@ -20,14 +20,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import RawValue, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.actions import AdjustmentSignal, ChannelEventSignal, LifeEventSignal
-from models.orm import Account, AccountStatus, SignalOutbox
+from models.orm import Account, AccountStatus, PolicyVersion, SignalOutbox
 from models.orm.repositories import add_dependent
 from models.payloads import CallOutcomeSignal, ChargeSignal, EscalationInput, PaymentSignal
 from models.policy import Policy
@@ -73,49 +75,92 @@ def workflow_id(account_id: str | uuid.UUID) -> str:
     return f"balance-{account_id}"
 
 
-_DUMPED_POLICIES: dict[int, tuple[Policy, dict[str, Any]]] = {}
-"""A policy's JSON form by the policy object's id (kept alive here, so the id is not reused):
-an import of thousands of accounts on one policy dumps it once, not once per account."""
+_POLICY_CACHE_SIZE = 64
+POLICY_VERSION = "policy_version"
+"""Key of a stored start input that names its policy by the hash of a stored version
+(``policy_versions``) instead of carrying the whole policy with every queued start."""
+
+_VERSIONS: dict[str, tuple[Policy, bytes]] = {}
+"""Stored policy versions already read, by hash, with their JSON: a version never changes."""
 _LOADED_POLICIES: dict[str, tuple[dict[str, Any], Policy]] = {}
 """A delivered start's policy by its hash, with the JSON it was read from: a batch of starts on
 one policy validates it once. Used only when a row's JSON equals the cached JSON."""
-_POLICY_CACHE_SIZE = 64
+_ENCODED_POLICIES: dict[int, tuple[Policy, bytes]] = {}
+"""A policy's JSON by the policy object's id (kept alive here, so the id is not reused)."""
 
 
-def _policy_json(policy: Policy) -> dict[str, Any]:
-    cached = _DUMPED_POLICIES.get(id(policy))
-    if cached is not None and cached[0] is policy:
-        return cached[1]
-    if len(_DUMPED_POLICIES) >= _POLICY_CACHE_SIZE:
-        _DUMPED_POLICIES.clear()
-    dumped = policy.model_dump(mode="json")
-    _DUMPED_POLICIES[id(policy)] = (policy, dumped)
-    return dumped
+def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
+    if len(cache) >= _POLICY_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
 
 
-def start_input_json(start: EscalationInput) -> dict[str, Any]:
-    """A workflow input as the outbox stores it (``model_dump(mode="json")``), the policy's part
-    dumped once per policy object. The dict is shared between rows: never mutate it."""
-    data = start.model_dump(mode="json", exclude={"policy"})
-    data["policy"] = _policy_json(start.policy)
-    return data
+def start_input_json(start: EscalationInput, *, policy_stored: bool = False) -> dict[str, Any]:
+    """A workflow input as the outbox stores it: ``model_dump(mode="json")``, or, when the
+    policy's version is stored in ``policy_versions`` (``policy_stored``), without the policy,
+    which is then named by its hash (:data:`POLICY_VERSION`)."""
+    if policy_stored:
+        data = start.model_dump(mode="json", exclude={"policy"})
+        data[POLICY_VERSION] = start.policy_hash
+        return data
+    return start.model_dump(mode="json")
+
+
+def load_versions(session: Session, inputs: Iterable[dict[str, Any] | None]) -> None:
+    """Read the stored policy versions the inputs name and are not known yet: one query."""
+    wanted = {
+        str(data[POLICY_VERSION])
+        for data in inputs
+        if data is not None and POLICY_VERSION in data and data[POLICY_VERSION] not in _VERSIONS
+    }
+    if not wanted:
+        return
+    for hash_, document in session.execute(
+        select(PolicyVersion.hash, PolicyVersion.document).where(PolicyVersion.hash.in_(wanted))
+    ):
+        policy = Policy.model_validate(document["policy"])
+        _remember(_VERSIONS, hash_, (policy, to_json(policy)))
 
 
 def start_input_model(data: dict[str, Any]) -> EscalationInput:
-    """A stored workflow input as a model; a policy already validated (same hash, same JSON) is
-    reused instead of validated again for every start."""
+    """A stored workflow input as a model. A policy named by its stored version comes from
+    :func:`load_versions`; a policy carried whole and already validated (same hash, same JSON)
+    is reused instead of validated again for every start.
+
+    Raises:
+        LookupError: the input names a policy version that is not stored.
+    """
+    if POLICY_VERSION in data:
+        version = _VERSIONS.get(str(data[POLICY_VERSION]))
+        if version is None:
+            raise LookupError(f"policy version {data[POLICY_VERSION]} is not stored")
+        rest = {k: v for k, v in data.items() if k != POLICY_VERSION}
+        # A model instance is taken as it is (pydantic does not validate instances again).
+        return EscalationInput.model_validate({**rest, "policy": version[0]})
     policy_json = data.get("policy")
     cached = _LOADED_POLICIES.get(str(data.get("policy_hash")))
     if cached is not None and cached[0] == policy_json:
         rest = {k: v for k, v in data.items() if k != "policy"}
-        # A model instance is taken as it is (pydantic does not validate instances again).
         return EscalationInput.model_validate({**rest, "policy": cached[1]})
     inp = EscalationInput.model_validate(data)
     if isinstance(policy_json, dict):
-        if len(_LOADED_POLICIES) >= _POLICY_CACHE_SIZE:
-            _LOADED_POLICIES.clear()
-        _LOADED_POLICIES[inp.policy_hash] = (policy_json, inp.policy)
+        _remember(_LOADED_POLICIES, inp.policy_hash, (policy_json, inp.policy))
     return inp
+
+
+def start_payload(inp: EscalationInput) -> RawValue:
+    """The workflow input as the data converter would send it (``pydantic_core.to_json``, JSON
+    encoding), the policy's JSON made once per policy: the same document, field order aside."""
+    cached = _ENCODED_POLICIES.get(id(inp.policy))
+    if cached is None or cached[0] is not inp.policy:
+        cached = (inp.policy, to_json(inp.policy))
+        _remember(_ENCODED_POLICIES, id(inp.policy), cached)
+    rest = to_json(inp, exclude={"policy"})
+    data = rest[:-1] + (b',"policy":' if len(rest) > 2 else b'"policy":') + cached[1] + b"}"
+    return RawValue(Payload(metadata={"encoding": JSON_ENCODING}, data=data))
+
+
+JSON_ENCODING = b"json/plain"
 
 
 def enqueue(
@@ -125,10 +170,13 @@ def enqueue(
     payload: BaseModel,
     *,
     start: EscalationInput | None = None,
+    policy_stored: bool = False,
 ) -> None:
     """Queue a message for the account's workflow in the caller's transaction.
 
-    ``start`` makes it a signal-with-start (a charge that opens the account's workflow).
+    ``start`` makes it a signal-with-start (a charge that opens the account's workflow);
+    ``policy_stored`` says that its policy's version is in ``policy_versions``
+    (``repositories.store_policy_version``), so the message names it instead of carrying it.
     """
     add_dependent(
         session,
@@ -136,7 +184,9 @@ def enqueue(
             account_id=uuid.UUID(str(account_id)),
             name=name,
             payload=payload.model_dump(mode="json"),
-            start_input=start_input_json(start) if start is not None else None,
+            start_input=(
+                start_input_json(start, policy_stored=policy_stored) if start is not None else None
+            ),
         ),
     )
 
@@ -267,6 +317,7 @@ class Dispatcher:
                 .order_by(SignalOutbox.account_id, SignalOutbox.id)
             ):
                 by_account.setdefault(account_id, []).append((row_id, name, payload, start_input))
+            load_versions(session, (r[3] for rows in by_account.values() for r in rows))
             starting = [k for k, rows in by_account.items() if any(r[3] is not None for r in rows)]
             owed = (
                 set(
@@ -301,7 +352,7 @@ class Dispatcher:
             await asyncio.wait_for(
                 client.start_workflow(
                     WORKFLOW_NAME,
-                    start_input_model(start_input),
+                    start_payload(start_input_model(start_input)),
                     id=workflow_id(account_id),
                     task_queue=self.task_queue,
                     start_signal=name,
