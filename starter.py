@@ -408,6 +408,19 @@ class _Written:
     """Accounts with a message to deliver."""
 
 
+def _known_accounts(session: Session, numbers: list[str], chunk: int = 1000) -> set[str]:
+    known: set[str] = set()
+    for first in range(0, len(numbers), chunk):
+        known.update(
+            session.scalars(
+                select(Account.account_number).where(
+                    Account.account_number.in_(numbers[first : first + chunk])
+                )
+            )
+        )
+    return known
+
+
 def _no_policy(name: str) -> str:
     return f"expected the name of a policy in the policy folder; there is no policy {name!r}"
 
@@ -426,6 +439,7 @@ class Intake:
             client, session_factory, settings.temporal.task_queue, INTAKE_RPC_TIMEOUT
         )
         self._bulk: Dispatcher | None = None
+        self._ledger_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     @property
     def client(self) -> Client:
@@ -529,33 +543,49 @@ class Intake:
         report.accounts = len(by_account)
         if dry_run:
             with self.session_factory() as session:
+                # Only a known account can be closed: one query finds them, not one per account.
+                known = _known_accounts(session, list(by_account))
                 for number, numbered in by_account.items():
-                    report.warnings += lifecycle.dry_run_warnings(session, number, numbered)
+                    if number in known:
+                        report.warnings += lifecycle.dry_run_warnings(session, number, numbered)
             return report
         # The ledger is written in batches of whole accounts, each committed with its queued
         # messages before its workflows are asked; a batch's starts go out while the next batch
         # is written. What Temporal does not take now stays in the outbox for the worker's
         # dispatcher.
+        # Imports running at once (the chunks of one file) write their ledgers one after the
+        # other, in the order they were called; each one's starts overlap the next one's ledger.
         deliveries: list[asyncio.Task[int]] = []
         pending = 0
         try:
-            for batch in _ledger_batches(list(by_account.items())):
-                # On the event loop, not in a thread (a thread would contend with the loop for
-                # the GIL and slow every start in flight); it lets the loop send between accounts.
-                written = await self._write_ledger(batch)
-                report.new_charges += written.new_charges
-                report.warnings += written.warnings
-                if written.pending:
-                    pending += len(written.pending)
-                    deliveries.append(
-                        asyncio.create_task(self._bulk_dispatcher.deliver_many(written.pending))
-                    )
+            async with self._ledger_lock():
+                for batch in _ledger_batches(list(by_account.items())):
+                    # On the event loop, not in a thread (a thread would contend with the loop
+                    # for the GIL and slow every start in flight); it lets the loop send between
+                    # accounts.
+                    written = await self._write_ledger(batch)
+                    report.new_charges += written.new_charges
+                    report.warnings += written.warnings
+                    if written.pending:
+                        pending += len(written.pending)
+                        deliveries.append(
+                            asyncio.create_task(self._bulk_dispatcher.deliver_many(written.pending))
+                        )
         finally:
             # A batch that failed to write leaves the committed ones to be delivered.
             delivered = sum(await asyncio.gather(*deliveries))
         report.started_or_joined = delivered
         report.queued = pending - delivered
         return report
+
+    def _ledger_lock(self) -> asyncio.Lock:
+        """One import's ledger at a time on this loop, first come first served."""
+        loop = asyncio.get_running_loop()
+        lock = self._ledger_locks.get(loop)
+        if lock is None:
+            self._ledger_locks = {k: v for k, v in self._ledger_locks.items() if not k.is_closed()}
+            lock = self._ledger_locks[loop] = asyncio.Lock()
+        return lock
 
     @property
     def _bulk_dispatcher(self) -> Dispatcher:
