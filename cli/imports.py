@@ -4,8 +4,9 @@ Every bad row is reported with its number and field in one pass, and nothing is 
 any row is bad, unless ``--skip-bad`` is given: then the bad rows (for balances, every row of an
 account with a bad row, so that no balance is imported half) go to ``FILE.rejects.csv`` with
 their row number and error, and the rest is imported. A large file shows a progress bar: it is
-imported in chunks of whole accounts, each chunk ledger first and then its workflows, so that an
-interrupted import is finished by running it again (known references are skipped).
+imported in chunks of whole accounts, each chunk ledger first and then its workflows (the next
+chunk is read while they start), so that an interrupted import is finished by running it again
+(known references are skipped).
 """
 
 from __future__ import annotations
