@@ -10,6 +10,7 @@ lost while Temporal is away.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -379,6 +380,48 @@ class Posted:
         return credits.credit_cents(self.balance_cents)
 
 
+LEDGER_BATCH_FIRST = 16
+LEDGER_BATCH_MAX = 64
+"""Accounts written per ledger transaction in an import: the first batch small, so that the
+starts begin soon; then doubling up to the largest. Small batches keep the event loop, which
+sends the starts, from waiting long on a flush."""
+LEDGER_YIELD_EVERY = 4
+"""Accounts posted between two turns of the event loop while a ledger batch is written."""
+
+
+def _ledger_batches(items: list[R]) -> list[list[R]]:
+    batches: list[list[R]] = []
+    size, first = LEDGER_BATCH_FIRST, 0
+    while first < len(items):
+        batches.append(items[first : first + size])
+        first += size
+        size = min(size * 2, LEDGER_BATCH_MAX)
+    return batches
+
+
+@dataclass
+class _Written:
+    """What one ledger batch of an import wrote."""
+
+    new_charges: int = 0
+    warnings: list[RowError] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    """Accounts with a message to deliver."""
+
+
+def _known_accounts(session: Session, numbers: list[str], chunk: int = 1000) -> set[str]:
+    known: set[str] = set()
+    for first in range(0, len(numbers), chunk):
+        known.update(
+            session.scalars(
+                select(Account.account_number).where(
+                    Account.account_number.in_(numbers[first : first + chunk])
+                )
+            )
+        )
+    return known
+
+
 def _no_policy(name: str) -> str:
     return f"expected the name of a policy in the policy folder; there is no policy {name!r}"
 
@@ -397,6 +440,8 @@ class Intake:
         self.dispatcher = Dispatcher(
             client, session_factory, settings.temporal.task_queue, INTAKE_RPC_TIMEOUT
         )
+        self._bulk: Dispatcher | None = None
+        self._ledger_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     @property
     def client(self) -> Client:
@@ -465,7 +510,13 @@ class Intake:
         ]
 
     async def import_balances(self, path: Path, *, dry_run: bool = False) -> ImportReport:
-        """All-or-nothing: any bad row and nothing is written; every bad row is reported."""
+        """All-or-nothing: any bad row and nothing is written; every bad row is reported.
+
+        The whole file is checked first; the ledger is then written in batches of whole accounts
+        (:func:`_ledger_batches`), each committed with its messages, and a batch's workflows are
+        started while the next batch is written. An import stopped half-way is finished by
+        running it again: known references are skipped.
+        """
         self.refresh_experiments()
         rows, errors = parse_rows(path, BalanceRow)
         rows, duplicates = check_charge_refs(rows)
@@ -499,38 +550,86 @@ class Intake:
         report.accounts = len(by_account)
         if dry_run:
             with self.session_factory() as session:
+                # Only a known account can be closed: one query finds them, not one per account.
+                known = _known_accounts(session, list(by_account))
                 for number, numbered in by_account.items():
-                    report.warnings += lifecycle.dry_run_warnings(session, number, numbered)
+                    if number in known:
+                        report.warnings += lifecycle.dry_run_warnings(session, number, numbered)
             return report
-        pending: list[str] = []
+        # The ledger is written in batches of whole accounts, each committed with its queued
+        # messages before its workflows are asked; a batch's starts go out while the next batch
+        # is written. What Temporal does not take now stays in the outbox for the worker's
+        # dispatcher.
+        # Imports running at once (the chunks of one file) write their ledgers one after the
+        # other, in the order they were called; each one's starts overlap the next one's ledger.
+        deliveries: list[asyncio.Task[int]] = []
+        pending = 0
+        try:
+            async with self._ledger_lock():
+                for batch in _ledger_batches(list(by_account.items())):
+                    # On the event loop, not in a thread (a thread would contend with the loop
+                    # for the GIL and slow every start in flight); it lets the loop send between
+                    # accounts.
+                    written = await self._write_ledger(batch)
+                    report.new_charges += written.new_charges
+                    report.warnings += written.warnings
+                    if written.pending:
+                        pending += len(written.pending)
+                        deliveries.append(
+                            asyncio.create_task(self._bulk_dispatcher.deliver_many(written.pending))
+                        )
+        finally:
+            # A batch that failed to write leaves the committed ones to be delivered.
+            delivered = sum(await asyncio.gather(*deliveries))
+        report.started_or_joined = delivered
+        report.queued = pending - delivered
+        return report
+
+    def _ledger_lock(self) -> asyncio.Lock:
+        """One import's ledger at a time on this loop, first come first served."""
+        loop = asyncio.get_running_loop()
+        lock = self._ledger_locks.get(loop)
+        if lock is None:
+            self._ledger_locks = {k: v for k, v in self._ledger_locks.items() if not k.is_closed()}
+            lock = self._ledger_locks[loop] = asyncio.Lock()
+        return lock
+
+    @property
+    def _bulk_dispatcher(self) -> Dispatcher:
+        """A bulk import waits on a busy server longer than a single request does; the
+        batches of one import share its concurrency."""
+        if self._bulk is None:
+            self._bulk = Dispatcher(
+                self._client, self.session_factory, self.settings.temporal.task_queue
+            )
+        return self._bulk
+
+    async def _write_ledger(
+        self, batch: list[tuple[str, list[tuple[int, BalanceRow]]]]
+    ) -> _Written:
+        """One transaction: a batch of accounts' rows and their queued messages. Every few
+        accounts the event loop may run: the starts of earlier batches go on meanwhile."""
+        written = _Written()
         with self.session_factory.begin() as session:
-            # Two queries for the chunk's accounts and guarantors; the rows are then written in
+            # Two queries for the batch's accounts and guarantors; the rows are then written in
             # one flush at commit (multi-row INSERTs), not a round trip per account.
             repo.preload_batch(
                 session,
-                list(by_account),
-                list(
-                    dict.fromkeys(numbered[0][1].guarantor_id for numbered in by_account.values())
-                ),
+                [number for number, _ in batch],
+                list(dict.fromkeys(numbered[0][1].guarantor_id for _, numbered in batch)),
             )
-            for number, numbered in by_account.items():
+            for index, (number, numbered) in enumerate(batch):
+                if index % LEDGER_YIELD_EVERY == LEDGER_YIELD_EVERY - 1:
+                    await asyncio.sleep(0)
                 inp, charges, warnings = self.post_account_checked(
                     session, number, [r for _, r in numbered], [line for line, _ in numbered]
                 )
-                report.new_charges += len(charges)
-                report.warnings += warnings
+                written.new_charges += len(charges)
+                written.warnings += warnings
                 if charges:
-                    pending.append(inp.account_id)
+                    written.pending.append(inp.account_id)
             repo.flush_batch(session)
-        # The ledger and its messages are committed together; now the workflows, several
-        # accounts at a time (each account's messages in order). What Temporal does not take now
-        # stays in the outbox for the worker's dispatcher.
-        # A bulk import waits on a busy server longer than a single request does.
-        bulk = Dispatcher(self._client, self.session_factory, self.settings.temporal.task_queue)
-        delivered = await bulk.deliver_many(pending)
-        report.started_or_joined = delivered
-        report.queued = len(pending) - delivered
-        return report
+        return written
 
     def post_account(
         self, session: Session, number: str, rows: list[BalanceRow]
@@ -720,7 +819,8 @@ class Intake:
                     amount_cents=cents,
                     posted_at=dt.datetime.now(dt.UTC),
                 )
-                enqueue(session, own.id, "add_charge", charge, start=inp)
+                repo.store_policy_version(session, bundle)
+                enqueue(session, own.id, "add_charge", charge, start=inp, policy_stored=True)
             own_id, number = own.id, own.account_number
         await self.deliver(own_id)
         return number
@@ -802,7 +902,8 @@ class Intake:
         )
         inp = self._escalation_input(session, account, guarantor, bundle)
         for charge in charges:
-            enqueue(session, account.id, "add_charge", charge, start=inp)
+            # The caller stored the policy's version (post_account_checked): the message names it.
+            enqueue(session, account.id, "add_charge", charge, start=inp, policy_stored=True)
         for ref, cents in routing.adjustments:
             enqueue(
                 session,

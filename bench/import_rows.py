@@ -2,7 +2,8 @@
 
 The figure is the whole import as the command runs it (``cli.imports.run_import``: validation of
 the whole file, then chunks of accounts, each chunk's ledger rows and their queued messages in
-one transaction, then the signal outbox delivering the chunk's signal-with-starts concurrently).
+transactions of whole accounts, the signal outbox delivering each one's signal-with-starts
+concurrently while the next is written, and the next chunk read while this one's workflows start).
 The baseline is the same number of raw signal-with-starts of a trivial workflow on the same dev
 server, with as many in flight (``starter.START_CONCURRENCY``). The rows are split in turns of
 baseline then import, alternating (``bench.rounds``); the turn with the median ratio is kept. No

@@ -1,11 +1,12 @@
 """Start rate: balances imported (ledger, then signal-with-start) per second vs trivial starts.
 
 ``Intake.import_balances`` on a CSV of synthetic balances: the ledger rows and their queued
-messages in one transaction, then the signal outbox delivering each account's first charge as a
-signal-with-start, ``starter.START_CONCURRENCY`` accounts at a time, read and marked once per
-batch. Baseline: as many trivial workflows started on the same dev server with the same number
-in flight. Turns of baseline then import alternate (``bench.rounds``); the turn with the median
-ratio is kept. No worker runs for either, so only the starts are timed. Target ratio >= 0.8.
+messages in batches of whole accounts, each in one transaction, and the signal outbox delivering
+each batch's first charges as signal-with-starts (``starter.START_CONCURRENCY`` in flight, read
+and marked once per batch) while the next batch is written. Baseline: as many trivial workflows
+started on the same dev server with the same number in flight. Turns of baseline then import
+alternate (``bench.rounds``); the turn with the median ratio is kept. No worker runs for either,
+so only the starts are timed. Target ratio >= 0.8.
 """
 
 from __future__ import annotations

@@ -4,12 +4,15 @@ Every bad row is reported with its number and field in one pass, and nothing is 
 any row is bad, unless ``--skip-bad`` is given: then the bad rows (for balances, every row of an
 account with a bad row, so that no balance is imported half) go to ``FILE.rejects.csv`` with
 their row number and error, and the rest is imported. A large file shows a progress bar: it is
-imported in chunks of whole accounts, each chunk ledger first and then its workflows, so that an
-interrupted import is finished by running it again (known references are skipped).
+imported in chunks of whole accounts, each chunk ledger first and then its workflows (the next
+chunk is read while they start), so that an interrupted import is finished by running it again
+(known references are skipped).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import csv
 import datetime as dt
 import io
@@ -165,18 +168,39 @@ async def run_import(
             transient=True,
             disable=len(good) < PROGRESS_MIN_ROWS,
         )
+        # Balances: the next chunk is read and checked while this one's workflows start (its
+        # ledger waits for this one's: ``Intake.import_balances``). Payments one chunk at a time.
+        ahead = 1 if account_column else 0
         with progress:
             task = progress.add_task(kind, total=len(good))
             line_of = {id(record): line for line, record in good}
-            for index, chunk in enumerate(chunks):
-                path = write_records(work / f"chunk-{index}.csv", header, chunk)
-                part = await importer(path, False)
+            running: collections.deque[tuple[asyncio.Task[ImportReport], list[dict[str, str]]]]
+            running = collections.deque()
+
+            async def finish_one() -> None:
+                part_task, chunk = running.popleft()
+                part = await part_task
                 report.warnings += _renumber(part.warnings, [line_of[id(r)] for r in chunk])
                 report.accounts += part.accounts
                 report.new_charges += part.new_charges
                 report.started_or_joined += part.started_or_joined
                 report.queued += part.queued
                 progress.advance(task, len(chunk))
+
+            try:
+                for index, chunk in enumerate(chunks):
+                    path = write_records(work / f"chunk-{index}.csv", header, chunk)
+                    running.append((asyncio.ensure_future(importer(path, False)), chunk))
+                    if len(running) > ahead:
+                        await finish_one()
+                while running:
+                    await finish_one()
+            finally:
+                # A chunk failed: the ones started after it stop (what they committed stays,
+                # and running the import again finishes it).
+                for part_task, _ in running:
+                    part_task.cancel()
+                await asyncio.gather(*(t for t, _ in running), return_exceptions=True)
     return report, _all(rejected), rejects
 
 

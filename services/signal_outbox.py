@@ -20,16 +20,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import RawValue, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.actions import AdjustmentSignal, ChannelEventSignal, LifeEventSignal
-from models.orm import Account, AccountStatus, SignalOutbox
+from models.orm import Account, AccountStatus, PolicyVersion, SignalOutbox
 from models.orm.repositories import add_dependent
 from models.payloads import CallOutcomeSignal, ChargeSignal, EscalationInput, PaymentSignal
+from models.policy import Policy
 from workflows.escalation import WORKFLOW_NAME
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,94 @@ def workflow_id(account_id: str | uuid.UUID) -> str:
     return f"balance-{account_id}"
 
 
+_POLICY_CACHE_SIZE = 64
+POLICY_VERSION = "policy_version"
+"""Key of a stored start input that names its policy by the hash of a stored version
+(``policy_versions``) instead of carrying the whole policy with every queued start."""
+
+_VERSIONS: dict[str, tuple[Policy, bytes]] = {}
+"""Stored policy versions already read, by hash, with their JSON: a version never changes."""
+_LOADED_POLICIES: dict[str, tuple[dict[str, Any], Policy]] = {}
+"""A delivered start's policy by its hash, with the JSON it was read from: a batch of starts on
+one policy validates it once. Used only when a row's JSON equals the cached JSON."""
+_ENCODED_POLICIES: dict[int, tuple[Policy, bytes]] = {}
+"""A policy's JSON by the policy object's id (kept alive here, so the id is not reused)."""
+
+
+def _remember(cache: dict[Any, Any], key: object, value: object) -> None:
+    if len(cache) >= _POLICY_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def start_input_json(start: EscalationInput, *, policy_stored: bool = False) -> dict[str, Any]:
+    """A workflow input as the outbox stores it: ``model_dump(mode="json")``, or, when the
+    policy's version is stored in ``policy_versions`` (``policy_stored``), without the policy,
+    which is then named by its hash (:data:`POLICY_VERSION`)."""
+    if policy_stored:
+        data = start.model_dump(mode="json", exclude={"policy"})
+        data[POLICY_VERSION] = start.policy_hash
+        return data
+    return start.model_dump(mode="json")
+
+
+def load_versions(session: Session, inputs: Iterable[dict[str, Any] | None]) -> None:
+    """Read the stored policy versions the inputs name and are not known yet: one query."""
+    wanted = {
+        str(data[POLICY_VERSION])
+        for data in inputs
+        if data is not None and POLICY_VERSION in data and data[POLICY_VERSION] not in _VERSIONS
+    }
+    if not wanted:
+        return
+    for hash_, document in session.execute(
+        select(PolicyVersion.hash, PolicyVersion.document).where(PolicyVersion.hash.in_(wanted))
+    ):
+        policy = Policy.model_validate(document["policy"])
+        _remember(_VERSIONS, hash_, (policy, to_json(policy)))
+
+
+def start_input_model(data: dict[str, Any]) -> EscalationInput:
+    """A stored workflow input as a model. A policy named by its stored version comes from
+    :func:`load_versions`; a policy carried whole and already validated (same hash, same JSON)
+    is reused instead of validated again for every start.
+
+    Raises:
+        LookupError: the input names a policy version that is not stored.
+    """
+    if POLICY_VERSION in data:
+        version = _VERSIONS.get(str(data[POLICY_VERSION]))
+        if version is None:
+            raise LookupError(f"policy version {data[POLICY_VERSION]} is not stored")
+        rest = {k: v for k, v in data.items() if k != POLICY_VERSION}
+        # A model instance is taken as it is (pydantic does not validate instances again).
+        return EscalationInput.model_validate({**rest, "policy": version[0]})
+    policy_json = data.get("policy")
+    cached = _LOADED_POLICIES.get(str(data.get("policy_hash")))
+    if cached is not None and cached[0] == policy_json:
+        rest = {k: v for k, v in data.items() if k != "policy"}
+        return EscalationInput.model_validate({**rest, "policy": cached[1]})
+    inp = EscalationInput.model_validate(data)
+    if isinstance(policy_json, dict):
+        _remember(_LOADED_POLICIES, inp.policy_hash, (policy_json, inp.policy))
+    return inp
+
+
+def start_payload(inp: EscalationInput) -> RawValue:
+    """The workflow input as the data converter would send it (``pydantic_core.to_json``, JSON
+    encoding), the policy's JSON made once per policy: the same document, field order aside."""
+    cached = _ENCODED_POLICIES.get(id(inp.policy))
+    if cached is None or cached[0] is not inp.policy:
+        cached = (inp.policy, to_json(inp.policy))
+        _remember(_ENCODED_POLICIES, id(inp.policy), cached)
+    rest = to_json(inp, exclude={"policy"})
+    data = rest[:-1] + (b',"policy":' if len(rest) > 2 else b'"policy":') + cached[1] + b"}"
+    return RawValue(Payload(metadata={"encoding": JSON_ENCODING}, data=data))
+
+
+JSON_ENCODING = b"json/plain"
+
+
 def enqueue(
     session: Session,
     account_id: str | uuid.UUID,
@@ -79,10 +170,13 @@ def enqueue(
     payload: BaseModel,
     *,
     start: EscalationInput | None = None,
+    policy_stored: bool = False,
 ) -> None:
     """Queue a message for the account's workflow in the caller's transaction.
 
-    ``start`` makes it a signal-with-start (a charge that opens the account's workflow).
+    ``start`` makes it a signal-with-start (a charge that opens the account's workflow);
+    ``policy_stored`` says that its policy's version is in ``policy_versions``
+    (``repositories.store_policy_version``), so the message names it instead of carrying it.
     """
     add_dependent(
         session,
@@ -90,7 +184,9 @@ def enqueue(
             account_id=uuid.UUID(str(account_id)),
             name=name,
             payload=payload.model_dump(mode="json"),
-            start_input=start.model_dump(mode="json") if start is not None else None,
+            start_input=(
+                start_input_json(start, policy_stored=policy_stored) if start is not None else None
+            ),
         ),
     )
 
@@ -122,6 +218,17 @@ class Dispatcher:
         self.rpc_timeout = rpc_timeout
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._quiet_until = 0.0  # after a failed delivery, messages queue without a new attempt
+        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def _gate(self) -> asyncio.Semaphore:
+        """At most ``concurrency`` messages in flight for this dispatcher, whichever of its
+        deliveries sends them: batches delivered at the same time share the limit."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            self._gates = {k: v for k, v in self._gates.items() if not k.is_closed()}
+            gate = self._gates[loop] = asyncio.Semaphore(self.concurrency)
+        return gate
 
     async def deliver_account(self, account_id: str | uuid.UUID) -> bool:
         """Send the account's pending messages in order. True when none is left pending."""
@@ -145,7 +252,7 @@ class Dispatcher:
 
     async def _deliver_batch(self, client: Client, keys: list[uuid.UUID]) -> int:
         pending = await asyncio.to_thread(self._pending, keys)
-        gate = asyncio.Semaphore(self.concurrency)
+        gate = self._gate()
         done: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
 
@@ -210,6 +317,7 @@ class Dispatcher:
                 .order_by(SignalOutbox.account_id, SignalOutbox.id)
             ):
                 by_account.setdefault(account_id, []).append((row_id, name, payload, start_input))
+            load_versions(session, (r[3] for rows in by_account.values() for r in rows))
             starting = [k for k, rows in by_account.items() if any(r[3] is not None for r in rows)]
             owed = (
                 set(
@@ -244,7 +352,7 @@ class Dispatcher:
             await asyncio.wait_for(
                 client.start_workflow(
                     WORKFLOW_NAME,
-                    EscalationInput.model_validate(start_input),
+                    start_payload(start_input_model(start_input)),
                     id=workflow_id(account_id),
                     task_queue=self.task_queue,
                     start_signal=name,

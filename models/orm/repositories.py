@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, inspect, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, selectinload
 
@@ -98,10 +98,30 @@ def add_dependent(session: Session, row: object) -> None:
 def flush_batch(session: Session) -> None:
     """Write a bulk import's accounts and guarantors, then the rows that refer to them."""
     session.flush()
-    session.add_all(session.info.pop(DEFERRED, []))
+    insert_rows(session, session.info.pop(DEFERRED, []))
     session.flush()
     for key in (BATCH_ACCOUNTS, BATCH_GUARANTORS, NEW_ACCOUNTS, NEW_GUARANTORS):
         session.info.pop(key, None)
+
+
+def insert_rows(session: Session, rows: Sequence[object]) -> None:
+    """Insert new ORM rows nobody reads back in this session (queued messages, audit events):
+    one ``executemany`` per table and set of columns, without RETURNING their ids, which psycopg
+    sends as one pipeline of one prepared statement. The ORM's flush would fetch every
+    generated id and build one statement with a parameter per value, parsed again each time."""
+    groups: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for row in rows:
+        state = inspect(row)
+        values = {
+            attr.columns[0].key: state.dict[attr.key]
+            for attr in state.mapper.column_attrs
+            if attr.key in state.dict
+        }
+        table = state.mapper.local_table
+        assert isinstance(table, Table)
+        groups.setdefault((table, tuple(values)), []).append(values)
+    for (table, _), params in groups.items():
+        session.execute(table.insert(), params)
 
 
 def is_new(session: Session, key: str, row_id: uuid.UUID | None) -> bool:
