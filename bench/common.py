@@ -202,6 +202,9 @@ def balance_rows(n: int, policy: Path, time_zone: str) -> list[dict[str, str]]:
     return rows
 
 
+BENCH_POLICY_DIR = Path(__file__).parent / "policies"
+
+
 @dataclass
 class Database:
     """A fresh embedded PostgreSQL with the migrated schema, in a temporary folder."""
@@ -233,7 +236,8 @@ async def database() -> AsyncIterator[Database]:
                 database={"url": url},
                 temporal={"task_queue": "bench"},
                 # Import rows name a policy; the bench's own policies are written here.
-                practice={"policy_dirs": [POLICY_DIR, directory]},
+                # bench/policies holds the twelve-month ladder of history_cost and simulation.
+                practice={"policy_dirs": [POLICY_DIR, BENCH_POLICY_DIR, directory]},
             )
             # As in production: one connection per activity slot, and a few to spare.
             engine = make_engine(url, pool_size=settings.database.pool_size)
