@@ -159,6 +159,7 @@ async def test_every_fact_has_a_front_door(api: Api) -> None:
     assert _audit(api, account_id, "report_deceased")
 
     # Attorney representation and cease communication: no more contact, the balance stays open.
+    represented = ""
     for route, body, kind in (
         ("attorney", {"name": "A. Counsel", "phone": "+1 555 010 0142"}, "attorney"),
         ("cease-communication", {"received_on": "2026-11-20"}, "cease_communication"),
@@ -173,8 +174,14 @@ async def test_every_fact_has_a_front_door(api: Api) -> None:
             account = session.get(Account, uuid.UUID(account_id))
             assert account is not None and account.status is AccountStatus.OPEN
         assert _audit(api, account_id, f"report_{kind}")
+        represented = represented or account_id
     with api.session_factory() as session:
-        lawyer = session.scalars(select(LegalFact).where(LegalFact.kind == "attorney")).first()
+        # This test's account only: the database is shared with every other test's attorneys.
+        lawyer = session.scalars(
+            select(LegalFact).where(
+                LegalFact.kind == "attorney", LegalFact.account_id == uuid.UUID(represented)
+            )
+        ).one_or_none()
         assert lawyer is not None and lawyer.detail["attorney"]["name"] == "A. Counsel"
 
     # Returned mail, then a corrected address; a corrected email and phone; consent by phone.
