@@ -337,6 +337,16 @@ def _monthly(session: Session, stmt: Select[Any]) -> Monthly:
     }
 
 
+def _by_month_and_kind(session: Session, rows: Any) -> Monthly:
+    """:func:`_monthly` of a subquery's ``month``, ``kind`` and ``cents``: count and sum each."""
+    return _monthly(
+        session,
+        select(rows.c.month, rows.c.kind, func.count(), func.sum(rows.c.cents)).group_by(
+            rows.c.month, rows.c.kind
+        ),
+    )
+
+
 def _ledger_owed_at(at: Any | None) -> ColumnElement[int]:
     """What the ledger said the account (``Account``, correlated) owed at ``at`` (None: now)."""
     lines = select(func.coalesce(func.sum(_responsibility() - ChargeLine.patient_paid_cents), 0))
@@ -443,12 +453,7 @@ def _collection_rate(session: Session, o: Options) -> Report:
         o.policy,
     )
     both = union_all(charged, at_visit, paid).subquery()
-    data = _monthly(
-        session,
-        select(both.c.month, both.c.kind, func.count(), func.sum(both.c.cents)).group_by(
-            both.c.month, both.c.kind
-        ),
-    )
+    data = _by_month_and_kind(session, both)
     rows = [["month", "charged", "collected", "collection rate"]]
     labels, values, shown = [], [], []
     by_month: dict[str, tuple[int, int, float | None]] = {}
@@ -704,12 +709,7 @@ def _opt_outs(session: Session, o: Options) -> Report:
         .where(_in_months(ChannelPreference.opted_out_at, o), owned.exists())
         .subquery()
     )
-    data = _monthly(
-        session,
-        select(inner.c.month, inner.c.kind, func.count(), func.sum(inner.c.cents)).group_by(
-            inner.c.month, inner.c.kind
-        ),
-    )
+    data = _by_month_and_kind(session, inner)
     return _monthly_report(
         "opt-outs",
         "Opt-outs",
@@ -740,12 +740,7 @@ def _disputes(session: Session, o: Options) -> Report:
         ),
         o.policy,
     ).subquery()
-    data = _monthly(
-        session,
-        select(inner.c.month, inner.c.kind, func.count(), func.sum(inner.c.cents)).group_by(
-            inner.c.month, inner.c.kind
-        ),
-    )
+    data = _by_month_and_kind(session, inner)
     return _monthly_report(
         "disputes",
         "Disputes",
@@ -769,12 +764,7 @@ def _write_offs(session: Session, o: Options) -> Report:
         ),
         o.policy,
     ).subquery()
-    data = _monthly(
-        session,
-        select(inner.c.month, inner.c.kind, func.count(), func.sum(inner.c.cents)).group_by(
-            inner.c.month, inner.c.kind
-        ),
-    )
+    data = _by_month_and_kind(session, inner)
     return _monthly_report(
         "write-offs",
         "Write-offs",
@@ -799,12 +789,7 @@ def _placements(session: Session, o: Options) -> Report:
         ).where(Account.placed_at.is_not(None), _in_months(Account.placed_at, o)),
         o.policy,
     ).subquery()
-    data = _monthly(
-        session,
-        select(inner.c.month, inner.c.kind, func.count(), func.sum(inner.c.cents)).group_by(
-            inner.c.month, inner.c.kind
-        ),
-    )
+    data = _by_month_and_kind(session, inner)
     return _monthly_report(
         "placements",
         "Agency placements",

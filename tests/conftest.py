@@ -26,6 +26,7 @@ from config.settings import Settings
 from embedded.postgres import EmbeddedPostgres
 from embedded.temporal import DEV_SERVER_STARTUP_TIMEOUT, dev_server_path, test_server_path
 from models.orm.database import make_engine, make_session_factory
+from tests.console_support import console as console  # the browser tests' fixture
 from tests.support.clock import TUESDAY_MORNING
 from tests.support.database import migrated_database
 from tests.support.scenario import Case, StaffCase, case

@@ -17,11 +17,14 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from config.settings import Settings
+from models.orm import AuditEvent
 from services.console_auth import set_password
 from services.identity import SYSTEM
 from services.users import add_user
@@ -266,3 +269,29 @@ async def assert_fits(page: Page) -> None:
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert widths[0] <= widths[1], f"page {widths[0]} px wide in a {widths[1]} px viewport"
+
+
+@pytest.fixture
+async def console(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> AsyncIterator[Console]:
+    """The console served on the dev server, with a browser; screenshots in the test's folder."""
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    async with running_console(dev_env.client, settings, session_factory, shots) as c:
+        yield c
+
+
+def audit_rows(
+    session_factory: sessionmaker[Session], action: str, actor_id: str
+) -> list[AuditEvent]:
+    """The audit rows of ``action`` by ``actor_id`` (a user's id: each test makes its own)."""
+    with session_factory() as s:
+        return list(
+            s.scalars(
+                select(AuditEvent).where(AuditEvent.action == action, AuditEvent.actor == actor_id)
+            )
+        )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +14,16 @@ import pytest
 from playwright.async_api import Locator, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from models.orm import Account, Guarantor, StaffTask, TaskKind, TaskStatus
 from models.orm import repositories as repo
-from tests.console_support import Console, person, running_console
+from tests.console_support import Console, audit_rows, person
 from tests.factories import UNLOCATED_PHONE, UNLOCATED_ZIP
 from tests.support.waits import eventually
-from tests.test_console_browser_devserver import _accessible, _audit, _csrf, _import
+from tests.test_console_browser_devserver import _accessible, _csrf, _import
 
 pytestmark = pytest.mark.devserver
-
-
-@pytest.fixture
-async def console(
-    dev_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-) -> AsyncIterator[Console]:
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    async with running_console(dev_env.client, settings, session_factory, shots) as c:
-        yield c
 
 
 def _tasks(
@@ -179,7 +164,7 @@ async def test_each_account_action_in_the_browser(
         {"Discount percent (100 writes the balance off)": "0"},
     )
     await _said(page, "Not granted: discount_percent: a whole number from 1 to 100")
-    assert not _audit(session_factory, "hardship", clerk.user_id)
+    assert not audit_rows(session_factory, "hardship", clerk.user_id)
     await _submit(
         _form(page, "hardship"),
         "Grant hardship",
@@ -202,8 +187,8 @@ async def test_each_account_action_in_the_browser(
         _form(page, "settlement"), "Offer settlement", {"Settlement amount, dollars": "40"}
     )
     await _said(page, "Settlement of $40.00")
-    assert _audit(session_factory, "hardship", clerk.user_id)
-    assert _audit(session_factory, "settle", clerk.user_id)
+    assert audit_rows(session_factory, "hardship", clerk.user_id)
+    assert audit_rows(session_factory, "settle", clerk.user_id)
 
     # A plan: a line that is not one is named; the suggested installments add up and are agreed.
     await _open(console, page, plan)
@@ -221,7 +206,7 @@ async def test_each_account_action_in_the_browser(
     await _submit(_form(page, "plan"), "Agree plan")  # the suggestion: 3 installments, $55.00
     await _said(page, "Payment plan of 3 installments agreed.")
     await expect(page.locator("#plan")).to_contain_text("3 installments agreed")
-    assert _audit(session_factory, "plan", clerk.user_id)
+    assert audit_rows(session_factory, "plan", clerk.user_id)
 
     # Write-off and referral requests: each opens a task for another person.
     await _open(console, page, requests)
@@ -277,7 +262,7 @@ async def test_each_account_action_in_the_browser(
             "ada@example.test",
         )
     for action in ("report_letter_returned", "report_address_corrected", "report_opted_out"):
-        assert _audit(session_factory, action, clerk.user_id), action
+        assert audit_rows(session_factory, action, clerk.user_id), action
 
     # Life and legal events.
     await _open(console, page, bankrupt)
@@ -317,7 +302,7 @@ async def test_each_account_action_in_the_browser(
         "report_cease_communication",
         "report_deceased",
     ):
-        assert _audit(session_factory, action, clerk.user_id), action
+        assert audit_rows(session_factory, action, clerk.user_id), action
 
     async def estate_task() -> list[StaffTask]:
         return _tasks(session_factory, died, TaskKind.ESTATE)
@@ -336,7 +321,7 @@ async def test_each_account_action_in_the_browser(
     r = await page.request.get(f"{console.url}{href}")
     assert r.status == 200 and r.headers["content-type"] == "application/pdf"
     assert (await r.body()).startswith(b"%PDF")
-    assert _audit(session_factory, "letter_viewed", clerk.user_id)
+    assert audit_rows(session_factory, "letter_viewed", clerk.user_id)
     r = await page.request.get(
         f"{console.url}/console/accounts/{plan}/letters/{href.rsplit('/', 1)[1]}"
     )  # another account's letter is not served under this one
@@ -410,7 +395,7 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
             assert done is not None and done.status is TaskStatus.DONE
             assert done.detail["outcome"]["result"] == result
     audited = {
-        e.detail.get("task_id") for e in _audit(session_factory, "call_outcome", clerk.user_id)
+        e.detail.get("task_id") for e in audit_rows(session_factory, "call_outcome", clerk.user_id)
     }
     assert audited >= {str(t.id) for t in calls}
     # A promise without its date is refused, naming it (the call task is already done: the
@@ -475,7 +460,7 @@ async def test_worklist_filters_call_outcomes_and_other_task_kinds(
     await _said(page3, f"Task {str(notice[0].id)[:8]} approved.")
     (approved,) = [
         e
-        for e in _audit(session_factory, "approve", lead.user_id)
+        for e in audit_rows(session_factory, "approve", lead.user_id)
         if e.detail.get("task_id") == str(notice[0].id)
     ]
     assert approved.detail["purpose"] == "terminate" and approved.detail["outcome"] == "done"
@@ -528,7 +513,7 @@ async def test_a_read_only_role_is_refused_every_account_action(
             max_redirects=0,
         )
         assert r.status == 403 and "(act)" in await r.text(), action
-    refused = _audit(session_factory, "forbidden", admin.user_id)
+    refused = audit_rows(session_factory, "forbidden", admin.user_id)
     assert len(refused) == len(ACTIONS)
     page2 = await console.sign_in(clerk)
     for action, form in ACTIONS.items():
@@ -536,7 +521,7 @@ async def test_a_read_only_role_is_refused_every_account_action(
             f"{console.url}/console/accounts/{number}/{action}", form=form, max_redirects=0
         )
         assert r.status == 403 and "CSRF" in await r.text(), action
-    assert len(_audit(session_factory, "csrf_refused", clerk.user_id)) == len(ACTIONS)
+    assert len(audit_rows(session_factory, "csrf_refused", clerk.user_id)) == len(ACTIONS)
     with session_factory() as s:
         account = s.scalars(select(Account).where(Account.account_number == number)).one()
         assert account.balance_cents == 5500  # nothing was done

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,14 +17,14 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.console.sessions import COOKIE
 from config.settings import Settings
-from models.orm import AuditEvent, StaffTask, TaskKind, TaskStatus
+from models.orm import StaffTask, TaskKind, TaskStatus
 from models.orm import repositories as repo
 from models.payloads import BalanceState, EscalationResult
 from services import reports
 from services.console_auth import MAX_FAILURES
 from services.context import Services
 from starter import Intake, workflow_id
-from tests.console_support import Console, assert_accessible, person, running_console
+from tests.console_support import Console, assert_accessible, audit_rows, person
 from tests.factories import INSTANT_POLICY, balance_row, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 
@@ -37,28 +35,6 @@ CALL_POLICY = INSTANT_POLICY.replace(
     "  - {{id: call-1, day: 0, channels: [call], template: call-script}}\n"
     "  - {{id: notice-1, day: 4,",
 ).replace("name: instant", "name: instant-call")
-
-
-@pytest.fixture
-async def console(
-    dev_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-) -> AsyncIterator[Console]:
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    async with running_console(dev_env.client, settings, session_factory, shots) as c:
-        yield c
-
-
-def _audit(session_factory: sessionmaker[Session], action: str, actor_id: str) -> list[Any]:
-    with session_factory() as s:
-        return list(
-            s.scalars(
-                select(AuditEvent).where(AuditEvent.action == action, AuditEvent.actor == actor_id)
-            )
-        )
 
 
 async def _import(
@@ -111,8 +87,10 @@ async def test_sign_in_wrong_password_lock_out_and_sign_out(
     await expect(page).to_have_url(f"{console.url}/console/sign-in")
     await page.goto(f"{console.url}/console/worklist")
     await expect(page).to_have_url(f"{console.url}/console/sign-in")
-    assert {e.detail["outcome"] for e in _audit(session_factory, "console_sign_in", clerk.user_id)}
-    assert _audit(session_factory, "console_sign_out", clerk.user_id)
+    assert {
+        e.detail["outcome"] for e in audit_rows(session_factory, "console_sign_in", clerk.user_id)
+    }
+    assert audit_rows(session_factory, "console_sign_out", clerk.user_id)
 
     # Repeated failures lock the user out, even with the right password afterwards.
     for _ in range(MAX_FAILURES):
@@ -128,7 +106,7 @@ async def test_sign_in_wrong_password_lock_out_and_sign_out(
     await console.shot(page, "locked-out")
     refusals = [
         e.detail["why"]
-        for e in _audit(session_factory, "console_sign_in", clerk.user_id)
+        for e in audit_rows(session_factory, "console_sign_in", clerk.user_id)
         if e.detail["outcome"] == "refused"
     ]
     assert refusals.count("wrong_password") == MAX_FAILURES  # the first, then four of the five
@@ -149,8 +127,8 @@ async def test_csrf_refused_and_idle_timeout(
     for form in forms:
         r = await page.request.post(url, form=form, max_redirects=0)
         assert r.status == 403 and "CSRF" in await r.text()
-    assert len(_audit(session_factory, "csrf_refused", clerk.user_id)) == 2
-    assert not _audit(session_factory, "hold", clerk.user_id)  # nothing was done
+    assert len(audit_rows(session_factory, "csrf_refused", clerk.user_id)) == 2
+    assert not audit_rows(session_factory, "hold", clerk.user_id)  # nothing was done
     # The sign-in form has its own token: a post without it is refused too.
     r = await page.request.post(
         f"{console.url}/console/sign-in",
@@ -224,7 +202,7 @@ async def test_a_day_of_work_in_the_browser(
     to_deny = await request_write_off(page, denied, "too soon (synthetic)")
     page3 = await console.sign_in(lead)
     mine = await request_write_off(page3, own, "lead's own request (synthetic)")
-    assert len(_audit(session_factory, "write_off_requested", clerk.user_id)) == 2
+    assert len(audit_rows(session_factory, "write_off_requested", clerk.user_id)) == 2
 
     # Clerk: the call, recorded from the worklist.
     await page.goto(f"{console.url}/console/worklist")
@@ -239,7 +217,7 @@ async def test_a_day_of_work_in_the_browser(
     await card.get_by_label("Note").fill("will pay next week")
     await card.get_by_role("button", name="Record").click()
     await expect(page.get_by_role("status")).to_contain_text(f"Call on {called} recorded")
-    assert _audit(session_factory, "call_outcome", clerk.user_id)
+    assert audit_rows(session_factory, "call_outcome", clerk.user_id)
     assert not open_tasks(called, TaskKind.CALL)
 
     # Clerk: the account page, found by searching its number; a hold and a resume on another.
@@ -265,8 +243,8 @@ async def test_a_day_of_work_in_the_browser(
     await page.get_by_role("button", name="Resume").click()
     await expect(page.get_by_role("status").first).to_have_text("Resumed.")
     await expect(page.locator("#hold")).to_have_text("none")
-    assert _audit(session_factory, "hold", clerk.user_id)
-    assert _audit(session_factory, "resume", clerk.user_id)
+    assert audit_rows(session_factory, "hold", clerk.user_id)
+    assert audit_rows(session_factory, "resume", clerk.user_id)
 
     # Another staff member sees who may decide, and may not decide (403, audited).
     page2 = await console.sign_in(clerk2)
@@ -281,7 +259,7 @@ async def test_a_day_of_work_in_the_browser(
         max_redirects=0,
     )
     assert r.status == 403 and "(decide)" in await r.text()
-    assert _audit(session_factory, "forbidden", clerk2.user_id)
+    assert audit_rows(session_factory, "forbidden", clerk2.user_id)
 
     # The other staff member agrees a payment plan on the phone, from the account page.
     await page2.goto(f"{console.url}/console/accounts/{planned}")
@@ -291,7 +269,7 @@ async def test_a_day_of_work_in_the_browser(
         "Payment plan of 3 installments agreed."
     )
     await expect(page2.locator("#plan")).to_contain_text("3 installments agreed")
-    assert _audit(session_factory, "plan", clerk2.user_id)
+    assert audit_rows(session_factory, "plan", clerk2.user_id)
 
     # The lead: four eyes explained and enforced on their own request; approves the clerk's.
     await page3.goto(f"{console.url}/console/worklist")
@@ -333,7 +311,7 @@ async def test_a_day_of_work_in_the_browser(
     await expect(page3.locator(f"#task-{mine.task_id}")).to_have_count(1)
     await expect(page3.locator(f"#task-{to_deny.task_id}")).to_have_count(0)
     await console.shot(page3, "worklist-lead")
-    decided = _audit(session_factory, "approve", lead.user_id)
+    decided = audit_rows(session_factory, "approve", lead.user_id)
     assert [e.detail["outcome"] for e in decided].count("done") == 1
     assert [e.detail["kind"] for e in decided if e.detail["outcome"] == "refused"] == ["FourEyes"]
 
@@ -388,9 +366,11 @@ async def test_a_read_only_role_reads_but_may_not_act_or_decide(
         max_redirects=0,
     )
     assert r.status == 403 and "(decide)" in await r.text()
-    refused = {e.detail["permission"] for e in _audit(session_factory, "forbidden", admin.user_id)}
+    refused = {
+        e.detail["permission"] for e in audit_rows(session_factory, "forbidden", admin.user_id)
+    }
     assert refused == {"act", "decide"}
-    assert not _audit(session_factory, "hold", admin.user_id)
+    assert not audit_rows(session_factory, "hold", admin.user_id)
     await page.goto(f"{console.url}/console/reports/aging")
     await expect(page.locator("svg.chart")).to_be_visible()
     await page.goto(f"{console.url}/console/accounts?q=NO-SUCH-{uuid.uuid4().hex[:6]}")

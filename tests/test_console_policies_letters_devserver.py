@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 import starter
 from config.loader import load_policy
 from config.settings import Settings
-from models.orm import AuditEvent, Communication, CommunicationStatus
+from models.orm import Communication, CommunicationStatus
 from models.orm import repositories as repo
 from models.policy import Channel
 from services import reports
@@ -34,35 +33,13 @@ from tests.console_support import (
     Person,
     assert_accessible,
     assert_fits,
+    audit_rows,
     person,
-    running_console,
 )
 from tests.factories import INSTANT_POLICY, balance_row, midday_zone, policy_in, write_csv
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.devserver
-
-
-@pytest.fixture
-async def console(
-    dev_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-) -> AsyncIterator[Console]:
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    async with running_console(dev_env.client, settings, session_factory, shots) as c:
-        yield c
-
-
-def _audit(session_factory: sessionmaker[Session], action: str, actor_id: str) -> list[Any]:
-    with session_factory() as s:
-        return list(
-            s.scalars(
-                select(AuditEvent).where(AuditEvent.action == action, AuditEvent.actor == actor_id)
-            )
-        )
 
 
 def _policy(tmp_path: Path, name: str, zone: str, statement_2_day: int = 30) -> Path:
@@ -219,7 +196,7 @@ async def test_policies_read_preview_diff_pinned_and_migrate(
     response = await staff_page.goto(f"{console.url}/console/policies/{name}/migrate")
     assert response is not None and response.status == 403
     await expect(staff_page.get_by_role("alert")).to_contain_text("(policy)")
-    refused = _audit(session_factory, "forbidden", clerk.user_id)
+    refused = audit_rows(session_factory, "forbidden", clerk.user_id)
     assert [e.detail["permission"] for e in refused] == ["policy"]
     await assert_accessible(staff_page)
 
@@ -234,7 +211,7 @@ async def test_policies_read_preview_diff_pinned_and_migrate(
         await expect(plan).to_contain_text("statement-2")
     await console.shot(page, "policy-migrate")
     await assert_accessible(page)
-    assert not _audit(session_factory, "policy_migrated", lead.user_id)  # nothing moved yet
+    assert not audit_rows(session_factory, "policy_migrated", lead.user_id)  # nothing moved yet
     # The file changes between the preview and the confirmation: refused, nothing moves.
     edited = path.read_text(encoding="utf-8")
     path.write_text(edited.replace("day: 45,", "day: 50,"), encoding="utf-8")
@@ -242,14 +219,14 @@ async def test_policies_read_preview_diff_pinned_and_migrate(
     await expect(page.get_by_role("status")).to_have_text(
         f"Not migrated: version: no version {new} of policy '{name}'"
     )
-    assert not _audit(session_factory, "policy_migrated", lead.user_id)
+    assert not audit_rows(session_factory, "policy_migrated", lead.user_id)
     path.write_text(edited, encoding="utf-8")  # back to the version previewed
     await page.goto(f"{console.url}/console/policies/{name}/migrate")
     await page.get_by_role("button", name=f"Confirm: move 2 balance(s) to {new[:12]}").click()
     await expect(page.get_by_role("status")).to_have_text(
         f"Moved 2 balance(s) to {name}@{new[:12]}."
     )
-    moved = _audit(session_factory, "policy_migrated", lead.user_id)
+    moved = audit_rows(session_factory, "policy_migrated", lead.user_id)
     assert sorted(e.detail["to"] for e in moved) == [f"{name}@{new}"] * 2
     assert {e.detail["outcome"] for e in moved} == {"done"}
     svc: Services = console.app.state.dunning.services
@@ -292,7 +269,7 @@ async def test_letters_batch_manifest_and_pdf_download(
     download = await info.value
     data = Path(await download.path()).read_bytes()
     assert data.startswith(b"%PDF") and download.suggested_filename == f"letters-{today}.pdf"
-    (event,) = _audit(session_factory, "print_batch_downloaded", clerk.user_id)
+    (event,) = audit_rows(session_factory, "print_batch_downloaded", clerk.user_id)
     assert event.detail["day"] == today.isoformat() and event.detail["file"] == "pdf"
     assert event.detail["letters"] >= 1
     said = json.dumps(event.detail)
@@ -312,7 +289,7 @@ async def test_letters_batch_manifest_and_pdf_download(
         f"{console.url}/console/letters/batch.pdf?day={today}&tz={zone}", max_redirects=0
     )
     assert r.status == 403 and "(act)" in await r.text()
-    assert not _audit(session_factory, "print_batch_downloaded", reader.user_id)
+    assert not audit_rows(session_factory, "print_batch_downloaded", reader.user_id)
 
 
 TABLET: ViewportSize = {"width": 768, "height": 1024}

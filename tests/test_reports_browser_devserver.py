@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -15,7 +14,6 @@ import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.testing import WorkflowEnvironment
 
 from config.roles import Permission, load_catalogue
 from config.settings import Settings
@@ -23,7 +21,7 @@ from models.orm import Account, AuditEvent, Communication, CommunicationStatus
 from services import reports
 from services.context import Services
 from starter import Intake
-from tests.console_support import Console, person, running_console
+from tests.console_support import Console, person
 from tests.factories import INSTANT_POLICY, balance_row, midday_zone, policy_in, write_csv
 from tests.support.report_ledger import Ledger, build_ledger
 from tests.support.waits import eventually
@@ -50,19 +48,6 @@ TOTALS = {
     "write-offs": "55.00",  # $50 + $5
     "placements": "260.00",
 }
-
-
-@pytest.fixture
-async def console(
-    dev_env: WorkflowEnvironment,
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    tmp_path: Path,
-) -> AsyncIterator[Console]:
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
-    async with running_console(dev_env.client, settings, session_factory, shots) as c:
-        yield c
 
 
 @pytest.fixture
