@@ -102,19 +102,8 @@ def compare(
         if np.ptp(np.concatenate([a, b])) == 0:
             low = high = 0.0
         else:
-            result = stats.bootstrap(
-                (b, a),
-                _diff_of_means,
-                vectorized=True,
-                paired=False,
-                confidence_level=1 - alpha,
-                n_resamples=resamples,
-                method="BCa",
-                random_state=np.random.default_rng(seed),
-            )
-            low = float(result.confidence_interval.low)
-            high = float(result.confidence_interval.high)
-            if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerate: percentile
+
+            def interval(method: str) -> tuple[float, float]:
                 result = stats.bootstrap(
                     (b, a),
                     _diff_of_means,
@@ -122,11 +111,15 @@ def compare(
                     paired=False,
                     confidence_level=1 - alpha,
                     n_resamples=resamples,
-                    method="percentile",
+                    method=method,
                     random_state=np.random.default_rng(seed),
                 )
-                low = float(result.confidence_interval.low)
-                high = float(result.confidence_interval.high)
+                ci = result.confidence_interval
+                return float(ci.low), float(ci.high)
+
+            low, high = interval("BCa")
+            if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerate: percentile
+                low, high = interval("percentile")
             p_welch = float(stats.ttest_ind(b, a, equal_var=False).pvalue)
             p_mw = float(stats.mannwhitneyu(b, a, alternative="two-sided").pvalue)
     warning = None
