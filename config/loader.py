@@ -37,12 +37,39 @@ class PolicyError:
         return f"{where}: {self.path or '(file)'}: {self.message}"
 
 
-class PolicyFileError(Exception):
-    """A policy file that cannot be used, with every problem found in it."""
+class DocumentError(Exception):
+    """A YAML file that cannot be used, with every problem found in it (file, line, field)."""
 
     def __init__(self, errors: list[PolicyError]) -> None:
         super().__init__("\n".join(str(e) for e in errors))
         self.errors = errors
+
+
+class PolicyFileError(DocumentError):
+    """A policy file that cannot be used, with every problem found in it."""
+
+
+def read_document(path: Path, shown: str, error: type[DocumentError]) -> str:
+    """A YAML file's text: a missing or unreadable file, or one not in UTF-8 (a spreadsheet's
+    Windows-1252, a binary file), raises ``error`` naming the file, never a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error([PolicyError(shown, None, "", f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise error(
+            [PolicyError(shown, None, "", f"not UTF-8 text (byte {exc.start}): save it as UTF-8")]
+        ) from exc
+
+
+def parse_document(text: str, shown: str, error: type[DocumentError]) -> tuple[Any, Any]:
+    """The YAML node tree (for lines) and the data of ``text``; bad YAML raises ``error``."""
+    try:
+        return yaml.compose(text), yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise error([PolicyError(shown, line, "", f"not valid YAML: {exc}")]) from exc
 
 
 @dataclass(frozen=True)
@@ -133,19 +160,8 @@ def load_policy(name_or_path: str | Path) -> PolicyBundle:
     """
     path = resolve_policy_path(name_or_path)
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyFileError(
-            [PolicyError(shown, None, "", f"cannot read: {exc.strerror}")]
-        ) from exc
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise PolicyFileError([PolicyError(shown, line, "", f"not valid YAML: {exc}")]) from exc
+    text = read_document(path, shown, PolicyFileError)
+    root, data = parse_document(text, shown, PolicyFileError)
     if not isinstance(data, dict):
         raise PolicyFileError([PolicyError(shown, 1, "", "expected a mapping of policy fields")])
     try:
@@ -301,7 +317,7 @@ def field_line(source: str | Path, loc: tuple[Any, ...]) -> int | None:
     """The line of field ``loc`` (``("steps", 2, "template")``) in policy file ``source``."""
     try:
         root = yaml.compose(Path(source).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     return _line_of(root, loc)
 

@@ -36,3 +36,14 @@ def test_a_bad_file_is_refused_naming_line_and_field(tmp_path: Path) -> None:
     again = invoke("experiment", "check", str(bad))
     assert again.exit_code == 2
     assert "challengers.0.policy: no policy 'no-such-policy' in the policy folders" in again.output
+
+
+def test_a_file_not_in_utf8_is_refused_by_both_checks_without_a_traceback(tmp_path: Path) -> None:
+    """A spreadsheet's Windows-1252 ("Renée"): the file named, and the check's failing exit."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: Ren\u00e9e\n".encode("cp1252"))
+    for command, failed in (("experiment", 2), ("policy", 1)):  # policy check: 1, as a linter
+        result = invoke(command, "check", str(latin))
+        assert result.exit_code == failed, result.output
+        assert f"{latin}: (file): not UTF-8 text (byte 9): save it as UTF-8" in result.output
+        assert "Traceback" not in result.output

@@ -18,12 +18,21 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.loader import PolicyBundle, PolicyError, PolicyFileError, _line_of, _locate, load_policy
+from config.loader import (
+    DocumentError,
+    PolicyBundle,
+    PolicyError,
+    PolicyFileError,
+    _line_of,
+    _locate,
+    load_policy,
+    parse_document,
+    read_document,
+)
 from config.settings import Settings
 from models.experiment import ExperimentConfig, GuardMetric, Metric
 from models.orm import (
@@ -60,12 +69,8 @@ GUARD_INTERVAL = dt.timedelta(minutes=15)
 GUARD_ACTOR = "experiment-guard"
 
 
-class ExperimentFileError(Exception):
+class ExperimentFileError(DocumentError):
     """An experiment file that cannot be used, with every problem (file, line, field)."""
-
-    def __init__(self, errors: list[PolicyError]) -> None:
-        super().__init__("\n".join(str(e) for e in errors))
-        self.errors = errors
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -86,25 +91,12 @@ def check_file(path: Path, settings: Settings) -> Checked:
         ExperimentFileError: every problem found, each naming the file, line and field.
     """
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ExperimentFileError(
-            [PolicyError(shown, None, "", f"cannot read: {exc.strerror}")]
-        ) from exc
-    return check_text(text, shown, settings)
+    return check_text(read_document(path, shown, ExperimentFileError), shown, settings)
 
 
 def check_text(text: str, shown: str, settings: Settings) -> Checked:
     """:func:`check_file` of a document (YAML or JSON) that ``shown`` names in messages."""
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ExperimentFileError(
-            [PolicyError(shown, mark.line + 1 if mark else None, "", f"not valid YAML: {exc}")]
-        ) from exc
+    root, data = parse_document(text, shown, ExperimentFileError)
     if not isinstance(data, dict):
         raise ExperimentFileError([PolicyError(shown, 1, "", "expected a mapping of fields")])
     try:
