@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -463,18 +464,7 @@ def _effects(
             EffectView(
                 challenger=arm.name,
                 metric=metric,
-                n_champion=effect.n_champion,
-                n_challenger=effect.n_challenger,
-                mean_champion=effect.mean_champion,
-                mean_challenger=effect.mean_challenger,
-                difference=effect.difference,
-                ci_low=effect.ci_low,
-                ci_high=effect.ci_high,
-                confidence=effect.confidence,
-                p_welch=effect.p_welch,
-                p_mann_whitney=effect.p_mann_whitney,
-                required_per_challenger=effect.required_per_challenger,
-                warning=effect.warning,
+                **dataclasses.asdict(effect),
                 significant=effect.significant,
                 forecast_difference=fc,
             )
