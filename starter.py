@@ -11,6 +11,7 @@ lost while Temporal is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -82,7 +83,7 @@ from models.payloads import (
 from models.policy import Channel, PolicyRef
 from services import agency, credits, lifecycle, protections
 from services.experiments import intake as experiment_intake
-from services.signal_outbox import INTAKE_RPC_TIMEOUT, Dispatcher, enqueue
+from services.signal_outbox import INTAKE_RPC_TIMEOUT, Dispatcher, enqueue, enqueue_start
 from workflows.contract import (
     DecisionResult,
     HardshipResult,
@@ -399,6 +400,23 @@ def _ledger_batches(items: list[R]) -> list[list[R]]:
     return batches
 
 
+async def _in_thread(fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)`` in a thread. Cancelled, it first lets the thread finish: a session is never
+    used by two threads at once (the caller's cleanup uses it next)."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await work
+        raise
+
+
+def _flush_and_commit(session: Session) -> None:
+    repo.flush_batch(session)
+    session.commit()
+
+
 @dataclass
 class _Written:
     """What one ledger batch of an import wrote."""
@@ -436,6 +454,7 @@ class Intake:
         self._client = client
         self.settings = settings
         self._policies: dict[str, PolicyBundle] = {}
+        self._named: dict[str, PolicyBundle] = {}  # found by name since refresh_experiments
         self._routing: experiment_intake.Routing | None = None
         self.dispatcher = Dispatcher(
             client, session_factory, settings.temporal.task_queue, INTAKE_RPC_TIMEOUT
@@ -474,10 +493,14 @@ class Intake:
             name = routing.default_policy
             if name is None:
                 return self.policy(self.settings.practice.default_policy)
-        found = self.settings.practice.policy_file(name)
-        if found is None:
-            raise LookupError(_no_policy(name))
-        return self.policy(str(found))
+        bundle = self._named.get(name)
+        if bundle is None:
+            # Looked up once per import or request: each row of a file names it again.
+            found = self.settings.practice.policy_file(name)
+            if found is None:
+                raise LookupError(_no_policy(name))
+            bundle = self._named[name] = self.policy(str(found))
+        return bundle
 
     def _restated_balances(self, rows: list[tuple[int, BalanceRow]]) -> list[RowError]:
         """A balance-forward line for an account that has one of another date already: a later
@@ -607,13 +630,20 @@ class Intake:
     async def _write_ledger(
         self, batch: list[tuple[str, list[tuple[int, BalanceRow]]]]
     ) -> _Written:
-        """One transaction: a batch of accounts' rows and their queued messages. Every few
-        accounts the event loop may run: the starts of earlier batches go on meanwhile."""
+        """One transaction: a batch of accounts' rows and their queued messages.
+
+        The rows are built on the event loop, which runs every few accounts; the reads before and
+        the writes after (a batch's flush and commit wait on PostgreSQL for up to a fifth of a
+        second) run in a thread, so that the starts of earlier batches go on meanwhile: a loop
+        blocked on the database answers no start and sends no next one."""
         written = _Written()
-        with self.session_factory.begin() as session:
+        session = self.session_factory()
+        try:
+            session.begin()
             # Two queries for the batch's accounts and guarantors; the rows are then written in
             # one flush at commit (multi-row INSERTs), not a round trip per account.
-            repo.preload_batch(
+            await _in_thread(
+                repo.preload_batch,
                 session,
                 [number for number, _ in batch],
                 list(dict.fromkeys(numbered[0][1].guarantor_id for _, numbered in batch)),
@@ -628,7 +658,9 @@ class Intake:
                 written.warnings += warnings
                 if charges:
                     written.pending.append(inp.account_id)
-            repo.flush_batch(session)
+            await _in_thread(_flush_and_commit, session)
+        finally:
+            session.close()  # rolls back what was not committed
         return written
 
     def post_account(
@@ -689,6 +721,7 @@ class Intake:
         """Read the running experiments and the stored default policy (once per import or
         request: a promotion or a stopped arm applies from the next one), in ``session`` or a
         session of its own."""
+        self._named = {}
         if session is not None:
             self._routing = experiment_intake.load_routing(session)
             return self._routing
@@ -820,7 +853,7 @@ class Intake:
                     posted_at=dt.datetime.now(dt.UTC),
                 )
                 repo.store_policy_version(session, bundle)
-                enqueue(session, own.id, "add_charge", charge, start=inp, policy_stored=True)
+                enqueue_start(session, own.id, inp, [charge], policy_stored=True)
             own_id, number = own.id, own.account_number
         await self.deliver(own_id)
         return number
@@ -901,9 +934,12 @@ class Intake:
             ),
         )
         inp = self._escalation_input(session, account, guarantor, bundle)
-        for charge in charges:
-            # The caller stored the policy's version (post_account_checked): the message names it.
-            enqueue(session, account.id, "add_charge", charge, start=inp, policy_stored=True)
+        # The caller stored the policy's version (post_account_checked): the message names it.
+        if running:
+            for charge in charges:
+                enqueue(session, account.id, "add_charge", charge, start=inp, policy_stored=True)
+        else:  # no ladder runs: one start, the charges in its input
+            enqueue_start(session, account.id, inp, charges, policy_stored=True)
         for ref, cents in routing.adjustments:
             enqueue(
                 session,

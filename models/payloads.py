@@ -162,6 +162,15 @@ class BalanceState(StrEnum):
     RECALLED = "recalled"  # taken back from the agency (never a workflow's)
 
 
+class ChargeSignal(BaseModel):
+    """A new charge for the account: joins the running workflow (signal-with-start), or opens a
+    new one in its input (``EscalationInput.charges``)."""
+
+    reference: Reference = REFERENCE_FIELD
+    amount_cents: int = Field(gt=0)
+    posted_at: dt.datetime | None = None
+
+
 class EscalationInput(BaseModel):
     """Input of the ``balance-escalation`` workflow."""
 
@@ -184,6 +193,12 @@ class EscalationInput(BaseModel):
         " force from the start: the starter sets all of them; 0 (inputs recorded before) asks"
         " workflow.patched for each",
     )
+    charges: list[ChargeSignal] = Field(
+        default_factory=list,
+        description="a new balance's first charges, applied as it starts (as ``add_charge``"
+        " would, once per reference): a plain start instead of a signal-with-start per charge;"
+        " emptied before continue-as-new, whose state carries them",
+    )
 
 
 class EscalationResult(BaseModel):
@@ -199,14 +214,6 @@ class PaymentSignal(BaseModel):
     reference: Reference = REFERENCE_FIELD
     amount_cents: int = Field(gt=0)
     received_at: dt.datetime | None = None
-
-
-class ChargeSignal(BaseModel):
-    """A new charge for the account; joins the running workflow (signal-with-start)."""
-
-    reference: Reference = REFERENCE_FIELD
-    amount_cents: int = Field(gt=0)
-    posted_at: dt.datetime | None = None
 
 
 class NextStepView(BaseModel):

@@ -35,7 +35,7 @@ from models.orm import repositories as repo
 from models.payloads import ChargeSignal, EscalationInput, StatusView
 from services.ledger_status import open_refund_tasks
 from services.retention import Pruned, prune
-from services.signal_outbox import Dispatcher, enqueue, workflow_id
+from services.signal_outbox import Dispatcher, enqueue, enqueue_start, workflow_id
 from workflows.escalation import FEATURES, WORKFLOW_NAME
 
 QUERY_TIMEOUT = dt.timedelta(seconds=5)
@@ -167,17 +167,12 @@ class Reconciler:
         if fix:
             with self.session_factory.begin() as session:
                 inp = self.escalation_input(session, account_id)
-                enqueue(
-                    session,
-                    account_id,
-                    "add_charge",
-                    ChargeSignal(
-                        reference=f"reconcile:{uuid.uuid4().hex[:16]}",
-                        amount_cents=balance,
-                        posted_at=dt.datetime.now(dt.UTC),
-                    ),
-                    start=inp,
+                charge = ChargeSignal(
+                    reference=f"reconcile:{uuid.uuid4().hex[:16]}",
+                    amount_cents=balance,
+                    posted_at=dt.datetime.now(dt.UTC),
                 )
+                enqueue_start(session, account_id, inp, [charge])
             fixed = await self.dispatcher.deliver_account(account_id)
         return Drift("missing_workflow", wid, str(account_id), balance, None, fix and fixed)
 

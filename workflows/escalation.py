@@ -145,6 +145,10 @@ class BalanceEscalationWorkflow:
         self._decisions: dict[str, StepDecision] = {}
         self._opening: set[ApprovalKind] = set()  # staff requests whose task is being opened
         self._contact_tasks: set[str] = set()  # address / locate tasks this run has open
+        for charge in inp.charges:  # a new balance's first charges came with its start
+            decisions.apply_charge(
+                self._state, charge.reference, charge.amount_cents, charge.posted_at
+            )
 
     def _has(self, patch: str) -> bool:
         """Whether ``patch`` is in force: from the start for runs started with it (their input's
@@ -166,6 +170,7 @@ class BalanceEscalationWorkflow:
                 # Only here: every decision and due piece of work has been consumed.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 inp.state, inp.account = state, self._account
+                inp.charges = []  # in the state already
                 # The next run starts with this code: every patch so far is in force there.
                 inp.features = FEATURES
                 workflow.continue_as_new(inp)

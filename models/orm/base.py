@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -25,20 +27,58 @@ class Base(DeclarativeBase):
     def __init__(self, **kwargs: Any) -> None:
         # Scalar column defaults normally apply only at INSERT; apply them at construction so an
         # object built in memory (a charge line's balance, a guarantor's time zone) is complete.
-        for column in self.__table__.columns:
-            default = column.default
-            if column.key not in kwargs and default is not None and default.is_scalar:
-                kwargs[column.key] = default.arg
+        # A generated primary key too: an object knows its id before it is written, and the
+        # ORM's batched INSERTs need not fetch ids back.
         cls = type(self)
+        for key, make in _construction_defaults(cls):
+            if key not in kwargs:
+                kwargs[key] = make()
         for key, value in kwargs.items():
             if not hasattr(cls, key):
                 raise TypeError(f"{key!r} is an invalid keyword argument for {cls.__name__}")
             setattr(self, key, value)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+_DEFAULTS: dict[type, list[tuple[str, Callable[[], Any]]]] = {}
+
+
+def _construction_defaults(cls: type[Base]) -> list[tuple[str, Callable[[], Any]]]:
+    """Per mapped class: each column's scalar default, and a primary key's generated one."""
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = []
+        for column in cls.__table__.columns:
+            default = column.default
+            if default is None:
+                continue
+            arg: Any = default.arg
+            if default.is_scalar:
+                found.append((column.key, functools.partial(_same, arg)))
+            elif column.primary_key and default.is_callable:
+                # SQLAlchemy wraps a no-argument function as one taking the execution context.
+                found.append((column.key, functools.partial(arg, None)))
+        _DEFAULTS[cls] = found
+    return found
+
+
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 class Timestamped:
-    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    # Set by the application as the row is written (the server's default is for rows written by
+    # hand): an INSERT that had to fetch it back would need RETURNING, and an import's multi-row
+    # INSERTs would become one large statement per batch, parsed afresh each time.
+    created_at: Mapped[dt.datetime] = mapped_column(default=utc_now, server_default=func.now())
+    # Nothing to fetch back after an INSERT (every server default has a Python default too,
+    # which ``tests/test_models_db.py`` checks): the ORM's batches are plain ``executemany``s,
+    # which psycopg pipelines as one prepared statement.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": False}
