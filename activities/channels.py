@@ -17,6 +17,7 @@ message, because those end up in logs and in Temporal's failure records.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from activities.rendering import StatementLine
-from config.private_files import private_dir, private_file
+from config.private_files import FILE_MODE, private_dir, private_file
 from models.policy import Channel, PhoneHours
 
 # -- what a sender is given -----------------------------------------------------------------
@@ -217,6 +218,7 @@ class OutboxSender:
         self.directory = directory
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._lock = threading.Lock()
+        self._private: set[Path] = set()
 
     def mailbox(self, channel: Channel, day: dt.date) -> Path:
         return self.directory / channel.value / f"{day.isoformat()}.mbox"
@@ -236,11 +238,18 @@ class OutboxSender:
         # mbox: a body line starting with "From " would start a new message; quote it.
         body = _FROM_LINE.sub(r">\1", message.body)
         record = "\n".join(header) + "\n\n" + body.rstrip("\n") + "\n\n"
+        data = record.encode("utf-8")
         with self._lock:
-            private_dir(path.parent)
-            private_file(path)  # patient data: owner only
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(record)  # one append: a reader sees whole messages
+            if path not in self._private:
+                # Once per mailbox and process: the folder made, an existing file made private.
+                private_dir(path.parent)
+                private_file(path)  # patient data: owner only
+                self._private.add(path)
+            try:
+                _append(path, data)
+            except FileNotFoundError:  # the folder was removed meanwhile
+                private_dir(path.parent)
+                _append(path, data)
         return Delivery(self.name, message.communication_id, str(path))
 
     def confirm(self, message: OutgoingMessage) -> Delivery | None:
@@ -252,6 +261,18 @@ class OutboxSender:
             if path.is_file() and marker in path.read_text(encoding="utf-8"):
                 return Delivery(self.name, message.communication_id, str(path))
         return None
+
+
+def _append(path: Path, data: bytes) -> None:
+    """One append of a whole message (a reader sees whole messages); a mailbox removed meanwhile
+    is made again, owner-only."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 _FROM_LINE = re.compile(r"^(>*From )", re.MULTILINE)

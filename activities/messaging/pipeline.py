@@ -91,6 +91,7 @@ from models.orm import (
     StaffTask,
     TaskKind,
 )
+from models.orm.base import new_id
 from models.payloads import ContactProfile, SendStepInput, SendStepResult, StepOutcome
 from models.policy import Channel
 from services.protections import remember_confidential
@@ -546,7 +547,7 @@ class MessagingActivities:
         if channel is not None:
             key = claims.attempt_key(key, channel)
         return {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "idempotency_key": key,
             "account_id": uuid.UUID(step.account_id),
             "step_id": step.step_id,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -65,8 +67,27 @@ def _construction_defaults(cls: type[Base]) -> list[tuple[str, Callable[[], Any]
     return found
 
 
+_IDS: deque[uuid.UUID] = deque()
+_IDS_PER_READ = 256
+
+
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    """A random (version 4) UUID, as ``uuid.uuid4()``, its randomness read for 256 ids at a time.
+
+    ``uuid4`` reads ``os.urandom`` once per id: a system call that gives up the GIL, and a
+    thread of the worker that asks for it back waits behind the event loop (a send batch's ids
+    took a tenth of its time, measured under load). Thread-safe: ``deque`` operations are atomic;
+    a forked child starts with none of the parent's ids.
+    """
+    try:
+        return _IDS.popleft()
+    except IndexError:
+        data = os.urandom(16 * _IDS_PER_READ)
+        _IDS.extend(uuid.UUID(bytes=data[i : i + 16], version=4) for i in range(0, len(data), 16))
+        return _IDS.popleft()
+
+
+os.register_at_fork(after_in_child=_IDS.clear)
 
 
 def utc_now() -> dt.datetime:

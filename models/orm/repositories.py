@@ -21,6 +21,7 @@ from models.orm.account import (
     Payment,
 )
 from models.orm.approval import StaffTask, TaskKind, TaskStatus
+from models.orm.base import new_id
 from models.orm.communication import Communication
 from models.orm.guarantor import ChannelPreference, Deliverability, Guarantor
 from models.orm.policy_version import PolicyVersion
@@ -140,7 +141,7 @@ def account_by_number(session: Session, account_number: str) -> Account | None:
 
 def new_account(session: Session, **fields: Any) -> Account:
     """A new account with its id given now (no flush needed to know it)."""
-    account = Account(id=uuid.uuid4(), **fields)
+    account = Account(id=new_id(), **fields)
     session.add(account)
     preloaded: dict[str, Account | None] | None = session.info.get(BATCH_ACCOUNTS)
     if preloaded is not None:
@@ -160,7 +161,7 @@ def upsert_guarantor(session: Session, external_ref: str, fields: dict[str, Any]
             .options(selectinload(Guarantor.channels))
         ).one_or_none()
     if guarantor is None:
-        guarantor = Guarantor(id=uuid.uuid4(), external_ref=external_ref, channels=[], **fields)
+        guarantor = Guarantor(id=new_id(), external_ref=external_ref, channels=[], **fields)
         session.add(guarantor)
         if preloaded is not None:
             preloaded[external_ref] = guarantor
@@ -256,7 +257,7 @@ def record_payment(
     inserted = session.execute(
         insert(Payment)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             account_id=account.id,
             reference=reference,
             amount_cents=amount_cents,
@@ -296,7 +297,7 @@ def record_adjustment(
     inserted = session.execute(
         insert(Adjustment)
         .values(
-            id=uuid.uuid4(),
+            id=new_id(),
             account_id=account.id,
             reference=reference,
             kind=AdjustmentKind(kind),
