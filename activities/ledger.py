@@ -10,10 +10,10 @@ from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio import activity
 
-from models.actions import ExportInput, TaskRecordInput
+from models.actions import AdjustmentKind, ExportInput, TaskRecordInput
 from models.orm import Account, AccountStatus, AuditEvent, StaffTask, TaskKind, TaskStatus
 from models.payloads import BalanceState, CloseApprovalInput, CloseBalanceInput, OpenApprovalInput
-from services import agency
+from services import agency, write_offs
 from workflows.contract import ActivityName
 
 ACCOUNT_STATUS = {
@@ -141,6 +141,17 @@ class LedgerActivities:
             task = session.get(StaffTask, uuid.UUID(inp.task_id))
             if task is None or task.status is not TaskStatus.OPEN:
                 return
+            if inp.written_off_cents:
+                account = session.get(Account, task.account_id, with_for_update=True)
+                assert account is not None
+                write_offs.record(
+                    session,
+                    account,
+                    AdjustmentKind.WRITE_OFF,
+                    inp.written_off_cents,
+                    f"write-off:{inp.task_id}",
+                    inp.decided_by or "system",
+                )
             task.status = status
             task.decided_by = inp.decided_by or None
             task.reason = inp.reason or None

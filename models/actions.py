@@ -33,6 +33,13 @@ class AdjustmentKind(StrEnum):
     ADJUSTMENT = "adjustment"  # a correction posted by the billing system
     INSURANCE_PAYMENT = "insurance_payment"  # lowers what the patient owes
     INSURANCE_DENIAL = "insurance_denial"  # raises what the patient owes
+    # The ledger's record of what a workflow wrote off itself (never sent as a signal):
+    FINANCIAL_ASSISTANCE = "financial_assistance"  # hardship granted: a discount or all of it
+    WRITE_OFF = "write_off"  # a write-off request approved by a person
+
+
+WORKFLOW_WRITE_OFFS = frozenset({AdjustmentKind.FINANCIAL_ASSISTANCE, AdjustmentKind.WRITE_OFF})
+"""Adjustments the ledger records after the workflow applied them (``services.write_offs``)."""
 
 
 class AdjustmentSignal(BaseModel):
@@ -46,6 +53,11 @@ class AdjustmentSignal(BaseModel):
     def _signed(self) -> AdjustmentSignal:
         if self.amount_cents == 0:
             raise ValueError("amount_cents: an adjustment of zero changes nothing")
+        if self.kind in WORKFLOW_WRITE_OFFS:
+            raise ValueError(
+                f"kind: {self.kind.value} is recorded by the action itself: grant hardship,"
+                " or request a write-off for a person to approve"
+            )
         if self.kind is AdjustmentKind.INSURANCE_PAYMENT and self.amount_cents > 0:
             raise ValueError("amount_cents: an insurance payment lowers the balance (negative)")
         if self.kind is AdjustmentKind.INSURANCE_DENIAL and self.amount_cents < 0:

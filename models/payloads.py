@@ -138,6 +138,9 @@ class CloseApprovalInput(BaseModel):
     approved: bool | None = Field(description="None: expired without a decision")
     decided_by: str = ""
     reason: str = ""
+    written_off_cents: int = Field(
+        default=0, ge=0, description="an approved write-off's amount: the ledger records it"
+    )
 
 
 class BalanceState(StrEnum):

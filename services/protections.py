@@ -23,6 +23,7 @@ from activities.channels import LetterContent
 from activities.letters import letter_json
 from config.loader import PolicyBundle, PolicyFileError, load_policy
 from models.actions import (
+    AdjustmentKind,
     ChannelEventKind,
     ChannelEventSignal,
     HardshipRequest,
@@ -47,11 +48,13 @@ from models.orm import (
     ProtectionFlag,
 )
 from models.orm import repositories as repo
+from models.orm.base import new_id
 from models.orm.protections import ConsentPurpose, FlagKind, FlagStatus, RestrictionKind
 from models.payloads import ContactProfile
 from models.policy import Channel
 from models.protections import PhoneKind, majority_date
 from services import audit as audit_trail
+from services import write_offs
 from services.audit import Outcome
 from services.identity import SYSTEM, Actor
 from workflows.protections import plan_affordability_problem, restriction_blocks
@@ -378,6 +381,18 @@ def approve_assistance_in_ledger(
             note="financial assistance approved: the account was recalled from the agency;"
             " reverse any extraordinary collection action (501(r))",
         )
+    # The ledger lowers the balance now; the workflow writes off the same amount (at most what
+    # it still has) when it is told.
+    locked = session.get(Account, account.id, with_for_update=True, populate_existing=True)
+    assert locked is not None
+    write_offs.record(
+        session,
+        locked,
+        AdjustmentKind.FINANCIAL_ASSISTANCE,
+        outcome.write_off_cents,
+        f"financial-assistance:{new_id()}",
+        actor.id,
+    )
     audit(
         session,
         actor,

@@ -131,7 +131,7 @@ async def account_status(svc: Services, actor: Actor, account_number: str) -> Ac
 async def _with_ledger(svc: Services, view: AccountView) -> AccountView:
     """Payments, adjustments, credits and write-offs on the timeline, every amount in dollars."""
     entries = await svc.db(lambda s: timeline.ledger_entries(s, view.account_number))
-    entries += timeline.written_off(view.actions)
+    entries += timeline.written_off(view.actions, ledger=entries)
     view.status.ledger = sorted(entries, key=lambda e: e.at)
     view.actions = timeline.in_dollars(view.actions)
     return view

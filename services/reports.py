@@ -66,6 +66,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Date
 
+from models.actions import WORKFLOW_WRITE_OFFS
 from models.orm import (
     Account,
     AccountStatus,
@@ -347,13 +348,16 @@ def _by_month_and_kind(session: Session, rows: Any) -> Monthly:
     )
 
 
-def _ledger_owed_at(at: Any | None) -> ColumnElement[int]:
-    """What the ledger said the account (``Account``, correlated) owed at ``at`` (None: now)."""
+def _ledger_owed_at(at: Any | None, *, before_write_offs: bool = False) -> ColumnElement[int]:
+    """What the ledger said the account (``Account``, correlated) owed at ``at`` (None: now);
+    ``before_write_offs``: leaving out what financial assistance and approved write-offs took."""
     lines = select(func.coalesce(func.sum(_responsibility() - ChargeLine.patient_paid_cents), 0))
     lines = lines.where(ChargeLine.account_id == Account.id)
     adjusted = select(func.coalesce(func.sum(Adjustment.amount_cents), 0)).where(
         Adjustment.account_id == Account.id
     )
+    if before_write_offs:
+        adjusted = adjusted.where(Adjustment.kind.not_in(list(WORKFLOW_WRITE_OFFS)))
     paid = select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
         Payment.account_id == Account.id
     )
@@ -757,7 +761,7 @@ def _write_offs(session: Session, o: Options) -> Report:
         select(
             _month(Account.closed_at).label("month"),
             Account.status.label("kind"),
-            (_ledger_owed_at(None) - Account.balance_cents).label("cents"),
+            (_ledger_owed_at(None, before_write_offs=True) - Account.balance_cents).label("cents"),
         ).where(
             Account.status.in_([AccountStatus.WRITTEN_OFF, AccountStatus.SETTLED]),
             _in_months(Account.closed_at, o),

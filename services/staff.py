@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import starter
 from models.actions import (
+    AdjustmentKind,
     ApprovalKind,
     ClosingNoticeRequest,
     ClosingPurpose,
@@ -34,8 +35,9 @@ from models.actions import (
     WriteOffRequest,
 )
 from models.orm import Account, AccountStatus, StaffTask, TaskKind, TaskStatus
+from models.orm.base import new_id
 from models.payloads import Decision, StepDecision
-from services import agency, audit, ids, notes, protections
+from services import agency, audit, ids, notes, protections, write_offs
 from services.audit import Outcome
 from services.context import AccountRef, Services
 from services.errors import Refused
@@ -105,8 +107,10 @@ async def call_workflow(
     account: AccountRef,
     call: Callable[[Client, str], Awaitable[T]],
     detail: dict[str, Any] | None = None,
+    ledger: Callable[[Session, T], None] | None = None,
 ) -> T:
-    """Run one workflow call for an action; audit it done or refused."""
+    """Run one workflow call for an action; audit it done or refused. ``ledger`` records in the
+    ledger what the workflow did, in the audit row's transaction."""
     try:
         try:
             result = await call(svc.temporal, account.workflow_account_id)
@@ -119,7 +123,13 @@ async def call_workflow(
             raise refusal from None
     except Refused as exc:
         raise await refuse(svc, actor, action, account.id, exc, detail) from None
-    await svc.db(lambda s: audit.record(s, actor, action, account.id, Outcome.DONE, detail))
+
+    def done(session: Session) -> None:
+        if ledger is not None:
+            ledger(session, result)
+        audit.record(session, actor, action, account.id, Outcome.DONE, detail)
+
+    await svc.db(done)
     return result
 
 
@@ -208,6 +218,20 @@ async def hardship(
     request = HardshipRequest(
         program=program, discount_percent=discount_percent, granted_by=actor.id
     )
+    reference = f"hardship:{new_id()}"
+
+    def in_ledger(session: Session, result: HardshipResult) -> None:
+        row = session.get(Account, account.id, with_for_update=True)
+        assert row is not None
+        write_offs.record(
+            session,
+            row,
+            AdjustmentKind.FINANCIAL_ASSISTANCE,
+            result.written_off_cents,
+            reference,
+            actor.id,
+        )
+
     return await call_workflow(
         svc,
         actor,
@@ -215,6 +239,7 @@ async def hardship(
         account,
         lambda c, a: starter.grant_hardship(c, a, request),
         {"discount_percent": discount_percent, "program": program},
+        in_ledger,
     )
 
 

@@ -1,19 +1,22 @@
 """The money side of an account's timeline, from the ledger, in dollars.
 
 Payments, adjustments (insurance payments and denials included) and credits (a visit's line that
-insurance paid above its charges) come from their ledger rows; write-offs from the workflow's
-record of them (the ledger keeps only the balance they leave). Every amount is shown as dollars
+insurance paid above its charges) come from their ledger rows, and so do financial assistance and
+approved write-offs; the other write-offs (settled, small balances) from the workflow's record of
+them (the ledger keeps only the balance they leave). Every amount is shown as dollars
 ("-$15.00"), never as cents; the workflow's own events are reworded the same way.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.actions import AccountEvent, AccountState, AdjustmentKind
+from models.actions import WORKFLOW_WRITE_OFFS, AccountEvent, AccountState, AdjustmentKind
 from models.money import format_cents
 from models.orm import Account, Payment
 from models.orm.account import Adjustment, ChargeLine
@@ -67,13 +70,23 @@ def ledger_entries(
     return sorted(entries, key=lambda e: e.at)
 
 
-def written_off(actions: AccountState, currency: str = "USD") -> list[LedgerEntry]:
-    """The write-offs the workflow recorded (approved, hardship, settled, small balances)."""
+def written_off(
+    actions: AccountState, currency: str = "USD", ledger: Sequence[LedgerEntry] = ()
+) -> list[LedgerEntry]:
+    """The write-offs the workflow recorded (approved, hardship, settled, small balances), but
+    those the ``ledger`` lists itself (financial assistance and approved write-offs are recorded
+    as adjustments too: one entry each, not two)."""
+    recorded = Counter(
+        e.amount_cents for e in ledger if e.kind in {k.value for k in WORKFLOW_WRITE_OFFS}
+    )
     entries = []
     for event in actions.events:
         found = _WRITTEN_OFF.match(event.detail) if event.kind == "written_off" else None
         if found:
             cents = -int(found.group(1))
+            if recorded[cents] > 0:
+                recorded[cents] -= 1
+                continue
             entries.append(
                 LedgerEntry(
                     at=event.at,

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from models.actions import (
+    AdjustmentKind,
     HoldReason,
     HoldRequest,
     Installment,
@@ -26,6 +27,7 @@ from models.actions import (
 )
 from models.orm import Communication, ProtectionFlag
 from models.orm import repositories as repo
+from models.orm.account import Adjustment
 from models.orm.protections import ConsentPurpose, FlagKind, RestrictionKind
 from models.payloads import BalanceState, Decision
 from models.policy import Channel
@@ -236,6 +238,14 @@ async def test_full_assistance_after_a_payment_writes_off_and_refunds(
             session_factory, c.client, CLERK, c.number, 100
         )
         assert (outcome.refund_cents, outcome.write_off_cents) == (10000, 20000)
+        # The ledger records the write-off as it is approved, not only when the balance ends.
+        with session_factory() as session:
+            assert session.execute(
+                select(Adjustment.kind, Adjustment.amount_cents).where(
+                    Adjustment.account_id == c.account().id
+                )
+            ).all() == [(AdjustmentKind.FINANCIAL_ASSISTANCE, -20000)]
+        assert c.account().balance_cents == 0
         result = await c.handle().result()
         assert result.state is BalanceState.WRITTEN_OFF and result.balance_cents == 0
         with session_factory() as session:

@@ -95,6 +95,9 @@ class ResumeResult(BaseModel):
 
 class HardshipResult(BaseModel):
     balance_cents: int = Field(description="what is left after the discount")
+    written_off_cents: int = Field(
+        default=0, description="what the discount wrote off; the ledger records it too"
+    )
 
 
 class PlanResult(BaseModel):

@@ -114,6 +114,7 @@ PATCH_CLOSING_NOTICE = "front-closing-notice"  # a cease request opens the closi
 CLOSING_NOTICE_STEP = "closing-notice"
 PATCH_SEND_HEARTBEAT = "ledger-send-heartbeat"  # send_step has a heartbeat timeout
 PATCH_NSA_PLAN = "nsa-dispute-pauses-plan"  # no plan reminder while an NSA dispute is pending
+PATCH_LEDGER_WRITE_OFF = "ledger-write-off"  # an approved write-off reaches the ledger with it
 PATCHES = (
     PATCH_NO_CHANNEL,
     PATCH_CONTACT_TASKS,
@@ -123,6 +124,7 @@ PATCHES = (
     PATCH_CLOSING_NOTICE,
     PATCH_SEND_HEARTBEAT,
     PATCH_NSA_PLAN,
+    PATCH_LEDGER_WRITE_OFF,
 )
 """Every patch so far, oldest first: a run started with ``EscalationInput.features == n`` has the
 first ``n`` in force from its first event, without asking ``workflow.patched`` (whose marker
@@ -425,7 +427,7 @@ class BalanceEscalationWorkflow:
             and self._account.hold.reason is HoldReason.FINANCIAL_ASSISTANCE
         ):
             rules.end_hold(state, self._account, workflow.now())
-        return HardshipResult(balance_cents=state.balance_cents)
+        return HardshipResult(balance_cents=state.balance_cents, written_off_cents=amount)
 
     @grant_hardship.validator
     def _validate_hardship(self, request: HardshipRequest) -> None:
@@ -947,12 +949,21 @@ class BalanceEscalationWorkflow:
         return approval.on_timeout
 
     async def _close_task_record(
-        self, task: ApprovalTask, approved: bool | None, decided_by: str, reason: str
+        self,
+        task: ApprovalTask,
+        approved: bool | None,
+        decided_by: str,
+        reason: str,
+        written_off_cents: int = 0,
     ) -> None:
         await workflow.execute_activity(
             ActivityName.CLOSE_APPROVAL,
             CloseApprovalInput(
-                task_id=task.task_id, approved=approved, decided_by=decided_by, reason=reason
+                task_id=task.task_id,
+                approved=approved,
+                decided_by=decided_by,
+                reason=reason,
+                written_off_cents=written_off_cents,
             ),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -963,10 +974,16 @@ class BalanceEscalationWorkflow:
     ) -> None:
         """Record the decision (None: nobody decided) and carry it out."""
         self._account.tasks.remove(task)
-        await self._close_task_record(task, approved, decided_by, reason)
+        state = self._state
+        written_off = 0
+        if approved and task.kind is ApprovalKind.WRITE_OFF and self._has(PATCH_LEDGER_WRITE_OFF):
+            # Written off before the task's record closes, which records it in the ledger too
+            # (a ledger that missed it would have the daily reconciliation bill it again).
+            written_off = min(task.amount_cents or state.balance_cents, state.balance_cents)
+            self._write_off(written_off, task.reason or "write-off", decided_by)
+        await self._close_task_record(task, approved, decided_by, reason, written_off)
         verdict = {True: "approved", False: "denied", None: "expired"}[approved]
         self._event(f"{task.kind.value}_{verdict}", reason, decided_by)
-        state = self._state
         if task.kind is ApprovalKind.STEP:
             assert task.step_id is not None
             if approved:
@@ -985,7 +1002,7 @@ class BalanceEscalationWorkflow:
             await self._closing_notice_decided(approved, decided_by)
         elif not approved:
             return
-        elif task.kind is ApprovalKind.WRITE_OFF:
+        elif task.kind is ApprovalKind.WRITE_OFF and not self._has(PATCH_LEDGER_WRITE_OFF):
             amount = min(task.amount_cents or state.balance_cents, state.balance_cents)
             self._write_off(amount, task.reason or "write-off", decided_by)
         elif task.kind is ApprovalKind.SETTLEMENT:
