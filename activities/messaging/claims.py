@@ -79,10 +79,54 @@ AUDIT = text(
     f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {_recordset(AUDIT_COLUMNS)}"
 )
 
+WON_AUDIT_COLUMNS = {**AUDIT_COLUMNS, "claim_key": "text"}
+FIRST_COLUMNS = {"account_id": "uuid", "at": "timestamptz", "claim_key": "text"}
+CLAIM_BATCH = text(
+    f"WITH won AS ({CLAIM.text}), "
+    # The audit rows of the claims that won their key (a letter queued, a call task, a
+    # suppression): written with the claims, in the same round trip.
+    "audited AS ("
+    f"INSERT INTO audit_events ({', '.join(AUDIT_COLUMNS)}) "
+    f"SELECT {', '.join('a.' + c for c in AUDIT_COLUMNS)} "
+    f"FROM {_recordset(WON_AUDIT_COLUMNS).replace(':rows', ':audits').replace(' AS r(', ' AS a(')} "
+    "JOIN won ON won.idempotency_key = a.claim_key), "
+    # A letter sent with its claim dates its account's first statement, if none is dated yet.
+    "dated AS ("
+    "UPDATE accounts SET first_statement_at = f.at FROM ("
+    "SELECT f.account_id, min(f.at) AS at "
+    f"FROM {_recordset(FIRST_COLUMNS).replace(':rows', ':firsts').replace(' AS r(', ' AS f(')} "
+    "JOIN won ON won.idempotency_key = f.claim_key GROUP BY f.account_id) AS f "
+    "WHERE accounts.id = f.account_id AND accounts.first_statement_at IS NULL) "
+    "SELECT idempotency_key FROM won"
+)
+"""A batch's claims, the audit rows of those that won, and the first statements their letters
+date: one statement. Returns the keys won."""
 
-def rows(items: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> dict[str, str]:
-    """The ``:rows`` parameter of a recordset statement: the rows' columns as a JSON array."""
-    return {"rows": json.dumps([{c: row[c] for c in columns} for row in items], default=_json)}
+MARK_SENT_BATCH = text(
+    f"WITH marked AS ({MARK_SENT.text}) "
+    f"INSERT INTO audit_events ({', '.join(AUDIT_COLUMNS)}) "
+    f"SELECT {', '.join('a.' + c for c in AUDIT_COLUMNS)} "
+    f"FROM {_recordset(AUDIT_COLUMNS).replace(':rows', ':audits').replace(' AS r(', ' AS a(')}"
+)
+"""The SENT marks of a batch and their audit rows: one statement."""
+MARK_SENT_BATCH_RELAXED = text(
+    "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true) AS setting), "
+    f"marked AS ({MARK_SENT.text}) "
+    f"INSERT INTO audit_events ({', '.join(AUDIT_COLUMNS)}) "
+    f"SELECT {', '.join('a.' + c for c in AUDIT_COLUMNS)} "
+    f"FROM {_recordset(AUDIT_COLUMNS).replace(':rows', ':audits').replace(' AS r(', ' AS a(')} "
+    "CROSS JOIN relaxed"
+)
+""":data:`MARK_SENT_BATCH`, its transaction's commit asynchronous (``SET LOCAL
+synchronous_commit TO OFF``, as ``set_config`` of the statement)."""
+
+
+def rows(
+    items: Sequence[Mapping[str, Any]], columns: Mapping[str, str], name: str = "rows"
+) -> dict[str, str]:
+    """The ``:rows`` parameter (or ``name``) of a recordset statement: the rows' columns as a
+    JSON array."""
+    return {name: json.dumps([{c: row[c] for c in columns} for row in items], default=_json)}
 
 
 def _json(value: object) -> str:

@@ -74,7 +74,6 @@ from activities.messaging.eligibility import (
     mark_channel,
     profile_now,
 )
-from activities.messaging.first_statement import record_first_statements
 from activities.messaging.merging import FAMILY, MERGED, merged_letter, render_merged
 from activities.statement_cycle import statement_due
 from config.loader import PolicyBundle
@@ -698,9 +697,36 @@ class MessagingActivities:
         if not claiming:
             return
         rows = [w.claim for w in claiming if w.claim is not None]
-        won = set(session.scalars(claims.CLAIM, claims.rows(rows, claims.CLAIM_COLUMNS)))
+        # Each claim's audit rows and the first statement its letter dates are written with it,
+        # in one statement, for the claims that win their key (claims.CLAIM_BATCH).
+        audits = [
+            {**audit, "claim_key": w.claim["idempotency_key"]}
+            for w in claiming
+            if w.claim is not None
+            for audit in w.audits
+        ]
+        firsts = [
+            # A letter is sent when its claim commits (the print queue); as loaded with the
+            # batch, an account whose first statement is dated is done.
+            {"account_id": c["account_id"], "at": c["sent_at"], "claim_key": c["idempotency_key"]}
+            for w in claiming
+            if (c := w.claim) is not None
+            and c["status"] is CommunicationStatus.SENT
+            and c["channel"] is Channel.LETTER
+            and w.account is not None
+            and w.account.first_statement_at is None
+        ]
+        won = set(
+            session.scalars(
+                claims.CLAIM_BATCH,
+                {
+                    **claims.rows(rows, claims.CLAIM_COLUMNS),
+                    **claims.rows(audits, claims.WON_AUDIT_COLUMNS, "audits"),
+                    **claims.rows(firsts, claims.FIRST_COLUMNS, "firsts"),
+                },
+            )
+        )
         raced: list[_Work] = []
-        audits: list[dict[str, Any]] = []
         for work in claiming:
             assert work.claim is not None
             work.won = work.claim["idempotency_key"] in won
@@ -708,24 +734,8 @@ class MessagingActivities:
                 raced.append(work)
                 continue
             session.add_all(work.tasks)
-            audits += work.audits
             if work.claim["status"] is not CommunicationStatus.PENDING:  # suppressed, or sent
                 work.outcome = claims.claim_result(work.claim)
-        if audits:
-            session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
-        record_first_statements(  # a letter is sent when its claim commits (the print queue)
-            session,
-            (
-                (w.claim["account_id"], w.claim["channel"], w.claim["sent_at"])
-                for w in claiming
-                if w.won
-                and w.claim
-                and w.claim["status"] is CommunicationStatus.SENT
-                # As loaded with the batch: an account whose first statement is dated is done.
-                and w.account is not None
-                and w.account.first_statement_at is None
-            ),
-        )
         session.commit()
         for work in raced:
             try:
@@ -812,15 +822,20 @@ class MessagingActivities:
                 # Unknown: the claim stays pending; the retry confirms the send or releases it.
                 assert error is not None
                 work.outcome = error
-        if marks and len(marks) == len(sending):
-            # Every claim above was committed durably before its provider heard of it; the SENT
-            # marks may commit asynchronously (PostgreSQL synchronous_commit): a crash of the
-            # database in the next moments would leave rows PENDING, which a retry confirms or
-            # marks UNCONFIRMED, never sends again.
-            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         if marks:
-            session.execute(claims.MARK_SENT, claims.rows(marks, claims.MARK_COLUMNS))
-            session.execute(claims.AUDIT, claims.rows(audits, claims.AUDIT_COLUMNS))
+            # Every claim above was committed durably before its provider heard of it; when
+            # every send succeeded the SENT marks may commit asynchronously (PostgreSQL
+            # synchronous_commit, set by the statement): a crash of the database in the next
+            # moments would leave rows PENDING, which a retry confirms or marks UNCONFIRMED,
+            # never sends again.
+            relaxed = len(marks) == len(sending)
+            session.execute(
+                claims.MARK_SENT_BATCH_RELAXED if relaxed else claims.MARK_SENT_BATCH,
+                {
+                    **claims.rows(marks, claims.MARK_COLUMNS),
+                    **claims.rows(audits, claims.AUDIT_COLUMNS, "audits"),
+                },
+            )
         session.commit()
 
     def _deliver(self, message: OutgoingMessage) -> tuple[Delivery | None, Exception | None]:
