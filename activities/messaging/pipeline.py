@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import String, Uuid, any_, delete, func, select, text
+from sqlalchemy import String, Uuid, any_, delete, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 from sqlalchemy.sql.selectable import ScalarSelect
@@ -275,10 +275,15 @@ class MessagingActivities:
             works.append(work)
         batch = list(unique.values())
         with self._session_factory() as session:
-            self._settle_earlier(session, batch)
+            # One round trip loads the accounts and counts the batch's earlier outbox rows; only
+            # when there are some (a retry, a replay) does the batch settle them first and load
+            # again: a settlement may roll back, which would expire what was loaded.
+            if self._load_accounts(session, batch, _keys(batch)) != 0:
+                for work in batch:
+                    work.account, work.last_due, work.outcome = None, None, None
+                self._settle_earlier(session, batch)
+                self._load_accounts(session, [w for w in batch if w.outcome is None])
             active = [w for w in batch if w.outcome is None]
-            self._load_accounts(session, active)
-            active = [w for w in active if w.outcome is None]
             while active:
                 self._choose(session, active)
                 self._claim(session, [w for w in active if w.claim is not None])
@@ -289,12 +294,7 @@ class MessagingActivities:
 
     def _settle_earlier(self, session: Session, batch: list[_Work]) -> None:
         """Steps an earlier attempt settled get its outcome, a half-done send finished."""
-        owner: dict[str, _Work] = {}
-        for work in batch:
-            key = work.step.idempotency_key
-            owner[key] = work
-            for channel in Channel:
-                owner[claims.attempt_key(key, channel)] = work
+        owner = _keys(batch)
         rows = session.scalars(
             select(Communication)
             .where(Communication.idempotency_key == any_(claims.array(list(owner), String)))
@@ -310,17 +310,30 @@ class MessagingActivities:
                 session.rollback()
                 work.outcome = exc
 
-    def _load_accounts(self, session: Session, active: list[_Work]) -> None:
+    def _load_accounts(
+        self, session: Session, active: list[_Work], keys: Mapping[str, _Work] | None = None
+    ) -> int | None:
         """One round trip: the accounts with their guarantors, channels and charge lines, each
-        guarantor's confidential address and the due date of each account's latest letter."""
+        guarantor's confidential address and the due date of each account's latest letter.
+
+        With ``keys``, also how many outbox rows hold one of them (None: no account found)."""
         if not active:
-            return
+            return None
         ids = {uuid.UUID(w.step.account_id) for w in active}
         accounts: dict[uuid.UUID, Account] = {}
         last_due: dict[uuid.UUID, dt.date] = {}
         confidential: dict[uuid.UUID, ConfidentialAddress | None] = {}
-        for account, address, due in session.execute(
-            select(Account, ConfidentialAddress, _latest_letter_due())
+        earlier: int | None = None
+        counted = (
+            select(func.count())
+            .select_from(Communication)
+            .where(Communication.idempotency_key == any_(claims.array(list(keys), String)))
+            .scalar_subquery()
+            if keys is not None
+            else literal(0)
+        )
+        for account, address, due, found in session.execute(
+            select(Account, ConfidentialAddress, _latest_letter_due(), counted)
             .outerjoin(
                 ConfidentialAddress, ConfidentialAddress.guarantor_id == Account.guarantor_id
             )
@@ -332,6 +345,7 @@ class MessagingActivities:
         ).unique():
             accounts[account.id] = account
             confidential[account.guarantor_id] = address
+            earlier = found
             if due:
                 last_due[account.id] = dt.date.fromisoformat(due)
         remember_confidential(session, confidential)
@@ -342,6 +356,7 @@ class MessagingActivities:
                 work.outcome = ApplicationError(
                     "the step's account is not in the ledger", type="AccountMissing"
                 )
+        return earlier
 
     # -- choosing a channel and rendering ------------------------------------------------------
 
@@ -1013,6 +1028,17 @@ class MessagingActivities:
         session.add(
             AuditEvent(**claims.sent_audit(row.account_id, row.id, row.step_id, row.channel))
         )
+
+
+def _keys(batch: list[_Work]) -> dict[str, _Work]:
+    """Every outbox key a batch's steps may have used (the step's, each channel's attempt)."""
+    owner: dict[str, _Work] = {}
+    for work in batch:
+        key = work.step.idempotency_key
+        owner[key] = work
+        for channel in Channel:
+            owner[claims.attempt_key(key, channel)] = work
+    return owner
 
 
 def _reportable(
