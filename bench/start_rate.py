@@ -33,7 +33,7 @@ from config.loader import load_policy
 from models.payloads import EscalationInput
 from starter import START_CONCURRENCY, Intake
 
-TURNS = 3
+TURNS = 5
 WARM_UP = 50
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
 import time
 import uuid
@@ -21,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_json
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
@@ -68,8 +69,12 @@ NO_WORKFLOW = "no_workflow"  # the account has no running workflow: the ledger i
 SKIPPED = "skipped"  # a start whose account was paid or closed before it could be delivered
 
 
-_Pending = tuple[int, str, dict[str, Any], dict[str, Any] | None]
-"""A queued message: its id, signal name, payload and start input (None: a plain signal)."""
+_Raw = tuple[str, str, bool]
+"""A start input that names a stored policy version, as read: its JSON text without the version,
+the version's hash, and whether it carries charges."""
+_Pending = tuple[int, str, dict[str, Any], dict[str, Any] | None, _Raw | None]
+"""A queued message: its id, signal name, payload, and its start input (both None: a plain
+signal), parsed, or as text when it names a stored policy version (delivered without parsing)."""
 
 
 def workflow_id(account_id: str | uuid.UUID) -> str:
@@ -162,6 +167,21 @@ def start_payload(inp: EscalationInput) -> RawValue:
 
 
 JSON_ENCODING = b"json/plain"
+
+
+def raw_start(text: str, version: str) -> RawValue:
+    """A stored start input (JSON text, its policy named by ``version``) as the workflow input
+    the data converter would send: the text with the stored version's policy JSON joined in.
+
+    Raises:
+        LookupError: the version is not stored (:func:`load_versions` read none).
+    """
+    found = _VERSIONS.get(version)
+    if found is None:
+        raise LookupError(f"policy version {version} is not stored")
+    data = text.encode()
+    joined = data[:-1] + (b', "policy": ' if len(data) > 2 else b'"policy": ') + found[1] + b"}"
+    return RawValue(Payload(metadata={"encoding": JSON_ENCODING}, data=joined))
 
 
 def enqueue(
@@ -312,11 +332,13 @@ class Dispatcher:
         failed: list[tuple[int, str]],
     ) -> bool:
         """One account's messages, oldest first; the first failure leaves it and later ones."""
-        for row_id, name, payload, start_input in rows:
+        for row_id, name, payload, start_input, raw in rows:
             if time.monotonic() < self._quiet_until:
                 return False  # Temporal failed for another account: leave these queued
             try:
-                outcome = await self._send(client, account_id, name, payload, start_input, owed)
+                outcome = await self._send(
+                    client, account_id, name, payload, start_input, raw, owed
+                )
             except Exception as exc:  # any failure leaves this and later messages pending
                 failed.append((row_id, _error_text(exc)))
                 if not isinstance(exc, RPCError) or exc.status in UNREACHABLE:
@@ -330,7 +352,7 @@ class Dispatcher:
         self,
         client: Client,
         account_id: uuid.UUID,
-        inp: EscalationInput,
+        inp: RawValue,
         signal: str | None = None,
         arg: object = None,
     ) -> bool:
@@ -340,7 +362,7 @@ class Dispatcher:
             await asyncio.wait_for(
                 client.start_workflow(
                     WORKFLOW_NAME,
-                    start_payload(inp),
+                    inp,
                     id=workflow_id(account_id),
                     task_queue=self.task_queue,
                     start_signal=signal,
@@ -363,21 +385,49 @@ class Dispatcher:
     def _pending(self, keys: list[uuid.UUID]) -> dict[uuid.UUID, tuple[list[_Pending], bool]]:
         """Each account's pending messages in order, and whether its balance is still owed."""
         by_account: dict[uuid.UUID, list[_Pending]] = {}
+        named = SignalOutbox.start_input.has_key(POLICY_VERSION)
         with self.session_factory() as session:
-            for account_id, row_id, name, payload, start_input in session.execute(
+            for (
+                account_id,
+                row_id,
+                name,
+                payload,
+                start_input,
+                text,
+                version,
+                charges,
+            ) in session.execute(
                 select(
                     SignalOutbox.account_id,
                     SignalOutbox.id,
                     SignalOutbox.name,
                     SignalOutbox.payload,
-                    SignalOutbox.start_input,
+                    # An input that names a stored version comes as text (see _send).
+                    case((named, None), else_=SignalOutbox.start_input),
+                    case((named, SignalOutbox.start_input.op("-")(POLICY_VERSION).cast(Text))),
+                    SignalOutbox.start_input[POLICY_VERSION].astext,
+                    func.coalesce(func.jsonb_array_length(SignalOutbox.start_input["charges"]), 0),
                 )
                 .where(SignalOutbox.account_id.in_(keys), SignalOutbox.delivered_at.is_(None))
                 .order_by(SignalOutbox.account_id, SignalOutbox.id)
             ):
-                by_account.setdefault(account_id, []).append((row_id, name, payload, start_input))
-            load_versions(session, (r[3] for rows in by_account.values() for r in rows))
-            starting = [k for k, rows in by_account.items() if any(r[3] is not None for r in rows)]
+                raw = (text, version, charges > 0) if text is not None else None
+                by_account.setdefault(account_id, []).append(
+                    (row_id, name, payload, start_input, raw)
+                )
+            load_versions(
+                session,
+                (
+                    r[3] if r[4] is None else {POLICY_VERSION: r[4][1]}
+                    for rows in by_account.values()
+                    for r in rows
+                ),
+            )
+            starting = [
+                k
+                for k, rows in by_account.items()
+                if any(r[3] is not None or r[4] is not None for r in rows)
+            ]
             owed = (
                 set(
                     session.scalars(
@@ -400,22 +450,35 @@ class Dispatcher:
         name: str,
         payload: dict[str, Any],
         start_input: dict[str, Any] | None,
+        raw: _Raw | None,
         owed: bool,
     ) -> str:
         model = SIGNAL_TYPES.get(name)
         arg: object = model.model_validate(payload) if model is not None else payload
-        if start_input is not None:
+        if start_input is not None or raw is not None:
             if not owed:
                 # A start redelivered after the balance was paid must not open a new ladder.
                 return SKIPPED
+            if raw is not None:
+                text, version, charges = raw
+                # A new balance's start, the common case of an import: its stored JSON and the
+                # version's, joined, without parsing and validating the input again.
+                if charges and await self._start(client, account_id, raw_start(text, version)):
+                    return DELIVERED
+                start_input = {**json.loads(text), POLICY_VERSION: version}
+            assert start_input is not None
             inp = start_input_model(start_input)
-            if inp.charges and await self._start(client, account_id, inp):
+            if (
+                raw is None
+                and inp.charges
+                and await self._start(client, account_id, start_payload(inp))
+            ):
                 return DELIVERED
             # Its workflow runs (a redelivered start, or a ladder that was still closing): each
             # charge joins it, or opens a new one should it have ended meanwhile.
             joining: list[object] = list(inp.charges) or [arg]
             for charge in joining:
-                await self._start(client, account_id, inp, name, charge)
+                await self._start(client, account_id, start_payload(inp), name, charge)
             return DELIVERED
         try:
             await asyncio.wait_for(
