@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,21 @@ async def test_policies_read_preview_diff_pinned_and_migrate(
     await expect(chart.locator("title")).to_contain_text("$125.00")
     await expect(chart.locator("title")).to_contain_text("America/Chicago")
     await expect(chart.locator(".mark")).to_have_count(3)
-    await expect(chart).to_contain_text("day 45 · letter · sent")
     await expect(page.locator("#preview tbody tr")).to_have_count(3)
     statement_2 = page.locator("#preview tbody tr", has_text="statement-2")
-    await expect(statement_2.locator("td").first).to_have_text("45")
     await expect(statement_2).to_contain_text("-06:00")  # in the patient's zone
+    # The day is counted on the practice's calendar (#19). This test's practice zone is one where
+    # it is about 13:00 now, up to half a day from Chicago: at some hours the Chicago patient's
+    # day-45 morning is the practice's day 44. The label is checked against that rule.
+    found = re.search(
+        r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})(-06:00)", await statement_2.inner_text()
+    )
+    assert found, await statement_2.inner_text()
+    sent_at = dt.datetime.fromisoformat(f"{found[1]}T{found[2]}{found[3]}")
+    day = (sent_at.astimezone(ZoneInfo(zone)).date() - dt.date(2026, 11, 2)).days
+    assert day in (44, 45)
+    await expect(statement_2.locator("td").first).to_have_text(str(day))
+    await expect(chart).to_contain_text(f"day {day} · letter · sent")
     await console.shot(page, "policy-preview")
     await assert_accessible(page)
     await page.get_by_label("Patient's time zone").fill("Mars/Olympus")
