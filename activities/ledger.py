@@ -142,11 +142,9 @@ class LedgerActivities:
             if task is None or task.status is not TaskStatus.OPEN:
                 return
             if inp.written_off_cents:
-                account = session.get(Account, task.account_id, with_for_update=True)
-                assert account is not None
                 write_offs.record(
                     session,
-                    account,
+                    task.account_id,
                     AdjustmentKind.WRITE_OFF,
                     inp.written_off_cents,
                     f"write-off:{inp.task_id}",

@@ -383,11 +383,9 @@ def approve_assistance_in_ledger(
         )
     # The ledger lowers the balance now; the workflow writes off the same amount (at most what
     # it still has) when it is told.
-    locked = session.get(Account, account.id, with_for_update=True, populate_existing=True)
-    assert locked is not None
     write_offs.record(
         session,
-        locked,
+        account.id,
         AdjustmentKind.FINANCIAL_ASSISTANCE,
         outcome.write_off_cents,
         f"financial-assistance:{new_id()}",

@@ -221,11 +221,9 @@ async def hardship(
     reference = f"hardship:{new_id()}"
 
     def in_ledger(session: Session, result: HardshipResult) -> None:
-        row = session.get(Account, account.id, with_for_update=True)
-        assert row is not None
         write_offs.record(
             session,
-            row,
+            account.id,
             AdjustmentKind.FINANCIAL_ASSISTANCE,
             result.written_off_cents,
             reference,

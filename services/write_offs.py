@@ -9,6 +9,8 @@ reconciliation, which trusts the ledger, told the workflow to bill the discount 
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.orm import Session
 
 from models.actions import WORKFLOW_WRITE_OFFS, AdjustmentKind
@@ -18,16 +20,19 @@ from models.orm.repositories import record_adjustment
 
 def record(
     session: Session,
-    account: Account,
+    account_id: uuid.UUID,
     kind: AdjustmentKind,
     cents: int,
     reference: str,
     by: str,
 ) -> bool:
-    """Record ``cents`` written off (positive) on the account's ledger. True if new; the same
-    reference again changes nothing."""
+    """Record ``cents`` written off (positive) on the account's ledger, its row locked and read
+    afresh for the balance. True if new; the same reference again changes nothing."""
     if kind not in WORKFLOW_WRITE_OFFS:
         raise ValueError(f"kind: {kind.value} is not a write-off")
     if cents <= 0:
         return False
+    account = session.get(Account, account_id, with_for_update=True, populate_existing=True)
+    if account is None:
+        raise LookupError(f"account: {account_id} is not in the ledger")
     return record_adjustment(session, account, reference, kind.value, -cents, by[:64])
