@@ -38,12 +38,25 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import String, Uuid, any_, delete, func, literal, select, text
+from sqlalchemy import (
+    DateTime,
+    String,
+    Uuid,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.selectable import ScalarSelect
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -131,6 +144,69 @@ def _latest_letter_due() -> ScalarSelect[str | None]:
         .limit(1)
         .correlate(Account)
         .scalar_subquery()
+    )
+
+
+@cache
+def _accounts_query(count_earlier: bool) -> Executable:
+    """A batch's accounts (``:ids``) with their guarantors, channels and charge lines, each
+    guarantor's confidential address and the due date of each account's latest letter; with
+    ``count_earlier``, also how many outbox rows hold one of ``:keys``.
+
+    Built once: a statement constructed for every batch cost more than running it (its clauses
+    and cache key, in ``_load_accounts`` of every batch)."""
+    counted = (
+        select(func.count())
+        .select_from(Communication)
+        .where(Communication.idempotency_key == any_(bindparam("keys", type_=ARRAY(String()))))
+        .scalar_subquery()
+        if count_earlier
+        else literal(0)
+    )
+    return (
+        select(Account, ConfidentialAddress, _latest_letter_due(), counted)
+        .outerjoin(ConfidentialAddress, ConfidentialAddress.guarantor_id == Account.guarantor_id)
+        .where(Account.id == any_(bindparam("ids", type_=ARRAY(Uuid()))))
+        .options(
+            joinedload(Account.guarantor).joinedload(Guarantor.channels),
+            joinedload(Account.charges),
+        )
+    )
+
+
+@cache
+def _person_contacts_query() -> Executable:
+    """What the guarantors ``:guarantors`` received since ``:since``, on all their accounts,
+    once their transaction locks (``:person_locks``, sorted) are held. Built once, as above.
+
+    Two batches for one person must not both find them quiet: each takes the guarantors'
+    transaction locks (in one order) before reading, and holds them until its claims commit; a
+    claim still pending counts, since it is about to go out.
+    """
+    when = func.coalesce(Communication.due_at, Communication.sent_at, Communication.created_at)
+    locked = text(
+        "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
+        " hashtextextended(CAST(g AS text), 0) AS k FROM unnest(CAST(:person_locks AS uuid[]))"
+        " AS g ORDER BY k) AS ordered) AS held) >= 0"
+    )
+    return (
+        select(
+            Communication.account_id,
+            Account.guarantor_id,
+            Communication.channel,
+            when,
+            Communication.id,
+            Communication.provider,
+            Communication.provider_id,
+        )
+        .join(Account, Account.id == Communication.account_id)
+        .where(
+            Account.guarantor_id == any_(bindparam("guarantors", type_=ARRAY(Uuid()))),
+            Communication.channel.is_not(None),
+            Communication.status.in_((*claims.COUNTED, CommunicationStatus.PENDING)),
+            when > bindparam("since", type_=DateTime(timezone=True)),
+            locked,
+        )
     )
 
 
@@ -324,24 +400,11 @@ class MessagingActivities:
         last_due: dict[uuid.UUID, dt.date] = {}
         confidential: dict[uuid.UUID, ConfidentialAddress | None] = {}
         earlier: int | None = None
-        counted = (
-            select(func.count())
-            .select_from(Communication)
-            .where(Communication.idempotency_key == any_(claims.array(list(keys), String)))
-            .scalar_subquery()
-            if keys is not None
-            else literal(0)
-        )
+        parameters: dict[str, Any] = {"ids": list(ids)}
+        if keys is not None:
+            parameters["keys"] = list(keys)
         for account, address, due, found in session.execute(
-            select(Account, ConfidentialAddress, _latest_letter_due(), counted)
-            .outerjoin(
-                ConfidentialAddress, ConfidentialAddress.guarantor_id == Account.guarantor_id
-            )
-            .where(Account.id == any_(claims.array(list(ids), Uuid)))
-            .options(
-                joinedload(Account.guarantor).joinedload(Guarantor.channels),
-                joinedload(Account.charges),
-            )
+            _accounts_query(keys is not None), parameters
         ).unique():
             accounts[account.id] = account
             confidential[account.guarantor_id] = address
@@ -604,34 +667,10 @@ class MessagingActivities:
             earliest = since if earliest is None else min(earliest, since)
         if not guarantors or earliest is None:
             return {}
-        when = func.coalesce(Communication.due_at, Communication.sent_at, Communication.created_at)
-        # Two batches for one person must not both find them quiet: each takes the guarantors'
-        # transaction locks (in one order) before reading, and holds them until its claims commit;
-        # a claim still pending counts, since it is about to go out.
-        locked = text(
-            "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
-            " hashtextextended(CAST(g AS text), 0) AS k FROM unnest(CAST(:person_locks AS uuid[]))"
-            " AS g ORDER BY k) AS ordered) AS held) >= 0"
-        ).bindparams(person_locks=sorted(guarantors))
         found: dict[uuid.UUID, list[PersonContact]] = defaultdict(list)
         for account_id, guarantor_id, channel, at, row_id, provider, provider_id in session.execute(
-            select(
-                Communication.account_id,
-                Account.guarantor_id,
-                Communication.channel,
-                when,
-                Communication.id,
-                Communication.provider,
-                Communication.provider_id,
-            )
-            .join(Account, Account.id == Communication.account_id)
-            .where(
-                Account.guarantor_id == any_(claims.array(list(guarantors), Uuid)),
-                Communication.channel.is_not(None),
-                Communication.status.in_((*claims.COUNTED, CommunicationStatus.PENDING)),
-                when > earliest,
-                locked,
-            )
+            _person_contacts_query(),
+            {"guarantors": list(guarantors), "person_locks": sorted(guarantors), "since": earliest},
         ):
             if channel is None:
                 continue
