@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from sendgrid import SendGridAPIClient
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -26,6 +28,7 @@ from activities.email import SendGridSender
 from activities.ledger import LedgerActivities
 from activities.messaging import MessagingActivities, PolicyStore
 from activities.reconcile import ReconcileActivities, ensure_schedule
+from activities.send_process import SendProcesses
 from activities.sms import TwilioSender, make_client
 from config.settings import Settings
 from models.policy import Channel
@@ -127,6 +130,13 @@ def build_worker(
     when needed, stay far below the connection pool's limit.
     """
     temporal = settings.temporal
+    # Batches run in a child process when the senders come from the settings (the child builds
+    # its own); senders handed in (a test's fakes) live here, and so do their batches.
+    processes = (
+        SendProcesses(database_url(session_factory), settings, temporal.send_processes)
+        if senders is None and temporal.send_processes > 0
+        else None
+    )
     messaging = MessagingActivities(
         session_factory,
         senders or build_senders(settings),
@@ -138,12 +148,14 @@ def build_worker(
         max_batch=temporal.send_batch_size,
         lanes=temporal.send_batch_lanes,
         linger=dt.timedelta(milliseconds=temporal.send_batch_linger_ms),
+        processes=processes,
     )
     ledger = LedgerActivities(session_factory, Path(settings.data_dir) / "agency")
     reconcile = ReconcileActivities(session_factory, client, settings)
     contact_tasks = ContactTaskActivities(session_factory)
-    return Worker(
+    return EngineWorker(
         client,
+        processes,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
@@ -162,6 +174,29 @@ def build_worker(
         ),
         max_concurrent_activities=temporal.max_concurrent_activities,
     )
+
+
+class EngineWorker(Worker):
+    """The SDK's worker, which also stops the send processes once it has stopped."""
+
+    def __init__(self, client: Client, processes: SendProcesses | None, **config: Any) -> None:
+        super().__init__(client, **config)
+        self._processes = processes
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            if self._processes is not None:
+                # After every activity has completed: no batch is left in flight.
+                await asyncio.to_thread(self._processes.close)
+
+
+def database_url(session_factory: sessionmaker[Session]) -> str:
+    """The URL of the engine behind ``session_factory``, password included, for a child's own."""
+    engine = session_factory.kw["bind"]
+    assert isinstance(engine, Engine), "the session factory is bound to an engine"
+    return engine.url.render_as_string(hide_password=False)
 
 
 def tune_gc() -> None:

@@ -1,12 +1,13 @@
 """``send_step`` for the worker: the steps due together share one batch.
 
 Each ``send_step`` activity puts its step in a queue and waits. A drainer takes everything queued
-(up to ``max_batch``) to ``MessagingActivities.send_steps`` in a thread, so a morning's thousands
-of due steps cost a few statements and commits per batch instead of several per step, and while
-one batch is in PostgreSQL or with a provider the next one gathers. Nothing waits for a batch to
-fill: a lone step is sent at once, in a batch of one; only while steps keep coming (the last
-batch had several) does a batch linger a few milliseconds for more. This is group commit, as
-databases do it.
+(up to ``max_batch``) to ``MessagingActivities.send_steps``, in a child process
+(``activities.send_process``, off the worker's interpreter lock) or else in a thread, so a
+morning's thousands of due steps cost a few statements and commits per batch instead of several
+per step, and while one batch is in PostgreSQL or with a provider the next one gathers. Nothing
+waits for a batch to fill: a lone step is sent at once, in a batch of one; only while steps keep
+coming (the last batch had several) does a batch linger a few milliseconds for more. This is
+group commit, as databases do it.
 A second batch runs beside the first only when a whole batch is already waiting (the first is
 waiting on providers): on a busy machine batches grow rather than multiply.
 
@@ -26,10 +27,12 @@ import datetime as dt
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from temporalio import activity
 
 from activities.messaging import MessagingActivities
+from activities.send_process import SendProcesses, died
 from models.payloads import SendStepInput, SendStepResult
 from workflows.contract import ActivityName
 
@@ -51,10 +54,14 @@ class StepBatcher:
         max_batch: int = 64,
         lanes: int = 2,
         linger: dt.timedelta = dt.timedelta(milliseconds=10),
+        processes: SendProcesses | None = None,
     ) -> None:
         """``lanes``: batches in flight at once (and database connections they hold);
-        ``linger``: how long a batch waits for more steps once the previous one had several."""
+        ``linger``: how long a batch waits for more steps once the previous one had several;
+        ``processes``: child processes that run the batches (``activities.send_process``);
+        without them a batch runs in a thread of the worker, with ``messaging``."""
         self._messaging = messaging
+        self._processes = processes
         self._max_batch = max_batch
         self._lanes = lanes
         self._linger = linger.total_seconds()
@@ -108,13 +115,21 @@ class StepBatcher:
             self._busy = len(batch) > 1
             if not batch:
                 continue
+            steps, floors = [step for step, _, _ in batch], [floor for _, floor, _ in batch]
             try:
-                outcomes = await loop.run_in_executor(
-                    self._executor,
-                    self._messaging.send_steps,
-                    [step for step, _, _ in batch],
-                    [floor for _, floor, _ in batch],
-                )
+                if self._processes is not None:
+                    outcomes = await asyncio.wrap_future(self._processes.submit(steps, floors))
+                else:
+                    outcomes = await loop.run_in_executor(
+                        self._executor, self._messaging.send_steps, steps, floors
+                    )
+            except BrokenProcessPool as exc:  # the child died mid-batch: each step is retried
+                log.error("the send process stopped during a batch of %d steps", len(batch))
+                failure = died(exc)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(failure)
+                continue
             except Exception as exc:  # send_steps reports per step: a bug, failing this batch
                 log.exception("a batch of %d steps failed as a whole", len(batch))
                 for _, _, future in batch:

@@ -53,6 +53,12 @@ def rss(pid: int, samples: int = 5) -> int:
     return max(readings)
 
 
+def children_rss(pid: int) -> int:
+    """The worker's child processes (the send process and its fork server): their resident
+    memory, shared pages counted in each. Reported beside the figure, which is the worker's own."""
+    return sum(int(c.memory_info().rss) for c in psutil.Process(pid).children(recursive=True))
+
+
 async def parked(handle: WorkflowHandle[object, object]) -> bool:
     """Its first workflow task is done and its timer set (started, signaled, 3 task events...)."""
     desc = await handle.describe()
@@ -125,6 +131,7 @@ async def run(st: Stack, n: int) -> Result:
             parked_in = elapsed()
         await asyncio.sleep(3)
         loaded = await asyncio.to_thread(rss, child.pid)
+        children = await asyncio.to_thread(children_rss, child.pid)
     finally:
         if child.returncode is None:
             child.terminate()
@@ -145,6 +152,7 @@ async def run(st: Stack, n: int) -> Result:
         details={
             "open_balances": n,
             "growth_mib": round((loaded - idle) / MIB, 1),
+            "send_processes_rss_mib": round(children / MIB, 1),
             "cached_workflows_at_most": cached,
             "growth_kib_per_cached_workflow": round((loaded - idle) / 1024 / cached, 1),
             "start_seconds": round(started, 1),

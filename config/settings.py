@@ -57,6 +57,12 @@ class TemporalSettings(BaseModel):
     send_batch_lanes: int = Field(
         default=2, ge=1, description="batches in flight at once, each with a connection"
     )
+    send_processes: int = Field(
+        default=1,
+        ge=0,
+        description="child processes that run send batches, off the worker's interpreter lock;"
+        " 0: in the worker's own threads",
+    )
     provider_send_threads: int = Field(
         default=16, ge=1, description="provider requests (SendGrid, Twilio) a batch makes at once"
     )

@@ -34,6 +34,7 @@ from models.orm import repositories as repo
 from models.payloads import BalanceState, EscalationResult, StatusView
 from starter import get_account, get_status, workflow_id
 from tests.api_support import Api, account_body, api_settings, ec_key_pair, running_api
+from tests.support.waits import eventually
 
 pytestmark = pytest.mark.devserver
 T = TypeVar("T")
@@ -270,6 +271,14 @@ async def test_staff_notes_never_reach_workflow_history(api: Api) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["decision"] == "deny" and r.json()["subject"] == "write_off"
+
+    async def closed() -> bool:
+        # The workflow closes a decided task once its step is done (a send in flight first): a
+        # new request is refused as "already open" until then, as the worklist shows.
+        lines = (await api.http.get("/worklist", headers=staff)).json()
+        return all(t["task_id"] != first for t in lines)
+
+    await eventually(closed)
     r = await api.http.post(
         f"/accounts/{number}/write-off", json={"reason": planted["write_off"]}, headers=staff
     )
