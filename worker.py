@@ -132,48 +132,52 @@ def build_worker(
     temporal = settings.temporal
     # Batches run in a child process when the senders come from the settings (the child builds
     # its own); senders handed in (a test's fakes) live here, and so do their batches.
-    processes = (
-        SendProcesses(database_url(session_factory), settings, temporal.send_processes)
-        if senders is None and temporal.send_processes > 0
-        else None
-    )
-    messaging = MessagingActivities(
-        session_factory,
-        senders or build_senders(settings),
-        PolicyStore(session_factory),
-        send_concurrency=temporal.provider_send_threads,
-    )
+    runner: SendProcesses | MessagingActivities
+    if senders is None and temporal.send_processes > 0:
+        runner = SendProcesses(database_url(session_factory), settings, temporal.send_processes)
+    else:
+        runner = MessagingActivities(
+            session_factory,
+            senders or build_senders(settings),
+            PolicyStore(session_factory),
+            send_concurrency=temporal.provider_send_threads,
+        )
     batcher = StepBatcher(
-        messaging,
+        runner,
         max_batch=temporal.send_batch_size,
         lanes=temporal.send_batch_lanes,
         linger=dt.timedelta(milliseconds=temporal.send_batch_linger_ms),
-        processes=processes,
     )
+    processes = runner if isinstance(runner, SendProcesses) else None
     ledger = LedgerActivities(session_factory, Path(settings.data_dir) / "agency")
     reconcile = ReconcileActivities(session_factory, client, settings)
     contact_tasks = ContactTaskActivities(session_factory)
-    return EngineWorker(
-        client,
-        processes,
-        task_queue=task_queue or settings.temporal.task_queue,
-        workflows=WORKFLOWS,
-        workflow_runner=workflow_runner(),
-        activities=[
-            batcher.send_step,
-            ledger.close_balance,
-            ledger.open_approval,
-            ledger.close_approval,
-            ledger.escalate_approval,
-            ledger.place_with_agency,
-            reconcile.reconcile_ledger,
-            contact_tasks.sync_contact_task,
-        ],
-        activity_executor=ThreadPoolExecutor(
-            max_workers=temporal.max_concurrent_activities, thread_name_prefix="activity"
-        ),
-        max_concurrent_activities=temporal.max_concurrent_activities,
-    )
+    try:
+        return EngineWorker(
+            client,
+            processes,
+            task_queue=task_queue or settings.temporal.task_queue,
+            workflows=WORKFLOWS,
+            workflow_runner=workflow_runner(),
+            activities=[
+                batcher.send_step,
+                ledger.close_balance,
+                ledger.open_approval,
+                ledger.close_approval,
+                ledger.escalate_approval,
+                ledger.place_with_agency,
+                reconcile.reconcile_ledger,
+                contact_tasks.sync_contact_task,
+            ],
+            activity_executor=ThreadPoolExecutor(
+                max_workers=temporal.max_concurrent_activities, thread_name_prefix="activity"
+            ),
+            max_concurrent_activities=temporal.max_concurrent_activities,
+        )
+    except BaseException:
+        if processes is not None:  # an invalid configuration: no child is left behind
+            processes.close()
+        raise
 
 
 class EngineWorker(Worker):

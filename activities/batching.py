@@ -26,13 +26,14 @@ import asyncio
 import datetime as dt
 import logging
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from temporalio import activity
 
 from activities.messaging import MessagingActivities
-from activities.send_process import SendProcesses, died
+from activities.send_process import Outcomes, SendProcesses, died
 from models.payloads import SendStepInput, SendStepResult
 from workflows.contract import ActivityName
 
@@ -42,6 +43,8 @@ HEARTBEAT_EVERY = 3.0
 """Seconds between heartbeats of a waiting step: well inside the workflow's heartbeat timeout."""
 
 _Queued = tuple[SendStepInput, dt.datetime, "asyncio.Future[SendStepResult]"]
+Submit = Callable[[Sequence[SendStepInput], Sequence[dt.datetime | None]], Future[Outcomes]]
+"""Runs a batch (its steps, and the floor of each one's check clock) somewhere else."""
 
 
 class StepBatcher:
@@ -49,24 +52,26 @@ class StepBatcher:
 
     def __init__(
         self,
-        messaging: MessagingActivities,
+        runner: MessagingActivities | SendProcesses,
         *,
         max_batch: int = 64,
         lanes: int = 2,
         linger: dt.timedelta = dt.timedelta(milliseconds=10),
-        processes: SendProcesses | None = None,
     ) -> None:
-        """``lanes``: batches in flight at once (and database connections they hold);
-        ``linger``: how long a batch waits for more steps once the previous one had several;
-        ``processes``: child processes that run the batches (``activities.send_process``);
-        without them a batch runs in a thread of the worker, with ``messaging``."""
-        self._messaging = messaging
-        self._processes = processes
+        """``runner``: what runs a batch, the child processes of ``activities.send_process`` or
+        ``MessagingActivities`` here, in a thread of the worker; ``lanes``: batches in flight at
+        once (and database connections they hold); ``linger``: how long a batch waits for more
+        steps once the previous one had several."""
+        if isinstance(runner, SendProcesses):
+            self._submit: Submit = runner.submit
+        else:
+            threads = ThreadPoolExecutor(lanes, thread_name_prefix="send-batch")
+            send_steps = runner.send_steps
+            self._submit = lambda steps, floors: threads.submit(send_steps, steps, floors)
         self._max_batch = max_batch
         self._lanes = lanes
         self._linger = linger.total_seconds()
         self._busy = False
-        self._executor = ThreadPoolExecutor(lanes, thread_name_prefix="send-batch")
         self._queue: deque[_Queued] = deque()
         self._drainers: set[asyncio.Task[None]] = set()
         self._running = 0
@@ -105,7 +110,6 @@ class StepBatcher:
             self._running -= 1
 
     async def _drain_queue(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._queue:
             if self._busy and len(self._queue) < self._max_batch:
                 # Under load, wait a moment for more steps: bigger batches cost less per step.
@@ -117,12 +121,7 @@ class StepBatcher:
                 continue
             steps, floors = [step for step, _, _ in batch], [floor for _, floor, _ in batch]
             try:
-                if self._processes is not None:
-                    outcomes = await asyncio.wrap_future(self._processes.submit(steps, floors))
-                else:
-                    outcomes = await loop.run_in_executor(
-                        self._executor, self._messaging.send_steps, steps, floors
-                    )
+                outcomes = await asyncio.wrap_future(self._submit(steps, floors))
             except BrokenProcessPool as exc:  # the child died mid-batch: each step is retried
                 log.error("the send process stopped during a batch of %d steps", len(batch))
                 failure = died(exc)

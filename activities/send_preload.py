@@ -7,10 +7,8 @@ child's first collection would otherwise traverse them all, copying every page i
 0.3 s per child).
 """
 
-import gc
-
 from services import locations
+from worker import tune_gc
 
 locations.warm()
-gc.collect()
-gc.freeze()
+tune_gc()

@@ -1,5 +1,8 @@
 """A TCP proxy in front of PostgreSQL that a test can pause: the database stops answering.
 
+The upstream is a TCP server or, as the embedded server the suite starts on a fresh machine, a
+Unix socket (``for_url`` picks it from the database URL, ``proxied`` gives the URL through it).
+
 It runs its own event loop in a thread, so that a worker blocked on the database in the test's
 loop cannot stall it. While paused, bytes already sent wait in the proxy and new connections wait
 for the upstream; on resume everything flows again, as after a network partition or a paused VM.
@@ -11,9 +14,12 @@ import asyncio
 import threading
 from types import TracebackType
 
+from sqlalchemy import URL
+
 
 class PausableProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        """``upstream_host``: a host name, or a Unix socket directory (starts with ``/``)."""
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -21,6 +27,18 @@ class PausableProxy:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._server: asyncio.Server | None = None
+
+    @classmethod
+    def for_url(cls, url: URL) -> PausableProxy:
+        """A proxy in front of the server ``url`` names: its host, or its socket directory."""
+        socket_dir = url.query.get("host")
+        host = socket_dir if isinstance(socket_dir, str) else url.host
+        return cls(host or "127.0.0.1", url.port or 5432)
+
+    def proxied(self, url: URL) -> str:
+        """``url`` through this proxy (TCP on 127.0.0.1, whatever the upstream)."""
+        direct = url.difference_update_query(["host"])
+        return direct.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
 
     def __enter__(self) -> PausableProxy:
         self._thread.start()
@@ -63,7 +81,12 @@ class PausableProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self._flowing.wait()
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            host, port = self.upstream
+            if host.startswith("/"):
+                path = f"{host}/.s.PGSQL.{port}"
+                up_reader, up_writer = await asyncio.open_unix_connection(path)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
         except OSError:
             writer.close()
             return

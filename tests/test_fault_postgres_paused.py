@@ -37,8 +37,8 @@ async def test_statements_due_while_postgres_is_paused_are_sent_once(
     tmp_path: Path,
 ) -> None:
     url = make_url(database_url)
-    with PausableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        engine = make_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(False), 4)
+    with PausableProxy.for_url(url) as proxy:
+        engine = make_engine(proxy.proxied(url), 4)
         worker_db = make_session_factory(engine)
         try:
             rows = [
