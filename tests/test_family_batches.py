@@ -12,15 +12,17 @@ import csv
 import datetime as dt
 import io
 import mailbox
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 from pypdf import PdfReader
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from typer.testing import CliRunner
@@ -192,6 +194,47 @@ def test_a_text_a_day_after_another_accounts_waits_for_the_spacing(
         messaging.send_step(today)
     assert caught.value.type == "ContactCapReached"
     assert caught.value.next_retry_delay == DAY
+
+
+def test_two_batches_for_one_person_at_the_same_moment_send_one_text(
+    messaging: MessagingActivities,
+    session_factory: sessionmaker[Session],
+    physician: PolicyBundle,
+) -> None:
+    """Two lanes or two workers, each with a step of another account of one person, at once.
+
+    Each batch waits for the person's lock before reading what the person received; the one that
+    gets it second must read the first one's text and wait for the spacing. It once read from a
+    snapshot taken before the lock was granted, and both texts went out.
+    """
+    family = family_of(session_factory, physician, 2)
+    steps = [
+        deferring(step_input(physician, a, "notice-1", channels=[Channel.SMS], due_at=MORNING))
+        for a in family
+    ]
+    with session_factory() as s:
+        guarantor_id = s.get_one(Account, uuid.UUID(family[0])).guarantor_id
+    waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    # Someone holds the person's lock while both batches start: both wait for it, then take turns.
+    with session_factory() as holder, ThreadPoolExecutor(2) as pool:
+        holder.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(CAST(:g AS text), 0))"),
+            {"g": guarantor_id},
+        )
+        batches = [pool.submit(messaging.send_steps, [step]) for step in steps]
+        deadline = time.monotonic() + 30
+        while holder.scalar(waiting) != 2:
+            assert time.monotonic() < deadline, "the batches never waited for the person's lock"
+            assert not any(b.done() for b in batches), [b.result() for b in batches if b.done()]
+            time.sleep(0.02)
+        holder.rollback()
+        outcomes = [sent(b.result(timeout=30)[0]) for b in batches]
+
+    assert sorted(o.outcome for o in outcomes) == [StepOutcome.DEFERRED, StepOutcome.SENT]
+    waited = next(o for o in outcomes if o.outcome is StepOutcome.DEFERRED)
+    assert waited.not_before == MORNING + 2 * DAY  # 48 hours after the other account's text
+    texts = [r for step in steps for r in rows_of(session_factory, step)]
+    assert [(r.channel, r.status) for r in texts] == [(Channel.SMS, CommunicationStatus.SENT)]
 
 
 def test_letters_due_together_print_as_one_statement_of_each_account(

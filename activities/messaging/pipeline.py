@@ -147,11 +147,35 @@ def _latest_letter_due() -> ScalarSelect[str | None]:
     )
 
 
+# A person's transaction lock: two batches sending to one guarantor (two lanes, two workers) take
+# turns from reading what the person received to committing their claims. Keys in one order, so
+# that two batches never wait on each other. The lock is taken in a statement before the one that
+# reads the person's contacts: PostgreSQL takes a statement's snapshot as it starts, so a lock
+# awaited inside the reading statement would let it read from before the other batch's commit.
+_PERSON_KEYS = "SELECT DISTINCT hashtextextended(CAST(g AS text), 0) AS k FROM {people} ORDER BY k"
+_LOCK_PEOPLE = text(
+    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM ("
+    + _PERSON_KEYS.format(people="unnest(CAST(:person_locks AS uuid[])) AS g")
+    + ") AS ordered) AS held"
+)
+"""Locks the guarantors ``:person_locks``."""
+_LOCK_PEOPLE_OF_ACCOUNTS = text(
+    "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM ("
+    + _PERSON_KEYS.format(
+        people="(SELECT guarantor_id AS g FROM accounts WHERE id = ANY(CAST(:ids AS uuid[]))) AS a"
+    )
+    + ") AS ordered) AS held) >= 0"
+)
+"""Locks the guarantors of the accounts ``:ids``, as a condition of the batch's account load."""
+
+
 @cache
 def _accounts_query(count_earlier: bool) -> Executable:
     """A batch's accounts (``:ids``) with their guarantors, channels and charge lines, each
     guarantor's confidential address and the due date of each account's latest letter; with
-    ``count_earlier``, also how many outbox rows hold one of ``:keys``.
+    ``count_earlier``, also how many outbox rows hold one of ``:keys``. It takes the guarantors'
+    locks (``_LOCK_PEOPLE_OF_ACCOUNTS``), so the first reading of their contacts costs no round
+    trip of its own.
 
     Built once: a statement constructed for every batch cost more than running it (its clauses
     and cache key, in ``_load_accounts`` of every batch)."""
@@ -166,7 +190,7 @@ def _accounts_query(count_earlier: bool) -> Executable:
     return (
         select(Account, ConfidentialAddress, _latest_letter_due(), counted)
         .outerjoin(ConfidentialAddress, ConfidentialAddress.guarantor_id == Account.guarantor_id)
-        .where(Account.id == any_(bindparam("ids", type_=ARRAY(Uuid()))))
+        .where(Account.id == any_(bindparam("ids", type_=ARRAY(Uuid()))), _LOCK_PEOPLE_OF_ACCOUNTS)
         .options(
             joinedload(Account.guarantor).joinedload(Guarantor.channels),
             joinedload(Account.charges),
@@ -176,19 +200,14 @@ def _accounts_query(count_earlier: bool) -> Executable:
 
 @cache
 def _person_contacts_query() -> Executable:
-    """What the guarantors ``:guarantors`` received since ``:since``, on all their accounts,
-    once their transaction locks (``:person_locks``, sorted) are held. Built once, as above.
+    """What the guarantors ``:guarantors`` received since ``:since``, on all their accounts.
+    Built once, as above.
 
-    Two batches for one person must not both find them quiet: each takes the guarantors'
-    transaction locks (in one order) before reading, and holds them until its claims commit; a
-    claim still pending counts, since it is about to go out.
+    Two batches for one person must not both find them quiet: each holds the guarantors'
+    transaction locks, taken by an earlier statement, from this reading until its claims commit;
+    a claim still pending counts, since it is about to go out.
     """
     when = func.coalesce(Communication.due_at, Communication.sent_at, Communication.created_at)
-    locked = text(
-        "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
-        " hashtextextended(CAST(g AS text), 0) AS k FROM unnest(CAST(:person_locks AS uuid[]))"
-        " AS g ORDER BY k) AS ordered) AS held) >= 0"
-    )
     return (
         select(
             Communication.account_id,
@@ -205,7 +224,6 @@ def _person_contacts_query() -> Executable:
             Communication.channel.is_not(None),
             Communication.status.in_((*claims.COUNTED, CommunicationStatus.PENDING)),
             when > bindparam("since", type_=DateTime(timezone=True)),
-            locked,
         )
     )
 
@@ -360,8 +378,10 @@ class MessagingActivities:
                 self._settle_earlier(session, batch)
                 self._load_accounts(session, [w for w in batch if w.outcome is None])
             active = [w for w in batch if w.outcome is None]
+            locked = True  # the account load took the guarantors' locks, in this transaction
             while active:
-                self._choose(session, active)
+                self._choose(session, active, locked)
+                locked = False  # the claims commit and release them: the next round retakes them
                 self._claim(session, [w for w in active if w.claim is not None])
                 self._send(session, [w for w in active if w.outcome is None and w.won])
                 self._record_covered(session, [w for w in active if w.covers])
@@ -423,7 +443,7 @@ class MessagingActivities:
 
     # -- choosing a channel and rendering ------------------------------------------------------
 
-    def _choose(self, session: Session, active: list[_Work]) -> None:
+    def _choose(self, session: Session, active: list[_Work], locked: bool) -> None:
         """This round's claim of each step: its next usable channel, or its suppression.
 
         The guarantor's rules count every account of theirs (``workflows.person``): the contacts
@@ -431,7 +451,7 @@ class MessagingActivities:
         batch joins them, so that the next step of the same person sees it. A step of the same
         person, channel and contact point as one already chosen is covered by its message.
         """
-        contacts = self._person_contacts(session, active)
+        contacts = self._person_contacts(session, active, locked)
         chosen: dict[PersonKey, _Work] = {}
         for work in active:
             work.claim, work.won, work.tasks, work.audits = None, False, [], []
@@ -645,9 +665,10 @@ class MessagingActivities:
         }
 
     def _person_contacts(
-        self, session: Session, active: list[_Work]
+        self, session: Session, active: list[_Work], locked: bool
     ) -> dict[uuid.UUID, list[PersonContact]]:
-        """What each guarantor of these steps received lately, on all their accounts: one query.
+        """What each guarantor of these steps received lately, on all their accounts: one query,
+        after one that takes the guarantors' locks unless this transaction holds them (``locked``).
 
         The window covers every rule that counts contacts (``workflows.person``): the caps'
         windows, the spacing, a day, and the 7 days of a state cap.
@@ -667,10 +688,11 @@ class MessagingActivities:
             earliest = since if earliest is None else min(earliest, since)
         if not guarantors or earliest is None:
             return {}
+        if not locked:
+            session.execute(_LOCK_PEOPLE, {"person_locks": list(guarantors)})
         found: dict[uuid.UUID, list[PersonContact]] = defaultdict(list)
         for account_id, guarantor_id, channel, at, row_id, provider, provider_id in session.execute(
-            _person_contacts_query(),
-            {"guarantors": list(guarantors), "person_locks": sorted(guarantors), "since": earliest},
+            _person_contacts_query(), {"guarantors": list(guarantors), "since": earliest}
         ):
             if channel is None:
                 continue
