@@ -76,6 +76,10 @@ def _start(url: str, settings: Settings, worker_pid: int) -> None:
         PolicyStore(session_factory),
         send_concurrency=temporal.provider_send_threads,
     )
+    try:
+        _messaging.warm()  # before the first batch, not during it
+    except Exception as exc:  # the database is not up yet: the first batch connects then
+        log.warning("the send process could not warm up (%s)", type(exc).__name__)
     # What startup built stays out of later collections, as in the worker (worker.tune_gc); the
     # fork server froze what it loaded (activities.send_preload), so nothing is traversed here.
     gc.freeze()

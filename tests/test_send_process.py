@@ -127,3 +127,24 @@ async def test_the_send_process_ends_with_a_killed_worker(
         if worker.poll() is None:
             worker.kill()
         worker.wait(10)
+
+
+def test_a_child_started_while_the_database_is_down_stays_and_fails_each_step(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The child connects at start (``MessagingActivities.warm``); a database that does not answer
+    then must not break the pool: each batch's steps fail as retryable, in the same child."""
+    step = _email_step(session_factory, tmp_path, "down")
+    nowhere = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"  # port 1: refused at once
+    processes = SendProcesses(nowhere, settings, 1)
+    try:
+        children = set()
+        for _ in range(2):
+            [outcome] = processes.submit([step], [None]).result(TIMEOUT)
+            assert isinstance(outcome, ApplicationError), outcome
+            assert not outcome.non_retryable
+            children |= set(processes._pool._processes)
+        assert len(children) == 1, "the same child took both batches"
+    finally:
+        processes.close()
+
