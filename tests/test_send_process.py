@@ -147,4 +147,3 @@ def test_a_child_started_while_the_database_is_down_stays_and_fails_each_step(
         assert len(children) == 1, "the same child took both batches"
     finally:
         processes.close()
-
