@@ -33,7 +33,9 @@ def _era(tmp_path: Path, claims: dict[str, str], trace: str) -> Path:
 async def test_claim_pattern_and_ambiguous_references(
     settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    tag = uuid.uuid4().hex[:8].upper()
+    # Starts with a letter: a tag of eight digits (one run in 43) made the shared reference
+    # "SH-12345678" match the claim pattern below, as "SH" with a suffix.
+    tag = "T" + uuid.uuid4().hex[:8].upper()
     gross = {"insurance_paid": "0", "insurance_adjustment": "0"}
     a = balance_row(charge_ref=f"PA-{tag}", charges="185.00", **gross)
     shared = f"SH-{tag}"  # the same visit reference on two accounts
