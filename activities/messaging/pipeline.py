@@ -149,8 +149,8 @@ def _latest_letter_due() -> ScalarSelect[str | None]:
 
 # A person's transaction lock: two batches sending to one guarantor (two lanes, two workers) take
 # turns from reading what the person received to committing their claims. Keys in one order, so
-# that two batches never wait on each other. The lock is taken in a statement before the one that
-# reads the person's contacts: PostgreSQL takes a statement's snapshot as it starts, so a lock
+# that two batches sharing people never deadlock. The lock is taken in a statement before the one
+# that reads the person's contacts: PostgreSQL takes a statement's snapshot as it starts, so a lock
 # awaited inside the reading statement would let it read from before the other batch's commit.
 _PERSON_KEYS = "SELECT DISTINCT hashtextextended(CAST(g AS text), 0) AS k FROM {people} ORDER BY k"
 _LOCK_PEOPLE = text(
