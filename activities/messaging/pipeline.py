@@ -152,19 +152,22 @@ def _latest_letter_due() -> ScalarSelect[str | None]:
 # that two batches sharing people never deadlock. The lock is taken in a statement before the one
 # that reads the person's contacts: PostgreSQL takes a statement's snapshot as it starts, so a lock
 # awaited inside the reading statement would let it read from before the other batch's commit.
-_PERSON_KEYS = "SELECT DISTINCT hashtextextended(CAST(g AS text), 0) AS k FROM {people} ORDER BY k"
-_LOCK_PEOPLE = text(
-    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM ("
-    + _PERSON_KEYS.format(people="unnest(CAST(:person_locks AS uuid[])) AS g")
-    + ") AS ordered) AS held"
-)
+def _lock_people(people: str) -> str:
+    """SQL that locks the guarantors ``g`` of ``people``, in key order; its value is a count."""
+    return (
+        "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
+        f" hashtextextended(CAST(g AS text), 0) AS k FROM {people} ORDER BY k) AS ordered) AS held"
+    )
+
+
+_LOCK_PEOPLE = text(_lock_people("unnest(CAST(:person_locks AS uuid[])) AS g"))
 """Locks the guarantors ``:person_locks``."""
 _LOCK_PEOPLE_OF_ACCOUNTS = text(
-    "(SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM ("
-    + _PERSON_KEYS.format(
-        people="(SELECT guarantor_id AS g FROM accounts WHERE id = ANY(CAST(:ids AS uuid[]))) AS a"
+    "("
+    + _lock_people(
+        "(SELECT guarantor_id AS g FROM accounts WHERE id = ANY(CAST(:ids AS uuid[]))) AS a"
     )
-    + ") AS ordered) AS held) >= 0"
+    + ") >= 0"
 )
 """Locks the guarantors of the accounts ``:ids``, as a condition of the batch's account load."""
 
