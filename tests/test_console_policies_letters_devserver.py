@@ -12,6 +12,7 @@ import re
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -287,17 +288,17 @@ async def test_letters_batch_manifest_and_pdf_download(
     assert "Testy" not in said and "Synthetic" not in said and number not in said  # no PHI
 
     # A bad day is named; a read-only role reads the manifest but may not download the letters.
-    await page.goto(f"{console.url}/console/letters?day=2026-13-01&tz={zone}")
+    await page.goto(f"{console.url}/console/letters?day=2026-13-01&tz={quote(zone)}")
     await expect(page.get_by_role("alert")).to_have_text(
         "day: '2026-13-01' is not a date (YYYY-MM-DD)"
     )
     reader = person(session_factory, "reader", "admin")
     page2 = await console.sign_in(reader)
-    await page2.goto(f"{console.url}/console/letters?day={today}&tz={zone}")
+    await page2.goto(f"{console.url}/console/letters?day={today}&tz={quote(zone)}")
     await expect(page2.locator("#manifest")).to_contain_text(number)
     assert await page2.get_by_role("link", name="Download the PDF").count() == 0
     r = await page2.request.get(
-        f"{console.url}/console/letters/batch.pdf?day={today}&tz={zone}", max_redirects=0
+        f"{console.url}/console/letters/batch.pdf?day={today}&tz={quote(zone)}", max_redirects=0
     )
     assert r.status == 403 and "(act)" in await r.text()
     assert not audit_rows(session_factory, "print_batch_downloaded", reader.user_id)
